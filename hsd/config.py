@@ -1,0 +1,377 @@
+"""Typed, frozen configuration for every hsd command.
+
+One YAML file drives a whole experiment. It is read with ``yaml.safe_load`` into frozen
+dataclasses; an unknown key or a wrong type is a :class:`ConfigError` naming the key, the
+file and the valid keys, because a silently ignored typo (``batchsize: 64``) costs a user a
+GPU-hour before they notice. Defaults live here and nowhere else.
+
+Dotted overrides from the command line (``inference.batch_size=8``) are parsed as YAML
+scalars and go through the same checks as the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+
+from hsd.errors import HsdError
+
+
+class ConfigError(HsdError, ValueError):
+    """A configuration problem the user must fix; the message says what, where and how."""
+
+
+# --------------------------------------------------------------------------------------
+# Sections
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which samples are evaluated."""
+
+    dir: Optional[str] = None  # dataset directory; None -> $HSD_DATA_DIR or ./data
+    split: Literal["train", "val", "test"] = "test"  # unified_<split>.json
+    subset: Optional[str] = None  # a named file in <dir>/canned/ (e.g. canned_50_quick); overrides split
+    max_samples: Union[int, Literal["all"]] = "all"  # N drawn stratified by label x target group
+    seed: int = 42  # seed of the stratified draw
+
+
+@dataclass(frozen=True)
+class PromptConfig:
+    """How a sample becomes a chat prompt."""
+
+    template: str = "rich"  # a built-in name (rich, simple), a YAML template or a legacy JSON file
+    strategy: Optional[str] = None  # strategy name inside a legacy JSON template file
+    reasoning_effort: Literal["low", "medium", "high"] = "low"  # harmony "Reasoning:" line
+    date: str = "2025-08-05"  # pinned "Current date" so prompts (and their hashes) never drift
+    few_shot_per_group: int = 2  # rich prompts: examples per target group and label, from train
+    few_shot_seed: int = 13  # which train examples become few-shot examples
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Model weights, tokenizer and optional LoRA adapter."""
+
+    name_or_path: str = "openai/gpt-oss-20b"  # local directory or hub name
+    adapter: Optional[str] = None  # a peft LoRA adapter directory
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    attn_implementation: str = "eager"  # gpt-oss has no SDPA: eager or flex_attention
+    experts_implementation: Optional[str] = None  # eager | batched_mm | grouped_mm (None: auto)
+    trust_remote_code: bool = False  # off unless you trust the model repository's code
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """How responses are produced."""
+
+    backend: str = "hf"  # registry name: hf | deepspeed
+    mode: Literal["generate", "score"] = "generate"  # reasoning+answer, or P(hate) in one pass
+    batch_size: int = 8  # per rank; halved and retried on CUDA OOM
+    max_new_tokens: Optional[int] = None  # None: the template's max_tokens
+    temperature: Optional[float] = None  # None: the template's temperature (0 = greedy)
+    top_p: Optional[float] = None  # None: the template's top_p
+    min_new_tokens: Optional[int] = None  # benchmarks force an output length with this
+    seed: int = 1234  # sampling seed (per rank offset added)
+    threshold: float = 0.5  # score mode: P(hate) >= threshold -> hate
+    threshold_from: Optional[str] = None  # score mode: a run dir whose records choose the threshold
+    progress: bool = True  # a progress bar per rank
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    """peft LoRA settings."""
+
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    target_parameters: tuple[str, ...] = ()  # e.g. mlp.experts.gate_up_proj (expert weights)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """LoRA fine-tuning under Accelerate + DeepSpeed."""
+
+    format: Literal["simple", "optimized"] = "simple"  # which ftdata chat format to train on
+    holdout_fraction: float = 0.1  # stratified eval hold-out carved from the train split
+    ds_config: str = "ds_configs/zero3.json"
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    epochs: float = 1.0
+    max_steps: Optional[int] = None  # overrides epochs when set
+    micro_batch_size: int = 4
+    grad_accum: int = 1
+    learning_rate: float = 2e-4
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.05
+    scheduler: Literal["cosine", "linear", "constant"] = "cosine"
+    max_length: int = 1024  # longer examples are truncated from the left of the prompt
+    gradient_checkpointing: bool = True
+    eval_every: int = 50  # steps
+    save_every: int = 50  # steps
+    keep_checkpoints: int = 2
+    early_stopping_patience: Optional[int] = None  # evals without improvement before stopping
+    seed: int = 42
+    stop_after_steps: Optional[int] = None  # testing: exit cleanly after N steps (simulates preemption)
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    """Where jobs run (submitit)."""
+
+    kind: Literal["slurm", "local", "debug"] = "local"
+    gpus_per_node: int = 0
+    tasks_per_node: Optional[int] = None  # None: = gpus_per_node (at least 1)
+    cpus_per_task: int = 2
+    mem_gb: int = 16
+    timeout_min: int = 120
+    partition: Optional[str] = None
+    account: Optional[str] = None
+    qos: Optional[str] = None
+    signal_delay_s: int = 120  # USR2 this long before the time limit -> checkpoint + requeue
+    max_num_timeout: int = 3
+    extra_sbatch: dict[str, str] = field(default_factory=dict)  # passed as slurm_additional_parameters
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A job array of training runs: each entry overrides train.lora keys."""
+
+    lora: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Prompt strategies of the two validation runs in the pipeline."""
+
+    baseline_template: str = "rich"
+    baseline_strategy: Optional[str] = None
+    finetuned_template: str = "simple"
+    finetuned_strategy: Optional[str] = None
+    run_baseline: bool = True
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole experiment."""
+
+    experiment: str = "default"  # results/<experiment>/...
+    run_name: Optional[str] = None  # None: <command>_<strategy>_<timestamp>
+    results_dir: str = "results"
+    data: DataConfig = field(default_factory=DataConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+
+
+# --------------------------------------------------------------------------------------
+# Strict construction
+# --------------------------------------------------------------------------------------
+
+_POSITIVE = {
+    "inference.batch_size",
+    "train.micro_batch_size",
+    "train.grad_accum",
+    "train.max_length",
+    "train.lora.r",
+    "train.eval_every",
+    "train.save_every",
+    "train.keep_checkpoints",
+    "executor.cpus_per_task",
+    "executor.mem_gb",
+    "executor.timeout_min",
+}
+_NON_NEGATIVE = {"executor.gpus_per_node", "prompt.few_shot_per_group"}
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
+    if origin is not None:
+        return str(tp).replace("typing.", "")
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, where: str, source: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it (tuples for sequences)."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: '{where}' must be a mapping of {tp.__name__} keys, got {type(value).__name__}")
+        return _build(tp, value, where, source)
+    if origin is Literal:
+        if value in typing.get_args(tp):
+            return value
+    elif origin in (Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return _coerce(value, arg, where, source)
+            except ConfigError:
+                continue
+    elif tp is type(None):
+        if value is None:
+            return None
+    elif tp is Any:
+        return value
+    elif tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif origin in (tuple, list):
+        args = typing.get_args(tp)
+        if isinstance(value, (list, tuple)):
+            return tuple(_coerce(v, args[0], f"{where}[{i}]", source) for i, v in enumerate(value))
+    elif origin is dict:
+        kt, vt = typing.get_args(tp)
+        if isinstance(value, dict):
+            return {_coerce(k, kt, where, source): _coerce(v, vt, f"{where}.{k}", source) for k, v in value.items()}
+    raise ConfigError(
+        f"{source}: '{where}' must be {_type_name(tp)}, got {value!r} ({type(value).__name__})"
+    )
+
+
+def _build(cls: type, values: dict[str, Any], prefix: str, source: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        where = f"{prefix}.{key}" if prefix else str(key)
+        if key not in names:
+            raise ConfigError(
+                f"{source}: unknown key '{where}'. Valid keys{' under ' + repr(prefix) if prefix else ''}: "
+                f"{', '.join(names)}"
+            )
+        value = _coerce(value, hints[key], where, source)
+        _check_range(where, value, source)
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def _check_range(where: str, value: Any, source: str) -> None:
+    if where in _POSITIVE and isinstance(value, (int, float)) and value <= 0:
+        raise ConfigError(f"{source}: '{where}' must be > 0, got {value}")
+    if where in _NON_NEGATIVE and isinstance(value, (int, float)) and value < 0:
+        raise ConfigError(f"{source}: '{where}' must be >= 0, got {value}")
+    if where == "data.max_samples" and isinstance(value, int) and value <= 0:
+        raise ConfigError(f"{source}: 'data.max_samples' must be a positive integer or 'all', got {value}")
+    if where == "inference.threshold" and not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{source}: 'inference.threshold' must be in [0, 1], got {value}")
+
+
+# --------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``a.b.c=value`` -> (["a", "b", "c"], yaml-parsed value)."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like section.key=value (e.g. inference.batch_size=8)")
+    key, raw = text.split("=", 1)
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override '{text}': empty key part")
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override '{text}': value is not valid YAML ({exc})") from None
+    return key.split("."), value
+
+
+def _set_dotted(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    node = tree
+    for part in path[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        elif not isinstance(child, dict):
+            raise ConfigError(f"override '{'.'.join(path)}': '{part}' is not a section")
+        node = child
+    node[path[-1]] = value
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping with ``yaml.safe_load``; errors name the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p} (pass an existing YAML file, e.g. configs/demo.yaml)")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8-sig"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: the top level must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def from_dict(values: dict[str, Any], source: str = "<config>", overrides: list[str] = ()) -> Config:
+    """Build a :class:`Config` from a plain mapping plus dotted overrides."""
+    tree = _deep_copy(values)
+    for text in overrides:
+        path, value = parse_override(text)
+        _set_dotted(tree, path, value)
+    src = source if not overrides else f"{source} (with overrides {' '.join(overrides)})"
+    return _build(Config, tree, "", src)
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
+    """Load a config file (or the defaults when ``path`` is None) with overrides."""
+    values = read_yaml(path) if path is not None else {}
+    return from_dict(values, str(path) if path else "<defaults>", overrides)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A plain, YAML-safe mapping (tuples become lists)."""
+
+    def plain(v: Any) -> Any:
+        if dataclasses.is_dataclass(v):
+            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(cfg)
+
+
+def dump_config(cfg: Config) -> str:
+    """YAML text of the resolved config; ``load_config`` of it gives ``cfg`` back."""
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def replace(cfg: Any, **changes: Any) -> Any:
+    """Dotted-key aware ``dataclasses.replace``: ``replace(cfg, **{"inference.batch_size": 4})``."""
+    tree = to_dict(cfg)
+    for key, value in changes.items():
+        _set_dotted(tree, key.split("."), to_dict(value) if dataclasses.is_dataclass(value) else value)
+    return _build(type(cfg), tree, "", "<replace>")
+
+
+def _deep_copy(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in values.items()}

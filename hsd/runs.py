@@ -1,0 +1,219 @@
+"""Run directories, atomic writes, the run lock and the manifest.
+
+Layout: ``<results_dir>/<experiment>/<run_id>/`` holding ``config.yaml``, ``manifest.json``,
+``shards/rank<k>.jsonl`` and the output files. Writes go to a temporary file in the same
+directory and are renamed into place, so a crash never leaves a half-written CSV where a
+good one was. Names that would escape the results root are refused.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import fcntl
+import json
+import os
+import platform
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from hsd.errors import HsdError
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class RunError(HsdError):
+    """A problem with a run directory (name, lock, permissions); the message says how to fix it."""
+
+
+def timestamp() -> str:
+    """The seed's file-name timestamp: ``YYYYmmdd_HHMMSS``."""
+    return _dt.datetime.now().strftime("%Y%m%d_%H%M%S")
+
+
+def check_name(name: str, what: str) -> str:
+    """Refuse names that are not a single safe path component (no '/', '..', spaces)."""
+    if not _NAME_RE.match(name) or name in {".", ".."}:
+        raise RunError(
+            f"{what} '{name}' is not allowed: use letters, digits, '.', '_' and '-' only "
+            "(one path component; it must not escape the results directory)"
+        )
+    return name
+
+
+def experiment_dir(results_dir: str | Path, experiment: str) -> Path:
+    root = Path(results_dir).resolve()
+    path = (root / check_name(experiment, "experiment name")).resolve()
+    if root not in path.parents:
+        raise RunError(f"experiment '{experiment}' would escape the results directory {root}")
+    return path
+
+
+def run_dir(results_dir: str | Path, experiment: str, run_id: str) -> Path:
+    exp = experiment_dir(results_dir, experiment)
+    return exp / check_name(run_id, "run name")
+
+
+def ensure_writable(path: Path) -> Path:
+    """Create ``path`` (and parents) and prove it is writable, with one clear error if not."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-", delete=True):
+            pass
+    except OSError as exc:
+        raise RunError(
+            f"cannot write to {path}: {exc.strerror or exc}. Choose a writable results_dir "
+            "(config key results_dir or override results_dir=PATH)"
+        ) from None
+    return path
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temp file + fsync + rename: readers see the old or the new file, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+@dataclass
+class RunLock:
+    """An exclusive ``flock`` on ``<run>/.lock``: two processes never drive the same run.
+
+    Ranks of one run share the lock holder: only rank 0 takes it (the others are children of
+    the same launcher and write disjoint shard files).
+    """
+
+    path: Path
+    _fh: Any = None
+
+    def acquire(self) -> "RunLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(self.path, "a+")
+        try:
+            fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._fh.seek(0)
+            holder = self._fh.read().strip() or "another process"
+            self._fh.close()
+            self._fh = None
+            raise RunError(
+                f"run directory {self.path.parent} is in use by {holder}; wait for it to finish "
+                "or choose another run_name"
+            ) from None
+        self._fh.seek(0)
+        self._fh.truncate()
+        self._fh.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        self._fh.flush()
+        return self
+
+    def release(self) -> None:
+        if self._fh is not None:
+            fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def git_sha() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0]}
+    for name in ("torch", "transformers", "accelerate", "peft", "deepspeed", "submitit", "sklearn", "pandas"):
+        mod = sys.modules.get(name)
+        if mod is not None:
+            out[name] = getattr(mod, "__version__", "?")
+    return out
+
+
+def _devices() -> list[str]:
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available():
+        return ["cpu"]
+    return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+
+
+def base_manifest(command: str, world_size: int = 1) -> dict[str, Any]:
+    """Facts every run records: versions, git sha, host, devices, Slurm ids, start time."""
+    slurm = {k: v for k, v in os.environ.items() if k in {
+        "SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_RESTART_COUNT", "SLURM_JOB_PARTITION"}}
+    return {
+        "command": command,
+        "argv": sys.argv,
+        "started": _dt.datetime.now().isoformat(timespec="seconds"),
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "git_sha": git_sha(),
+        "versions": _versions(),
+        "devices": _devices(),
+        "world_size": world_size,
+        "slurm": slurm,
+    }
+
+
+def update_manifest(run: Path, **fields: Any) -> dict[str, Any]:
+    """Merge ``fields`` into ``manifest.json`` (atomic); refresh versions and devices."""
+    path = run / "manifest.json"
+    manifest = json.loads(path.read_text()) if path.exists() else {}
+    manifest.update(fields)
+    manifest["versions"] = {**manifest.get("versions", {}), **_versions()}
+    atomic_write_json(path, manifest)
+    return manifest
+
+
+def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    """Complete JSON lines of ``path``; a torn (unterminated or unparsable) last line is skipped."""
+    if not path.exists():
+        return
+    with open(path, "rb") as fh:
+        data = fh.read()
+    lines = data.split(b"\n")
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        last = i == len(lines) - 1  # no trailing newline: torn write
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            if last:
+                return
+            raise RunError(f"{path}: line {i + 1} is not valid JSON (corrupt shard; remove that line to resume)")
+        if last:
+            return  # written without its newline: treat as torn and redo
+        yield obj

@@ -23,6 +23,8 @@ def _config_args(p: argparse.ArgumentParser, required: bool = True) -> None:
 
 def _validate(p: argparse.ArgumentParser) -> None:
     _config_args(p)
+    p.add_argument("--run-dir", default=None,
+                   help="run directory to create or resume (default: results/<experiment>/<run_name or validate_<strategy>_<ts>>)")
 
 
 def _model(p: argparse.ArgumentParser) -> None:

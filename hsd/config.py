@@ -41,6 +41,9 @@ class DataConfig:
     subset: Optional[str] = None  # a named file in <dir>/canned/ (e.g. canned_50_quick); overrides split
     max_samples: Union[int, Literal["all"]] = "all"  # N drawn stratified by label x target group
     seed: int = 42  # seed of the stratified draw
+    # A row whose text is "" is an error by default; true skips such rows with a warning naming
+    # them (the shipped unified_val.json has one). Missing or null text is always an error.
+    drop_empty_text: bool = False
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,9 @@ class LoraConfig:
     dropout: float = 0.05
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
     target_parameters: tuple[str, ...] = ()  # e.g. mlp.experts.gate_up_proj (expert weights)
+    # Modules trained in full and saved with the adapter (e.g. lm_head): a tiny random model
+    # learns the answer format much faster with them; the 20B model does not need them.
+    modules_to_save: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -120,6 +126,11 @@ class TrainConfig:
     early_stopping_patience: Optional[int] = None  # evals without improvement before stopping
     seed: int = 42
     stop_after_steps: Optional[int] = None  # testing: exit cleanly after N steps (simulates preemption)
+    max_train_samples: Union[int, Literal["all"]] = "all"  # N train rows drawn stratified (after the hold-out)
+    max_grad_norm: float = 1.0  # gradient clipping (DeepSpeed "gradient_clipping")
+    # A row longer than max_length: "truncate" cuts the prompt from the left (the answer stays
+    # whole; the count is reported), "error" refuses the data with the row and its length.
+    on_too_long: Literal["truncate", "error"] = "truncate"
 
 
 @dataclass(frozen=True)
@@ -159,6 +170,17 @@ class PipelineConfig:
 
 
 @dataclass(frozen=True)
+class ReportConfig:
+    """Collate, compare and report: intervals, small-group flags, error examples."""
+
+    bootstrap_resamples: int = 1000  # percentile bootstrap; >= 1000 keeps 95% bounds stable to ~0.005
+    bootstrap_seed: int = 0  # the same seed gives the same intervals (reports are reproducible)
+    confidence: float = 0.95  # interval level
+    min_class_count: int = 30  # flag a group with fewer answered hate or normal samples than this
+    errors_per_group: int = 5  # error examples per target group in the report
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole experiment."""
 
@@ -173,6 +195,7 @@ class Config:
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
 
 # --------------------------------------------------------------------------------------
@@ -188,11 +211,21 @@ _POSITIVE = {
     "train.eval_every",
     "train.save_every",
     "train.keep_checkpoints",
+    "train.epochs",
+    "train.max_steps",
+    "train.stop_after_steps",
+    "train.max_train_samples",
+    "train.learning_rate",
+    "train.max_grad_norm",
+    "train.holdout_fraction",
+    "train.lora.alpha",
     "executor.cpus_per_task",
     "executor.mem_gb",
     "executor.timeout_min",
+    "report.bootstrap_resamples",
+    "report.min_class_count",
 }
-_NON_NEGATIVE = {"executor.gpus_per_node", "prompt.few_shot_per_group"}
+_NON_NEGATIVE = {"executor.gpus_per_node", "prompt.few_shot_per_group", "report.errors_per_group"}
 
 
 def _type_name(tp: Any) -> str:
@@ -278,6 +311,11 @@ def _check_range(where: str, value: Any, source: str) -> None:
         raise ConfigError(f"{source}: '{where}' must be >= 0, got {value}")
     if where == "data.max_samples" and isinstance(value, int) and value <= 0:
         raise ConfigError(f"{source}: 'data.max_samples' must be a positive integer or 'all', got {value}")
+    if where == "report.bootstrap_resamples" and value < 1000:
+        raise ConfigError(f"{source}: 'report.bootstrap_resamples' must be >= 1000 (fewer gives unstable "
+                          f"95% bounds); got {value}")
+    if where == "report.confidence" and not 0.0 < value < 1.0:
+        raise ConfigError(f"{source}: 'report.confidence' must be in (0, 1), e.g. 0.95; got {value}")
     if where == "inference.threshold" and not 0.0 <= value <= 1.0:
         raise ConfigError(f"{source}: 'inference.threshold' must be in [0, 1], got {value}")
 

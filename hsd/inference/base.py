@@ -1,0 +1,61 @@
+"""The small interface every inference backend implements.
+
+A backend turns rendered prompt strings into :class:`Output` objects, one per prompt, in the
+same order. It owns the model (how it is loaded and placed: plain HF, DeepSpeed ZeRO-3, ...)
+but nothing else: data, prompts, parsing, shard files and resume live in
+:mod:`hsd.validate`, so a new backend is one class of two methods.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from hsd.config import Config
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Decoding settings after the template's parameters and config overrides are merged."""
+
+    max_new_tokens: int
+    temperature: float  # 0 -> greedy
+    top_p: float
+    min_new_tokens: Optional[int] = None
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+@dataclass(frozen=True)
+class Output:
+    """What a backend produced for one prompt."""
+
+    text: str  # generate: the new tokens decoded with special tokens kept; score: ""
+    prompt_tokens: int
+    new_tokens: int
+    p_hate: Optional[float] = None  # score mode
+
+
+class Backend(ABC):
+    """Loads a model for one rank and answers batches of prompts.
+
+    ``tokenizer`` is passed in because prompts were already rendered (and sorted by token
+    length) with it; the backend must use the same one.
+    """
+
+    def __init__(self, cfg: Config, device: str, rank: int, tokenizer: Any) -> None:
+        self.cfg = cfg
+        self.device = device
+        self.rank = rank
+        self.tokenizer = tokenizer
+
+    @abstractmethod
+    def generate(self, prompts: list[str], settings: GenerationSettings) -> list[Output]:
+        """Reasoning + answer for each prompt (raw text with harmony markers kept)."""
+
+    def score(self, prompts: list[str]) -> list[Output]:
+        """P(hate) from one forward pass over each score prefix (prompt + answer opening)."""
+        raise NotImplementedError(f"{type(self).__name__} has no score mode")

@@ -1,0 +1,107 @@
+"""Per-rank shard files: the only state a validation keeps, and what makes it resumable.
+
+Each rank appends one JSON line per evaluated sample to ``<run>/shards/rank<k>.jsonl`` after
+every batch, then flushes and fsyncs, so a kill loses at most the batch in flight. On restart
+every rank reads *all* shard files (a requeued job may have another world size) and skips the
+ids already there. A write cut off mid-line is dropped (``hsd.runs.iter_jsonl``) and truncated
+from the file before appending, so the sample is redone and the file stays valid JSONL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Iterable
+
+from hsd.records import Record
+from hsd.runs import RunError, iter_jsonl
+
+SHARD_DIR = "shards"
+
+
+def shard_path(run_dir: Path, rank: int) -> Path:
+    return run_dir / SHARD_DIR / f"rank{rank}.jsonl"
+
+
+def shard_files(run_dir: Path) -> list[Path]:
+    """Every rank's shard file present, in rank order (rank10 after rank9)."""
+    files = (run_dir / SHARD_DIR).glob("rank*.jsonl")
+    return sorted(files, key=lambda p: (len(p.name), p.name))
+
+
+def truncate_torn_tail(path: Path) -> int:
+    """Cut an unterminated last line (a write the process died in); return bytes removed."""
+    if not path.exists():
+        return 0
+    size = path.stat().st_size
+    if size == 0:
+        return 0
+    with open(path, "rb+") as fh:
+        data = fh.read()
+        if data.endswith(b"\n"):
+            return 0
+        keep = data.rfind(b"\n") + 1  # 0 when the only line is torn
+        fh.truncate(keep)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return size - keep
+
+
+def read_records(run_dir: Path) -> list[Record]:
+    """All complete records of all shards (torn last lines skipped)."""
+    return [Record.from_json(obj) for path in shard_files(run_dir) for obj in iter_jsonl(path)]
+
+
+def recorded_ids(run_dir: Path) -> set[str]:
+    return {r.sample_id for r in read_records(run_dir)}
+
+
+class ShardWriter:
+    """Appends records to this rank's shard, durably (flush + fsync per batch)."""
+
+    def __init__(self, run_dir: Path, rank: int) -> None:
+        self.path = shard_path(run_dir, rank)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        truncate_torn_tail(self.path)
+        self._fh = open(self.path, "a", encoding="utf-8")
+
+    def append(self, records: Iterable[Record]) -> None:
+        # One write call per batch: a kill tears at most the last line, never interleaves.
+        text = "".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in records)
+        self._fh.write(text)
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> "ShardWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def merge(run_dir: Path, expected_ids: Iterable[str]) -> list[Record]:
+    """Every expected sample exactly once, ordered by sample id; RunError otherwise."""
+    records = read_records(run_dir)
+    expected = set(expected_ids)
+    counts = Counter(r.sample_id for r in records)
+    dupes = sorted(i for i, n in counts.items() if n > 1)
+    missing = sorted(expected - counts.keys())
+    extra = sorted(counts.keys() - expected)
+    problems = []
+    if dupes:
+        problems.append(f"{len(dupes)} sample ids recorded more than once (e.g. {dupes[:3]})")
+    if missing:
+        problems.append(f"{len(missing)} selected samples have no record (e.g. {missing[:3]})")
+    if extra:
+        problems.append(f"{len(extra)} records are not in the selected samples (e.g. {extra[:3]})")
+    if problems:
+        raise RunError(
+            f"shards in {run_dir / SHARD_DIR} are inconsistent: {'; '.join(problems)}. Was the run "
+            "directory reused with another data selection? Start a new run directory"
+        )
+    return sorted(records, key=lambda r: r.sample_id)

@@ -1,0 +1,253 @@
+"""``hsd import-legacy OLD_RUN_DIR --out DIR [--keep-predictions]``: old pipeline run -> hsd run.
+
+The old pipeline lost most of gpt-oss's final answers (its parser searched the reasoning and
+defaulted to ``normal``), but it saved the raw responses. This re-reads every ``raw_response``
+of ``intermediate_results_<ts>.jsonl`` with :func:`hsd.parsing.parse_response` and writes a
+complete hsd run directory (seed files, ``metrics.json``, a ``manifest.json`` saying where it
+came from; no ``config.yaml``: the old run had none), so a team corrects its numbers without
+re-running the model. The old timestamp is kept in the file names.
+
+``--keep-predictions`` instead takes the predictions of ``strategy_unified_results_<ts>.csv``
+as they are (every row: the old jsonl may hold one rank's rows only) and recomputes the
+metrics; with the old rule (a prediction other than hate/normal is left out of the confusion
+counts, but counted in a group's ``sample_count``) this reproduces the old metric CSVs exactly.
+Sample ids are then the CSV row numbers (the old jsonl's ids are rank-local).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections import defaultdict, deque
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Optional
+
+import pandas as pd
+
+from hsd.errors import HsdError
+from hsd.metrics.performance import compute_performance
+from hsd.parsing import ParseStatus, parse_response
+from hsd.records import LABELS, Record
+from hsd.reporting.seed_files import UNIFIED_COLUMNS, write_outputs
+from hsd.runs import atomic_write_json, base_manifest
+
+_JSONL = re.compile(r"^intermediate_results_(.+)\.jsonl$")
+_CSV = re.compile(r"^strategy_unified_results_(.+)\.csv$")
+# Old report header line -> meta key of the new report.
+_REPORT_HEADER = {"Model": "model", "Prompt Template File": "template", "Data Source": "data",
+                  "Command Line": "old_command"}
+
+
+class LegacyError(HsdError):
+    """The old run directory is missing, ambiguous or malformed."""
+
+
+@dataclass(frozen=True)
+class OldRun:
+    path: Path
+    ts: str
+    jsonl: Optional[Path]
+    csv: Optional[Path]
+    rows: list[dict[str, Any]]  # jsonl objects, in file order
+    table: Optional[pd.DataFrame]  # the old per-sample CSV, every cell a string
+
+
+def load_old_run(path: Path) -> OldRun:
+    """Find and read the old run's files; one :class:`LegacyError` for anything wrong."""
+    if not path.is_dir():
+        raise LegacyError(f"old run directory {path} does not exist (pass the directory holding "
+                          "intermediate_results_<ts>.jsonl)")
+    jsonls = {m.group(1): p for p in path.iterdir() if (m := _JSONL.match(p.name))}
+    csvs = {m.group(1): p for p in path.iterdir() if (m := _CSV.match(p.name))}
+    stamps = sorted(set(jsonls) | set(csvs))
+    if not stamps:
+        raise LegacyError(f"{path} holds no intermediate_results_<ts>.jsonl or "
+                          "strategy_unified_results_<ts>.csv: not an old pipeline run directory")
+    if len(stamps) > 1:
+        raise LegacyError(f"{path} holds several old runs (timestamps {', '.join(stamps)}); copy one "
+                          "run's files into a directory of its own and import that")
+    ts = stamps[0]
+    jsonl, csv = jsonls.get(ts), csvs.get(ts)
+    return OldRun(path, ts, jsonl, csv, _read_jsonl(jsonl) if jsonl else [],
+                  _read_csv(csv) if csv else None)
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise LegacyError(f"{path}: line {n} is not valid JSON ({exc.msg})") from None
+        missing = [k for k in ("text", "true_label", "target_group") if k not in obj]
+        if "raw_response" not in obj and "response" not in obj:
+            missing.append("raw_response")
+        if missing or obj["true_label"] not in LABELS:
+            what = f"lacks {missing}" if missing else f"has true_label {obj['true_label']!r} (not hate/normal)"
+            raise LegacyError(f"{path}: line {n} {what}; is this an old pipeline intermediate_results file?")
+        rows.append(obj)
+    if not rows:
+        raise LegacyError(f"{path} holds no records")
+    return rows
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:  # strings as written: an empty cell stays "", a text "NA" stays "NA"
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise LegacyError(f"{path} is not a readable CSV: {exc}") from None
+    missing = [c for c in UNIFIED_COLUMNS if c not in table.columns]
+    if missing:
+        raise LegacyError(f"{path} lacks columns {missing}; expected the old header {','.join(UNIFIED_COLUMNS)}")
+    bad = table.index[~table["true_label"].isin(LABELS)]
+    if len(bad):
+        raise LegacyError(f"{path}: row {bad[0] + 2} has true_label {table['true_label'][bad[0]]!r} (not hate/normal)")
+    return table
+
+
+def _csv_rows_by_text(table: Optional[pd.DataFrame]) -> dict[tuple[str, str], deque]:
+    """(strategy, text) -> CSV row indices in order, to align jsonl rows (duplicates texts exist)."""
+    index: dict[tuple[str, str], deque] = defaultdict(deque)
+    if table is not None:
+        for i, (strategy, text) in enumerate(zip(table["strategy"], table["input_text"])):
+            index[(strategy, text)].append(i)
+    return index
+
+
+def reparsed_records(old: OldRun) -> list[Record]:
+    """One Record per jsonl row, its label re-read from the raw response."""
+    if not old.rows:
+        raise LegacyError(f"{old.path} has no intermediate_results_{old.ts}.jsonl to re-parse "
+                          "(use --keep-predictions to recompute the metrics from the CSV)")
+    align = _csv_rows_by_text(old.table)
+    records = []
+    for n, row in enumerate(old.rows):
+        raw = row["raw_response"] if "raw_response" in row else row["response"]
+        parsed = parse_response(raw)
+        strategy = str(row.get("strategy") or "legacy")  # absent in very old files
+        rows = align.get((strategy, row["text"]))
+        persona = old.table["persona_tag"][rows.popleft()] if rows else row["target_group"]
+        records.append(Record(
+            sample_id=str(row.get("sample_id", n)), text=row["text"], true_label=row["true_label"],
+            target_group=row["target_group"], persona_tag=persona, source=str(row.get("source", "")),
+            strategy=strategy, prompt_hash="", raw_response=raw or "", predicted_label=parsed.label,
+            rationale=parsed.rationale, parse_status=parsed.status, latency_s=0.0))
+    return records
+
+
+def kept_records(old: OldRun) -> list[Record]:
+    """One Record per old CSV row with the old prediction, raw response attached where aligned."""
+    if old.table is None:
+        raise LegacyError(f"--keep-predictions needs strategy_unified_results_{old.ts}.csv in {old.path}")
+    raws = defaultdict(deque)
+    for row in old.rows:
+        raws[(str(row.get("strategy")), row["text"])].append(row.get("raw_response", row.get("response")))
+    records = []
+    for i, row in old.table.iterrows():
+        queue = raws.get((row["strategy"], row["input_text"]))
+        predicted = row["predicted_label"]
+        ok = predicted in LABELS
+        records.append(Record(
+            sample_id=str(i), text=row["input_text"], true_label=row["true_label"],
+            target_group=row["target_group_norm"], persona_tag=row["persona_tag"] or row["target_group_norm"],
+            source=row["source_dataset"], strategy=row["strategy"], prompt_hash="",
+            raw_response=(queue.popleft() if queue else "") or "",
+            predicted_label=predicted if ok else "unknown", rationale=row["rationale"] or None,
+            parse_status=(ParseStatus.OK_LEGACY_PREDICTION if ok else ParseStatus.LEGACY_UNKNOWN).value,
+            latency_s=_seconds(row["response_time"], i, old.csv)))
+    return records
+
+
+def _seconds(value: str, row: int, path: Optional[Path]) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise LegacyError(f"{path}: row {row + 2} has response_time {value!r}, not a number") from None
+
+
+def old_report_meta(old: OldRun) -> dict[str, str]:
+    """Model, template, data and command from the old report's header, where there is one."""
+    report = old.path / f"evaluation_report_{old.ts}.txt"
+    meta: dict[str, str] = {}
+    if report.exists():
+        for line in report.read_text(encoding="utf-8", errors="replace").splitlines()[:40]:
+            key, sep, value = line.partition(":")
+            if sep and key.strip() in _REPORT_HEADER:
+                meta.setdefault(_REPORT_HEADER[key.strip()], value.strip())
+    return meta
+
+
+def old_prediction_scores(old: OldRun, records: list[Record]) -> dict[str, dict[str, float]]:
+    """F1 etc. of the old pipeline's own predictions on the same jsonl rows, for comparison."""
+    if not old.rows or "prediction" not in old.rows[0]:
+        return {}
+    old_preds = [replace(r, predicted_label=str(row.get("prediction"))) for r, row in zip(records, old.rows)]
+    out = {}
+    for strategy in dict.fromkeys(r.strategy for r in records):
+        perf = compute_performance([r for r in old_preds if r.strategy == strategy])
+        out[strategy] = {"f1_score": perf.answered.f1_score, "accuracy": perf.answered.accuracy,
+                         "unknown_count": perf.unknown_count, "n_samples": perf.n_samples}
+    return out
+
+
+def import_run(old_dir: Path, out: Path, keep_predictions: bool, command: str) -> Path:
+    """Write the hsd run for ``old_dir`` into ``out`` (new or empty); nothing is overwritten."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise LegacyError(f"--out {out} exists and is not empty; choose a new directory (nothing was written)")
+    old = load_old_run(old_dir)
+    records = kept_records(old) if keep_predictions else reparsed_records(old)
+    by_strategy: dict[str, list[Record]] = defaultdict(list)
+    for r in records:
+        by_strategy[r.strategy].append(r)
+    mode = "keep_predictions" if keep_predictions else "reparse"
+    meta = {**old_report_meta(old), "command": command, "imported_from": str(old.path.resolve()),
+            "import_mode": mode}
+    manifest = {**base_manifest(command), "imported_from": str(old.path.resolve()), "import_mode": mode,
+                "old_timestamp": old.ts, "source_files": [str(p) for p in (old.jsonl, old.csv) if p],
+                "n_records": len(records),
+                "old_pipeline_predictions": {} if keep_predictions else old_prediction_scores(old, records)}
+    return _write_atomically(out, lambda d: (write_outputs(d, by_strategy, old.ts, meta),
+                                             atomic_write_json(d / "manifest.json", manifest)))
+
+
+def _write_atomically(out: Path, write) -> Path:
+    """Fill a temporary sibling directory, then rename it to ``out``: all files or none."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.importing-"))
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o755)
+        os.rename(tmp, out)  # fails if out appeared and is not empty: nothing is overwritten
+    except OSError as exc:
+        raise LegacyError(f"cannot create {out}: {exc.strerror or exc}") from None
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def main(args) -> int:
+    command = "hsd import-legacy " + " ".join(
+        [args.old_run_dir, "--out", args.out] + (["--keep-predictions"] if args.keep_predictions else []))
+    out = import_run(Path(args.old_run_dir), Path(args.out), args.keep_predictions, command)
+    summary = json.loads((out / "metrics.json").read_text())
+    old = json.loads((out / "manifest.json").read_text())["old_pipeline_predictions"]
+    for strategy, m in summary["strategies"].items():
+        perf = m["performance"]
+        line = (f"{strategy}: {perf['n_samples']} samples, F1 {_fmt(perf['answered']['f1_score'])}, "
+                f"unknown {perf['unknown_count']} ({_fmt(perf['unknown_rate'])})")
+        if strategy in old:
+            line += f"; the old pipeline's predictions on these responses: F1 {_fmt(old[strategy]['f1_score'])}"
+        print(line)
+    print(out)
+    return 0
+
+
+def _fmt(x: Optional[float]) -> str:
+    return "n/a" if x is None else f"{x:.4f}"

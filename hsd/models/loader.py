@@ -1,0 +1,119 @@
+"""Load a causal LM + tokenizer (+ optional LoRA adapter) the same way for every model.
+
+The real gpt-oss-20b, the tiny test model and a fine-tuned adapter all go through
+:func:`load_model_and_tokenizer`, so what the tests exercise is what runs on GPUs. Problems a
+user can fix (a missing directory, a directory that is not a model, a missing adapter, a hub
+name that is not cached on an offline node) become :class:`ModelError` naming the path and
+the fix instead of a deep transformers traceback.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from hsd.config import ModelConfig
+from hsd.errors import ModelError
+
+# "org/name" or "name": what a hub id looks like. Anything else is meant as a local path.
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+
+
+def resolve_device(model_cfg: ModelConfig, local_rank: int = 0) -> str:
+    """``auto`` -> ``cuda:<local_rank>`` when CUDA is available, else ``cpu``."""
+    import torch
+
+    if model_cfg.device == "cpu" or (model_cfg.device == "auto" and not torch.cuda.is_available()):
+        return "cpu"
+    if not torch.cuda.is_available():
+        raise ModelError("model.device is 'cuda' but no CUDA device is visible; set model.device=cpu or auto")
+    return f"cuda:{local_rank}"
+
+
+def resolve_dtype(model_cfg: ModelConfig, device: str) -> Any:
+    """``auto`` -> bf16 on GPU (what gpt-oss is served in), fp32 on CPU (bf16 matmuls are slow there)."""
+    import torch
+
+    if model_cfg.dtype == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    return getattr(torch, model_cfg.dtype)
+
+
+def _check_source(name_or_path: str) -> str:
+    """A local model directory, or a hub id; ModelError when it can be neither."""
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        if not path.is_dir() or not (path / "config.json").is_file():
+            raise ModelError(
+                f"model.name_or_path {path} is not a model directory (no config.json). Point it at "
+                "a directory written by save_pretrained, or build the tiny model: hsd model tiny --out DIR"
+            )
+        return str(path)
+    if name_or_path.startswith((".", "/", "~")) or not _HUB_ID.match(name_or_path):
+        raise ModelError(
+            f"model directory not found: {path}. Fix model.name_or_path (a local directory or a hub "
+            "name such as openai/gpt-oss-20b); for tests and the demo: hsd model tiny --out DIR"
+        )
+    return name_or_path
+
+
+def _from_pretrained(loader: Any, source: str, what: str, **kwargs: Any) -> Any:
+    try:
+        return loader.from_pretrained(source, **kwargs)
+    except OSError as exc:
+        raise ModelError(
+            f"cannot load the {what} '{source}': {' '.join(str(exc).split())} On an offline node (HF_HUB_OFFLINE=1) the "
+            "model must be in the Hugging Face cache or a local directory (model.name_or_path)"
+        ) from None
+
+
+def load_tokenizer(model_cfg: ModelConfig) -> Any:
+    """The tokenizer, left-padded (decoder-only batches must end at the prompt's last token)."""
+    from transformers import AutoTokenizer
+
+    source = _check_source(model_cfg.name_or_path)
+    tok = _from_pretrained(AutoTokenizer, source, "tokenizer", trust_remote_code=model_cfg.trust_remote_code)
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(model_cfg: ModelConfig, device: str | None = None) -> Any:
+    """The model on ``device`` in eval mode, with the LoRA adapter applied when configured."""
+    from transformers import AutoModelForCausalLM
+
+    source = _check_source(model_cfg.name_or_path)
+    device = device or resolve_device(model_cfg)
+    kwargs: dict[str, Any] = {
+        "dtype": resolve_dtype(model_cfg, device),
+        "attn_implementation": model_cfg.attn_implementation,
+        "trust_remote_code": model_cfg.trust_remote_code,
+        "device_map": {"": device},  # load straight onto the device: no 40 GB CPU detour
+    }
+    if model_cfg.experts_implementation is not None:  # None: let transformers choose
+        kwargs["experts_implementation"] = model_cfg.experts_implementation
+    model = _from_pretrained(AutoModelForCausalLM, source, "model", **kwargs)
+    if model_cfg.adapter is not None:
+        model = _apply_adapter(model, model_cfg.adapter)
+    return model.eval()
+
+
+def _apply_adapter(model: Any, adapter: str) -> Any:
+    from peft import PeftModel
+
+    path = Path(adapter).expanduser()
+    if not (path / "adapter_config.json").is_file():
+        raise ModelError(
+            f"LoRA adapter not found: {path} has no adapter_config.json. Set model.adapter to the "
+            "adapter directory a training run wrote (<train run>/adapter), or null for the base model"
+        )
+    return PeftModel.from_pretrained(model, str(path), is_trainable=False)
+
+
+def load_model_and_tokenizer(model_cfg: ModelConfig, device: str | None = None) -> tuple[Any, Any]:
+    """Model (eval, on ``device`` or the configured one) and left-padding tokenizer."""
+    tokenizer = load_tokenizer(model_cfg)
+    model = load_model(model_cfg, device)
+    return model, tokenizer

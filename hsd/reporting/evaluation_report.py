@@ -1,0 +1,109 @@
+"""``evaluation_report_<ts>.txt``: the old human-readable report, with numbers that hold up.
+
+Same shape as the old pipeline's report (header, per-strategy performance, per-group error
+rates) with what it lacked: MCC, balanced accuracy, the unknown count and rate with a sentence
+saying unknowns are excluded from the confusion counts, the strict numbers, the parse statuses,
+and per-group counts next to every rate. It states facts; it gives no fairness verdict.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from typing import Any, Mapping, Sequence
+
+from hsd.metrics.bias import GroupMetrics
+from hsd.metrics.performance import Performance
+
+_RULE = "=" * 60
+# Header lines: meta key -> label, in this order; other meta keys follow under their own names.
+_HEADER = (("model", "Model"), ("template", "Prompt Template"), ("data", "Data Source"),
+           ("command", "Command Line"))
+
+
+def render_report(results: Mapping[str, tuple[Performance, Sequence[GroupMetrics]]],
+                  status_counts: Mapping[str, Mapping[str, int]], meta: Mapping[str, Any]) -> str:
+    lines = ["HATE SPEECH DETECTION - STRATEGY EVALUATION REPORT", _RULE,
+             f"Generated: {_dt.datetime.now().strftime('%Y-%m-%d %H:%M:%S')}"]
+    lines += _header(meta)
+    total = sum(perf.n_samples for perf, _ in results.values())
+    lines += [f"Total samples tested: {total}", "", "", "STRATEGY PERFORMANCE:", "-" * 25]
+    for strategy, (perf, _) in results.items():
+        lines += [""] + _performance(strategy, perf, status_counts[strategy])
+    lines += ["", "", "BIAS AND FAIRNESS METRICS BY TARGET GROUP:", "-" * 40,
+              "FPR = false positive rate (normal text flagged as hate) = FP / (FP + TN)",
+              "FNR = false negative rate (hate text missed) = FN / (FN + TP)",
+              "Counts are over answered samples; 'strict' counts an unknown as an error."]
+    for strategy, (_, bias) in results.items():
+        lines += [""] + _bias(strategy, bias)
+    return "\n".join(lines) + "\n"
+
+
+def _header(meta: Mapping[str, Any]) -> list[str]:
+    known = dict(_HEADER)
+    lines = [f"{label}: {meta[key] if meta.get(key) is not None else '(not recorded)'}"
+             for key, label in _HEADER]
+    lines += [f"{key}: {value}" for key, value in meta.items() if key not in known]
+    return lines
+
+
+def _f(x: float | None) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
+
+
+def _performance(strategy: str, perf: Performance, statuses: Mapping[str, int]) -> list[str]:
+    a, s = perf.answered, perf.strict
+    lines = [
+        f"{strategy.upper()} Strategy:",
+        f"  Samples:           {perf.n_samples} (answered {a.n}, unknown {perf.unknown_count} "
+        f"= {_pct(perf.unknown_rate)})",
+        f"  Accuracy:          {_f(a.accuracy)}",
+        f"  Precision:         {_f(a.precision)}",
+        f"  Recall:            {_f(a.recall)}",
+        f"  F1-Score:          {_f(a.f1_score)}",
+        f"  MCC:               {_f(a.mcc)}",
+        f"  Balanced accuracy: {_f(a.balanced_accuracy)}",
+        f"  Confusion Matrix: TP={a.true_positive}, TN={a.true_negative}, "
+        f"FP={a.false_positive}, FN={a.false_negative}",
+        f"  Unknown predictions (no readable final answer): {perf.unknown_count} of {perf.n_samples} "
+        f"({_pct(perf.unknown_rate)}). They are excluded from the numbers and confusion counts above.",
+        f"  Strict (unknown counted as an error): accuracy {_f(s.accuracy)}, precision {_f(s.precision)}, "
+        f"recall {_f(s.recall)}, F1 {_f(s.f1_score)}, MCC {_f(s.mcc)}, "
+        f"balanced accuracy {_f(s.balanced_accuracy)}",
+    ]
+    if perf.roc_auc is not None:
+        lines.append(f"  ROC-AUC (p_hate):  {_f(perf.roc_auc)}")
+    shown = ", ".join(f"{k} {v}" for k, v in sorted(statuses.items(), key=lambda kv: -kv[1]))
+    lines.append(f"  Parse status: {shown}")
+    return lines
+
+
+def _pct(x: float) -> str:
+    return "n/a" if math.isnan(x) else f"{100 * x:.2f}%"
+
+
+def _bias(strategy: str, bias: Sequence[GroupMetrics]) -> list[str]:
+    lines = [f"{strategy.upper()} Strategy - error rates by target group:"]
+    for g in bias:
+        lines += [
+            f"  Target Group: {g.group.upper()}",
+            f"     Samples: {g.sample_count} (unknown {g.unknown_count})",
+            f"     FPR: {_f(g.false_positive_rate)} (FP={g.false_positive}, TN={g.true_negative}); "
+            f"strict {_f(g.strict_false_positive_rate)}",
+            f"     FNR: {_f(g.false_negative_rate)} (FN={g.false_negative}, TP={g.true_positive}); "
+            f"strict {_f(g.strict_false_negative_rate)}",
+        ]
+    lines += _gaps(bias)
+    return lines
+
+
+def _gaps(bias: Sequence[GroupMetrics]) -> list[str]:
+    """Largest difference between groups: the number a fairness review starts from."""
+    out = []
+    for name, attr in (("FPR", "false_positive_rate"), ("FNR", "false_negative_rate")):
+        values = {g.group: getattr(g, attr) for g in bias if not math.isnan(getattr(g, attr))}
+        if len(values) >= 2:
+            hi, lo = max(values, key=values.get), min(values, key=values.get)
+            out.append(f"  {name} gap across groups: {_f(values[hi] - values[lo])} "
+                       f"(highest {hi} {_f(values[hi])}, lowest {lo} {_f(values[lo])})")
+    return out

@@ -1,0 +1,115 @@
+"""PNG plots of a run or a comparison (matplotlib, Agg: cluster nodes have no display).
+
+Each function draws from the summary dicts of :mod:`hsd.metrics.summary` only, so a plot
+shows exactly the numbers the tables beside it show. Files are written atomically.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+DPI = 110
+COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+
+
+def _save(fig: Any, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.tight_layout()
+    fig.savefig(tmp, dpi=DPI)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def confusion(matrix: Mapping[str, Mapping[str, int]], title: str, path: Path) -> Path:
+    """Counts of true label (rows) x prediction (columns, ``unknown`` included)."""
+    rows, cols = list(matrix), list(next(iter(matrix.values())))
+    counts = np.array([[matrix[r][c] for c in cols] for r in rows])
+    fig, ax = plt.subplots(figsize=(4.6, 3.4))
+    ax.imshow(counts, cmap="Blues")
+    for i in range(len(rows)):
+        for j in range(len(cols)):
+            dark = counts[i, j] > counts.max() / 2
+            ax.text(j, i, str(counts[i, j]), ha="center", va="center", color="white" if dark else "black")
+    ax.set_xticks(range(len(cols)), cols)
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=10)
+    return _save(fig, path)
+
+
+def _err(rows: Sequence[Mapping[str, Any]], rate: str) -> tuple[np.ndarray, np.ndarray]:
+    est = np.array([_nan(r[rate]) for r in rows])
+    low = np.array([_nan(r[f"{rate}_low"]) for r in rows])
+    high = np.array([_nan(r[f"{rate}_high"]) for r in rows])
+    return est, np.nan_to_num(np.vstack([est - low, high - est]), nan=0.0)
+
+
+def _nan(x: Any) -> float:
+    return math.nan if x is None else float(x)
+
+
+def group_rates(series: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], path: Path,
+                level: float = 0.95) -> Path:
+    """Per-group FPR and FNR bars, one bar per series (run or reference), with interval whiskers."""
+    groups = [r["group"] for r in series[0][1]]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    width = 0.8 / len(series)
+    for ax, rate, name in zip(axes, ("fpr", "fnr"), ("false positive rate (normal flagged as hate)",
+                                                     "false negative rate (hate missed)")):
+        for k, (label, rows) in enumerate(series):
+            by_group = {r["group"]: r for r in rows}
+            ordered = [by_group[g] for g in groups]
+            est, err = _err(ordered, rate)
+            x = np.arange(len(groups)) + (k - (len(series) - 1) / 2) * width
+            ax.bar(x, est, width, yerr=err, capsize=3, label=label, color=COLORS[k % len(COLORS)])
+        ax.set_xticks(range(len(groups)), groups)
+        ax.set_ylim(0, 1.05)
+        ax.set_title(name, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_ylabel(f"rate ({level:.0%} bootstrap interval)")
+    axes[1].legend(fontsize=8)
+    return _save(fig, path)
+
+
+def forest(rows: Sequence[tuple[str, Mapping[str, Mapping[str, float]]]], metrics: Sequence[str],
+           path: Path, title: str = "", zero_line: bool = False) -> Path:
+    """Point estimate and interval per row (classifier or difference), one panel per metric."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 0.45 * len(rows) + 1.4),
+                             sharey=True, squeeze=False)
+    labels = [label for label, _ in rows]
+    y = np.arange(len(rows))[::-1]
+    for ax, metric in zip(axes[0], metrics):
+        for yi, (_, ivs) in zip(y, rows):
+            iv = ivs.get(metric)
+            if iv is None or iv["estimate"] is None:
+                continue
+            lo, hi = (iv["low"], iv["high"]) if iv["low"] is not None else (iv["estimate"],) * 2
+            ax.plot([lo, hi], [yi, yi], color="#444", linewidth=2)
+            ax.plot([iv["estimate"]], [yi], "o", color=COLORS[0])
+        if zero_line:
+            ax.axvline(0, color="#d62728", linewidth=1, linestyle="--")
+        ax.set_title(metric, fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0][0].set_yticks(y, labels)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def loss_curve(log_path: Path, path: Path) -> Path:
+    """The linked training run's curve, drawn by the trainer's own plotting code."""
+    from hsd.training.plots import loss_curve as draw
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return draw(log_path, path)

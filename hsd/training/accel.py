@@ -1,0 +1,95 @@
+"""The Accelerator with DeepSpeed, set up the same way under torchrun, submitit and by hand.
+
+Two traps shape this (../shared/notes/deepspeed-cpu.md): without CUDA, accelerate with
+DeepSpeed silently runs every rank as a world of one unless the process group is gloo, set
+through ``InitProcessGroupKwargs``; and ``use_cpu`` makes accelerate skip DeepSpeed. The
+DeepSpeed JSON keeps ``"auto"`` for every batch setting: the values come from the hsd config
+(micro batch, accumulation, clipping, bf16) so they live in one place.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+from hsd.config import ConfigError, TrainConfig
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+BUILTIN_DIR = PROJECT_ROOT / "ds_configs"
+
+
+def resolve_ds_config(name: str) -> Path:
+    """A path (absolute or relative to the working directory), else one of ``ds_configs/``.
+
+    Jobs start in other working directories, so ``ds_configs/zero3.json`` and ``zero3`` both
+    find the project's own file.
+    """
+    given = Path(name).expanduser()
+    candidates = [given, PROJECT_ROOT / given, BUILTIN_DIR / given.name, BUILTIN_DIR / f"{given.name}.json"]
+    for path in candidates:
+        if path.is_file():
+            return path
+    builtins = ", ".join(sorted(p.stem for p in BUILTIN_DIR.glob("*.json")))
+    raise ConfigError(f"train.ds_config: no DeepSpeed config {name!r}; give a JSON path or one of: {builtins}")
+
+
+def load_ds_config(train: TrainConfig) -> dict[str, Any]:
+    """The DeepSpeed config with the batch settings filled in from ``train``.
+
+    A number written in the JSON where hsd has its own setting is refused: two sources for
+    one value is how a run ends up with a batch size nobody chose.
+    """
+    path = resolve_ds_config(train.ds_config)
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    if "zero_optimization" not in config:
+        raise ConfigError(f"{path}: no 'zero_optimization' section; start from ds_configs/zero3.json")
+    for key in ("optimizer", "scheduler"):
+        if key in config:
+            raise ConfigError(f"{path}: remove the '{key}' section; hsd sets the optimizer and schedule from train.*")
+    owned = {
+        "train_micro_batch_size_per_gpu": train.micro_batch_size,
+        "gradient_accumulation_steps": train.grad_accum,
+        "gradient_clipping": train.max_grad_norm,
+    }
+    config = copy.deepcopy(config)
+    for key, value in owned.items():
+        if config.get(key, "auto") != "auto":
+            raise ConfigError(f"{path}: '{key}' must be \"auto\" (hsd sets it from the train section of the config)")
+        config[key] = value
+    config.setdefault("train_batch_size", "auto")
+    config["zero_allow_untested_optimizer"] = True  # a torch AdamW: no DeepSpeed op to compile
+    return config
+
+
+def zero_stage(ds_config: dict[str, Any]) -> int:
+    return int(ds_config["zero_optimization"].get("stage", 0))
+
+
+def make_accelerator(train: TrainConfig) -> Any:
+    """Accelerator + DeepSpeed plugin; gloo process group when there is no CUDA (trap 1)."""
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import DeepSpeedPlugin, InitProcessGroupKwargs
+
+    ds_config = load_ds_config(train)
+    cuda = torch.cuda.is_available()
+    plugin = DeepSpeedPlugin(
+        hf_ds_config=ds_config,
+        gradient_accumulation_steps=train.grad_accum,
+        gradient_clipping=train.max_grad_norm,
+        # Under ZeRO-3, from_pretrained partitions weights as it loads them (a 20B model
+        # never sits whole in each rank's memory).
+        zero3_init_flag=zero_stage(ds_config) == 3,
+    )
+    handlers = [] if cuda else [InitProcessGroupKwargs(backend="gloo")]
+    return Accelerator(
+        deepspeed_plugin=plugin,
+        mixed_precision="bf16" if cuda else "no",
+        gradient_accumulation_steps=train.grad_accum,
+        kwargs_handlers=handlers,
+    )

@@ -1,0 +1,112 @@
+"""The base model with LoRA on it, and the adapter exported whole from a sharded model.
+
+Under ZeRO-3 every parameter — the LoRA matrices too — is split across ranks, so the
+adapter is assembled from DeepSpeed's fp32 master copies (a collective every rank joins)
+before rank 0 writes it. Saving ``model.state_dict()`` there would write empty shards: an
+adapter that loads without error and does nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from hsd.config import ConfigError, LoraConfig, ModelConfig
+from hsd.models.loader import _check_source, _from_pretrained, load_tokenizer, resolve_dtype
+
+
+def load_base(model_cfg: ModelConfig, gradient_checkpointing: bool) -> tuple[Any, Any]:
+    """(model, tokenizer) for training: no device map (DeepSpeed places and shards it)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if model_cfg.adapter is not None:
+        raise ConfigError(
+            f"model.adapter is set ({model_cfg.adapter}) but training starts a new adapter from the base "
+            "model; set model.adapter=null for hsd train (post-FT validation sets it)"
+        )
+    source = _check_source(model_cfg.name_or_path)
+    if Path(source).exists():
+        source = str(Path(source).resolve())  # the adapter records it; merge finds the base from anywhere
+    device = "cuda" if torch.cuda.is_available() and model_cfg.device != "cpu" else "cpu"
+    kwargs: dict[str, Any] = {
+        "dtype": resolve_dtype(model_cfg, device),
+        "attn_implementation": model_cfg.attn_implementation,
+        "trust_remote_code": model_cfg.trust_remote_code,
+    }
+    if model_cfg.experts_implementation is not None:
+        kwargs["experts_implementation"] = model_cfg.experts_implementation
+    model = _from_pretrained(AutoModelForCausalLM, source, "model", **kwargs)
+    model.config.use_cache = False  # no KV cache in training (and it conflicts with checkpointing)
+    if gradient_checkpointing:
+        # Non-reentrant: works with frozen inputs (LoRA) without enable_input_require_grads.
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    tokenizer = load_tokenizer(model_cfg)
+    return model, tokenizer
+
+
+def apply_lora(model: Any, lora: LoraConfig, seed: int) -> Any:
+    """``get_peft_model`` with the LoRA init seeded (it draws lora_A at random)."""
+    import torch
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import get_peft_model
+
+    if not lora.target_modules and not lora.target_parameters:
+        raise ConfigError("train.lora: set target_modules (e.g. [q_proj, v_proj]) and/or target_parameters")
+    peft_cfg = PeftLoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=list(lora.target_modules) or None,
+        target_parameters=list(lora.target_parameters) or None,
+        modules_to_save=list(lora.modules_to_save) or None,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    torch.manual_seed(seed)
+    try:
+        return get_peft_model(model, peft_cfg)
+    except ValueError as exc:  # peft: "Target modules {...} not found in the base model"
+        raise ConfigError(f"train.lora: {exc}") from None
+
+
+def trainable_counts(model: Any) -> dict[str, int]:
+    total = sum(p.ds_numel if hasattr(p, "ds_numel") else p.numel() for p in model.parameters())
+    train = sum(p.ds_numel if hasattr(p, "ds_numel") else p.numel() for p in model.parameters() if p.requires_grad)
+    return {"parameters": total, "trainable_parameters": train}
+
+
+def export_adapter(accelerator: Any, engine: Any, out_dir: Path) -> Path:
+    """Write the complete adapter (safetensors) to ``out_dir``; every rank must call this."""
+    from deepspeed.utils import safe_get_full_fp32_param
+
+    model = accelerator.unwrap_model(engine)
+    state = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        full = safe_get_full_fp32_param(param)  # collective under ZeRO-3
+        if full is None:
+            raise RuntimeError(f"DeepSpeed returned no fp32 weights for {name}; the adapter would be incomplete")
+        state[name] = full.detach().to("cpu").clone()
+    if accelerator.is_main_process:
+        _save_atomically(model, state, out_dir)
+    accelerator.wait_for_everyone()
+    return out_dir
+
+
+def _save_atomically(model: Any, state: dict[str, Any], out_dir: Path) -> None:
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
+    try:
+        model.save_pretrained(str(tmp), state_dict=state, safe_serialization=True)
+        os.chmod(tmp, 0o755)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)  # an adapter from an earlier attempt of this same run
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,297 @@
+"""``hsd validate --config F [--run-dir D] [overrides]``: one resumable validation run.
+
+data -> prompts -> inference backend -> per-rank shard files -> (rank 0) merge -> seed files.
+
+Every rank evaluates a disjoint, deterministic share of the samples (sorted by id, every
+``world_size``-th) and appends its records after every batch, so a killed or preempted run
+restarted on the same directory redoes only what was not written — even with another world
+size. Rank 0 owns the run directory: lock, resolved ``config.yaml`` (a resume with a config
+that would change the results is refused), ``validation_log_<ts>.log``, ``manifest.json``,
+and at the end the merged outputs, after checking every sample was recorded exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hsd import runs
+from hsd.config import Config, ConfigError, dump_config, load_config, to_dict
+from hsd.errors import HsdError
+from hsd.inference import dist, get_backend, store
+from hsd.inference.base import GenerationSettings
+from hsd.inference.batching import length_sorted_batches
+from hsd.records import Record, Sample
+
+log = logging.getLogger("hsd.validate")
+
+# Config keys whose change alters the records: a resumed run must not mix two settings.
+RESULT_KEYS = ("data", "prompt", "model", "inference.mode", "inference.max_new_tokens",
+               "inference.temperature", "inference.top_p", "inference.min_new_tokens")
+
+
+@dataclass(frozen=True)
+class RunSetup:
+    """What rank 0 decided about the run directory, shared with every rank."""
+
+    path: Path
+    ts: str  # the <ts> of every output file name; kept across resumes
+    attempt: int
+
+
+@dataclass(frozen=True)
+class RankStats:
+    rank: int
+    evaluated: int
+    seconds: float  # model load excluded: this is what samples/s is computed from
+
+
+def run(cfg: Config, run_dir: Path | None = None) -> Path:
+    """Evaluate ``cfg``'s samples into a run directory (new, or resumed); return its path."""
+    from hsd.models.loader import resolve_device
+
+    started = time.time()
+    device = resolve_device(cfg.model, local_rank=int(os.environ.get("LOCAL_RANK", "0") or 0))
+    env = dist.init_distributed("cuda" if device.startswith("cuda") else "cpu")
+    ok = False
+    try:
+        path = _run(cfg, run_dir, env, device, started)
+        ok = True
+        return path
+    finally:
+        dist.teardown(env, ok)
+
+
+def _run(cfg: Config, run_dir: Path | None, env: dist.DistEnv, device: str, started: float) -> Path:
+    from hsd.data import select_samples
+    from hsd.models.loader import load_tokenizer
+    from hsd.prompts import Prompter
+
+    if cfg.inference.mode != "generate":
+        raise ConfigError(f"inference.mode={cfg.inference.mode!r} is not available yet; use inference.mode=generate")
+    samples = select_samples(cfg.data)
+    _check_unique_ids(samples)
+    tokenizer = load_tokenizer(cfg.model)
+    prompter = Prompter.from_config(cfg, tokenizer, {s.id for s in samples})
+    with ExitStack() as stack:
+        setup = _shared(env, lambda: _prepare_run(cfg, run_dir, prompter.strategy, env, stack))
+        _attach_log_handlers(stack, env, setup)
+        done = store.recorded_ids(setup.path)
+        mine = shard_for_rank(samples, env.rank, env.world_size, done)
+        log.info("rank %d/%d: %d samples to evaluate (%d of %d already recorded)",
+                 env.rank, env.world_size, len(mine), len(done), len(samples))
+        stats = _evaluate(cfg, env, device, tokenizer, prompter, setup.path, mine)
+        all_stats = dist.gather(env, stats)  # also the barrier before merging
+        if env.is_main:
+            _finish(cfg, setup, samples, prompter.strategy, all_stats, len(done), started)
+    return setup.path
+
+
+def _check_unique_ids(samples: list[Sample]) -> None:
+    seen: set[str] = set()
+    for s in samples:
+        if s.id in seen:
+            raise HsdError(f"sample id {s.id!r} appears twice in the selected data; ids must be unique "
+                           "(field original_id) because resume skips samples by id")
+        seen.add(s.id)
+
+
+def shard_for_rank(samples: list[Sample], rank: int, world_size: int, done: set[str]) -> list[Sample]:
+    """This rank's not-yet-recorded samples: every ``world_size``-th by id, independent of batch size."""
+    ordered = sorted(samples, key=lambda s: s.id)
+    return [s for i, s in enumerate(ordered) if i % world_size == rank and s.id not in done]
+
+
+def _shared(env: dist.DistEnv, make: Any) -> Any:
+    """Run ``make()`` on rank 0 and hand its result (or its error) to every rank."""
+    result, error = None, None
+    if env.is_main:
+        try:
+            result = make()
+        except Exception as exc:  # noqa: BLE001 - re-raised on every rank below
+            error = exc
+    result, error = dist.broadcast(env, (result, error))
+    if error is not None:
+        raise error
+    return result
+
+
+def _prepare_run(cfg: Config, run_dir: Path | None, strategy: str, env: dist.DistEnv, stack: ExitStack) -> RunSetup:
+    """Rank 0: create/lock the run directory, check or save the config, start the manifest."""
+    ts = runs.timestamp()
+    if run_dir is None:
+        name = cfg.run_name or f"validate_{re.sub(r'[^A-Za-z0-9._-]', '-', strategy)}_{ts}"
+        path = runs.run_dir(cfg.results_dir, cfg.experiment, name)
+    else:
+        path = Path(run_dir).resolve()
+    runs.ensure_writable(path)
+    stack.enter_context(runs.RunLock(path / ".lock"))
+    _check_or_save_config(cfg, path)
+    for shard in store.shard_files(path):  # nobody writes before the broadcast that follows
+        if store.truncate_torn_tail(shard):
+            log.warning("%s: dropped a torn last line; that sample will be redone", shard)
+    manifest_path = path / "manifest.json"
+    if manifest_path.exists():
+        import json
+
+        previous = json.loads(manifest_path.read_text())
+        ts, attempt = previous.get("ts", ts), int(previous.get("attempt", 1)) + 1
+        runs.update_manifest(path, attempt=attempt, world_size=env.world_size, resumed_at=runs.timestamp())
+    else:
+        attempt = 1
+        manifest = runs.base_manifest("validate", env.world_size)
+        runs.update_manifest(path, **manifest, ts=ts, attempt=attempt, strategy=strategy, status="running")
+    return RunSetup(path=path, ts=ts, attempt=attempt)
+
+
+def _check_or_save_config(cfg: Config, path: Path) -> None:
+    saved_path = path / "config.yaml"
+    if not saved_path.exists():
+        runs.atomic_write_text(saved_path, dump_config(cfg))
+        return
+    saved, now = to_dict(load_config(saved_path)), to_dict(cfg)
+    changed = [key for key in RESULT_KEYS if _dotted(saved, key) != _dotted(now, key)]
+    if changed:
+        detail = "; ".join(f"{k}: saved {_dotted(saved, k)!r}, now {_dotted(now, k)!r}" for k in changed)
+        raise runs.RunError(
+            f"{path} was started with another configuration ({detail}). Resuming would mix results "
+            "of two settings: restore the saved values (see its config.yaml) or use a new run directory"
+        )
+
+
+def _dotted(tree: dict[str, Any], key: str) -> Any:
+    for part in key.split("."):
+        tree = tree[part]
+    return tree
+
+
+def _attach_log_handlers(stack: ExitStack, env: dist.DistEnv, setup: RunSetup) -> None:
+    """Progress to stderr on every rank; the run's log file on rank 0 (appended on resume)."""
+    root = logging.getLogger("hsd")
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if env.is_main:
+        handlers.append(logging.FileHandler(setup.path / f"validation_log_{setup.ts}.log", encoding="utf-8"))
+    fmt = logging.Formatter(f"%(asctime)s [rank {env.rank}] %(levelname)s %(name)s: %(message)s")
+    old_level = root.level
+    root.setLevel(logging.INFO)
+    for h in handlers:
+        h.setFormatter(fmt)
+        root.addHandler(h)
+        stack.callback(root.removeHandler, h)
+        stack.callback(h.close)
+    stack.callback(root.setLevel, old_level)
+    log.info("run directory %s (attempt %d, world size %d)", setup.path, setup.attempt, env.world_size)
+
+
+def generation_settings(cfg: Config, params: Any) -> GenerationSettings:
+    """The prompter's parameters (template values with ``inference`` overrides already applied)
+    plus ``inference.min_new_tokens``, which only benchmarks set."""
+    return GenerationSettings(max_new_tokens=int(params.max_new_tokens), temperature=float(params.temperature),
+                              top_p=float(params.top_p), min_new_tokens=cfg.inference.min_new_tokens)
+
+
+def _evaluate(cfg: Config, env: dist.DistEnv, device: str, tokenizer: Any, prompter: Any,
+              run_path: Path, mine: list[Sample]) -> RankStats:
+    """Generate for this rank's samples, longest prompts first, appending after every batch."""
+    from tqdm.auto import tqdm
+
+    if not mine:  # nothing left: do not load a 40 GB model to do nothing
+        return RankStats(env.rank, 0, 0.0)
+    backend = get_backend(cfg.inference.backend)(cfg, device, env.rank, tokenizer)
+    settings = generation_settings(cfg, prompter.generation)
+    prompts = [prompter.render(s) for s in mine]
+    lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+    batches = length_sorted_batches([s.id for s in mine], lengths, cfg.inference.batch_size)
+    show = cfg.inference.progress and sys.stderr.isatty()
+    started = time.perf_counter()
+    with store.ShardWriter(run_path, env.rank) as writer, \
+            tqdm(total=len(mine), position=env.rank, desc=f"rank {env.rank}", disable=not show) as bar:
+        for idx in batches:
+            t0 = time.perf_counter()
+            outputs = backend.generate([prompts[i] for i in idx], settings)
+            per_sample = (time.perf_counter() - t0) / len(idx)
+            writer.append(make_record(mine[i], prompts[i], out, prompter.strategy, per_sample, env.rank)
+                          for i, out in zip(idx, outputs))
+            bar.update(len(idx))
+    return RankStats(env.rank, len(mine), time.perf_counter() - started)
+
+
+def make_record(sample: Sample, prompt: str, out: Any, strategy: str, latency_s: float, rank: int) -> Record:
+    from hsd.parsing import parse_response
+    from hsd.prompts import prompt_hash
+
+    parsed = parse_response(out.text)
+    return Record(
+        sample_id=sample.id, text=sample.text, true_label=sample.label, target_group=sample.target_group,
+        persona_tag=sample.persona_tag, source=sample.source, strategy=strategy,
+        prompt_hash=prompt_hash(prompt), raw_response=out.text, predicted_label=parsed.label,
+        rationale=parsed.rationale, parse_status=parsed.status, latency_s=round(latency_s, 4),
+        rank=rank, p_hate=out.p_hate, prompt_tokens=out.prompt_tokens, new_tokens=out.new_tokens,
+    )
+
+
+def _finish(cfg: Config, setup: RunSetup, samples: list[Sample], strategy: str,
+            stats: list[RankStats], resumed: int, started: float) -> None:
+    """Rank 0: merge shards (each sample exactly once), write outputs, complete the manifest."""
+    records = store.merge(setup.path, [s.id for s in samples])
+    meta = report_meta(cfg, setup, len(stats))
+    outputs = write_outputs(setup.path, records, strategy, setup.ts, meta)
+    evaluated = sum(s.evaluated for s in stats)
+    gen_seconds = max(s.seconds for s in stats)
+    runs.update_manifest(
+        setup.path, status="complete", finished=runs.timestamp(), world_size=len(stats),
+        samples=len(records), evaluated_this_attempt=evaluated, resumed=resumed,
+        per_rank={str(s.rank): s.evaluated for s in stats}, wall_time_s=round(time.time() - started, 2),
+        generation_s=round(gen_seconds, 2),
+        samples_per_s=round(evaluated / gen_seconds, 3) if gen_seconds > 0 else None,
+        outputs=sorted(p.name for p in outputs),
+    )
+    log.info("merged %d records (%d evaluated now, %d resumed) into %s", len(records), evaluated, resumed, setup.path)
+
+
+def report_meta(cfg: Config, setup: RunSetup, world_size: int) -> dict[str, Any]:
+    """The header of the evaluation report: what was evaluated, how, and where."""
+    m, d, p = cfg.model, cfg.data, cfg.prompt
+    return {
+        "model": m.name_or_path + (f" + adapter {m.adapter}" if m.adapter else ""),
+        "template": p.template + (f" (strategy {p.strategy})" if p.strategy else ""),
+        "data": f"{d.subset or d.split} (max_samples {d.max_samples}, seed {d.seed})",
+        "command": " ".join(sys.argv),
+        "run_dir": str(setup.path),
+        "world_size": world_size,
+        "reasoning_effort": p.reasoning_effort,
+        "backend": cfg.inference.backend,
+    }
+
+
+def write_outputs(run_path: Path, records: list[Record], strategy: str, ts: str, meta: dict) -> list[Path]:
+    try:
+        from hsd.reporting.seed_files import write_run_outputs
+    except ImportError:  # until hsd.reporting.seed_files lands: the merged records only
+        return [write_intermediate_results_only(run_path, records, ts)]
+    return write_run_outputs(run_path, records, strategy, ts, meta)
+
+
+def write_intermediate_results_only(run_path: Path, records: list[Record], ts: str) -> Path:
+    """Stopgap: the merged per-sample file, without metrics (hsd.reporting.seed_files adds them)."""
+    import json
+
+    path = run_path / f"intermediate_results_{ts}.jsonl"
+    runs.atomic_write_text(path, "".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in records))
+    return path
+
+
+def main(args: Any) -> int:
+    """CLI entry: the run directory is the last line of stdout (rank 0 only)."""
+    cfg = load_config(args.config, args.overrides)
+    path = run(cfg, Path(args.run_dir) if args.run_dir else None)
+    if int(os.environ.get("RANK", "0") or 0) == 0:
+        print(path, flush=True)
+    return 0

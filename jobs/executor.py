@@ -1,0 +1,132 @@
+"""The one place a ``submitit.AutoExecutor`` is built from ``cfg.executor``.
+
+``executor.kind`` picks the submitit cluster (``slurm`` on a cluster, ``local`` for N processes
+on this machine, ``debug`` in-process for tests); every other key maps to one submitit or
+sbatch parameter. Checks that would otherwise surface as a pending-forever job or a raw sbatch
+traceback (no Slurm on PATH, a partition the cluster does not have) are done here, before
+anything is submitted, and raise one :class:`~hsd.errors.HsdError` that says how to fix it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any, Sequence
+
+import submitit
+from submitit.core.utils import FailedJobError
+
+from hsd.config import ConfigError, ExecutorConfig
+from hsd.errors import HsdError
+
+# executor.kind -> submitit cluster name (a registry, so a new kind is one line)
+CLUSTERS = {"slurm": "slurm", "local": "local", "debug": "debug"}
+LOG_DIR = "submitit"  # under the experiment directory: logs live with the results, never in /tmp
+
+
+class SubmitError(HsdError):
+    """The scheduler refused a job, or a job failed; the message names the job and its log."""
+
+
+def tasks_per_node(exe: ExecutorConfig) -> int:
+    """One task per GPU (ranks set up inside the job), at least one."""
+    if exe.tasks_per_node is not None:
+        return exe.tasks_per_node
+    return max(1, exe.gpus_per_node)
+
+
+def check_executor(exe: ExecutorConfig) -> None:
+    """Fail before submitting anything: unknown kind, no Slurm here, unknown partition."""
+    if exe.kind not in CLUSTERS:
+        raise ConfigError(f"executor.kind '{exe.kind}' is unknown; valid: {', '.join(CLUSTERS)}")
+    if exe.kind != "slurm":
+        return
+    if shutil.which("sbatch") is None:
+        raise ConfigError("executor.kind=slurm but 'sbatch' is not on PATH: run on a Slurm login node, "
+                          "or use executor.kind=local on a single machine")
+    partitions = slurm_partitions()
+    names = [p.rstrip("*") for p in partitions]
+    if exe.partition is not None and exe.partition not in names:
+        raise ConfigError(f"executor.partition '{exe.partition}' does not exist on this cluster; "
+                          f"available: {', '.join(partitions)} (* = default). Set executor.partition=NAME")
+    if exe.partition is None and not any(p.endswith("*") for p in partitions):
+        raise ConfigError(f"executor.partition is not set and this cluster has no default partition; "
+                          f"set executor.partition to one of: {', '.join(names)}")
+
+
+def slurm_partitions() -> list[str]:
+    """Partition names as ``sinfo`` prints them (the default one ends with '*')."""
+    out = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, timeout=60)
+    if out.returncode != 0:
+        raise SubmitError(f"sinfo failed ({out.stderr.strip()}): is slurmctld reachable?")
+    return sorted(set(out.stdout.split()))
+
+
+def make_executor(
+    exe: ExecutorConfig, exp_dir: Path, name: str, gpus: bool = True, dependency: str | None = None
+) -> submitit.AutoExecutor:
+    """An executor for one stage. ``gpus=False`` for CPU-only stages (ftdata, collate): they
+    take one task and no GPU. ``dependency`` is an sbatch dependency (``afterok:12:13``)."""
+    check_executor(exe)
+    executor = submitit.AutoExecutor(folder=exp_dir / LOG_DIR, cluster=CLUSTERS[exe.kind])
+    params: dict[str, Any] = {
+        "name": f"hsd-{name}",
+        "timeout_min": exe.timeout_min,
+        "mem_gb": exe.mem_gb,
+        "cpus_per_task": exe.cpus_per_task,
+        "nodes": 1,
+        "gpus_per_node": exe.gpus_per_node if gpus else 0,
+        "tasks_per_node": tasks_per_node(exe) if gpus else 1,
+    }
+    if exe.kind == "slurm":
+        params.update(_slurm_params(exe, dependency))
+    elif exe.kind == "local":
+        params["local_signal_delay_s"] = exe.signal_delay_s
+    executor.update_parameters(**params)
+    return executor
+
+
+def _slurm_params(exe: ExecutorConfig, dependency: str | None) -> dict[str, Any]:
+    extra = dict(exe.extra_sbatch)
+    if dependency:
+        # A job whose dependency failed is cancelled at once (reason DependencyNeverSatisfied)
+        # instead of pending forever.
+        extra["dependency"] = ",".join(d for d in (extra.get("dependency"), dependency) if d)
+        extra.setdefault("kill-on-invalid-dep", "yes")
+    params: dict[str, Any] = {
+        "slurm_signal_delay_s": exe.signal_delay_s,
+        "slurm_max_num_timeout": exe.max_num_timeout,
+        "slurm_additional_parameters": extra,
+    }
+    for key in ("partition", "account", "qos"):
+        value = getattr(exe, key)
+        if value is not None:
+            params[f"slurm_{key}"] = value
+    return params
+
+
+def submit(executor: submitit.AutoExecutor, fn: Any) -> submitit.Job:
+    """``executor.submit(fn)`` with the scheduler's refusal turned into one clear error."""
+    try:
+        return executor.submit(fn)
+    except FailedJobError as exc:
+        raise SubmitError(f"the scheduler refused job {executor.parameters.get('name', '?')}: "
+                          f"{str(exc).strip() or exc!r}") from None
+
+
+def submit_array(executor: submitit.AutoExecutor, fns: Sequence[Any]) -> list[submitit.Job]:
+    """One job array (a single sbatch on Slurm) of ``fns``."""
+    try:
+        with executor.batch():
+            jobs = [executor.submit(fn) for fn in fns]
+    except FailedJobError as exc:
+        raise SubmitError(f"the scheduler refused array {executor.parameters.get('name', '?')}: "
+                          f"{str(exc).strip() or exc!r}") from None
+    return jobs
+
+
+def cancel(job_ids: Sequence[str]) -> None:
+    """Best-effort ``scancel`` of jobs already submitted when a later submission failed."""
+    if job_ids and shutil.which("scancel"):
+        subprocess.run(["scancel", *job_ids], capture_output=True, timeout=60)

@@ -1,0 +1,35 @@
+"""Shared fixtures. The tiny model is built once per version and reused across sessions."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir() -> Path:
+    """A tiny GptOss model + harmony tokenizer, cached under .cache/tests keyed by TINY_VERSION.
+
+    Several pytest sessions may start at once (CI, other developers): a file lock makes one
+    build while the others wait, and build_tiny renames a finished directory into place.
+    """
+    from hsd.models.tiny import TINY_VERSION, build_tiny
+
+    cache = REPO / ".cache" / "tests"
+    cache.mkdir(parents=True, exist_ok=True)
+    path = cache / f"tiny-model-v{TINY_VERSION}-seed0"
+    with open(cache / f".tiny-model-v{TINY_VERSION}.lock", "w") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        if not (path / "hsd_tiny.json").exists():
+            build_tiny(path, seed=0)
+    return path

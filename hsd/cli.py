@@ -48,7 +48,71 @@ def _data(p: argparse.ArgumentParser) -> None:
     p.add_argument("--copy", action="store_true", help="copy instead of symlink")
 
 
+def _ftdata(p: argparse.ArgumentParser) -> None:
+    _config_args(p)
+    p.add_argument("--out", default=None, help="output directory (default: results/<experiment>/ftdata_<ts>)")
+
+
+def _train(p: argparse.ArgumentParser) -> None:
+    _config_args(p)
+    p.add_argument("--data", default=None, help="hsd ftdata output (default: write it into <run>/ftdata)")
+    p.add_argument("--run-dir", default=None,
+                   help="run directory to create or resume (default: results/<experiment>/<run_name or train_<format>_<ts>>)")
+
+
+def _merge(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--adapter", required=True, help="LoRA adapter directory (<train run>/adapter)")
+    p.add_argument("--out", required=True, help="output directory for the merged model (must not exist)")
+    p.add_argument("--base", default=None, help="base model (default: the one recorded in the adapter)")
+    p.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"],
+                   help="dtype of the merge and the saved weights (auto: float32; bfloat16 halves the memory of a 20B merge)")
+
+
+def _collate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="+", metavar="RUN_OR_EXPERIMENT_DIR",
+                   help="validation run directories, or experiment directories holding them")
+    p.add_argument("--data-dir", default=None,
+                   help="dataset directory for the TF-IDF reference's train split (default: the run's data.dir, "
+                        "$HSD_DATA_DIR or data/)")
+
+
+def _compare(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs", nargs="+", metavar="RUN", help="two or more run directories over the same sample ids; "
+                                                          "differences are against the first")
+    p.add_argument("--out", default=None, help="output directory (default: <the runs' directory>/comparison)")
+    p.add_argument("--data-dir", default=None, help="dataset directory for the TF-IDF reference (as in collate)")
+
+
+def _bench(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="BENCHMARKS.json", help="results JSON")
+    p.add_argument("--markdown", default="BENCHMARKS.md", help="Markdown file whose bench table is replaced ('' to skip)")
+    p.add_argument("--model", default="random:gpt-oss-20b", help="model.name_or_path (random:<arch> or a model dir)")
+    p.add_argument("--cases", default="old,generate,score,score_rich,deepspeed", help="comma-separated cases")
+    p.add_argument("--prompt-tokens", type=int, default=1024)
+    p.add_argument("--new-tokens", type=int, nargs="+", default=[128, 512], help="forced output lengths")
+    p.add_argument("--batch-size", type=int, default=64, help="batch size of the hsd cases")
+    p.add_argument("--old-batch-size", type=int, default=4, help="batch size of the old setting")
+    p.add_argument("--batches", type=int, default=2, help="timed batches per case and length")
+    p.add_argument("--profile", action="store_true", help="add a torch.profiler table of one batch per case")
+    p.add_argument("--keep-going", action="store_true", help="record a failing case and measure the others")
+    p.add_argument("--allow-cpu", action="store_true", help="run without CUDA (smoke test of the harness)")
+
+
 # name -> (help, argument setup, "module:function")
+def _submit(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="submit_command", required=True)
+    for name, help_text in (("baseline", "baseline validation (rich prompt), then its report"),
+                            ("pipeline", "baseline + ftdata -> train -> post-FT validation -> collate"),
+                            ("sweep", "sweep.lora settings as a training job array, each validated, then collate")):
+        _config_args(sub.add_parser(name, help=help_text, description=help_text))
+
+
+def _status(p: argparse.ArgumentParser) -> None:
+    p.add_argument("experiment_dir", nargs="?", default=None,
+                   help="an experiment directory (default: the newest under --results-dir)")
+    p.add_argument("--results-dir", default="results", help="where to look for the newest experiment")
+
+
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]] = {
     "validate": ("run one validation (generate or score) and write metrics", _validate,
                  "hsd.validate:main"),
@@ -56,6 +120,23 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]] 
     "import-legacy": ("re-parse an old pipeline run into an hsd run directory", _import_legacy,
                       "hsd.legacy:main"),
     "data": ("link or copy the prepared dataset into the data directory", _data, "hsd.data.setup:main"),
+    "bench": ("GPU speed of the old setting, hsd's generate path and score mode (full-size random gpt-oss-20b)",
+              _bench, "hsd.bench:main"),
+    "ftdata": ("write the fine-tuning chat data (simple and optimized formats, stratified hold-out)", _ftdata,
+               "hsd.training.ftdata:main"),
+    "train": ("LoRA fine-tuning under DeepSpeed via Accelerate (launch with torchrun for several ranks)", _train,
+              "hsd.training.trainer:main"),
+    "merge": ("merge a LoRA adapter into its base model and save it (safetensors)", _merge,
+              "hsd.training.merge:main"),
+    "collate": ("merge shards, compute metrics, references and intervals, write reports (+ comparison)",
+                _collate, "hsd.collate:main"),
+    "report": ("regenerate the reports of runs or experiments from their records alone (no model)", _collate,
+               "hsd.collate:report_main"),
+    "compare": ("compare runs over the same samples: paired-bootstrap deltas, success criterion, summaries",
+                _compare, "hsd.compare:main"),
+    "submit": ("submit jobs (Slurm, or the local executor): baseline | pipeline | sweep", _submit,
+               "jobs.pipeline:main"),
+    "status": ("state and progress of each job of a submitted experiment", _status, "jobs.status:main"),
 }
 
 

@@ -12,6 +12,7 @@ scalars and go through the same checks as the file.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import types
 import typing
 from dataclasses import dataclass, field
@@ -66,7 +67,9 @@ class ModelConfig:
     adapter: Optional[str] = None  # a peft LoRA adapter directory
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    attn_implementation: str = "eager"  # gpt-oss has no SDPA: eager or flex_attention
+    # auto: hsd's sink-aware SDPA kernel (hsd.inference.fastgen; equals eager, no score matrices
+    # in memory); or eager | flex_attention (gpt-oss has no plain SDPA: attention sinks)
+    attn_implementation: str = "auto"
     experts_implementation: Optional[str] = None  # eager | batched_mm | grouped_mm (None: auto)
     trust_remote_code: bool = False  # off unless you trust the model repository's code
 
@@ -85,6 +88,11 @@ class InferenceConfig:
     seed: int = 1234  # sampling seed (per rank offset added)
     threshold: float = 0.5  # score mode: P(hate) >= threshold -> hate
     threshold_from: Optional[str] = None  # score mode: a run dir whose records choose the threshold
+    threshold_metric: Literal["f1", "youden"] = "f1"  # score mode: what threshold_from maximises
+    prefix_cache: bool = True  # score mode: the prompts' shared token prefix (system + few-shot) computed once
+    static_cache: bool = True  # generate: one fixed-shape KV cache reused by every batch (short batches padded)
+    compile_decode: bool = True  # generate on CUDA: decode step compiled to CUDA graphs (needs static_cache)
+    ds_config: str = "ds_configs/zero3_inference.json"  # backend deepspeed: the ZeRO-3 inference JSON
     progress: bool = True  # a progress bar per rank
 
 
@@ -274,6 +282,8 @@ def _coerce(value: Any, tp: Any, where: str, source: str) -> Any:
     elif tp is str:
         if isinstance(value, str):
             return value
+        if isinstance(value, datetime.date):  # YAML reads an unquoted 2025-08-05 as a date
+            return value.isoformat()
     elif origin in (tuple, list):
         args = typing.get_args(tp)
         if isinstance(value, (list, tuple)):

@@ -96,7 +96,7 @@ _FINAL_MARKERS: tuple[tuple[re.Pattern[str], ParseStatus], ...] = (
     # stripped tokens leave the role and channel glued together: "assistantfinal"
     (re.compile(r"assistantfinal"), ParseStatus.OK_STRIPPED_FINAL),
     (re.compile(r"assistantcommentary\s+to=final\b"), ParseStatus.OK_STRIPPED_FINAL),
-    (re.compile(r"\A[\s\"'`.…]*final(?=\s*(?:json\s*)?\{)"), ParseStatus.OK_STRIPPED_FINAL),
+    (re.compile(r"\A[\s\"'`.…]*final(?=\s*(?:json\s*)?\{)", re.I), ParseStatus.OK_STRIPPED_FINAL),
 )
 _FENCE = re.compile(r"```[a-zA-Z]*\s*(.*?)(?:```|\Z)", re.S)
 _LABEL_KEYS = ("classification", "label", "prediction", "class")
@@ -106,7 +106,7 @@ _LABEL_TEXT = re.compile(
 _RATIONALE_TEXT = re.compile(r"[\"']?\brationale\b[\"']?\s*[:=]\s*[\"']?(.+?)[\"'}]*\s*\Z", re.I | re.S)
 _BARE_LABEL = re.compile(r"\A[\s\"'`]*([A-Za-z]+)[\s\"'`.]*\Z")
 # A response that is itself an answer (no reasoning) begins like one.
-_DIRECT_START = re.compile(r"\A\s*(?:[{`]|[\"']?\b(?:classification|label|prediction)\b)", re.I)
+_DIRECT_START = re.compile(r"\A\s*(?:[{`]|[\"']?\b(?:classification|label|prediction)\b[\"']?\s*[:=])", re.I)
 
 
 def parse_response(text: Optional[str]) -> ParseResult:
@@ -154,7 +154,7 @@ def _read_answer(answer: str, where: Optional[ParseStatus]) -> ParseResult:
     obj = _load_object(body)
     if obj is not None:
         if "final" in obj and isinstance(obj["final"], str) and not _value(obj, _LABEL_KEYS):
-            return _read_answer(obj["final"], where)  # {"final": "classification: normal"}
+            return _read_answer(obj["final"], where or ParseStatus.OK_JSON)  # {"final": "classification: normal"}
         label = _value(obj, _LABEL_KEYS)
         rationale = _value(obj, _RATIONALE_KEYS)
         status = where or ParseStatus.OK_JSON

@@ -12,6 +12,7 @@ and at the end the merged outputs, after checking every sample was recorded exac
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -28,13 +29,15 @@ from hsd.errors import HsdError
 from hsd.inference import dist, get_backend, store
 from hsd.inference.base import GenerationSettings
 from hsd.inference.batching import length_sorted_batches
+from hsd.inference.modes import GenerateMode, get_mode
 from hsd.records import Record, Sample
 
 log = logging.getLogger("hsd.validate")
 
 # Config keys whose change alters the records: a resumed run must not mix two settings.
 RESULT_KEYS = ("data", "prompt", "model", "inference.mode", "inference.max_new_tokens",
-               "inference.temperature", "inference.top_p", "inference.min_new_tokens")
+               "inference.temperature", "inference.top_p", "inference.min_new_tokens",
+               "inference.threshold", "inference.threshold_from", "inference.threshold_metric")
 
 
 @dataclass(frozen=True)
@@ -74,20 +77,19 @@ def _run(cfg: Config, run_dir: Path | None, env: dist.DistEnv, device: str, star
     from hsd.models.loader import load_tokenizer
     from hsd.prompts import Prompter
 
-    if cfg.inference.mode != "generate":
-        raise ConfigError(f"inference.mode={cfg.inference.mode!r} is not available yet; use inference.mode=generate")
+    mode = get_mode(cfg)  # generate | score (hsd.inference.modes); a bad threshold_from fails here, early
     samples = select_samples(cfg.data)
     _check_unique_ids(samples)
     tokenizer = load_tokenizer(cfg.model)
     prompter = Prompter.from_config(cfg, tokenizer, {s.id for s in samples})
     with ExitStack() as stack:
+        _attach_log_handler(stack, logging.StreamHandler(sys.stderr), env.rank)
         setup = _shared(env, lambda: _prepare_run(cfg, run_dir, prompter.strategy, env, stack))
-        _attach_log_handlers(stack, env, setup)
         done = store.recorded_ids(setup.path)
         mine = shard_for_rank(samples, env.rank, env.world_size, done)
         log.info("rank %d/%d: %d samples to evaluate (%d of %d already recorded)",
                  env.rank, env.world_size, len(mine), len(done), len(samples))
-        stats = _evaluate(cfg, env, device, tokenizer, prompter, setup.path, mine)
+        stats = _evaluate(cfg, env, device, tokenizer, prompter, setup.path, mine, mode)
         all_stats = dist.gather(env, stats)  # also the barrier before merging
         if env.is_main:
             _finish(cfg, setup, samples, prompter.strategy, all_stats, len(done), started)
@@ -134,21 +136,29 @@ def _prepare_run(cfg: Config, run_dir: Path | None, strategy: str, env: dist.Dis
     runs.ensure_writable(path)
     stack.enter_context(runs.RunLock(path / ".lock"))
     _check_or_save_config(cfg, path)
+    ts, attempt = _start_manifest(path, ts, strategy, env)
+    log_file = path / f"validation_log_{ts}.log"  # appended to by every attempt
+    _attach_log_handler(stack, logging.FileHandler(log_file, encoding="utf-8"), env.rank)
+    log.info("run directory %s (attempt %d, world size %d)", path, attempt, env.world_size)
     for shard in store.shard_files(path):  # nobody writes before the broadcast that follows
         if store.truncate_torn_tail(shard):
             log.warning("%s: dropped a torn last line; that sample will be redone", shard)
-    manifest_path = path / "manifest.json"
-    if manifest_path.exists():
-        import json
-
-        previous = json.loads(manifest_path.read_text())
-        ts, attempt = previous.get("ts", ts), int(previous.get("attempt", 1)) + 1
-        runs.update_manifest(path, attempt=attempt, world_size=env.world_size, resumed_at=runs.timestamp())
-    else:
-        attempt = 1
-        manifest = runs.base_manifest("validate", env.world_size)
-        runs.update_manifest(path, **manifest, ts=ts, attempt=attempt, strategy=strategy, status="running")
     return RunSetup(path=path, ts=ts, attempt=attempt)
+
+
+def _start_manifest(path: Path, ts: str, strategy: str, env: dist.DistEnv) -> tuple[str, int]:
+    """New run: the base manifest. Resume: count the attempt, keep the first attempt's ``ts``."""
+    manifest_path = path / "manifest.json"
+    now = runs.base_manifest("validate", env.world_size)
+    if not manifest_path.exists():
+        runs.update_manifest(path, **now, ts=ts, attempt=1, strategy=strategy, status="running")
+        return ts, 1
+    previous = json.loads(manifest_path.read_text())
+    ts, attempt = previous.get("ts", ts), int(previous.get("attempt", 1)) + 1
+    # A requeued job may land on another node: host, devices and versions are this attempt's.
+    fields = {k: v for k, v in now.items() if k != "started"}
+    runs.update_manifest(path, **fields, attempt=attempt, attempt_started=now["started"], status="running")
+    return ts, attempt
 
 
 def _check_or_save_config(cfg: Config, path: Path) -> None:
@@ -172,22 +182,16 @@ def _dotted(tree: dict[str, Any], key: str) -> Any:
     return tree
 
 
-def _attach_log_handlers(stack: ExitStack, env: dist.DistEnv, setup: RunSetup) -> None:
-    """Progress to stderr on every rank; the run's log file on rank 0 (appended on resume)."""
+def _attach_log_handler(stack: ExitStack, handler: logging.Handler, rank: int) -> None:
+    """Route the ``hsd`` loggers (validate, inference, ...) to ``handler`` until the run ends."""
     root = logging.getLogger("hsd")
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if env.is_main:
-        handlers.append(logging.FileHandler(setup.path / f"validation_log_{setup.ts}.log", encoding="utf-8"))
-    fmt = logging.Formatter(f"%(asctime)s [rank {env.rank}] %(levelname)s %(name)s: %(message)s")
-    old_level = root.level
-    root.setLevel(logging.INFO)
-    for h in handlers:
-        h.setFormatter(fmt)
-        root.addHandler(h)
-        stack.callback(root.removeHandler, h)
-        stack.callback(h.close)
-    stack.callback(root.setLevel, old_level)
-    log.info("run directory %s (attempt %d, world size %d)", setup.path, setup.attempt, env.world_size)
+    handler.setFormatter(logging.Formatter(f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s"))
+    if root.level == logging.NOTSET or root.level > logging.INFO:
+        stack.callback(root.setLevel, root.level)
+        root.setLevel(logging.INFO)
+    root.addHandler(handler)
+    stack.callback(handler.close)
+    stack.callback(root.removeHandler, handler)
 
 
 def generation_settings(cfg: Config, params: Any) -> GenerationSettings:
@@ -198,15 +202,16 @@ def generation_settings(cfg: Config, params: Any) -> GenerationSettings:
 
 
 def _evaluate(cfg: Config, env: dist.DistEnv, device: str, tokenizer: Any, prompter: Any,
-              run_path: Path, mine: list[Sample]) -> RankStats:
+              run_path: Path, mine: list[Sample], mode: Any) -> RankStats:
     """Generate for this rank's samples, longest prompts first, appending after every batch."""
     from tqdm.auto import tqdm
 
-    if not mine:  # nothing left: do not load a 40 GB model to do nothing
+    backend_cls = get_backend(cfg.inference.backend)
+    if not mine and not backend_cls.collective:  # nothing left: do not load a 40 GB model to do nothing
         return RankStats(env.rank, 0, 0.0)
-    backend = get_backend(cfg.inference.backend)(cfg, device, env.rank, tokenizer)
+    backend = backend_cls(cfg, device, env.rank, tokenizer)
     settings = generation_settings(cfg, prompter.generation)
-    prompts = [prompter.render(s) for s in mine]
+    prompts = [mode.render(prompter, s) for s in mine]
     lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
     batches = length_sorted_batches([s.id for s in mine], lengths, cfg.inference.batch_size)
     show = cfg.inference.progress and sys.stderr.isatty()
@@ -215,24 +220,26 @@ def _evaluate(cfg: Config, env: dist.DistEnv, device: str, tokenizer: Any, promp
             tqdm(total=len(mine), position=env.rank, desc=f"rank {env.rank}", disable=not show) as bar:
         for idx in batches:
             t0 = time.perf_counter()
-            outputs = backend.generate([prompts[i] for i in idx], settings)
+            outputs = mode.run(backend, [prompts[i] for i in idx], settings)
             per_sample = (time.perf_counter() - t0) / len(idx)
-            writer.append(make_record(mine[i], prompts[i], out, prompter.strategy, per_sample, env.rank)
+            writer.append(make_record(mine[i], prompts[i], out, prompter.strategy, per_sample, env.rank, mode.judge)
                           for i, out in zip(idx, outputs))
             bar.update(len(idx))
+    backend.finish()  # a collective backend (ZeRO-3) joins the other ranks' remaining batches
     return RankStats(env.rank, len(mine), time.perf_counter() - started)
 
 
-def make_record(sample: Sample, prompt: str, out: Any, strategy: str, latency_s: float, rank: int) -> Record:
-    from hsd.parsing import parse_response
+def make_record(sample: Sample, prompt: str, out: Any, strategy: str, latency_s: float, rank: int,
+                judge: Any = None) -> Record:
+    """``judge(out)`` (the mode's, :mod:`hsd.inference.modes`) decides label, rationale and status."""
     from hsd.prompts import prompt_hash
 
-    parsed = parse_response(out.text)
+    j = (judge or GenerateMode(None).judge)(out)
     return Record(
         sample_id=sample.id, text=sample.text, true_label=sample.label, target_group=sample.target_group,
         persona_tag=sample.persona_tag, source=sample.source, strategy=strategy,
-        prompt_hash=prompt_hash(prompt), raw_response=out.text, predicted_label=parsed.label,
-        rationale=parsed.rationale, parse_status=parsed.status, latency_s=round(latency_s, 4),
+        prompt_hash=prompt_hash(prompt), raw_response=j.raw_response, predicted_label=j.predicted_label,
+        rationale=j.rationale, parse_status=j.parse_status, latency_s=round(latency_s, 4),
         rank=rank, p_hate=out.p_hate, prompt_tokens=out.prompt_tokens, new_tokens=out.new_tokens,
     )
 
@@ -251,7 +258,7 @@ def _finish(cfg: Config, setup: RunSetup, samples: list[Sample], strategy: str,
         per_rank={str(s.rank): s.evaluated for s in stats}, wall_time_s=round(time.time() - started, 2),
         generation_s=round(gen_seconds, 2),
         samples_per_s=round(evaluated / gen_seconds, 3) if gen_seconds > 0 else None,
-        outputs=sorted(p.name for p in outputs),
+        outputs=sorted(p.name for p in outputs), **get_mode(cfg).manifest(),
     )
     log.info("merged %d records (%d evaluated now, %d resumed) into %s", len(records), evaluated, resumed, setup.path)
 
@@ -272,20 +279,10 @@ def report_meta(cfg: Config, setup: RunSetup, world_size: int) -> dict[str, Any]
 
 
 def write_outputs(run_path: Path, records: list[Record], strategy: str, ts: str, meta: dict) -> list[Path]:
-    try:
-        from hsd.reporting.seed_files import write_run_outputs
-    except ImportError:  # until hsd.reporting.seed_files lands: the merged records only
-        return [write_intermediate_results_only(run_path, records, ts)]
+    """The seed-compatible files (CSVs, report, merged intermediate_results) + metrics.json."""
+    from hsd.reporting.seed_files import write_run_outputs
+
     return write_run_outputs(run_path, records, strategy, ts, meta)
-
-
-def write_intermediate_results_only(run_path: Path, records: list[Record], ts: str) -> Path:
-    """Stopgap: the merged per-sample file, without metrics (hsd.reporting.seed_files adds them)."""
-    import json
-
-    path = run_path / f"intermediate_results_{ts}.jsonl"
-    runs.atomic_write_text(path, "".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in records))
-    return path
 
 
 def main(args: Any) -> int:

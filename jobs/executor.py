@@ -9,13 +9,14 @@ anything is submitted, and raise one :class:`~hsd.errors.HsdError` that says how
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any, Sequence
 
 import submitit
-from submitit.core.utils import FailedJobError
+from submitit.core.utils import FailedJobError, UncompletedJobError
 
 from hsd.config import ConfigError, ExecutorConfig
 from hsd.errors import HsdError
@@ -69,7 +70,9 @@ def make_executor(
     """An executor for one stage. ``gpus=False`` for CPU-only stages (ftdata, collate): they
     take one task and no GPU. ``dependency`` is an sbatch dependency (``afterok:12:13``)."""
     check_executor(exe)
-    executor = submitit.AutoExecutor(folder=exp_dir / LOG_DIR, cluster=CLUSTERS[exe.kind])
+    # requeues a job may use up on timeouts (preemptions do not count)
+    limits = {"slurm_max_num_timeout": exe.max_num_timeout} if exe.kind == "slurm" else {}
+    executor = submitit.AutoExecutor(folder=exp_dir / LOG_DIR, cluster=CLUSTERS[exe.kind], **limits)
     params: dict[str, Any] = {
         "name": f"hsd-{name}",
         "timeout_min": exe.timeout_min,
@@ -81,8 +84,6 @@ def make_executor(
     }
     if exe.kind == "slurm":
         params.update(_slurm_params(exe, dependency))
-    elif exe.kind == "local":
-        params["local_signal_delay_s"] = exe.signal_delay_s
     executor.update_parameters(**params)
     return executor
 
@@ -96,7 +97,6 @@ def _slurm_params(exe: ExecutorConfig, dependency: str | None) -> dict[str, Any]
         extra.setdefault("kill-on-invalid-dep", "yes")
     params: dict[str, Any] = {
         "slurm_signal_delay_s": exe.signal_delay_s,
-        "slurm_max_num_timeout": exe.max_num_timeout,
         "slurm_additional_parameters": extra,
     }
     for key in ("partition", "account", "qos"):
@@ -106,24 +106,35 @@ def _slurm_params(exe: ExecutorConfig, dependency: str | None) -> dict[str, Any]
     return params
 
 
-def submit(executor: submitit.AutoExecutor, fn: Any) -> submitit.Job:
-    """``executor.submit(fn)`` with the scheduler's refusal turned into one clear error."""
+def submit(executor: submitit.AutoExecutor, fns: Sequence[Any], what: str) -> list[submitit.Job]:
+    """Submit ``fns`` (one job, or a job array: a single sbatch on Slurm), with the scheduler's
+    refusal turned into one clear error naming ``what``."""
     try:
-        return executor.submit(fn)
-    except FailedJobError as exc:
-        raise SubmitError(f"the scheduler refused job {executor.parameters.get('name', '?')}: "
-                          f"{str(exc).strip() or exc!r}") from None
-
-
-def submit_array(executor: submitit.AutoExecutor, fns: Sequence[Any]) -> list[submitit.Job]:
-    """One job array (a single sbatch on Slurm) of ``fns``."""
-    try:
+        if len(fns) == 1:
+            return [executor.submit(fns[0])]
         with executor.batch():
-            jobs = [executor.submit(fn) for fn in fns]
+            return [executor.submit(fn) for fn in fns]
     except FailedJobError as exc:
-        raise SubmitError(f"the scheduler refused array {executor.parameters.get('name', '?')}: "
-                          f"{str(exc).strip() or exc!r}") from None
-    return jobs
+        raise SubmitError(f"the scheduler refused stage '{what}': {str(exc).strip() or exc!r}") from None
+
+
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b(:.*)?$")
+
+
+def exception_line(text: str) -> str | None:
+    """The last ``SomeError: message`` line of a traceback or log: what went wrong, in one line."""
+    lines = [l.strip() for l in text.splitlines()]
+    found = [l for l in lines if _EXCEPTION_LINE.match(l) and not l.startswith("submitit")]
+    return found[-1][:400] if found else None
+
+
+def error_summary(exc: BaseException | None) -> str | None:
+    """One line for a job's failure; submitit wraps the job's traceback in its own error."""
+    if exc is None:
+        return None
+    if isinstance(exc, UncompletedJobError):
+        return exception_line(str(exc)) or str(exc).strip().splitlines()[0][:400]
+    return f"{type(exc).__name__}: {exc}"[:400]  # the debug executor raises the job's own error
 
 
 def cancel(job_ids: Sequence[str]) -> None:

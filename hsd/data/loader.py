@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from hsd.data.sampling import stratified_sample
 from hsd.data.schema import validate_rows
@@ -125,10 +126,7 @@ def select_samples(data_cfg: Any) -> list[Sample]:
     return stratified_sample(samples, data_cfg.max_samples, data_cfg.seed, where=str(path))
 
 
-def describe(samples: list[Sample]) -> dict[str, Optional[int]]:
-    """Counts by label and target group, for logs and manifests."""
-    counts: dict[str, Optional[int]] = {"total": len(samples)}
-    for s in samples:
-        for key in (f"label:{s.label}", f"group:{s.target_group}"):
-            counts[key] = (counts.get(key) or 0) + 1
-    return counts
+def describe(samples: list[Sample]) -> dict[str, int]:
+    """Counts by label and by target group, for logs and manifests."""
+    counts = Counter(f"label:{s.label}" for s in samples) + Counter(f"group:{s.target_group}" for s in samples)
+    return {"total": len(samples), **dict(sorted(counts.items()))}

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 # name -> "module:Class"; add a backend by adding a line here.
 BACKENDS: dict[str, str] = {
     "hf": "hsd.inference.hf:HFBackend",
+    "deepspeed": "hsd.inference.deepspeed_backend:DeepSpeedBackend",
 }
 
 

@@ -46,6 +46,10 @@ class Backend(ABC):
     length) with it; the backend must use the same one.
     """
 
+    # True when every rank must build the backend and make the same calls, even a rank with
+    # no samples left (ZeRO-3: each forward pass is a collective); validate then calls finish().
+    collective: bool = False
+
     def __init__(self, cfg: Config, device: str, rank: int, tokenizer: Any) -> None:
         self.cfg = cfg
         self.device = device
@@ -59,3 +63,6 @@ class Backend(ABC):
     def score(self, prompts: list[str]) -> list[Output]:
         """P(hate) from one forward pass over each score prefix (prompt + answer opening)."""
         raise NotImplementedError(f"{type(self).__name__} has no score mode")
+
+    def finish(self) -> None:
+        """Called once after this rank's last batch (collective backends wait for the others here)."""

@@ -15,9 +15,9 @@ Why each piece (measured on the lent H100, see BENCHMARKS.md):
   function that always materialises a boolean mask, which the sink column needs).
 * Decode steps launch ~1,500 small kernels; at batch 16 a step took ~80 ms where reading the
   weights takes ~13 ms. A *static* cache (fixed shapes) lets transformers compile the decode
-  step with ``mode="reduce-overhead"`` (CUDA graphs). The cache is built once per run with a
-  fixed batch size and length and reused for every batch; a short last batch is padded to the
-  same size, so the compiled graph is never re-recorded.
+  step with ``mode="reduce-overhead"`` (CUDA graphs). :class:`StaticDecoder` builds the cache
+  once per run and reuses it for every batch; a short last batch is padded to the same size,
+  so the compiled graph is recorded once.
 """
 
 from __future__ import annotations
@@ -123,42 +123,66 @@ def resolve_attn_implementation(name: str) -> str:
 # --------------------------------------------------------------------------------------
 
 
+CACHE_ROUND = 128  # cache lengths are rounded up to this, so nearby lengths share one graph
+
+
 @dataclasses.dataclass
 class StaticDecoder:
-    """One static KV cache reused for every batch of a run, so a compiled decode graph is too.
+    """One static KV cache reused by every batch of a run, and with it one compiled decode graph.
 
-    ``batch_size`` and ``cache_len`` are fixed for the run: every batch is padded to
-    ``batch_size`` rows (:func:`pad_rows`) and every prompt + new tokens must fit ``cache_len``.
-    ``compile`` turns on transformers' compiled decode step (CUDA graphs) on CUDA; on CPU the
-    static cache is still used (tests compare it with the plain path).
+    The cache is sized by the first batch it sees: validation sends the longest prompts first,
+    so later batches fit. A batch with more rows or a longer prompt + output than the cache
+    gets a new cache (and, compiled, a new graph: about a minute on gpt-oss-20b). Callers pad
+    short batches to ``rows`` (:func:`pad_rows`) so the shape never changes.
+    ``compile`` turns on transformers' compiled decode step (CUDA graphs); transformers does so
+    on CUDA only, so on CPU the same static cache runs uncompiled (tests compare it with the
+    plain path).
     """
 
     model: Any
-    batch_size: int
-    cache_len: int
     compile: bool = True
+    rows: int = 0
+    cache_len: int = 0
     _cache: Any = None
 
-    def generate_kwargs(self, prompt_len: int, max_new_tokens: int) -> dict[str, Any]:
-        """Extra ``model.generate`` kwargs: the shared cache (reset) and the compile switch."""
-        if prompt_len + max_new_tokens > self.cache_len:
-            raise ValueError(
-                f"prompt of {prompt_len} tokens + {max_new_tokens} new tokens exceeds the static cache "
-                f"({self.cache_len}); build the StaticDecoder with the run's longest prompt"
-            )
-        if self._cache is None:
-            from transformers import StaticCache
-
-            self._cache = StaticCache(config=self.model.config, max_cache_len=self.cache_len)
+    def generate_kwargs(self, rows: int, prompt_len: int, max_new_tokens: int) -> dict[str, Any]:
+        """Extra ``model.generate`` kwargs for a ``rows`` x ``prompt_len`` batch: cache + compile switch."""
+        need = prompt_len + max_new_tokens
+        if self._cache is None or rows != self.rows or need > self.cache_len:
+            self._cache = None  # free the old cache before allocating the new one
+            self.rows, self.cache_len = rows, -(-need // CACHE_ROUND) * CACHE_ROUND
+            self._cache = full_static_cache(self.model.config, self.cache_len)
         else:
-            self._cache.reset()
-        kwargs: dict[str, Any] = {"past_key_values": self._cache, "disable_compile": not self.compile}
-        if self.compile:
+            with torch.inference_mode():  # its tensors were made under generate's inference mode
+                self._cache.reset()
+        compiled = self.compile and self.model.device.type == "cuda"  # transformers compiles on CUDA only
+        kwargs: dict[str, Any] = {"past_key_values": self._cache, "disable_compile": not compiled}
+        if compiled:
             from transformers import CompileConfig
 
             # dynamic=False: one graph for the run's one shape; reduce-overhead = CUDA graphs.
             kwargs["compile_config"] = CompileConfig(fullgraph=False, dynamic=False, mode="reduce-overhead")
         return kwargs
+
+
+def full_static_cache(config: Any, cache_len: int) -> Any:
+    """A static cache whose sliding-window layers keep the full length too.
+
+    transformers' ``StaticSlidingWindowLayer`` tracks its fill level in a Python int, so a
+    compiled decode step is re-traced at every token (dynamo guards on the int) and falls back
+    to eager after 8 recompiles. Full-length layers have only tensor state; the sliding window
+    is then applied by the attention mask (absolute positions), which is exact. Costs the
+    sliding layers' KV memory at full length (batch 64 x 1,280 tokens: +2 GB on gpt-oss-20b).
+    """
+    from transformers import StaticCache
+    from transformers.cache_utils import Cache, StaticLayer
+
+    class _FullStaticCache(StaticCache):
+        def __init__(self) -> None:
+            n = config.get_text_config(decoder=True).num_hidden_layers
+            Cache.__init__(self, layers=[StaticLayer(max_cache_len=cache_len) for _ in range(n)])
+
+    return _FullStaticCache()
 
 
 def pad_rows(input_ids: torch.Tensor, attention_mask: torch.Tensor, rows: int) -> tuple[torch.Tensor, torch.Tensor, int]:

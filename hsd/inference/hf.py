@@ -16,6 +16,8 @@ from typing import Any, Sequence
 from hsd.config import Config
 from hsd.inference.base import Backend, GenerationSettings, Output
 from hsd.inference.batching import OomBackoff
+from hsd.inference.fastgen import StaticDecoder, pad_rows
+from hsd.inference.score import Scorer, score_outputs
 
 STOP_TOKENS = ("<|return|>", "<|call|>")
 log = logging.getLogger(__name__)
@@ -33,6 +35,9 @@ class HFBackend(Backend):
         self.model = load_model(cfg.model, device)
         self.stop_ids = _stop_ids(tokenizer)
         self.backoff = OomBackoff(cfg.inference.batch_size, on_oom=_empty_cuda_cache)
+        inf = cfg.inference  # the fast path (hsd.inference.fastgen) and score mode (hsd.inference.score)
+        self.decoder = StaticDecoder(self.model, compile=inf.compile_decode) if inf.static_cache else None
+        self.scorer = Scorer(self.model, tokenizer, reuse_prefix=inf.prefix_cache)
         # Each rank samples from its own stream; greedy runs do not depend on it.
         self.generator_seed = cfg.inference.seed + rank
         torch.manual_seed(self.generator_seed)
@@ -40,15 +45,23 @@ class HFBackend(Backend):
     def generate(self, prompts: list[str], settings: GenerationSettings) -> list[Output]:
         return self.backoff(prompts, lambda chunk: self._generate(chunk, settings))
 
+    def score(self, prompts: list[str]) -> list[Output]:
+        return self.backoff(prompts, lambda chunk: score_outputs(self.scorer, chunk))
+
     def _generate(self, prompts: Sequence[str], settings: GenerationSettings) -> list[Output]:
         import torch
 
         enc = self.tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
         enc = enc.to(self.model.device)
+        ids, mask, n = enc["input_ids"], enc["attention_mask"], len(prompts)
+        fast: dict[str, Any] = {}
+        if self.decoder is not None:  # fixed shape: pad to the current chunk size, one cache/graph
+            ids, mask, n = pad_rows(ids, mask, self.backoff.size)
+            fast = self.decoder.generate_kwargs(ids.shape[0], ids.shape[1], settings.max_new_tokens)
         with torch.inference_mode():
-            out = self.model.generate(**enc, **self._generate_kwargs(settings))
-        new = out[:, enc["input_ids"].shape[1] :].tolist()
-        prompt_lens = enc["attention_mask"].sum(dim=1).tolist()
+            out = self.model.generate(input_ids=ids, attention_mask=mask, **self._generate_kwargs(settings), **fast)
+        new = out[:n, ids.shape[1] :].tolist()
+        prompt_lens = mask[:n].sum(dim=1).tolist()
         return [self._output(ids, n) for ids, n in zip(new, prompt_lens)]
 
     def _generate_kwargs(self, s: GenerationSettings) -> dict[str, Any]:

@@ -53,6 +53,8 @@ def policy_labels(frame: pd.DataFrame, policy: UnknownPolicy) -> tuple[pd.Series
 
 def confusion_counts(y_true: pd.Series, y_pred: pd.Series) -> dict[str, int]:
     """tp/tn/fp/fn with hate as the positive class (sklearn's confusion matrix)."""
+    if len(y_true) == 0:  # e.g. a group whose every answer is unknown; sklearn refuses empty input
+        return {"true_positive": 0, "true_negative": 0, "false_positive": 0, "false_negative": 0}
     tn, fp, fn, tp = skm.confusion_matrix(y_true, y_pred, labels=[NEGATIVE, POSITIVE]).ravel()
     return {"true_positive": int(tp), "true_negative": int(tn),
             "false_positive": int(fp), "false_negative": int(fn)}

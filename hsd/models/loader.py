@@ -42,6 +42,10 @@ def resolve_dtype(model_cfg: ModelConfig, device: str) -> Any:
 
 def _check_source(name_or_path: str) -> str:
     """A local model directory, or a hub id; ModelError when it can be neither."""
+    from hsd.models.fullsize import is_random_spec
+
+    if is_random_spec(name_or_path):  # random:gpt-oss-20b — built in place (hsd.models.fullsize)
+        return name_or_path
     path = Path(name_or_path).expanduser()
     if path.exists():
         if not path.is_dir() or not (path / "config.json").is_file():
@@ -59,6 +63,13 @@ def _check_source(name_or_path: str) -> str:
 
 
 def _from_pretrained(loader: Any, source: str, what: str, **kwargs: Any) -> Any:
+    from hsd.inference.fastgen import resolve_attn_implementation
+    from hsd.models.fullsize import is_random_spec, random_from_pretrained
+
+    if "attn_implementation" in kwargs:  # "auto" -> hsd's sink-aware SDPA kernel, registered first
+        kwargs["attn_implementation"] = resolve_attn_implementation(kwargs["attn_implementation"])
+    if is_random_spec(source):
+        return random_from_pretrained(what, source, **kwargs)
     try:
         return loader.from_pretrained(source, **kwargs)
     except OSError as exc:

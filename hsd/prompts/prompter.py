@@ -16,7 +16,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, replace
-from typing import Any, Optional
+from typing import Any
 
 from hsd.data import load_split, resolve_data_dir
 from hsd.errors import TemplateError
@@ -81,7 +81,7 @@ class Prompter:
         examples: tuple[Sample, ...] = ()
         if template.few_shot_rationale is not None and cfg.prompt.few_shot_per_group > 0:
             data_dir = resolve_data_dir(cfg.data.dir)
-            train = load_split(data_dir, "train")
+            train = load_split(data_dir, "train", drop_empty_text=cfg.data.drop_empty_text)
             banned = texts_outside_train(data_dir)
             examples = tuple(select_examples(train, cfg.prompt.few_shot_per_group, cfg.prompt.few_shot_seed,
                                              set(evaluated_ids), banned))

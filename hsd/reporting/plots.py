@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 DPI = 110
+TITLES = {"f1": "F1", "mcc": "MCC", "accuracy": "accuracy", "eod": "equalized-odds difference"}
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 
 
@@ -99,7 +100,7 @@ def forest(rows: Sequence[tuple[str, Mapping[str, Mapping[str, float]]]], metric
             ax.plot([iv["estimate"]], [yi], "o", color=COLORS[0])
         if zero_line:
             ax.axvline(0, color="#d62728", linewidth=1, linestyle="--")
-        ax.set_title(metric, fontsize=10)
+        ax.set_title(TITLES.get(metric, metric), fontsize=10)
         ax.grid(axis="x", alpha=0.3)
     axes[0][0].set_yticks(y, labels)
     if title:

@@ -58,7 +58,8 @@ def write_outputs(run_dir: Path, by_strategy: Mapping[str, Sequence[Record]], ts
     results = {s: (compute_performance(recs), compute_bias(recs)) for s, recs in by_strategy.items()}
     status_counts = {s: dict(Counter(r.parse_status for r in recs)) for s, recs in by_strategy.items()}
     files = {
-        f"performance_metrics_{ts}.csv": performance_frame(results).to_csv(index=False),
+        # the old pipeline wrote this one file with the csv module: CRLF line ends, kept for diffing
+        f"performance_metrics_{ts}.csv": performance_frame(results).to_csv(index=False, lineterminator="\r\n"),
         f"bias_metrics_{ts}.csv": bias_frame(results).to_csv(index=False),
         f"strategy_unified_results_{ts}.csv": unified_frame(by_strategy).to_csv(index=False),
         f"evaluation_report_{ts}.txt": render_report(results, status_counts, meta),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,9 @@ def make_accelerator(train: TrainConfig) -> Any:
     from accelerate import Accelerator
     from accelerate.utils import DeepSpeedPlugin, InitProcessGroupKwargs
 
+    # DeepSpeed calls torch.distributed's deprecated collectives on every step: one warning
+    # per call and rank would bury the log.
+    warnings.filterwarnings("ignore", category=FutureWarning, module="torch.distributed")
     ds_config = load_ds_config(train)
     cuda = torch.cuda.is_available()
     plugin = DeepSpeedPlugin(

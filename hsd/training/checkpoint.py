@@ -79,7 +79,9 @@ def save(accelerator: Any, run_dir: Path, step: int, state: dict[str, Any], keep
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
+    # Frozen base weights are not saved: they are the base model's, and for a 20B model they
+    # would make every checkpoint ~40 GB.
+    accelerator.save_state(str(tmp), exclude_frozen_parameters=True)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         atomic_write_json(tmp / STATE_FILE, state)
@@ -96,7 +98,7 @@ def save(accelerator: Any, run_dir: Path, step: int, state: dict[str, Any], keep
 
 def load(accelerator: Any, checkpoint: Path) -> dict[str, Any]:
     """Restore model, optimizer and RNG states; return the trainer state saved with them."""
-    accelerator.load_state(str(checkpoint))
+    accelerator.load_state(str(checkpoint), load_module_strict=False)  # frozen weights come from the base model
     return json.loads((checkpoint / STATE_FILE).read_text())
 
 

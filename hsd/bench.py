@@ -1,0 +1,229 @@
+"""``hsd bench --out BENCHMARKS.json``: inference speed on the full-size gpt-oss-20b architecture.
+
+(``make bench`` runs it.) Builds ``random:gpt-oss-20b`` (random bf16 weights, built on the GPU,
+hsd.models.fullsize) and measures side by side, in one process, through the real backend
+(``HFBackend.generate`` / ``.score``, the functions ``hsd validate`` calls per batch):
+
+* ``old``      — the old pipeline's setting: HF generate, batch 4, eager attention and experts;
+* ``generate`` — hsd's default generate path (sink-aware SDPA, grouped_mm experts, static
+  cache + CUDA-graph decode) at ``--batch-size``;
+* ``score``    — score mode on the same prompts (no shared prefix: every token is new);
+* ``score_rich`` — score mode on prompts shaped like the rich template (a shared system +
+  few-shot prefix, a per-sample tail): the prefix KV is computed once.
+
+Each generate case runs at every ``--new-tokens`` (forced with min_new_tokens). Reported per
+case: samples/s, new tokens/s, peak GPU memory, ratio to ``old`` in samples/s. Each backend is
+built, warmed up (compilation excluded, its time reported), timed, and freed before the next.
+Results go to the JSON file and a table between markers in BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import platform
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hsd.config import Config, from_dict, replace
+from hsd.errors import HsdError
+
+MD_BEGIN, MD_END = "<!-- hsd-bench:begin -->", "<!-- hsd-bench:end -->"
+_WORDS = ("group", "people", "text", "language", "speech", "post", "comment", "community", "policy",
+          "attack", "identity", "religion", "origin", "respect", "insult", "context", "example", "label")
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    what: str  # the table's description
+    mode: str  # generate | score
+    overrides: dict[str, Any] = field(default_factory=dict)
+    shared_prefix: bool = False  # score_rich: prompts share a long system + few-shot prefix
+
+
+def cases(batch_size: int, old_batch_size: int) -> list[Case]:
+    return [
+        Case("old", f"old setting: HF generate, bs {old_batch_size}, eager attention + experts", "generate",
+             {"model.attn_implementation": "eager", "model.experts_implementation": "eager",
+              "inference.batch_size": old_batch_size, "inference.static_cache": False,
+              "inference.compile_decode": False}),
+        Case("generate", f"hsd default generate path, bs {batch_size}", "generate",
+             {"inference.batch_size": batch_size}),
+        Case("score", f"score mode, bs {batch_size}, no shared prefix", "score",
+             {"inference.batch_size": batch_size, "inference.mode": "score"}),
+        Case("score_rich", f"score mode, bs {batch_size}, rich-template shape (shared prefix cached)", "score",
+             {"inference.batch_size": batch_size, "inference.mode": "score"}, shared_prefix=True),
+    ]
+
+
+def make_prompts(tokenizer: Any, n: int, tokens: int, shared_prefix: bool, seed: int, score: bool) -> list[str]:
+    """``n`` chat prompts of about ``tokens`` tokens of random words (distinct per sample).
+
+    With ``shared_prefix`` the system message (~85% of the tokens) is the same for every
+    sample, as the rich template's policy and few-shot turns are.
+    """
+    from hsd.prompts.prompter import SCORE_SUFFIX
+
+    rng = random.Random(seed)
+    words = lambda k: " ".join(rng.choice(_WORDS) for _ in range(k))  # noqa: E731
+    per_word = len(tokenizer(words(400), add_special_tokens=False)["input_ids"]) / 400
+    shared = words(int(tokens * 0.85 / per_word)) if shared_prefix else None
+    out = []
+    for _ in range(n):
+        system = shared if shared_prefix else words(int(tokens * 0.85 / per_word))
+        msgs = [{"role": "system", "content": system}, {"role": "user", "content": words(int(tokens * 0.1 / per_word))}]
+        text = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True, reasoning_effort="low")
+        out.append(text + SCORE_SUFFIX if score else text)
+    return out
+
+
+def _sync() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _timed(fn: Any) -> float:
+    _sync()
+    t0 = time.perf_counter()
+    fn()
+    _sync()
+    return time.perf_counter() - t0
+
+
+def run_case(cfg: Config, case: Case, tokenizer: Any, args: Any) -> list[dict[str, Any]]:
+    """Build the case's backend, warm it up, time it at every output length; free it."""
+    import torch
+
+    from hsd.inference import get_backend
+    from hsd.inference.base import GenerationSettings
+
+    cuda = torch.cuda.is_available()
+    ccfg = replace(cfg, **case.overrides)
+    bs = ccfg.inference.batch_size
+    n = args.batches * bs
+    prompts = make_prompts(tokenizer, n + bs, args.prompt_tokens, case.shared_prefix, seed=1, score=case.mode == "score")
+    warm, timed = prompts[:bs], prompts[bs:]
+    prompt_tokens = sum(len(x) for x in tokenizer(timed, add_special_tokens=False)["input_ids"]) / n
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    t_build = time.perf_counter()
+    backend = get_backend(ccfg.inference.backend)(ccfg, args.device, 0, tokenizer)
+    build_s = time.perf_counter() - t_build
+    rows = []
+    try:
+        lengths = [None] if case.mode == "score" else sorted(args.new_tokens, reverse=True)
+        for new in lengths:  # longest first: the static cache is sized once, for the longest
+            s = GenerationSettings(max_new_tokens=new or 1, temperature=0.0, top_p=1.0, min_new_tokens=new)
+            call = (lambda p: backend.score(p)) if case.mode == "score" else (lambda p: backend.generate(p, s))
+            # A static cache is sized by its first batch (and compiled for it): warm up at full length.
+            short = GenerationSettings(max_new_tokens=4, temperature=0.0, top_p=1.0, min_new_tokens=4)
+            full = case.mode == "score" or ccfg.inference.static_cache
+            warm_s = _timed(lambda: call(warm) if full else backend.generate(warm, short))
+            outs: list[Any] = []
+            seconds = _timed(lambda: outs.extend(call(timed)))
+            produced = sum(o.new_tokens for o in outs)
+            rows.append({"case": case.name, "what": case.what, "mode": case.mode, "batch_size": bs,
+                         "samples": n, "prompt_tokens": round(prompt_tokens, 1), "new_tokens": new,
+                         "seconds": round(seconds, 3), "samples_per_s": round(n / seconds, 3),
+                         "new_tokens_per_s": round(produced / seconds, 1) if new else None,
+                         "prompt_tokens_per_s": round(prompt_tokens * n / seconds, 1),
+                         "warmup_s": round(warm_s, 2), "build_s": round(build_s, 2),
+                         "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
+                         "min_new_tokens_held": all(o.new_tokens == new for o in outs) if new else None})
+            print(json.dumps(rows[-1]), flush=True)
+        if args.profile and cuda:
+            rows[-1]["profile"] = _profile(lambda: call(timed[:bs]))
+    finally:
+        del backend
+        gc.collect()
+        if cuda:
+            torch.cuda.empty_cache()
+    return rows
+
+
+def _profile(fn: Any) -> str:
+    """Where one batch's time goes (torch.profiler, top CUDA ops)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        fn()
+        _sync()
+    return prof.key_averages().table(sort_by="cuda_time_total", row_limit=15, max_name_column_width=60)
+
+
+def add_ratios(rows: list[dict[str, Any]]) -> None:
+    """ratio = samples/s over the old setting's at the same output length (score: at the shortest)."""
+    old = {r["new_tokens"]: r["samples_per_s"] for r in rows if r["case"] == "old"}
+    for r in rows:
+        ref = old.get(r["new_tokens"], old.get(min(old), None) if old else None)
+        r["ratio_vs_old"] = round(r["samples_per_s"] / ref, 2) if ref else None
+
+
+def environment(args: Any) -> dict[str, Any]:
+    import torch
+    import transformers
+
+    dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu"
+    return {"device": dev, "torch": torch.__version__, "transformers": transformers.__version__,
+            "python": platform.python_version(), "model": args.model,
+            "command": "hsd bench " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["bench"] else sys.argv[1:]),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+def markdown(env: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    head = ("| case | new tokens | samples/s | new tok/s | prompt tok/s | peak GiB | x old | warm-up s |\n"
+            "|---|---|---|---|---|---|---|---|\n")
+    body = "".join(
+        f"| {r['what']} | {r['new_tokens'] or '— (score)'} | {r['samples_per_s']} | {r['new_tokens_per_s'] or '—'} | "
+        f"{r['prompt_tokens_per_s']} | {r['peak_gib']} | {r['ratio_vs_old']} | {r['warmup_s']} |\n" for r in rows)
+    prompt = rows[0]["prompt_tokens"] if rows else "?"
+    return (f"{MD_BEGIN}\n**{env['device']}**, torch {env['torch']}, transformers {env['transformers']}, "
+            f"model `{env['model']}` (random bf16 weights), prompt ≈ {prompt} tokens, {env['date']}. "
+            f"Command: `{env['command']}`\n\n{head}{body}{MD_END}")
+
+
+def write_markdown(path: Path, block: str) -> None:
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\n"
+    if MD_BEGIN in text and MD_END in text:
+        text = text[: text.index(MD_BEGIN)] + block + text[text.index(MD_END) + len(MD_END):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(text, encoding="utf-8")
+
+
+def main(args: Any) -> int:
+    import torch
+
+    from hsd.models.loader import load_tokenizer
+
+    if not torch.cuda.is_available() and not args.allow_cpu:
+        raise HsdError("hsd bench measures GPU speed and needs CUDA; pass --allow-cpu for a smoke run (tests)")
+    args.device = "cuda:0" if torch.cuda.is_available() else "cpu"
+    base = from_dict({"model": {"name_or_path": args.model}, "inference": {"progress": False}})
+    tokenizer = load_tokenizer(base.model)
+    wanted = set(args.cases.split(","))
+    rows: list[dict[str, Any]] = []
+    for case in cases(args.batch_size, args.old_batch_size):
+        if case.name in wanted:
+            try:
+                rows.extend(run_case(base, case, tokenizer, args))
+            except Exception as exc:  # noqa: BLE001 - record it, measure the other cases
+                if not args.keep_going:
+                    raise
+                rows.append({"case": case.name, "what": case.what, "error": f"{type(exc).__name__}: {exc}"})
+                print(f"case {case.name} failed: {exc}", file=sys.stderr, flush=True)
+    good = [r for r in rows if "error" not in r]
+    add_ratios(good)
+    env = environment(args)
+    Path(args.out).write_text(json.dumps({"environment": env, "results": rows}, indent=2) + "\n")
+    if args.markdown:
+        write_markdown(Path(args.markdown), markdown(env, good))
+    print(markdown(env, good))
+    return 0

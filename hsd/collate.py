@@ -1,0 +1,127 @@
+"""``hsd collate RUN_OR_EXPERIMENT_DIR...`` and ``hsd report RUN_OR_EXPERIMENT_DIR...``.
+
+The job that ends the pipeline. For every validation run found: merge its per-rank shards if
+rank 0 did not get to it (checked against the run's data selection: every sample exactly
+once), compute every metric from the per-sample records, score the reference classifiers on
+exactly the same samples, and write ``metrics_full.json``, ``report.md``, ``report.html`` and
+``plots/*.png``. For an experiment directory with several runs, also the comparison
+(:mod:`hsd.compare`) in ``<experiment>/comparison/``.
+
+``hsd report`` does the same from the records alone: it never merges and reuses the reference
+predictions saved by ``collate`` (``reference_predictions.json``), so it needs no model and,
+after one collate, no data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from hsd.config import ReportConfig
+from hsd.metrics.references import REFERENCES, as_records
+from hsd.metrics.summary import evaluate, nan_to_none, settings
+from hsd.reporting import html, markdown, refcache, run_report
+from hsd.reporting.errors import select_errors, unanswered
+from hsd.reporting.rundata import RunData, find_runs, is_run, load_run, merged_file, read_config
+from hsd.runs import RunError, RunLock, atomic_write_json, atomic_write_text, timestamp
+
+log = logging.getLogger("hsd.collate")
+
+
+def report_config(run: RunData) -> ReportConfig:
+    return run.cfg.report if run.cfg else ReportConfig()
+
+
+def full_metrics(run: RunData, refs, provenance: dict[str, Any], cfg: ReportConfig) -> dict[str, Any]:
+    """Everything the run's report shows, JSON-ready (undefined numbers are null)."""
+    log_path = run.training_log()
+    return nan_to_none({
+        "generated": timestamp(),
+        "run": run.info(),
+        "bootstrap": settings(cfg),
+        "metrics": evaluate(run.records, cfg),
+        "references": {ref.name: {"description": REFERENCES[ref.name][0],
+                                  "metrics": evaluate(as_records(run.records, ref), cfg)} for ref in refs},
+        "reference_provenance": provenance,
+        "errors": select_errors(run.records, cfg.errors_per_group, cfg.bootstrap_seed),
+        "unanswered": unanswered(run.records, cfg.errors_per_group),
+        "training_log": str(log_path) if log_path else None,
+    })
+
+
+def write_report(doc_dir: Path, full: dict[str, Any], build) -> list[Path]:
+    """Plots first (the document embeds them), then the JSON, Markdown and HTML, each atomically."""
+    doc = build(full, doc_dir)
+    outputs = {doc_dir / "report.md": markdown.render(doc, doc_dir), doc_dir / "report.html": html.render(doc)}
+    for path, text in outputs.items():
+        atomic_write_text(path, text)
+    return list(outputs)
+
+
+def merge_if_needed(path: Path, data_dir: Optional[str]) -> bool:
+    """Merge the shards of a run rank 0 did not finish merging; True if it merged."""
+    from hsd.data import select_samples
+    from hsd.inference import store
+    from hsd.reporting.seed_files import write_run_outputs
+
+    if merged_file(path) is not None or not store.shard_files(path):
+        return False
+    cfg = read_config(path)
+    if cfg is None:
+        raise RunError(f"{path} has shards but no config.yaml: cannot tell which samples it should hold")
+    data_cfg = dataclasses.replace(cfg.data, dir=data_dir) if data_dir else cfg.data
+    records = store.merge(path, [s.id for s in select_samples(data_cfg)])
+    meta = {"model": cfg.model.name_or_path + (f" + adapter {cfg.model.adapter}" if cfg.model.adapter else ""),
+            "template": cfg.prompt.template, "data": f"{cfg.data.subset or cfg.data.split}",
+            "command": "hsd collate (merged the shards)"}
+    write_run_outputs(path, records, records[0].strategy, timestamp(), meta)
+    log.info("merged %d records of %s", len(records), path)
+    return True
+
+
+def collate_run(path: Path, data_dir: Optional[str], merge: bool) -> RunData:
+    """Merge (collate only), compute and write one run's reports. Returns the loaded run."""
+    with RunLock(path / ".lock"):
+        if merge:
+            merge_if_needed(path, data_dir)
+        run = load_run(path)
+        refs, provenance = refcache.references_for(run, data_dir, use_cache=not merge)
+        full = full_metrics(run, refs, provenance, report_config(run))
+        written = write_report(run.path, full, run_report.build)
+        atomic_write_json(run.path / "metrics_full.json", full)
+        refcache.save(run, refs, provenance)
+    log.info("wrote %s", ", ".join(str(p) for p in written))
+    return run
+
+
+def run(paths: Sequence[str | Path], data_dir: Optional[str] = None, merge: bool = True) -> list[Path]:
+    """Collate each run (and compare the runs of each experiment directory); returns report paths."""
+    from hsd import compare
+
+    reports: list[Path] = []
+    for given in map(Path, paths):
+        runs = [collate_run(p, data_dir, merge) for p in find_runs(given)]
+        reports += [r.path / "report.html" for r in runs]
+        if not is_run(given) and len(runs) > 1:
+            reports.append(compare.compare_experiment(given, runs, data_dir))
+    return reports
+
+
+def _print(reports: list[Path]) -> None:
+    for path in reports:
+        print(path, flush=True)
+
+
+def main(args: Any) -> int:
+    """``hsd collate``: prints each report path; the last line is the experiment's (or run's)."""
+    _print(run(args.paths, args.data_dir, merge=True))
+    return 0
+
+
+def report_main(args: Any) -> int:
+    """``hsd report``: regenerate every report from the records alone."""
+    _print(run(args.paths, args.data_dir, merge=False))
+    return 0
+

@@ -1,0 +1,190 @@
+"""``inference.backend: deepspeed`` — ZeRO-3 sharded bf16 inference, for GPUs that cannot hold a replica.
+
+Every parameter is partitioned across the job's ranks (weights are split as they load, so no
+rank ever holds the whole model) and gathered layer by layer during the forward pass. Each
+rank still evaluates its *own* samples: data parallel over a sharded model.
+
+Because every forward pass is a collective (the all-gathers), all ranks must make the same
+number of them: ``generate`` runs with ``synced_gpus=True`` (a rank whose batch is done keeps
+stepping until every rank's is), and before each batch the ranks agree that someone still has
+work. A rank that runs out of samples first keeps joining with a one-token dummy batch in
+:meth:`finish` until every rank is done. Score mode does the same with dummy score batches
+(one forward pass per distinct label continuation per batch, identical on every rank; the
+shared-prefix cache is off here because ranks could disagree on when to build it).
+
+Use it when the model does not fit one GPU's memory; when it fits, ``backend: hf`` on each GPU
+(data parallel, replicas) is faster — no all-gathers, CUDA-graph decode (README, "Backends").
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+from hsd.config import Config, ConfigError
+from hsd.inference.base import Backend, GenerationSettings, Output
+from hsd.inference.hf import _stop_ids
+from hsd.inference.score import Scorer, score_outputs
+
+DEFAULT_DS_CONFIG = "ds_configs/zero3_inference.json"
+
+
+def inference_ds_config(path_or_name: str, hidden_size: int, bf16: bool) -> dict[str, Any]:
+    """The ZeRO-3 inference JSON with its ``"auto"`` values filled as transformers does for training."""
+    from hsd.training.accel import resolve_ds_config
+
+    path = resolve_ds_config(path_or_name)
+    config = json.loads(path.read_text(encoding="utf-8"))
+    zero = config.get("zero_optimization", {})
+    if zero.get("stage") != 3:
+        raise ConfigError(f"{path}: the deepspeed inference backend needs zero_optimization.stage 3")
+    autos = {"reduce_bucket_size": hidden_size * hidden_size,
+             "stage3_prefetch_bucket_size": int(0.9 * hidden_size * hidden_size),
+             "stage3_param_persistence_threshold": 10 * hidden_size}
+    config = copy.deepcopy(config)
+    for key, value in autos.items():
+        if config["zero_optimization"].get(key) == "auto":
+            config["zero_optimization"][key] = value
+    if config.get("bf16", {}).get("enabled") == "auto":
+        config["bf16"]["enabled"] = bf16
+    return config
+
+
+class DeepSpeedBackend(Backend):
+    """ZeRO-3 partitioned model; ``generate`` / ``score`` in lockstep with the other ranks."""
+
+    collective = True  # every rank must build it and make the same calls (see finish)
+
+    def __init__(self, cfg: Config, device: str, rank: int, tokenizer: Any) -> None:
+        super().__init__(cfg, device, rank, tokenizer)
+        self.engine = _load_engine(cfg, device)
+        self.model = self.engine.module
+        self.stop_ids = _stop_ids(tokenizer)
+        self.scorer = Scorer(self.model, tokenizer, reuse_prefix=False)
+        self._dummy = tokenizer.decode([tokenizer.pad_token_id or 0])
+
+    def generate(self, prompts: list[str], settings: GenerationSettings) -> list[Output]:
+        self._agree(has_work=True)
+        self._settings = settings
+        return self._generate(prompts, settings)
+
+    def score(self, prompts: list[str]) -> list[Output]:
+        self._agree(has_work=True)
+        return score_outputs(self.scorer, prompts)
+
+    def finish(self) -> None:
+        """Join the other ranks' remaining batches with dummy ones until nobody has work left."""
+        while self._agree(has_work=False):
+            if self.cfg.inference.mode == "score":
+                score_outputs(self.scorer, [self._dummy_score_prompt()])
+            else:
+                settings = getattr(self, "_settings", GenerationSettings(1, 0.0, 1.0))
+                self._generate([self._dummy], settings)
+
+    def _dummy_score_prompt(self) -> str:
+        from hsd.inference.score import ANSWER_OPENING
+
+        return self._dummy + ANSWER_OPENING
+
+    def _agree(self, has_work: bool) -> bool:
+        """All-reduce: does any rank still have a batch? (every rank calls this once per batch)."""
+        import torch
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            return has_work
+        flag = torch.tensor([int(has_work)], device=self.device if self.device.startswith("cuda") else "cpu")
+        dist.all_reduce(flag)
+        return bool(flag.item())
+
+    def _generate(self, prompts: list[str], settings: GenerationSettings) -> list[Output]:
+        import torch
+
+        enc = self.tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = enc.to(self.device)
+        kwargs: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens, "eos_token_id": self.stop_ids,
+                                  "pad_token_id": self.tokenizer.pad_token_id, "do_sample": not settings.greedy,
+                                  "synced_gpus": _distributed()}
+        if settings.min_new_tokens is not None:
+            kwargs["min_new_tokens"] = settings.min_new_tokens
+        if settings.greedy:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        else:
+            kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
+        with torch.inference_mode():
+            out = self.model.generate(**enc, **kwargs)
+        new = out[:, enc["input_ids"].shape[1]:].tolist()
+        lens = enc["attention_mask"].sum(dim=1).tolist()
+        return [self._output(ids, int(n)) for ids, n in zip(new, lens)]
+
+    def _output(self, ids: list[int], prompt_tokens: int) -> Output:
+        for i, tok in enumerate(ids):  # up to and including the first stop token
+            if tok in self.stop_ids:
+                ids = ids[: i + 1]
+                break
+        text = self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        return Output(text=text, prompt_tokens=prompt_tokens, new_tokens=len(ids))
+
+
+def _distributed() -> bool:
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _load_engine(cfg: Config, device: str) -> Any:
+    """Load the model partitioned (ZeRO-3 init during from_pretrained) and wrap it in an engine."""
+    import deepspeed
+    import torch
+    from transformers import AutoModelForCausalLM
+    from transformers.integrations import HfDeepSpeedConfig
+
+    from hsd.models.fullsize import architecture_config, is_random_spec
+    from hsd.models.loader import _apply_adapter, _check_source, _from_pretrained, resolve_dtype
+
+    m = cfg.model
+    source = _check_source(m.name_or_path)
+    hidden = (architecture_config(source.split(":", 1)[1]) if is_random_spec(source)
+              else _hf_config(source, m.trust_remote_code)).hidden_size
+    dtype = resolve_dtype(m, device)
+    ds = inference_ds_config(cfg.inference.ds_config, hidden, bf16=dtype == torch.bfloat16)
+    if device.startswith("cuda"):
+        torch.cuda.set_device(device)
+    _ensure_process_group("nccl" if device.startswith("cuda") else "gloo")
+    _keep = HfDeepSpeedConfig(ds)  # noqa: F841 - while alive, from_pretrained partitions as it loads
+    kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": m.attn_implementation,
+                              "trust_remote_code": m.trust_remote_code}
+    if m.experts_implementation is not None:
+        kwargs["experts_implementation"] = m.experts_implementation
+    model = _from_pretrained(AutoModelForCausalLM, source, "model", **kwargs)
+    if m.adapter is not None:
+        model = _apply_adapter(model, m.adapter)
+    engine = deepspeed.initialize(model=model, config_params=ds)[0]
+    engine.module.eval()
+    return engine
+
+
+def _ensure_process_group(backend: str) -> None:
+    """DeepSpeed needs a process group even for one process: make a group of one if none exists."""
+    import os
+    import socket
+
+    import deepspeed
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        return
+    if "MASTER_PORT" not in os.environ:
+        with socket.socket() as s:  # a free port: several single-process runs may share a host
+            s.bind(("127.0.0.1", 0))
+            os.environ["MASTER_PORT"] = str(s.getsockname()[1])
+    for key, value in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1"}.items():
+        os.environ.setdefault(key, value)
+    deepspeed.init_distributed(dist_backend=backend)
+
+
+def _hf_config(source: str, trust_remote_code: bool) -> Any:
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)

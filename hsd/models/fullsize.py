@@ -1,0 +1,126 @@
+"""The full-size gpt-oss-20b architecture with random bf16 weights, built directly on the GPU.
+
+Benchmarks (``hsd bench``, the GPU training run) need the real model's shapes and cost, not its
+knowledge; no machine here can download the 13 GB checkpoint, and writing a 39 GiB random
+checkpoint to disk first would take minutes. So ``model.name_or_path: random:gpt-oss-20b``
+builds ``GptOssForCausalLM`` in place on the device (well under a second) and pairs it with
+the tiny model's harmony tokenizer (trained here, special tokens by name): every id it emits
+is a valid row of the 201,088-entry embedding, and prompts render through the real chat
+template. Outputs are meaningless; speed and memory are the real model's.
+
+Note: ``transformers.GptOssConfig()`` defaults are the 120b model (36 layers, 128 experts);
+the 20b shape is set explicitly below (values from the released ``config.json``).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from typing import Any
+
+from hsd.errors import ModelError
+
+PREFIX = "random:"
+# name -> GptOssConfig overrides; the rest (yarn RoPE, 131k positions, eps) are the defaults.
+ARCHITECTURES: dict[str, dict[str, Any]] = {
+    "gpt-oss-20b": {
+        "hidden_size": 2880,
+        "intermediate_size": 2880,
+        "num_hidden_layers": 24,
+        "num_attention_heads": 64,
+        "num_key_value_heads": 8,
+        "head_dim": 64,
+        "num_local_experts": 32,
+        "num_experts_per_tok": 4,
+        "vocab_size": 201088,
+        "sliding_window": 128,
+        "layer_types": ["sliding_attention", "full_attention"] * 12,
+        "tie_word_embeddings": False,
+    },
+}
+
+
+def is_random_spec(name_or_path: str) -> bool:
+    """True for ``random:<architecture>`` model names."""
+    return name_or_path.startswith(PREFIX)
+
+
+def architecture_config(name: str, tokenizer: Any = None) -> Any:
+    """The ``GptOssConfig`` of a named architecture; special token ids from ``tokenizer``."""
+    from transformers import GptOssConfig
+
+    if name not in ARCHITECTURES:
+        raise ModelError(
+            f"unknown random architecture '{PREFIX}{name}'; known: {', '.join(PREFIX + a for a in ARCHITECTURES)}"
+        )
+    kwargs = dict(ARCHITECTURES[name])
+    if tokenizer is not None:
+        kwargs.update(_token_ids(tokenizer))
+    return GptOssConfig(**kwargs)
+
+
+def _token_ids(tokenizer: Any) -> dict[str, Any]:
+    ids = lambda t: tokenizer.convert_tokens_to_ids(t)  # noqa: E731
+    return {"bos_token_id": ids("<|startoftext|>"), "pad_token_id": ids("<|endoftext|>"),
+            "eos_token_id": [ids("<|return|>"), ids("<|call|>")]}
+
+
+def build_random(
+    name: str = "gpt-oss-20b",
+    tokenizer: Any = None,
+    device: str = "cuda",
+    dtype: str = "bfloat16",
+    attn_implementation: str = "eager",
+    experts_implementation: str | None = None,
+    seed: int = 0,
+) -> Any:
+    """Instantiate the architecture with random weights directly on ``device`` in ``dtype``."""
+    import torch
+    from transformers import GenerationConfig, GptOssForCausalLM
+
+    config = architecture_config(name, tokenizer)
+    torch_dtype = getattr(torch, dtype)
+    previous = torch.get_default_dtype()
+    torch.manual_seed(seed)
+    try:
+        torch.set_default_dtype(torch_dtype)
+        with torch.device(device):
+            model = GptOssForCausalLM._from_config(
+                config, attn_implementation=attn_implementation, experts_implementation=experts_implementation
+            )
+    finally:
+        torch.set_default_dtype(previous)
+    model.generation_config = GenerationConfig(
+        bos_token_id=config.bos_token_id, pad_token_id=config.pad_token_id,
+        eos_token_id=config.eos_token_id, do_sample=False,
+    )
+    model.name_or_path = PREFIX + name
+    return model.eval()
+
+
+@functools.lru_cache(maxsize=1)
+def harmony_tokenizer() -> Any:
+    """The tiny model's harmony BPE tokenizer on its built-in corpus only (deterministic, ~2 s)."""
+    from hsd.models.tiny import build_tokenizer
+
+    return build_tokenizer([])
+
+
+def random_from_pretrained(what: str, name_or_path: str, **kwargs: Any) -> Any:
+    """What ``from_pretrained`` would return for ``random:<arch>``: the tokenizer or the model.
+
+    Takes the loader's keyword arguments (``dtype``, ``attn_implementation``,
+    ``experts_implementation``, ``device_map``). Without a device map (DeepSpeed training) the
+    model is built on the GPU when there is one; under ZeRO-3, ``_from_config`` partitions it.
+    """
+    import torch
+
+    tokenizer = harmony_tokenizer()
+    if what == "tokenizer":
+        return copy.deepcopy(tokenizer)  # callers set padding_side; keep the cached one pristine
+    device = (kwargs.get("device_map") or {}).get("", "cuda" if torch.cuda.is_available() else "cpu")
+    dtype = kwargs.get("dtype") or torch.bfloat16
+    return build_random(name_or_path[len(PREFIX):], tokenizer, device=str(device),
+                        dtype=str(dtype).replace("torch.", ""),
+                        attn_implementation=kwargs.get("attn_implementation", "eager"),
+                        experts_implementation=kwargs.get("experts_implementation"))

@@ -1,0 +1,209 @@
+"""The training loop: setup, one optimizer step, hold-out loss, checkpoints, the step log.
+
+Every rank runs the same number of steps and eval batches (ZeRO-3 gathers parameters in
+collectives, so a rank that skips a forward pass hangs the others); the per-step stats and
+the preemption flag travel in one all-reduce.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from hsd.config import Config
+from hsd.errors import TrainingDataError
+from hsd.runs import atomic_write_text, iter_jsonl
+from hsd.training import checkpoint
+from hsd.training.dataset import StepPlan, TokenizedSet, collate, eval_batches, read_chat_jsonl, tokenize_rows
+from hsd.training.schedule import lr_at
+
+
+
+@dataclasses.dataclass
+class TrainState:
+    """Everything besides model/optimizer/RNG that a resume needs (saved with each checkpoint)."""
+
+    step: int = 0
+    best_eval_loss: Optional[float] = None
+    best_step: Optional[int] = None
+    evals_since_best: int = 0
+    tokens: int = 0  # non-padding tokens trained on, all ranks
+    samples: int = 0
+    train_time_s: float = 0.0  # time inside training steps (not eval, not checkpointing)
+    last_eval_loss: Optional[float] = None
+    world_size: int = 1
+    resumed_at: tuple[int, ...] = ()  # steps this run was resumed at
+
+
+@dataclasses.dataclass
+class Session:
+    engine: Any
+    optimizer: Any
+    train: TokenizedSet
+    eval: TokenizedSet
+    plan: StepPlan
+    total_steps: int
+    pad_id: int
+
+
+def token_loss_sum(logits: Any, labels: Any) -> tuple[Any, Any]:
+    """(summed cross-entropy, token count) over labelled positions, shifted as in HF causal LMs."""
+    import torch.nn.functional as F
+
+    shift_logits = logits[:, :-1].float().flatten(0, 1)
+    shift_labels = labels[:, 1:].flatten().to(shift_logits.device)
+    loss = F.cross_entropy(shift_logits, shift_labels, ignore_index=-100, reduction="sum")
+    return loss, (shift_labels != -100).sum()
+
+
+def _load_sets(cfg: Config, data_dir: Path, tokenizer: Any) -> tuple[TokenizedSet, TokenizedSet]:
+    sets = []
+    for part in ("train", "eval"):
+        path = data_dir / cfg.train.format / f"{part}.jsonl"
+        rows = read_chat_jsonl(path)
+        sets.append(tokenize_rows(rows, tokenizer, cfg.train.max_length, cfg.train.on_too_long, path))
+    return sets[0], sets[1]
+
+
+def setup(accelerator: Any, cfg: Config, data_dir: Path) -> Session:
+    import torch
+
+    from hsd.training.lora import apply_lora, load_base
+
+    model, tokenizer = load_base(cfg.model, cfg.train.gradient_checkpointing)
+    train_set, eval_set = _load_sets(cfg, data_dir, tokenizer)
+    model = apply_lora(model, cfg.train.lora, cfg.train.seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.train.learning_rate, weight_decay=cfg.train.weight_decay)
+    engine, optimizer = accelerator.prepare(model, optimizer)
+    t = cfg.train
+    plan = StepPlan(len(train_set.examples), accelerator.num_processes, accelerator.process_index,
+                    t.micro_batch_size, t.grad_accum, t.seed)
+    if plan.steps_per_epoch == 0:
+        raise TrainingDataError(
+            f"{len(train_set.examples)} training rows are fewer than one global batch "
+            f"({plan.world_size} ranks x micro_batch_size {t.micro_batch_size} x grad_accum {t.grad_accum}); "
+            "lower the batch settings or train on more rows"
+        )
+    total = t.max_steps or max(1, round(t.epochs * plan.steps_per_epoch))
+    return Session(engine, optimizer, train_set, eval_set, plan, total, tokenizer.pad_token_id)
+
+
+def _train_step(accelerator: Any, s: Session, cfg: Config, step: int, stop: bool) -> dict[str, Any]:
+    """One optimizer step; returns the step's log entry and whether any rank wants to stop."""
+    import torch
+
+    lr = lr_at(cfg.train, step, s.total_steps)
+    for group in s.optimizer.param_groups:
+        group["lr"] = lr
+    stats = torch.zeros(4, dtype=torch.float64)  # loss sum over micro-batches, micro-batches, tokens, stop
+    for indices in s.plan.micro_batches(step):
+        batch = collate([s.train.examples[i] for i in indices], s.pad_id)
+        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+        with accelerator.accumulate(s.engine):
+            loss = s.engine(**batch).loss
+            accelerator.backward(loss)
+        stats += torch.tensor([loss.item(), 1.0, float(batch["attention_mask"].sum()), 0.0], dtype=torch.float64)
+    stats[3] = float(stop)
+    stats = accelerator.reduce(stats.to(accelerator.device), reduction="sum").cpu()
+    grad_norm = s.engine.get_global_grad_norm()
+    return {"step": step + 1, "loss": stats[0].item() / stats[1].item(), "lr": lr,
+            "grad_norm": None if grad_norm is None else float(grad_norm),
+            "tokens": int(stats[2].item()), "stop": bool(stats[3].item() > 0)}
+
+
+def evaluate(accelerator: Any, s: Session, batch_size: int) -> float:
+    """Token-weighted mean loss on the hold-out (answer tokens), over all ranks."""
+    import torch
+
+    s.engine.eval()
+    total = torch.zeros(2, dtype=torch.float64)
+    with torch.no_grad():
+        for indices, dummy in eval_batches(len(s.eval.examples), accelerator.num_processes,
+                                           accelerator.process_index, batch_size):
+            batch = collate([s.eval.examples[i] for i in indices], s.pad_id, dummy)
+            logits = s.engine(input_ids=batch["input_ids"].to(accelerator.device),
+                              attention_mask=batch["attention_mask"].to(accelerator.device)).logits
+            loss, count = token_loss_sum(logits, batch["labels"])
+            total += torch.tensor([loss.item(), count.item()], dtype=torch.float64)
+    s.engine.train()
+    total = accelerator.reduce(total.to(accelerator.device), reduction="sum").cpu()
+    return total[0].item() / total[1].item()
+
+
+class TrainLog:
+    """``train_log.jsonl`` on rank 0; a resume first drops lines past the checkpoint's step."""
+
+    def __init__(self, path: Path, main: bool, resume_step: int) -> None:
+        self.path, self.main = path, main
+        if main:
+            kept = [e for e in iter_jsonl(path) if e["step"] <= resume_step] if resume_step else []
+            atomic_write_text(path, "".join(json.dumps(e) + "\n" for e in kept))
+            self._fh = open(path, "a", encoding="utf-8")
+
+    def write(self, entry: dict[str, Any]) -> None:
+        if self.main:
+            self._fh.write(json.dumps(entry) + "\n")
+            self._fh.flush()
+
+    def close(self) -> None:
+        if self.main:
+            self._fh.close()
+
+
+def _maybe_evaluate(accelerator: Any, s: Session, cfg: Config, state: TrainState, log: TrainLog) -> bool:
+    """Eval at every ``eval_every`` steps and the last; True when early stopping says stop."""
+    if state.step % cfg.train.eval_every and state.step != s.total_steps:
+        return False
+    loss = evaluate(accelerator, s, cfg.train.micro_batch_size)
+    if state.best_eval_loss is None or loss < state.best_eval_loss:
+        state.best_eval_loss, state.best_step, state.evals_since_best = loss, state.step, 0
+    else:
+        state.evals_since_best += 1
+    state.last_eval_loss = loss
+    log.write({"step": state.step, "eval_loss": loss, "best_eval_loss": state.best_eval_loss})
+    patience = cfg.train.early_stopping_patience
+    return patience is not None and state.evals_since_best >= patience
+
+
+def train_loop(accelerator: Any, s: Session, cfg: Config, state: TrainState, log: TrainLog, run: Path) -> str:
+    """Train until done; returns how it ended: completed | early_stopped | stopped."""
+    t = cfg.train
+    with checkpoint.PreemptionGuard() as guard:
+        while state.step < s.total_steps:
+            start = time.perf_counter()
+            entry = _train_step(accelerator, s, cfg, state.step, guard.requested)
+            state.step += 1
+            state.train_time_s += time.perf_counter() - start
+            state.tokens += entry.pop("tokens")
+            state.samples += s.plan.global_batch
+            preempted = entry.pop("stop")
+            log.write({**entry, "epoch": state.step / s.plan.steps_per_epoch, "train_time_s": state.train_time_s})
+            early = _maybe_evaluate(accelerator, s, cfg, state, log)
+            stopping = t.stop_after_steps is not None and state.step >= t.stop_after_steps
+            if preempted or stopping or early or state.step % t.save_every == 0:
+                checkpoint.save(accelerator, run, state.step, dataclasses.asdict(state), t.keep_checkpoints)
+            if preempted:
+                guard.hand_over(state.step)
+            if early:
+                return "early_stopped"
+            if stopping and state.step < s.total_steps:
+                return "stopped"
+    return "completed"
+
+
+def peak_memory_gib(accelerator: Any) -> float:
+    """Max over ranks of CUDA max_memory_allocated, or of the process's peak RSS on CPU."""
+    import resource
+
+    import torch
+
+    if torch.cuda.is_available():
+        peak = torch.cuda.max_memory_allocated() / 2**30
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+    value = torch.tensor([peak], dtype=torch.float64, device=accelerator.device)
+    return round(accelerator.reduce(value, reduction="max").item(), 3)

@@ -1,0 +1,204 @@
+"""LoRA fine-tuning under DeepSpeed (ZeRO-3 by default) through Accelerate.
+
+    torchrun --nproc_per_node N -m hsd.cli train --config F [--data DIR] [--run-dir DIR] [overrides]
+
+One process per rank: torchrun, submitit tasks (``TorchDistributedEnvironment().export()``)
+or ``accelerate launch`` all work, because everything is read from RANK/WORLD_SIZE/... .
+Without ``--data`` the fine-tuning data is written first into ``<run>/ftdata``.
+
+A run directory holds ``config.yaml``, ``manifest.json`` (world size, tokens/s, samples/s,
+peak memory, losses), ``train_log.jsonl`` (a line per step and per evaluation),
+``loss_curve.png``, ``checkpoints/step_*`` (the newest ``train.keep_checkpoints``) and, when
+finished, ``adapter/`` (peft, safetensors). Started again on the same directory, a run resumes
+from its newest complete checkpoint and its losses equal an uninterrupted run's; on SIGUSR2
+it checkpoints at the next step and exits (code 75, or submitit's requeue).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from hsd.config import Config, ConfigError, dump_config, load_config, read_yaml, to_dict
+from hsd.errors import HsdError
+from hsd.runs import RunLock, atomic_write_json, atomic_write_text, base_manifest, ensure_writable
+from hsd.runs import run_dir as make_run_dir
+from hsd.runs import timestamp, update_manifest
+from hsd.training import checkpoint
+
+LOG = "train_log.jsonl"
+ADAPTER = "adapter"
+# Settings a resumed run may change: none of them alters the weights it trains.
+WEIGHT_DEFINING_MODEL_KEYS = ("name_or_path", "dtype")  # kernels (attention, experts) may change
+RESUMABLE_CHANGES = {"stop_after_steps", "eval_every", "save_every", "keep_checkpoints", "early_stopping_patience"}
+
+
+def _main_only(accelerator: Any, fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` on rank 0 and hand every rank its result — or its error, so that a problem
+    found on rank 0 stops all ranks with the same message instead of leaving them in a barrier."""
+    from accelerate.utils import broadcast_object_list
+
+    payload: list[Any] = [None]
+    if accelerator.is_main_process:
+        try:
+            payload = [("ok", fn())]
+        except HsdError as exc:
+            payload = [("error", exc)]
+    broadcast_object_list(payload)
+    kind, value = payload[0]
+    if kind == "error":
+        raise value
+    return value
+
+
+def _check_same_settings(saved: dict[str, Any], cfg: Config, where: Path) -> None:
+    """A resumed run must train the same thing; list every setting that differs."""
+    now = to_dict(cfg)
+    diffs = [f"model.{k}" for k in WEIGHT_DEFINING_MODEL_KEYS if saved.get("model", {}).get(k) != now["model"][k]]
+    diffs += [f"train.{k}" for k in now["train"]
+              if k not in RESUMABLE_CHANGES and saved.get("train", {}).get(k) != now["train"][k]]
+    if diffs:
+        raise ConfigError(
+            f"{where} was started with other settings ({', '.join(diffs)}); resume it with the same config, "
+            "or train into a new run directory"
+        )
+
+
+def _prepare_dir(cfg: Config, run: Path, world_size: int) -> tuple[bool, Optional[str]]:
+    """(already completed, newest complete checkpoint) — rank 0 only."""
+    ensure_writable(run)
+    saved = run / "config.yaml"
+    if saved.exists():
+        _check_same_settings(read_yaml(saved), cfg, run)
+    else:
+        atomic_write_text(saved, dump_config(cfg))
+    manifest_path = run / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else None
+    if manifest and manifest.get("status") == "completed" and (run / ADAPTER / "adapter_config.json").exists():
+        return True, None
+    if manifest is None:
+        atomic_write_json(manifest_path, base_manifest("train", world_size))
+    checkpoint.remove_partial(run)
+    newest = checkpoint.latest(run)
+    return False, str(newest) if newest else None
+
+
+def _resume(accelerator: Any, newest: Optional[str]) -> Any:
+    from hsd.training.loop import TrainState
+
+    state = TrainState(world_size=accelerator.num_processes)
+    if newest is None:
+        return state
+    saved = checkpoint.load(accelerator, Path(newest))
+    if saved["world_size"] != accelerator.num_processes:
+        raise ConfigError(
+            f"checkpoint {newest} was written by {saved['world_size']} ranks but this run has "
+            f"{accelerator.num_processes}: DeepSpeed's ZeRO partitions need the same world size to resume"
+        )
+    state = TrainState(**{**saved, "resumed_at": tuple(saved["resumed_at"])})
+    state.resumed_at += (state.step,)
+    return state
+
+
+def _start_manifest(accelerator: Any, cfg: Config, run: Path, data_dir: Path, s: Any, state: Any) -> None:
+    from hsd.training.accel import zero_stage
+    from hsd.training.lora import trainable_counts
+
+    counts = trainable_counts(s.engine)
+    if accelerator.is_main_process:
+        if s.train.truncated:
+            print(f"warning: {s.train.truncated} of {len(s.train.examples)} training rows exceed train.max_length="
+                  f"{cfg.train.max_length} tokens (longest {s.train.longest}); their prompts were cut from the left",
+                  flush=True)
+        update_manifest(
+            run, status="running", world_size=accelerator.num_processes, data_dir=str(data_dir),
+            format=cfg.train.format, train_rows=len(s.train.examples), eval_rows=len(s.eval.examples),
+            truncated_rows=s.train.truncated, longest_row_tokens=s.train.longest, total_steps=s.total_steps,
+            steps_per_epoch=s.plan.steps_per_epoch, global_batch=s.plan.global_batch,
+            zero_stage=zero_stage(accelerator.deepspeed_config), ds_config=accelerator.deepspeed_config,
+            resumed_at=list(state.resumed_at), **counts,
+        )
+
+
+def _finish(accelerator: Any, cfg: Config, run: Path, s: Any, state: Any, outcome: str, wall: float) -> None:
+    from hsd.training.loop import peak_memory_gib
+    from hsd.training.lora import export_adapter
+    from hsd.training.plots import loss_curve
+
+    if outcome != "stopped":
+        export_adapter(accelerator, s.engine, run / ADAPTER)
+    peak = peak_memory_gib(accelerator)
+    if not accelerator.is_main_process:
+        return
+    loss_curve(run / LOG, run / "loss_curve.png")
+    rate = state.train_time_s or float("nan")
+    update_manifest(
+        run, status=outcome, steps=state.step, train_time_s=round(state.train_time_s, 3),
+        tokens_trained=state.tokens, samples_trained=state.samples,
+        tokens_per_s=round(state.tokens / rate, 2), samples_per_s=round(state.samples / rate, 3),
+        peak_memory_gib=peak, final_eval_loss=state.last_eval_loss, best_eval_loss=state.best_eval_loss,
+        best_step=state.best_step, attempt_wall_s=round(wall, 2),
+        adapter=str(run / ADAPTER) if outcome != "stopped" else None,
+    )
+
+
+def _train(accelerator: Any, cfg: Config, run: Path, data_dir: Optional[str]) -> Path:
+    from hsd.training import ftdata
+    from hsd.training.loop import TrainLog, setup, train_loop
+
+    start = time.perf_counter()
+    completed, newest = _main_only(accelerator, lambda: _prepare_dir(cfg, run, accelerator.num_processes))
+    if completed:
+        return run
+    data = Path(data_dir) if data_dir else _main_only(accelerator, lambda: ftdata.run(cfg, run / "ftdata"))
+    s = setup(accelerator, cfg, data)
+    state = _resume(accelerator, newest)
+    _start_manifest(accelerator, cfg, run, data, s, state)
+    log = TrainLog(run / LOG, accelerator.is_main_process, state.step)
+    try:
+        outcome = train_loop(accelerator, s, cfg, state, log, run)
+    finally:
+        log.close()
+    _finish(accelerator, cfg, run, s, state, outcome, time.perf_counter() - start)
+    return run
+
+
+def _agree_run_dir(accelerator: Any, cfg: Config, run_dir: Optional[str | Path]) -> Path:
+    """The run directory; a default name (with a timestamp) is chosen by rank 0 for all."""
+    if run_dir is not None:
+        return Path(run_dir).resolve()
+    name = cfg.run_name or f"train_{cfg.train.format}_{timestamp()}"
+    return _main_only(accelerator, lambda: make_run_dir(cfg.results_dir, cfg.experiment, name))
+
+
+def run(cfg: Config, run_dir: Optional[str | Path] = None, data_dir: Optional[str | Path] = None) -> Path:
+    """Train (or resume) into ``run_dir``; returns it. Every rank of the job calls this."""
+    import torch.distributed as dist
+
+    from hsd.training.accel import make_accelerator
+
+    accelerator = make_accelerator(cfg.train)
+    run = _agree_run_dir(accelerator, cfg, run_dir)
+    held: list[RunLock] = []  # rank 0 holds the lock; the others learn only whether it was taken
+    _main_only(accelerator, lambda: held.append(RunLock(run / ".lock").acquire()))
+    try:
+        _train(accelerator, cfg, run, str(data_dir) if data_dir else None)
+        accelerator.wait_for_everyone()
+    finally:
+        for lock in held:
+            lock.release()
+        if dist.is_initialized():
+            dist.destroy_process_group()  # else the launcher may report exit 250 on CPU
+    return run
+
+
+def main(args: Any) -> int:
+    """``hsd train``: prints the run directory as its last line (rank 0)."""
+    cfg = load_config(args.config, args.overrides)
+    path = run(cfg, args.run_dir, args.data)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(path, flush=True)
+    return 0

@@ -1,0 +1,177 @@
+"""``hsd status [EXPERIMENT_DIR]``: where each job of a submitted experiment stands.
+
+Reads ``<exp>/jobs.json`` (written by ``hsd submit``) and asks the scheduler for each job's
+state: ``sacct`` (accounting, also for finished jobs) and ``squeue`` (why a job is pending).
+Local/debug experiments record their states in ``jobs.json`` as they go. For a running
+validation it counts the lines of each rank's shard file against the rank's share of the
+samples; for a running training the newest step in ``train_log.jsonl``; for a failed job, the
+line of its log that says what went wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from hsd.errors import HsdError
+from hsd.runs import iter_jsonl
+from jobs.executor import LOG_DIR, exception_line
+from jobs.pipeline import JOBS_FILE, load_book
+
+FAILED = {"FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE"}
+
+
+def newest_experiment(results_dir: Path) -> Path:
+    books = sorted(results_dir.glob(f"*/{JOBS_FILE}"), key=lambda p: p.stat().st_mtime)
+    if not books:
+        raise HsdError(f"no submitted experiment under {results_dir}/ (no */{JOBS_FILE}); "
+                       "pass the experiment directory: hsd status results/NAME")
+    return books[-1].parent
+
+
+def _run(cmd: list[str]) -> str:
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    return out.stdout if out.returncode == 0 else ""
+
+
+def slurm_states(job_ids: list[str]) -> dict[str, tuple[str, str]]:
+    """job id (array tasks as ``A_i``) -> (state, pending reason); pending arrays as ``A_[0-1]``."""
+    if not job_ids or shutil.which("sacct") is None:
+        return {}
+    bases = sorted({j.split("_")[0] for j in job_ids})
+    states: dict[str, tuple[str, str]] = {}
+    for line in _run(["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", ",".join(bases)]).splitlines():
+        jid, state = line.split("|")[:2]
+        states[jid] = (state.split()[0], "")  # "CANCELLED by 0" -> CANCELLED
+    for line in _run(["squeue", "-h", "-o", "%i|%T|%r", "-j", ",".join(bases)]).splitlines():
+        jid, state, reason = line.split("|")
+        states[jid] = (state, "" if reason == "None" else reason)
+    return states
+
+
+def _lookup(states: dict[str, tuple[str, str]], job_id: str) -> tuple[str, str]:
+    if job_id in states:
+        return states[job_id]
+    base, _, task = job_id.partition("_")
+    for jid, value in states.items():  # a pending array: "12_[0-3]" or "12_[1,3]"
+        if task and jid.startswith(f"{base}_[") and _in_range(int(task), jid[len(base) + 2:-1]):
+            return value
+    return ("UNKNOWN", "not in sacct/squeue (accounting purged?)")
+
+
+def _in_range(task: int, spec: str) -> bool:
+    for part in spec.split("%")[0].split(","):
+        lo, _, hi = part.partition("-")
+        if int(lo) <= task <= int(hi or lo):
+            return True
+    return False
+
+
+def log_error(exp: Path, job_id: str) -> str:
+    """The last exception line of a job's stderr (``...Error: message``), else its last line."""
+    path = exp / LOG_DIR / f"{job_id}_0_log.err"
+    if not path.exists():
+        return f"(no log at {path})"
+    text = path.read_text(errors="replace")
+    lines = [l.strip() for l in text.splitlines() if l.strip()]
+    return exception_line(text) or (lines or ["(empty log)"])[-1][:400]
+
+
+def validation_progress(run: Path) -> str:
+    """``rank0 12/25 rank1 11/25`` from the shard files and the run's sample selection."""
+    shards = sorted((run / "shards").glob("rank*.jsonl"), key=lambda p: (len(p.name), p.name))
+    done = {int(p.stem[4:]): sum(1 for _ in iter_jsonl(p)) for p in shards}
+    total = _sample_count(run)
+    manifest = _json(run / "manifest.json")
+    world = int(manifest.get("world_size") or max(len(done), 1))
+    if total is None:
+        return " ".join(f"rank{r} {n}/?" for r, n in sorted(done.items())) or "starting"
+    parts = [f"rank{r} {done.get(r, 0)}/{len(range(r, total, world))}" for r in range(world)]
+    return f"{' '.join(parts)} ({sum(done.values())}/{total} samples)"
+
+
+def _sample_count(run: Path) -> int | None:
+    from hsd.config import load_config
+    from hsd.data import select_samples
+
+    if not (run / "config.yaml").exists():
+        return None
+    try:
+        return len(select_samples(load_config(run / "config.yaml").data))
+    except HsdError:
+        return None
+
+
+def training_progress(run: Path) -> str:
+    steps = [e["step"] for e in iter_jsonl(run / "train_log.jsonl") if "step" in e]
+    total = _json(run / "manifest.json").get("total_steps", "?")
+    return f"step {steps[-1] if steps else 0}/{total}"
+
+
+def _json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+PROGRESS = {"validate": validation_progress, "train": training_progress}
+
+
+def detail(exp: Path, entry: dict[str, Any], state: str, reason: str, book: dict[str, Any]) -> str:
+    """What a user wants to know next to a state."""
+    if state in FAILED:
+        return entry.get("error") or log_error(exp, entry["job_id"])
+    if state == "RUNNING" and entry["kind"] in PROGRESS:
+        return PROGRESS[entry["kind"]](Path(entry["run_dir"]))
+    if state == "PENDING" and reason:
+        return f"waiting: {reason}" + (" (never: a stage it needs failed)" if "NeverSatisfied" in reason else "")
+    if state == "CANCELLED":
+        failed = [e["stage"] for e in book["jobs"] if e["step"] in entry["after"] and e["state"] != "COMPLETED"]
+        if entry.get("error"):
+            return entry["error"]
+        return f"never ran: {', '.join(failed)} did not complete" if failed else "cancelled"
+    if state == "COMPLETED":
+        return str(Path(entry["run_dir"]).relative_to(exp)) if entry["run_dir"] != str(exp) else "reports written"
+    return reason
+
+
+def _local_state(entry: dict[str, Any]) -> str:
+    """A local job recorded as running whose process is gone was lost with its pipeline."""
+    if entry["state"] == "RUNNING" and entry["job_id"].isdigit():
+        try:
+            os.kill(int(entry["job_id"]), 0)
+        except ProcessLookupError:
+            return "LOST"
+        except PermissionError:
+            pass
+    return entry["state"]
+
+
+def collect(exp: Path) -> tuple[dict[str, Any], list[tuple[str, str, str, str]]]:
+    """(jobs.json contents, rows of stage, job id, state, detail), states refreshed."""
+    book = load_book(exp)
+    slurm = book["executor"] == "slurm"
+    states = slurm_states([e["job_id"] for e in book["jobs"]]) if slurm else {}
+    for entry in book["jobs"]:
+        state, reason = _lookup(states, entry["job_id"]) if slurm else (_local_state(entry), "")
+        entry["state"], entry["reason"] = state, reason
+    rows = [(e["stage"], e["job_id"], e["state"], detail(exp, e, e["state"], e["reason"], book))
+            for e in book["jobs"]]
+    return book, rows
+
+
+def main(args: Any) -> int:
+    exp = Path(args.experiment_dir) if args.experiment_dir else newest_experiment(Path(args.results_dir))
+    book, rows = collect(exp.resolve())
+    print(f"experiment {book['experiment_dir']}  ({book['command']}, {book['executor']} executor, "
+          f"submitted {book['submitted']})")
+    width = max(len(r[0]) for r in rows) + 2
+    print(f"{'STAGE':<{width}}{'JOB':<12}{'STATE':<12}DETAIL")
+    for stage, job_id, state, text in rows:
+        print(f"{stage:<{width}}{job_id:<12}{state:<12}{text}")
+    return 0

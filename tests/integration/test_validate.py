@@ -1,0 +1,122 @@
+"""One validation run on the tiny model writes every file, once per sample, and fails cleanly."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+import yaml
+
+from _validate_helpers import N_SAMPLES, comparable, hsd_cmd, hsd_env, merged_records, write_config
+from hsd.config import load_config
+from hsd.errors import HsdError
+from hsd.validate import run
+
+pytestmark = pytest.mark.integration
+
+SEED_FILES = ("performance_metrics_{ts}.csv", "bias_metrics_{ts}.csv", "strategy_unified_results_{ts}.csv",
+              "evaluation_report_{ts}.txt", "validation_log_{ts}.log", "intermediate_results_{ts}.jsonl")
+
+
+@pytest.fixture(scope="module")
+def cli_run(tiny_model_dir, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("validate")
+    cfg = write_config(tmp, tiny_model_dir)
+    res = subprocess.run(hsd_cmd("validate", "--config", str(cfg)), capture_output=True, text=True,
+                         env=hsd_env(), timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return tmp, cfg, res
+
+
+def test_cli_prints_run_dir_last_and_writes_every_file(cli_run):
+    tmp, _, res = cli_run
+    run_dir = res.stdout.strip().splitlines()[-1]
+    assert run_dir.startswith(str(tmp / "results" / "it" / "validate_simple_"))
+    run_dir = type(tmp)(run_dir)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    ts = manifest["ts"]
+    for pattern in SEED_FILES:
+        assert (run_dir / pattern.format(ts=ts)).is_file(), pattern
+    assert (run_dir / "config.yaml").is_file() and (run_dir / "shards" / "rank0.jsonl").is_file()
+    assert manifest["status"] == "complete" and manifest["world_size"] == 1
+    assert manifest["samples"] == N_SAMPLES and manifest["evaluated_this_attempt"] == N_SAMPLES
+    assert manifest["samples_per_s"] > 0 and manifest["git_sha"] and manifest["versions"]["torch"]
+    log_text = (run_dir / f"validation_log_{ts}.log").read_text()
+    assert "20 samples to evaluate" in log_text
+
+
+def test_records_keep_special_tokens_and_parse(cli_run):
+    _, _, res = cli_run
+    run_dir = type(cli_run[0])(res.stdout.strip().splitlines()[-1])
+    records = merged_records(run_dir)
+    assert len(records) == N_SAMPLES
+    for rec in records.values():
+        assert 0 < rec["new_tokens"] <= 16 and rec["prompt_tokens"] > 50
+        assert rec["raw_response"] and len(rec["prompt_hash"]) == 16
+        assert rec["predicted_label"] in ("hate", "normal", "unknown") and rec["parse_status"]
+        assert rec["strategy"] == "simple" and rec["latency_s"] > 0
+    # The random model emits harmony markers now and then; they must survive decoding.
+    text = "".join(r["raw_response"] for r in records.values())
+    assert "<|" in text or all(r["new_tokens"] == 16 for r in records.values())
+
+
+def test_resume_of_a_complete_run_redoes_nothing(cli_run, tiny_model_dir):
+    tmp, cfg_path, res = cli_run
+    run_dir = type(tmp)(res.stdout.strip().splitlines()[-1])
+    before = merged_records(run_dir)
+    again = run(load_config(cfg_path), run_dir)
+    manifest = json.loads((again / "manifest.json").read_text())
+    assert manifest["attempt"] == 2 and manifest["evaluated_this_attempt"] == 0 and manifest["resumed"] == N_SAMPLES
+    after = merged_records(run_dir)
+    assert {k: comparable(v) for k, v in after.items()} == {k: comparable(v) for k, v in before.items()}
+
+
+def test_batch_size_does_not_change_greedy_records(cli_run, tiny_model_dir, tmp_path):
+    _, _, res = cli_run
+    reference = merged_records(type(tmp_path)(res.stdout.strip().splitlines()[-1]))
+    cfg = load_config(write_config(tmp_path, tiny_model_dir, batch_size=7))
+    other = merged_records(run(cfg, tmp_path / "bs7"))
+    assert {k: comparable(v) for k, v in other.items()} == {k: comparable(v) for k, v in reference.items()}
+
+
+def test_resume_with_a_changed_config_is_refused(cli_run, tmp_path):
+    tmp, cfg_path, res = cli_run
+    run_dir = type(tmp)(res.stdout.strip().splitlines()[-1])
+    saved = (run_dir / "config.yaml").read_text()
+    cmd = hsd_cmd("validate", "--config", str(cfg_path), "--run-dir", str(run_dir), "inference.max_new_tokens=8")
+    out = subprocess.run(cmd, capture_output=True, text=True, env=hsd_env(), timeout=300)
+    assert out.returncode == 2
+    assert "inference.max_new_tokens" in out.stderr and "new run directory" in out.stderr
+    assert (run_dir / "config.yaml").read_text() == saved
+
+
+def test_missing_model_dir_fails_before_creating_the_run(tmp_path):
+    cfg = load_config(write_config(tmp_path, tmp_path / "no-such-model"))
+    with pytest.raises(HsdError, match="model directory not found"):
+        run(cfg)
+    assert not (tmp_path / "results").exists()
+
+
+def _unwritable(tmp_path):
+    """A results directory that cannot be created: under a read-only dir, or (as root, who
+    ignores permissions) under a regular file."""
+    if os.geteuid() != 0:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        return locked / "results"
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    return blocker / "results"
+
+
+def test_unwritable_results_dir_is_one_clear_error(tiny_model_dir, tmp_path):
+    cfg = yaml.safe_load(write_config(tmp_path, tiny_model_dir).read_text())
+    cfg["results_dir"] = str(_unwritable(tmp_path))
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    out = subprocess.run(hsd_cmd("validate", "--config", str(tmp_path / "c.yaml")), capture_output=True,
+                         text=True, env=hsd_env(), timeout=300)
+    assert out.returncode == 2
+    assert out.stderr.startswith("error: cannot write to") and "results_dir" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr

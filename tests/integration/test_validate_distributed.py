@@ -1,0 +1,61 @@
+"""Two gloo ranks under torchrun give the same per-sample records as one process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from _validate_helpers import N_SAMPLES, comparable, hsd_env, merged_records, shard_ids, write_config
+from hsd.config import load_config
+from hsd.validate import run
+
+pytestmark = pytest.mark.integration
+
+
+def torchrun(cfg, run_dir, nproc=2):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+           "-m", "hsd.cli", "validate", "--config", str(cfg), "--run-dir", str(run_dir)]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=hsd_env(), timeout=600)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
+    return res
+
+
+@pytest.fixture(scope="module")
+def single(tiny_model_dir, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("single")
+    cfg = write_config(tmp, tiny_model_dir)
+    return cfg, merged_records(run(load_config(cfg), tmp / "run"))
+
+
+def test_two_ranks_equal_one(single, tmp_path):
+    cfg, reference = single
+    run_dir = tmp_path / "two"
+    res = torchrun(cfg, run_dir)
+    assert res.stdout.strip().splitlines()[-1] == str(run_dir.resolve())  # printed once, by rank 0
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["world_size"] == 2 and set(manifest["per_rank"]) == {"0", "1"}
+    ids0 = shard_ids(run_dir / "shards" / "rank0.jsonl")
+    ids1 = shard_ids(run_dir / "shards" / "rank1.jsonl")
+    assert ids0 and ids1 and not set(ids0) & set(ids1), "ranks must evaluate disjoint samples"
+    assert sorted(ids0 + ids1) == sorted(reference)
+    records = merged_records(run_dir)
+    assert {r["rank"] for r in records.values()} == {0, 1}
+    assert {k: comparable(v) for k, v in records.items()} == {k: comparable(v) for k, v in reference.items()}
+
+
+def test_resume_with_another_world_size_reads_every_shard(single, tmp_path):
+    """A 1-rank run stopped after 7 samples, resumed on 2 ranks: nothing redone, nothing lost."""
+    cfg, reference = single
+    run_dir = tmp_path / "requeued"
+    (run_dir / "shards").mkdir(parents=True)
+    first = [reference[k] for k in sorted(reference)[:7]]
+    (run_dir / "shards" / "rank0.jsonl").write_text("".join(json.dumps(r) + "\n" for r in first))
+    torchrun(cfg, run_dir)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["resumed"] == 7 and manifest["evaluated_this_attempt"] == N_SAMPLES - 7
+    assert manifest["world_size"] == 2
+    records = merged_records(run_dir)
+    assert {k: comparable(v) for k, v in records.items()} == {k: comparable(v) for k, v in reference.items()}

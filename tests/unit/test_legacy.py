@@ -1,0 +1,123 @@
+"""hsd import-legacy on the recorded old run: re-parse, --keep-predictions reproduces the old CSVs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from hsd.cli import main as cli
+from hsd.legacy import LegacyError, import_run
+
+SHARED = Path(__file__).parents[2].parent / "shared"
+OLD = SHARED / "reference" / "recorded_runs" / "baseline_std_20251025_175009"
+TS = "20251025_175009"
+
+pytestmark = pytest.mark.skipif(not OLD.exists(), reason=f"{OLD} not found (../shared beside the repository)")
+
+
+def _import(tmp_path: Path, keep: bool) -> Path:
+    return import_run(OLD, tmp_path / ("kept" if keep else "reparsed"), keep, "test")
+
+
+def test_keep_predictions_reproduces_old_metric_csvs(tmp_path):
+    out = _import(tmp_path, keep=True)
+    for name in (f"performance_metrics_{TS}.csv", f"bias_metrics_{TS}.csv"):
+        old = pd.read_csv(OLD / name)
+        new = pd.read_csv(out / name)
+        assert list(new.columns[: len(old.columns)]) == list(old.columns), name
+        pd.testing.assert_frame_equal(new[old.columns], old, check_exact=True)  # float equality
+        old_text = (OLD / name).read_text().replace("\r\n", "\n").splitlines()
+        new_text = [",".join(line.split(",")[: len(old.columns)])
+                    for line in (out / name).read_text().replace("\r\n", "\n").splitlines()]
+        assert new_text == old_text, name  # byte for byte in the old columns
+
+
+def test_keep_predictions_uses_every_csv_row(tmp_path):
+    out = _import(tmp_path, keep=True)
+    metrics = json.loads((out / "metrics.json").read_text())["strategies"]["baseline_standard"]
+    assert metrics["performance"]["n_samples"] == 1009 and metrics["performance"]["unknown_count"] == 7
+    records = [json.loads(line) for line in (out / f"intermediate_results_{TS}.jsonl").read_text().splitlines()]
+    assert len(records) == 1009 and sum(bool(r["raw_response"]) for r in records) == 253
+
+
+def test_reparse_reads_every_final_answer(tmp_path):
+    out = _import(tmp_path, keep=False)
+    records = [json.loads(line) for line in (out / f"intermediate_results_{TS}.jsonl").read_text().splitlines()]
+    old = [json.loads(line) for line in (OLD / f"intermediate_results_{TS}.jsonl").read_text().splitlines()]
+    assert [r["sample_id"] for r in records] == [str(o["sample_id"]) for o in old]
+    with_final = ["assistantfinal" in o["raw_response"] for o in old]
+    assert [r["parse_status"].startswith("ok") for r in records] == with_final
+    assert {r["persona_tag"] for r in records} == {"LGBTQ", "MEXICAN", "MIDDLE_EAST"}  # from the old CSV
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["import_mode"] == "reparse" and manifest["imported_from"] == str(OLD.resolve())
+    perf = json.loads((out / "metrics.json").read_text())["strategies"]["baseline_standard"]["performance"]
+    old_f1 = manifest["old_pipeline_predictions"]["baseline_standard"]["f1_score"]
+    assert perf["answered"]["f1_score"] > 0.65 > 0.57 > old_f1  # the old parser's loss, corrected
+    assert (out / f"evaluation_report_{TS}.txt").read_text().count("Model: openai/gpt-oss-20b") == 1
+
+
+def test_persona_tag_falls_back_to_target_group_without_csv(tmp_path):
+    old = tmp_path / "old"
+    old.mkdir()
+    shutil.copy(OLD / f"intermediate_results_{TS}.jsonl", old)
+    out = import_run(old, tmp_path / "out", False, "test")
+    unified = pd.read_csv(out / f"strategy_unified_results_{TS}.csv")
+    assert (unified.persona_tag == unified.target_group_norm).all()
+
+
+def test_cli_refuses_non_empty_out_and_overwrites_nothing(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert cli(["import-legacy", str(OLD), "--out", str(out)]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli(["import-legacy", str(OLD), "--out", str(empty), "--keep-predictions"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == str(empty)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary directory left
+
+
+def _broken(tmp_path: Path, name: str, text: str) -> Path:
+    old = tmp_path / "old"
+    old.mkdir(exist_ok=True)
+    (old / name).write_text(text)
+    return old
+
+
+@pytest.mark.parametrize("name,text,message", [
+    (f"intermediate_results_{TS}.jsonl", '{"text": "a", "true_label": "hate"\n', "line 1 is not valid JSON"),
+    (f"intermediate_results_{TS}.jsonl", '{"text": "a", "true_label": "hate", "target_group": "x"}\n', "lacks ['raw_response']"),
+    (f"intermediate_results_{TS}.jsonl", '{"text": "a", "true_label": "bad", "target_group": "x", "raw_response": ""}\n',
+     "true_label 'bad'"),
+    ("notes.txt", "nothing", "not an old pipeline run directory"),
+])
+def test_malformed_old_dir_is_one_clear_error(tmp_path, name, text, message):
+    old = _broken(tmp_path, name, text)
+    with pytest.raises(LegacyError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")):
+        import_run(old, tmp_path / "out", False, "test")
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_dir_several_runs_and_missing_csv(tmp_path):
+    with pytest.raises(LegacyError, match="does not exist"):
+        import_run(tmp_path / "nope", tmp_path / "out", False, "test")
+    old = _broken(tmp_path, f"intermediate_results_{TS}.jsonl",
+                  (OLD / f"intermediate_results_{TS}.jsonl").read_text())
+    with pytest.raises(LegacyError, match="needs strategy_unified_results"):
+        import_run(old, tmp_path / "out", True, "test")
+    (old / "intermediate_results_20990101_000000.jsonl").write_text("")
+    with pytest.raises(LegacyError, match="several old runs"):
+        import_run(old, tmp_path / "out", False, "test")
+    assert not (tmp_path / "out").exists()
+
+
+def test_csv_without_old_columns_is_refused(tmp_path):
+    old = _broken(tmp_path, f"strategy_unified_results_{TS}.csv", "strategy,text\nx,y\n")
+    with pytest.raises(LegacyError, match="lacks columns"):
+        import_run(old, tmp_path / "out", True, "test")

@@ -1,0 +1,121 @@
+"""hsd.reporting.seed_files: old names and column order, numbers from the metrics, atomic files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from hsd.records import Record
+from hsd.reporting.seed_files import (BIAS_COLUMNS, PERFORMANCE_COLUMNS, UNIFIED_COLUMNS, write_run_outputs)
+from hsd.runs import RunError
+
+SHARED = Path(__file__).parents[2].parent / "shared"
+REFERENCE = SHARED / "reference" / "recorded_runs" / "baseline_std_20251025_175009"
+TS = "20250101_120000"
+META = {"model": "tiny-gptoss", "template": "rich", "data": "canned_50_quick", "command": "hsd validate -c x.yaml"}
+
+
+def rec(i, true, pred, group, status=None) -> Record:
+    return Record(sample_id=f"id{i}", text=f"text, with comma {i}", true_label=true, target_group=group,
+                  persona_tag=group.upper(), source="toxigen", strategy="rich", prompt_hash="abc",
+                  raw_response=f"<|channel|>final<|message|>{{\"classification\":\"{pred}\"}}<|return|>",
+                  predicted_label=pred, rationale=None if i % 2 else "because",
+                  parse_status=status or ("ok_final_channel" if pred != "unknown" else "no_final_answer_truncated"),
+                  latency_s=0.25, rank=i % 2)
+
+
+RECORDS = [rec(0, "hate", "hate", "middle_east"), rec(1, "normal", "hate", "lgbtq"), rec(2, "hate", "normal", "lgbtq"),
+           rec(3, "normal", "normal", "mexican"), rec(4, "hate", "unknown", "mexican"), rec(5, "normal", "normal", "lgbtq")]
+
+
+@pytest.fixture()
+def outputs(tmp_path):
+    paths = write_run_outputs(tmp_path, RECORDS, "rich", TS, META)
+    return tmp_path, paths
+
+
+def test_file_names(outputs):
+    run, paths = outputs
+    names = sorted(p.name for p in paths)
+    assert names == sorted([f"performance_metrics_{TS}.csv", f"bias_metrics_{TS}.csv",
+                            f"strategy_unified_results_{TS}.csv", f"evaluation_report_{TS}.txt",
+                            f"intermediate_results_{TS}.jsonl", "metrics.json"])
+    assert sorted(p.name for p in run.iterdir()) == names  # no temporary files left behind
+
+
+def test_performance_csv_old_columns_first(outputs):
+    run, _ = outputs
+    perf = pd.read_csv(run / f"performance_metrics_{TS}.csv")
+    groups = [f"{g}_{k}" for g in ("lgbtq", "mexican", "middle_east") for k in ("fpr", "fnr", "samples")]
+    assert list(perf.columns[: len(PERFORMANCE_COLUMNS) + 9]) == PERFORMANCE_COLUMNS + groups
+    row = perf.iloc[0]
+    # answered: TP=1 (id0) TN=2 (id3,id5) FP=1 (id1) FN=1 (id2); id4 unknown
+    assert (row.true_positive, row.true_negative, row.false_positive, row.false_negative) == (1, 2, 1, 1)
+    assert row.accuracy == 3 / 5 and row.unknown_count == 1 and row.unknown_rate == 1 / 6
+    assert row.mexican_samples == 2 and row.mexican_fnr != row.mexican_fnr  # answered mexican: no hate -> NaN
+    assert row.strict_accuracy == 3 / 6
+
+
+def test_bias_csv(outputs):
+    run, _ = outputs
+    bias = pd.read_csv(run / f"bias_metrics_{TS}.csv")
+    assert list(bias.columns[: len(BIAS_COLUMNS)]) == BIAS_COLUMNS
+    assert list(bias.persona_tag) == ["middle_east", "lgbtq", "mexican"]  # first appearance, as the old file
+    lgbtq = bias.set_index("persona_tag").loc["lgbtq"]
+    assert (lgbtq.sample_count, lgbtq.false_positive_rate, lgbtq.false_negative_rate) == (3, 0.5, 1.0)
+
+
+def test_unified_csv_and_jsonl_hold_every_record_once(outputs):
+    run, _ = outputs
+    unified = pd.read_csv(run / f"strategy_unified_results_{TS}.csv", keep_default_na=False)
+    assert list(unified.columns[: len(UNIFIED_COLUMNS)]) == UNIFIED_COLUMNS
+    assert list(unified.columns[len(UNIFIED_COLUMNS): len(UNIFIED_COLUMNS) + 3]) == ["sample_id", "parse_status", "prompt_hash"]
+    assert list(unified.input_text) == [r.text for r in RECORDS] and set(unified.status) == {"success"}
+    assert list(unified.predicted_label) == [r.predicted_label for r in RECORDS]
+    lines = (run / f"intermediate_results_{TS}.jsonl").read_text().splitlines()
+    assert [Record.from_json(json.loads(line)) for line in lines] == RECORDS
+
+
+def test_report_states_unknowns_and_counts(outputs):
+    run, _ = outputs
+    text = (run / f"evaluation_report_{TS}.txt").read_text()
+    for needle in ("Model: tiny-gptoss", "Prompt Template: rich", "Data Source: canned_50_quick",
+                   "Command Line: hsd validate -c x.yaml", "MCC:", "Balanced accuracy:",
+                   "unknown 1 = 16.67%", "excluded from the numbers and confusion counts above",
+                   "Confusion Matrix: TP=1, TN=2, FP=1, FN=1", "FPR: 0.500 (FP=1, TN=1)", "FNR: n/a (FN=0, TP=0)"):
+        assert needle in text, needle
+
+
+def test_metrics_json_is_strict_json(outputs):
+    run, _ = outputs
+    metrics = json.loads((run / "metrics.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+    perf = metrics["strategies"]["rich"]["performance"]
+    assert metrics["headline_policy"] == "answered" and perf["unknown_count"] == 1
+    assert perf["answered"]["f1_score"] == 0.5 and perf["strict"]["false_negative"] == 2
+    assert metrics["strategies"]["rich"]["parse_status_counts"] == {"ok_final_channel": 5, "no_final_answer_truncated": 1}
+
+
+def test_duplicate_sample_ids_are_refused(tmp_path):
+    with pytest.raises(RunError, match="more than once"):
+        write_run_outputs(tmp_path, RECORDS + RECORDS[:1], "rich", TS, META)
+    assert not any(tmp_path.iterdir())
+
+
+def test_strategy_mismatch_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="strategies"):
+        write_run_outputs(tmp_path, RECORDS, "simple", TS, META)
+
+
+def test_float_format_matches_old_files(tmp_path):
+    """pandas' default float format, as in the old CSVs (e.g. 0.39644970414201186), and CRLF in
+    the performance file as the old pipeline wrote it."""
+    if not REFERENCE.exists():
+        pytest.skip(f"{REFERENCE} not found (../shared beside the repository)")
+    old = (REFERENCE / "performance_metrics_20251025_175009.csv").read_bytes()
+    write_run_outputs(tmp_path, RECORDS, "rich", TS, META)
+    new = (tmp_path / f"performance_metrics_{TS}.csv").read_bytes()
+    assert old.count(b"\r\n") == new.count(b"\r\n") == 2
+    assert b"0.16666666666666666" in new

@@ -1,0 +1,137 @@
+"""Shard files: durable appends, torn tails, merging, sharding and batching (no model)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hsd.inference import store
+from hsd.inference.batching import OomBackoff, length_sorted_batches
+from hsd.records import Record, Sample
+from hsd.runs import RunError
+from hsd.validate import shard_for_rank
+
+
+def rec(i: int, rank: int = 0) -> Record:
+    return Record(sample_id=f"s{i:02d}", text=f"text {i} ✓", true_label="hate", target_group="lgbtq",
+                  persona_tag="x", source="toxigen", strategy="simple", prompt_hash="0" * 16,
+                  raw_response='<|channel|>final<|message|>{"classification": "hate"}<|return|>',
+                  predicted_label="hate", rationale=None, parse_status="ok_final_channel", latency_s=0.1, rank=rank)
+
+
+def sample(i: int) -> Sample:
+    return Sample(id=f"s{i:02d}", text="t", label="normal", target_group="mexican", persona_tag="p", source="s")
+
+
+def test_append_writes_complete_lines_and_reads_back(tmp_path):
+    with store.ShardWriter(tmp_path, 3) as w:
+        w.append([rec(1), rec(2)])
+        w.append([rec(3)])
+    path = tmp_path / "shards" / "rank3.jsonl"
+    assert path.read_text().count("\n") == 3
+    assert [r.sample_id for r in store.read_records(tmp_path)] == ["s01", "s02", "s03"]
+    assert store.read_records(tmp_path)[0] == rec(1)  # round trip, special tokens and unicode kept
+
+
+def test_torn_tail_is_dropped_truncated_and_appendable(tmp_path):
+    with store.ShardWriter(tmp_path, 0) as w:
+        w.append([rec(1), rec(2)])
+    path = store.shard_path(tmp_path, 0)
+    good = path.read_bytes()
+    torn = json.dumps(rec(3).to_json()).encode()[:40]
+    path.write_bytes(good + torn)
+    assert store.recorded_ids(tmp_path) == {"s01", "s02"}  # s03 will be redone
+    assert store.truncate_torn_tail(path) == len(torn)
+    assert path.read_bytes() == good
+    with store.ShardWriter(tmp_path, 0) as w:
+        w.append([rec(3)])
+    assert [r.sample_id for r in store.read_records(tmp_path)] == ["s01", "s02", "s03"]
+
+
+def test_writer_truncates_its_own_torn_tail_before_appending(tmp_path):
+    path = store.shard_path(tmp_path, 1)
+    path.parent.mkdir(parents=True)
+    path.write_text('{"sample_id": "s0')  # the only line is torn
+    with store.ShardWriter(tmp_path, 1) as w:
+        w.append([rec(5)])
+    assert [json.loads(x)["sample_id"] for x in path.read_text().splitlines()] == ["s05"]
+
+
+def test_shard_files_in_rank_order(tmp_path):
+    for k in (10, 2, 0, 1):
+        store.ShardWriter(tmp_path, k).close()
+    assert [p.name for p in store.shard_files(tmp_path)] == ["rank0.jsonl", "rank1.jsonl", "rank2.jsonl", "rank10.jsonl"]
+
+
+def test_merge_reads_all_ranks_sorted(tmp_path):
+    with store.ShardWriter(tmp_path, 0) as a, store.ShardWriter(tmp_path, 1) as b:
+        a.append([rec(3), rec(1)])
+        b.append([rec(2, rank=1)])
+    merged = store.merge(tmp_path, ["s01", "s02", "s03"])
+    assert [r.sample_id for r in merged] == ["s01", "s02", "s03"]
+
+
+@pytest.mark.parametrize(("written", "expected", "message"), [
+    ([1, 2, 2], [1, 2], "more than once"),
+    ([1], [1, 2], "have no record"),
+    ([1, 2, 9], [1, 2], "not in the selected samples"),
+])
+def test_merge_refuses_inconsistent_shards(tmp_path, written, expected, message):
+    with store.ShardWriter(tmp_path, 0) as w:
+        w.append([rec(i) for i in written])
+    with pytest.raises(RunError, match=message):
+        store.merge(tmp_path, [f"s{i:02d}" for i in expected])
+
+
+@pytest.mark.parametrize("world", [1, 2, 3, 5])
+def test_shards_are_disjoint_cover_everything_and_skip_done(world):
+    samples = [sample(i) for i in (7, 3, 9, 1, 4, 8, 2)]
+    parts = [shard_for_rank(samples, r, world, done=set()) for r in range(world)]
+    ids = [s.id for part in parts for s in part]
+    assert sorted(ids) == sorted(s.id for s in samples) and len(ids) == len(set(ids))
+    assert shard_for_rank(list(reversed(samples)), 0, world, set()) == parts[0]  # input order irrelevant
+    done = {"s03", "s07"}
+    left = [s.id for r in range(world) for s in shard_for_rank(samples, r, world, done)]
+    assert sorted(left) == sorted(s.id for s in samples if s.id not in done)
+
+
+def test_length_sorted_batches_longest_first_stable():
+    keys = ["a", "b", "c", "d", "e"]
+    lengths = [5, 9, 5, 1, 9]
+    assert length_sorted_batches(keys, lengths, 2) == [[1, 4], [0, 2], [3]]
+    assert sorted(i for b in length_sorted_batches(keys, lengths, 3) for i in b) == [0, 1, 2, 3, 4]
+
+
+class FakeOom(Exception):
+    pass
+
+
+def test_oom_backoff_halves_and_keeps_the_smaller_size():
+    calls = []
+
+    def fn(chunk):
+        calls.append(len(chunk))
+        if len(chunk) > 3:
+            raise FakeOom
+        return [x * 10 for x in chunk]
+
+    backoff = OomBackoff(8, is_oom=lambda e: isinstance(e, FakeOom))
+    assert backoff(list(range(7)), fn) == [x * 10 for x in range(7)]
+    assert calls == [7, 3, 3, 1] and backoff.size == 3
+    assert backoff([1, 2, 3, 4], fn) == [10, 20, 30, 40]  # stays at 3: no second OOM
+    assert calls[4:] == [3, 1]
+
+
+def test_oom_at_batch_size_one_and_other_errors_are_raised():
+    def always_oom(chunk):
+        raise FakeOom
+
+    with pytest.raises(FakeOom):
+        OomBackoff(4, is_oom=lambda e: isinstance(e, FakeOom))([1, 2, 3], always_oom)
+
+    def boom(chunk):
+        raise KeyError("bug")
+
+    with pytest.raises(KeyError):
+        OomBackoff(4, is_oom=lambda e: isinstance(e, FakeOom))([1, 2], boom)

@@ -50,7 +50,7 @@ test-integration: $(STAMP) ## tiny-model and multi-process tests
 
 test-slurm: $(STAMP) ## start the project's single-node Slurm and run the Slurm tests
 	bash tests/slurm/slurm.sh up
-	$(PY) -m pytest tests -q -m slurm $(PYTEST_ARGS)
+	HSD_SLURM_UP=1 $(PY) -m pytest tests -q -m slurm $(PYTEST_ARGS)
 
 test-faults: $(STAMP) ## the fault-injection suite (kills, torn writes, locks, bad input)
 	$(PY) -m pytest tests -q -m faults $(PYTEST_ARGS)

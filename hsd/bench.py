@@ -44,6 +44,7 @@ class Case:
     mode: str  # generate | score
     overrides: dict[str, Any] = field(default_factory=dict)
     shared_prefix: bool = False  # score_rich: prompts share a long system + few-shot prefix
+    shortest_only: bool = False  # measure only the shortest --new-tokens (slow cases)
 
 
 def cases(batch_size: int, old_batch_size: int) -> list[Case]:
@@ -58,6 +59,9 @@ def cases(batch_size: int, old_batch_size: int) -> list[Case]:
              {"inference.batch_size": batch_size, "inference.mode": "score"}),
         Case("score_rich", f"score mode, bs {batch_size}, rich-template shape (shared prefix cached)", "score",
              {"inference.batch_size": batch_size, "inference.mode": "score"}, shared_prefix=True),
+        Case("deepspeed", f"deepspeed backend (ZeRO-3, world size 1), bs {max(1, batch_size // 4)}", "generate",
+             {"inference.backend": "deepspeed", "inference.batch_size": max(1, batch_size // 4)},
+             shortest_only=True),
     ]
 
 
@@ -71,15 +75,14 @@ def make_prompts(tokenizer: Any, n: int, tokens: int, shared_prefix: bool, seed:
 
     rng = random.Random(seed)
     words = lambda k: " ".join(rng.choice(_WORDS) for _ in range(k))  # noqa: E731
-    per_word = len(tokenizer(words(400), add_special_tokens=False)["input_ids"]) / 400
-    shared = words(int(tokens * 0.85 / per_word)) if shared_prefix else None
-    out = []
-    for _ in range(n):
-        system = shared if shared_prefix else words(int(tokens * 0.85 / per_word))
-        msgs = [{"role": "system", "content": system}, {"role": "user", "content": words(int(tokens * 0.1 / per_word))}]
-        text = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True, reasoning_effort="low")
-        out.append(text + SCORE_SUFFIX if score else text)
-    return out
+    render = lambda sys_, user: tokenizer.apply_chat_template(  # noqa: E731
+        [{"role": "system", "content": sys_}, {"role": "user", "content": user}],
+        tokenize=False, add_generation_prompt=True, reasoning_effort="low") + (SCORE_SUFFIX if score else "")
+    count = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+    per_word = count(words(400)) / 400
+    budget = max(8, tokens - count(render("", ""))) / per_word  # words left after the template's own tokens
+    shared = words(int(budget * 0.85)) if shared_prefix else None
+    return [render(shared or words(int(budget * 0.85)), words(int(budget * 0.15))) for _ in range(n)]
 
 
 def _sync() -> None:
@@ -119,6 +122,7 @@ def run_case(cfg: Config, case: Case, tokenizer: Any, args: Any) -> list[dict[st
     rows = []
     try:
         lengths = [None] if case.mode == "score" else sorted(args.new_tokens, reverse=True)
+        lengths = lengths[-1:] if case.shortest_only else lengths
         for new in lengths:  # longest first: the static cache is sized once, for the longest
             s = GenerationSettings(max_new_tokens=new or 1, temperature=0.0, top_p=1.0, min_new_tokens=new)
             call = (lambda p: backend.score(p)) if case.mode == "score" else (lambda p: backend.generate(p, s))
@@ -208,17 +212,20 @@ def main(args: Any) -> int:
     args.device = "cuda:0" if torch.cuda.is_available() else "cpu"
     base = from_dict({"model": {"name_or_path": args.model}, "inference": {"progress": False}})
     tokenizer = load_tokenizer(base.model)
-    wanted = set(args.cases.split(","))
+    known = {c.name: c for c in cases(args.batch_size, args.old_batch_size)}
+    wanted = [name.strip() for name in args.cases.split(",") if name.strip()]
+    unknown = [name for name in wanted if name not in known]
+    if unknown:
+        raise HsdError(f"hsd bench --cases: unknown {', '.join(unknown)}; valid: {', '.join(known)}")
     rows: list[dict[str, Any]] = []
-    for case in cases(args.batch_size, args.old_batch_size):
-        if case.name in wanted:
-            try:
-                rows.extend(run_case(base, case, tokenizer, args))
-            except Exception as exc:  # noqa: BLE001 - record it, measure the other cases
-                if not args.keep_going:
-                    raise
-                rows.append({"case": case.name, "what": case.what, "error": f"{type(exc).__name__}: {exc}"})
-                print(f"case {case.name} failed: {exc}", file=sys.stderr, flush=True)
+    for case in (known[name] for name in wanted):  # in the order given
+        try:
+            rows.extend(run_case(base, case, tokenizer, args))
+        except Exception as exc:  # noqa: BLE001 - record it, measure the other cases
+            if not args.keep_going:
+                raise
+            rows.append({"case": case.name, "what": case.what, "error": f"{type(exc).__name__}: {exc}"})
+            print(f"case {case.name} failed: {exc}", file=sys.stderr, flush=True)
     good = [r for r in rows if "error" not in r]
     add_ratios(good)
     env = environment(args)

@@ -21,13 +21,14 @@ from typing import Any, Optional, Sequence
 
 from hsd.config import ReportConfig
 from hsd.metrics.references import REFERENCES, as_records
-from hsd.metrics.summary import evaluate, nan_to_none, settings
+from hsd.metrics.summary import evaluate, nan_to_none, paired, settings
 from hsd.reporting import html, markdown, refcache, run_report
 from hsd.reporting.errors import select_errors, unanswered
 from hsd.reporting.rundata import RunData, find_runs, is_run, load_run, merged_file, read_config
 from hsd.runs import RunError, RunLock, atomic_write_json, atomic_write_text, timestamp
 
 log = logging.getLogger("hsd.collate")
+TFIDF = "tfidf_logreg"  # the reference a run is tested against, paired, in its own report
 
 
 def report_config(run: RunData) -> ReportConfig:
@@ -45,6 +46,8 @@ def full_metrics(run: RunData, refs, provenance: dict[str, Any], cfg: ReportConf
         "references": {ref.name: {"description": REFERENCES[ref.name][0],
                                   "metrics": evaluate(as_records(run.records, ref), cfg)} for ref in refs},
         "reference_provenance": provenance,
+        "vs_tfidf": {ref.name: paired(as_records(run.records, ref), run.records, cfg)
+                     for ref in refs if ref.name == TFIDF},
         "errors": select_errors(run.records, cfg.errors_per_group, cfg.bootstrap_seed),
         "unanswered": unanswered(run.records, cfg.errors_per_group),
         "training_log": str(log_path) if log_path else None,
@@ -52,7 +55,7 @@ def full_metrics(run: RunData, refs, provenance: dict[str, Any], cfg: ReportConf
 
 
 def write_report(doc_dir: Path, full: dict[str, Any], build) -> list[Path]:
-    """Plots first (the document embeds them), then the JSON, Markdown and HTML, each atomically."""
+    """Plots first (the document embeds them), then Markdown and HTML, each written atomically."""
     doc = build(full, doc_dir)
     outputs = {doc_dir / "report.md": markdown.render(doc, doc_dir), doc_dir / "report.html": html.render(doc)}
     for path, text in outputs.items():

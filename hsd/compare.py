@@ -19,7 +19,7 @@ from hsd.config import ReportConfig
 from hsd.errors import HsdError
 from hsd.metrics import intervals
 from hsd.metrics.references import REFERENCES, as_records
-from hsd.metrics.summary import encode, evaluate, nan_to_none, settings
+from hsd.metrics.summary import encode, evaluate, nan_to_none, paired, settings
 from hsd.reporting import comparison_report, refcache, summary_files
 from hsd.reporting.rundata import RunData, load_run
 from hsd.runs import atomic_write_json, atomic_write_text, timestamp
@@ -85,11 +85,6 @@ def success_criterion(runs: Sequence[RunData], data: Sequence[intervals.Sample3]
             "verdicts": rows}
 
 
-def _paired(a: intervals.Sample3, b: intervals.Sample3, cfg: ReportConfig) -> dict[str, Any]:
-    res = intervals.paired_bootstrap(a, b, cfg.bootstrap_resamples, cfg.bootstrap_seed, cfg.confidence)
-    return {k: v.to_json() for k, v in res.items()}
-
-
 def collated(run: RunData, cfg: ReportConfig, provenance: Optional[dict[str, Any]] = None) -> Optional[dict]:
     """The run's ``metrics_full.json`` if it was computed from these very records with these settings
     (and, when ``provenance`` is given, the same reference fit): reused instead of recomputed."""
@@ -105,8 +100,10 @@ def collated(run: RunData, cfg: ReportConfig, provenance: Optional[dict[str, Any
 
 def _summaries(runs: Sequence[RunData], ref_records: dict, provenance: dict[str, Any], cfg: ReportConfig):
     """Per-run and per-reference metrics, from the runs' collated files where they are current."""
-    runs_m = [(c or {}).get("metrics") or evaluate(r.records, cfg) for r, c in
-              ((r, collated(r, cfg)) for r in runs)]
+    runs_m = []
+    for run in runs:
+        cached = collated(run, cfg)
+        runs_m.append(cached["metrics"] if cached else evaluate(run.records, cfg))
     first = collated(runs[0], cfg, provenance)
     refs_m = {name: first["references"][name]["metrics"] if first and name in first["references"]
               else evaluate(recs, cfg) for name, recs in ref_records.items()}
@@ -120,7 +117,7 @@ def compare(runs: Sequence[RunData], refs, provenance: dict[str, Any], cfg: Repo
     check_same_samples(runs)
     data = [encode(r.records) for r in runs]
     ref_records = {ref.name: as_records(runs[0].records, ref) for ref in refs}
-    tfidf = encode(ref_records[TFIDF]) if TFIDF in ref_records else None
+    tfidf = ref_records.get(TFIDF)
     runs_m, refs_m = _summaries(runs, ref_records, provenance, cfg)
     return nan_to_none({
         "generated": timestamp(), "bootstrap": settings(cfg), "n_samples": len(runs[0].records),
@@ -128,8 +125,8 @@ def compare(runs: Sequence[RunData], refs, provenance: dict[str, Any], cfg: Repo
                   "training_log": str(r.training_log()) if r.training_log() else None} for r, m in zip(runs, runs_m)],
         "references": {name: {"description": REFERENCES[name][0], "metrics": refs_m[name]} for name in ref_records},
         "reference_provenance": provenance,
-        "deltas": {r.name: _paired(data[0], d, cfg) for r, d in zip(runs[1:], data[1:])},
-        "vs_tfidf": {r.name: _paired(tfidf, d, cfg) for r, d in zip(runs, data)} if tfidf else {},
+        "deltas": {r.name: paired(runs[0].records, r.records, cfg) for r in runs[1:]},
+        "vs_tfidf": {r.name: paired(tfidf, r.records, cfg) for r in runs} if tfidf else {},
         "criterion": success_criterion(runs, data, cfg),
     })
 

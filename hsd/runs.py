@@ -59,6 +59,24 @@ def run_dir(results_dir: str | Path, experiment: str, run_id: str) -> Path:
     return exp / check_name(run_id, "run name")
 
 
+def new_run_dir(results_dir: str | Path, experiment: str, run_id: str) -> Path:
+    """Create a run directory no other run has: ``run_id``, else ``run_id-2``, ``run_id-3``, ...
+
+    Default run names end in a seconds timestamp, so two runs started in the same second would
+    otherwise share (and mix) one directory. ``mkdir`` without ``exist_ok`` is atomic: of two
+    processes racing for one name exactly one gets it, and the other takes the next suffix.
+    """
+    exp = ensure_writable(experiment_dir(results_dir, experiment))
+    for n in range(1, 1000):
+        path = exp / check_name(run_id if n == 1 else f"{run_id}-{n}", "run name")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise RunError(f"{exp} already holds {run_id} and 998 numbered variants of it; choose another run_name")
+
+
 def ensure_writable(path: Path) -> Path:
     """Create ``path`` (and parents) and prove it is writable, with one clear error if not."""
     try:

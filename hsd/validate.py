@@ -74,13 +74,15 @@ def run(cfg: Config, run_dir: Path | None = None) -> Path:
 
 def _run(cfg: Config, run_dir: Path | None, env: dist.DistEnv, device: str, started: float) -> Path:
     from hsd.data import select_samples
-    from hsd.models.loader import load_tokenizer
+    from hsd.models.loader import check_adapter, load_tokenizer
     from hsd.prompts import Prompter
 
     mode = get_mode(cfg)  # generate | score (hsd.inference.modes); a bad threshold_from fails here, early
     samples = select_samples(cfg.data)
     _check_unique_ids(samples)
     tokenizer = load_tokenizer(cfg.model)
+    if cfg.model.adapter is not None:  # before the run directory exists: a typo must leave nothing behind
+        check_adapter(cfg.model.adapter)
     prompter = Prompter.from_config(cfg, tokenizer, {s.id for s in samples})
     with ExitStack() as stack:
         _attach_log_handler(stack, logging.StreamHandler(sys.stderr), env.rank)
@@ -129,13 +131,17 @@ def _prepare_run(cfg: Config, run_dir: Path | None, strategy: str, env: dist.Dis
     """Rank 0: create/lock the run directory, check or save the config, start the manifest."""
     ts = runs.timestamp()
     if run_dir is None:
-        name = cfg.run_name or f"validate_{re.sub(r'[^A-Za-z0-9._-]', '-', strategy)}_{ts}"
-        path = runs.run_dir(cfg.results_dir, cfg.experiment, name)
+        if cfg.run_name:  # a named run is created or resumed
+            path = runs.run_dir(cfg.results_dir, cfg.experiment, cfg.run_name)
+        else:  # a default name is always a new directory, even for two runs started in one second
+            name = f"validate_{re.sub(r'[^A-Za-z0-9._-]', '-', strategy)}_{ts}"
+            path = runs.new_run_dir(cfg.results_dir, cfg.experiment, name)
     else:
         path = Path(run_dir).resolve()
     runs.ensure_writable(path)
     stack.enter_context(runs.RunLock(path / ".lock"))
     _check_or_save_config(cfg, path)
+    store.read_records(path)  # a corrupt shard line stops the run here, before the manifest or log change
     ts, attempt = _start_manifest(path, ts, strategy, env)
     log_file = path / f"validation_log_{ts}.log"  # appended to by every attempt
     _attach_log_handler(stack, logging.FileHandler(log_file, encoding="utf-8"), env.rank)

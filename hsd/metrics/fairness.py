@@ -3,7 +3,7 @@
 A classifier can look fine overall while flagging one group's harmless posts twice as often
 as another's; the per-group false-positive and false-negative rates show it, and fairlearn's
 equalized-odds difference (the larger of the between-group spreads of TPR and FPR) puts it in
-one number. With 86-324 samples per group a rate moves by about +-0.1 from noise alone, so a
+one number (computed here from the per-group rates of a fairlearn ``MetricFrame``). With 86-324 samples per group a rate moves by about +-0.1 from noise alone, so a
 group with fewer than ``min_class_count`` answered positives or negatives is flagged: its
 rate is too noisy to compare (the intervals in :mod:`hsd.metrics.intervals` say how much).
 
@@ -21,7 +21,6 @@ import numpy as np
 import pandas as pd
 from fairlearn.metrics import (
     MetricFrame,
-    equalized_odds_difference,
     false_negative_rate,
     false_positive_rate,
 )
@@ -74,8 +73,11 @@ def group_table(y_true: Sequence[str], y_pred: Sequence[str], groups: Sequence[s
         "fpr": partial(false_positive_rate, pos_label=POSITIVE),
         "fnr": partial(false_negative_rate, pos_label=POSITIVE),
     }
-    frame = MetricFrame(metrics=metrics, y_true=yt, y_pred=yp, sensitive_features=pd.Series(g, name="group"))
-    table = frame.by_group
+    if len(yt):
+        frame = MetricFrame(metrics=metrics, y_true=yt, y_pred=yp, sensitive_features=pd.Series(g, name="group"))
+        table = frame.by_group
+    else:  # nothing answered (e.g. every response cut off): counts only, rates undefined
+        table = pd.DataFrame(columns=list(metrics), dtype=float)
     everyone = pd.Series(np.asarray(groups), name="group")
     samples = everyone.value_counts().sort_index()
     unknown = pd.Series(~np.isin(np.asarray(y_pred), [POSITIVE, NEGATIVE]), index=everyone).groupby(level=0).sum()
@@ -96,13 +98,18 @@ def _undefined_rates_to_nan(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def equalized_odds(y_true: Sequence[str], y_pred: Sequence[str], groups: Sequence[str]) -> float:
-    """fairlearn's equalized-odds difference (between groups, worst case) over answered samples."""
-    yt, yp, g = _answered(y_true, y_pred, groups)
-    if len(set(g)) < 2:
+def equalized_odds(table: pd.DataFrame) -> float:
+    """fairlearn's equalized-odds difference (between groups, worst case) from :func:`group_table`.
+
+    The larger of the max-min spreads over groups of TPR (= 1 - FNR) and of FPR, as
+    ``fairlearn.metrics.equalized_odds_difference`` computes it. A rate a group cannot have (no
+    answered hate samples for a TPR) is left out of its spread; fairlearn would count it as 0
+    and report a gap that is not there. NaN with fewer than two groups.
+    """
+    if len(table) < 2:
         return float("nan")
-    return float(equalized_odds_difference((yt == POSITIVE).astype(int), (yp == POSITIVE).astype(int),
-                                           sensitive_features=g))
+    spread = lambda r: r.max(skipna=True) - r.min(skipna=True)  # noqa: E731
+    return float(np.fmax(spread(1.0 - table["fnr"]), spread(table["fpr"])))
 
 
 def small_groups(table: pd.DataFrame, min_class_count: int) -> list[SmallGroupFlag]:

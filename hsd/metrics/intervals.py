@@ -15,11 +15,12 @@ hate/normal (``unknown``) is left out of the confusion counts, and its rate is r
 beside them. Undefined rates (no answered negatives for an FPR) are NaN and ignored by the
 quantiles. F1 is NaN only with no hate at all (no tp, fp, fn), as ``hsd.metrics.performance``
 asks scikit-learn for (``zero_division=nan``); MCC with an empty denominator is 0, as
-scikit-learn returns.
+scikit-learn returns, and NaN when nothing was answered at all.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
 
@@ -92,7 +93,7 @@ def f1(c: np.ndarray) -> np.ndarray:
 def mcc(c: np.ndarray) -> np.ndarray:
     tp, tn, fp, fn = (x.astype(float) for x in _cells(c))
     den = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
-    return _div(tp * tn - fp * fn, den, 0.0)
+    return np.where(tp + tn + fp + fn > 0, _div(tp * tn - fp * fn, den, 0.0), np.nan)  # nothing answered: NaN
 
 
 def fpr(c: np.ndarray) -> np.ndarray:
@@ -112,12 +113,17 @@ def unknown_rate(c: np.ndarray) -> np.ndarray:
 def equalized_odds_difference(gc: np.ndarray) -> np.ndarray:
     """fairlearn's definition: the larger of the max-min spreads of TPR and of FPR over groups.
 
-    ``gc`` has shape (..., groups, 2, 3).
+    ``gc`` has shape (..., groups, 2, 3). Undefined rates are left out, as in
+    :func:`hsd.metrics.fairness.equalized_odds`; NaN with fewer than two groups.
     """
+    if gc.shape[-3] < 2:
+        return np.full(gc.shape[:-3], np.nan)
     tpr = 1.0 - fnr(gc)
     f = fpr(gc)
-    spread = lambda r: np.nanmax(r, axis=-1) - np.nanmin(r, axis=-1)  # noqa: E731
-    return np.maximum(spread(tpr), spread(f))
+    with warnings.catch_warnings():  # a resample without any defined rate gives NaN, not a warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        spread = lambda r: np.nanmax(r, axis=-1) - np.nanmin(r, axis=-1)  # noqa: E731
+        return np.fmax(spread(tpr), spread(f))
 
 
 OVERALL: dict[str, Callable[[np.ndarray], np.ndarray]] = {

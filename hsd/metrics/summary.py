@@ -41,7 +41,7 @@ def evaluate(records: Sequence[Record], cfg: ReportConfig) -> dict[str, Any]:
     y_pred = [r.predicted_label for r in records]
     groups = [r.target_group for r in records]
     table = fairness.group_table(y_true, y_pred, groups)
-    eod = fairness.equalized_odds(y_true, y_pred, groups)
+    eod = fairness.equalized_odds(table)
     ivs = intervals.bootstrap(encode(records), cfg.bootstrap_resamples, cfg.bootstrap_seed, cfg.confidence)
     head = perf.headline
     expected = {"accuracy": head.accuracy, "f1": head.f1_score, "mcc": head.mcc,
@@ -62,6 +62,13 @@ def evaluate(records: Sequence[Record], cfg: ReportConfig) -> dict[str, Any]:
         "parse_status_counts": dict(sorted(Counter(r.parse_status for r in records).items())),
         "confusion": _confusion(records),
     }
+
+
+def paired(a: Sequence[Record], b: Sequence[Record], cfg: ReportConfig) -> dict[str, Any]:
+    """Paired-bootstrap intervals of ``statistic(b) - statistic(a)`` over the same samples."""
+    res = intervals.paired_bootstrap(encode(sorted_records(a)), encode(sorted_records(b)),
+                                     cfg.bootstrap_resamples, cfg.bootstrap_seed, cfg.confidence)
+    return {k: v.to_json() for k, v in res.items()}
 
 
 def _group_rows(table, ivs: dict[str, intervals.Interval], flagged: set[str]) -> list[dict[str, Any]]:

@@ -111,15 +111,21 @@ def load_model(model_cfg: ModelConfig, device: str | None = None) -> Any:
     return model.eval()
 
 
-def _apply_adapter(model: Any, adapter: str) -> Any:
-    from peft import PeftModel
-
+def check_adapter(adapter: str) -> Path:
+    """The adapter directory, or ModelError; callers check it before creating a run directory."""
     path = Path(adapter).expanduser()
     if not (path / "adapter_config.json").is_file():
         raise ModelError(
             f"LoRA adapter not found: {path} has no adapter_config.json. Set model.adapter to the "
             "adapter directory a training run wrote (<train run>/adapter), or null for the base model"
         )
+    return path
+
+
+def _apply_adapter(model: Any, adapter: str) -> Any:
+    from peft import PeftModel
+
+    path = check_adapter(adapter)
     return PeftModel.from_pretrained(model, str(path), is_trainable=False)
 
 

@@ -137,12 +137,12 @@ def build_config(tokenizer: Any) -> Any:
 
 def build_tiny(out_dir: str | Path, seed: int = 0) -> Path:
     """Build the tiny model + tokenizer into ``out_dir`` (written to a temp dir, then renamed)."""
-    import torch
-    from transformers import GenerationConfig, GptOssForCausalLM
-
     out = Path(out_dir).resolve()
     if out.exists() and any(out.iterdir()):
         raise ModelError(f"{out} exists and is not empty; choose another --out or pass --force")
+    import torch
+    from transformers import GenerationConfig, GptOssForCausalLM
+
     out.parent.mkdir(parents=True, exist_ok=True)
     texts = _train_texts()
     tokenizer = build_tokenizer(texts)

@@ -15,11 +15,12 @@ from hsd.reporting.document import Bullets, Document, Figure, Heading, Paragraph
 
 CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
-       max-width: 1150px; padding: 0 1em; color: #222; line-height: 1.45; }
+       max-width: 1400px; padding: 0 1em; color: #222; line-height: 1.45; }
 h1 { font-size: 1.6em; border-bottom: 2px solid #ddd; padding-bottom: .2em; }
 h2 { font-size: 1.25em; margin-top: 1.6em; border-bottom: 1px solid #eee; }
 h3 { font-size: 1.05em; }
-table { border-collapse: collapse; margin: .6em 0 1em; font-size: .88em; }
+div.scroll { overflow-x: auto; }  /* a wide table scrolls inside the page, never cut off */
+table { border-collapse: collapse; margin: .6em 0 1em; font-size: .82em; }
 th, td { border: 1px solid #ccc; padding: .25em .55em; text-align: left; vertical-align: top; }
 th { background: #f3f3f3; }
 tr:nth-child(even) td { background: #fafafa; }
@@ -28,7 +29,10 @@ code, pre { font-family: Menlo, Consolas, monospace; font-size: .9em; background
 pre { padding: .6em; overflow-x: auto; white-space: pre-wrap; }
 figure { margin: 1em 0; } figcaption { font-size: .85em; color: #555; }
 img { max-width: 100%; border: 1px solid #eee; }
+td.num { white-space: nowrap; }
 """
+# A cell holding only numbers (an estimate, an interval, a count, a percentage) is kept on one line.
+_NUMERIC = re.compile(r"^[-+]?(\d+(\.\d+)?%?|n/a)( \[[-+]?(\d+\.\d+|n/a), [-+]?(\d+\.\d+|n/a)\])?$")
 
 
 def _inline(text: str) -> str:
@@ -36,11 +40,15 @@ def _inline(text: str) -> str:
     return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
 
 
+def _cell(text: str) -> str:
+    return f'<td class="num">{_inline(text)}</td>' if _NUMERIC.match(text) else f"<td>{_inline(text)}</td>"
+
+
 def _table(block: Table) -> str:
     head = "".join(f"<th>{_inline(h)}</th>" for h in block.headers)
-    body = "".join("<tr>" + "".join(f"<td>{_inline(str(c))}</td>" for c in row) + "</tr>" for row in block.rows)
+    body = "".join("<tr>" + "".join(_cell(str(c)) for c in row) + "</tr>" for row in block.rows)
     caption = f"<caption>{_inline(block.caption)}</caption>" if block.caption else ""
-    return f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<div class="scroll"><table>{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 def _figure(block: Figure) -> str:

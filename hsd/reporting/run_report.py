@@ -15,7 +15,7 @@ from hsd.reporting import plots
 from hsd.reporting.document import Bullets, Document, Figure, Heading, Paragraph, Table
 from hsd.reporting.fmt import interval, num, pct, rate_interval
 
-METRIC_HEADERS = ["classifier", "samples", "answered", "accuracy", "precision", "recall", "F1", "MCC",
+METRIC_HEADERS = ["classifier", "answered / samples", "accuracy", "precision", "recall", "F1", "MCC",
                   "balanced acc.", "unknown rate", "ROC-AUC", "EO difference"]
 REFERENCE_IN_PLOTS = "tfidf_logreg"  # the constant references add nothing to rate plots (0 or 1)
 
@@ -23,7 +23,7 @@ REFERENCE_IN_PLOTS = "tfidf_logreg"  # the constant references add nothing to ra
 def metric_row(label: str, m: Mapping[str, Any]) -> list[str]:
     """One classifier's headline row: interval cells for accuracy, F1, MCC and EO difference."""
     perf, ivs, head = m["performance"], m["intervals"], m["performance"]["answered"]
-    return [label, str(m["n_samples"]), str(head["n"]), interval(ivs["accuracy"]), num(head["precision"]),
+    return [label, f"{head['n']} / {m['n_samples']}", interval(ivs["accuracy"]), num(head["precision"]),
             num(head["recall"]), interval(ivs["f1"]), interval(ivs["mcc"]), num(head["balanced_accuracy"]),
             pct(m["unknown_rate"]), num(perf["roc_auc"]), interval(ivs["eod"])]
 
@@ -53,10 +53,14 @@ def _headline(full: Mapping[str, Any], plot_dir: Path) -> list:
     fig = plots.forest(forest, ["accuracy", "f1", "mcc"], plot_dir / "metrics.png",
                        title=f"{level:.0%} bootstrap intervals")
     refs = [f"`{name}`: {ref['description']}" for name, ref in full["references"].items()]
+    versus = [Paragraph(f"This run minus `{name}` on the same samples (paired bootstrap): "
+                        f"F1 {interval(d['f1'], sign=True)}, MCC {interval(d['mcc'], sign=True)}, "
+                        f"accuracy {interval(d['accuracy'], sign=True)}.") for name, d in full["vs_tfidf"].items()]
     return [
         Heading("Headline metrics and reference classifiers"),
         Table(METRIC_HEADERS, rows, caption=f"Point estimate [{level:.0%} interval]; references are scored on "
                                             "exactly this run's samples with the same code"),
+        *versus,
         Bullets(refs),
         Figure(fig, "Accuracy, F1 and MCC with intervals: this run and the references"),
     ]

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import socket
 import warnings
 from pathlib import Path
 from typing import Any
@@ -71,6 +73,21 @@ def zero_stage(ds_config: dict[str, Any]) -> int:
     return int(ds_config["zero_optimization"].get("stage", 0))
 
 
+def single_process_env() -> None:
+    """Started without a launcher (plain ``hsd train``): make this process a world of one.
+
+    DeepSpeed needs a process group even for one rank; a launcher (torchrun, submitit's
+    TorchDistributedEnvironment, accelerate launch) sets these variables itself.
+    """
+    if "WORLD_SIZE" in os.environ:
+        return
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1",
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+
+
 def make_accelerator(train: TrainConfig) -> Any:
     """Accelerator + DeepSpeed plugin; gloo process group when there is no CUDA (trap 1)."""
     import torch
@@ -81,6 +98,7 @@ def make_accelerator(train: TrainConfig) -> Any:
     # per call and rank would bury the log.
     warnings.filterwarnings("ignore", category=FutureWarning, module="torch.distributed")
     ds_config = load_ds_config(train)
+    single_process_env()
     cuda = torch.cuda.is_available()
     plugin = DeepSpeedPlugin(
         hf_ds_config=ds_config,

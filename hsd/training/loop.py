@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 from hsd.config import Config
 from hsd.errors import TrainingDataError
-from hsd.runs import atomic_write_text, iter_jsonl
+from hsd.runs import atomic_write_text, iter_jsonl, update_manifest
 from hsd.training import checkpoint
 from hsd.training.dataset import StepPlan, TokenizedSet, collate, eval_batches, read_chat_jsonl, tokenize_rows
 from hsd.training.schedule import lr_at
@@ -71,10 +71,12 @@ def _load_sets(cfg: Config, data_dir: Path, tokenizer: Any) -> tuple[TokenizedSe
 def setup(accelerator: Any, cfg: Config, data_dir: Path) -> Session:
     import torch
 
+    from hsd.models.loader import load_tokenizer
     from hsd.training.lora import apply_lora, load_base
 
-    model, tokenizer = load_base(cfg.model, cfg.train.gradient_checkpointing)
-    train_set, eval_set = _load_sets(cfg, data_dir, tokenizer)
+    tokenizer = load_tokenizer(cfg.model)
+    train_set, eval_set = _load_sets(cfg, data_dir, tokenizer)  # bad data fails before the model loads
+    model = load_base(cfg.model, cfg.train.gradient_checkpointing)
     model = apply_lora(model, cfg.train.lora, cfg.train.seed)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.train.learning_rate, weight_decay=cfg.train.weight_decay)
@@ -187,6 +189,8 @@ def train_loop(accelerator: Any, s: Session, cfg: Config, state: TrainState, log
             if preempted or stopping or early or state.step % t.save_every == 0:
                 checkpoint.save(accelerator, run, state.step, dataclasses.asdict(state), t.keep_checkpoints)
             if preempted:
+                if accelerator.is_main_process:
+                    update_manifest(run, status="preempted", steps=state.step)
                 guard.hand_over(state.step)
             if early:
                 return "early_stopped"

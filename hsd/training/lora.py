@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from hsd.config import ConfigError, LoraConfig, ModelConfig
-from hsd.models.loader import _check_source, _from_pretrained, load_tokenizer, resolve_dtype
+from hsd.models.loader import _check_source, _from_pretrained, resolve_dtype
 
 
-def load_base(model_cfg: ModelConfig, gradient_checkpointing: bool) -> tuple[Any, Any]:
-    """(model, tokenizer) for training: no device map (DeepSpeed places and shards it)."""
+def load_base(model_cfg: ModelConfig, gradient_checkpointing: bool) -> Any:
+    """The model for training: no device map (DeepSpeed places it; under ZeRO-3 it is
+    partitioned while it loads)."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -44,8 +45,7 @@ def load_base(model_cfg: ModelConfig, gradient_checkpointing: bool) -> tuple[Any
     if gradient_checkpointing:
         # Non-reentrant: works with frozen inputs (LoRA) without enable_input_require_grads.
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    tokenizer = load_tokenizer(model_cfg)
-    return model, tokenizer
+    return model
 
 
 def apply_lora(model: Any, lora: LoraConfig, seed: int) -> Any:

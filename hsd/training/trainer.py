@@ -26,7 +26,7 @@ from hsd.config import Config, ConfigError, dump_config, load_config, read_yaml,
 from hsd.errors import HsdError
 from hsd.runs import RunLock, atomic_write_json, atomic_write_text, base_manifest, ensure_writable
 from hsd.runs import run_dir as make_run_dir
-from hsd.runs import timestamp, update_manifest
+from hsd.runs import new_run_dir, timestamp, update_manifest
 from hsd.training import checkpoint
 
 LOG = "train_log.jsonl"
@@ -107,7 +107,13 @@ def _start_manifest(accelerator: Any, cfg: Config, run: Path, data_dir: Path, s:
     from hsd.training.accel import zero_stage
     from hsd.training.lora import trainable_counts
 
+    import torch.distributed as dist
+
     counts = trainable_counts(s.engine)
+    # What each rank itself reads at this step, gathered over the process group: the proof
+    # that the ranks form one job and split the data (the silent trap is N copies of a world of 1).
+    rows = [None] * dist.get_world_size()
+    dist.all_gather_object(rows, sorted(i for mb in s.plan.micro_batches(state.step) for i in mb))
     if accelerator.is_main_process:
         if s.train.truncated:
             print(f"warning: {s.train.truncated} of {len(s.train.examples)} training rows exceed train.max_length="
@@ -119,7 +125,8 @@ def _start_manifest(accelerator: Any, cfg: Config, run: Path, data_dir: Path, s:
             truncated_rows=s.train.truncated, longest_row_tokens=s.train.longest, total_steps=s.total_steps,
             steps_per_epoch=s.plan.steps_per_epoch, global_batch=s.plan.global_batch,
             zero_stage=zero_stage(accelerator.deepspeed_config), ds_config=accelerator.deepspeed_config,
-            resumed_at=list(state.resumed_at), **counts,
+            resumed_at=list(state.resumed_at), deepspeed_dp_world_size=s.engine.dp_world_size,
+            rows_per_rank_at_start=rows, **counts,
         )
 
 
@@ -170,8 +177,11 @@ def _agree_run_dir(accelerator: Any, cfg: Config, run_dir: Optional[str | Path])
     """The run directory; a default name (with a timestamp) is chosen by rank 0 for all."""
     if run_dir is not None:
         return Path(run_dir).resolve()
-    name = cfg.run_name or f"train_{cfg.train.format}_{timestamp()}"
-    return _main_only(accelerator, lambda: make_run_dir(cfg.results_dir, cfg.experiment, name))
+    if cfg.run_name:  # a named run is created or resumed
+        return _main_only(accelerator, lambda: make_run_dir(cfg.results_dir, cfg.experiment, cfg.run_name))
+    # A default (timestamped) name is always a new directory, even for two runs in one second.
+    name = f"train_{cfg.train.format}_{timestamp()}"
+    return _main_only(accelerator, lambda: new_run_dir(cfg.results_dir, cfg.experiment, name))
 
 
 def run(cfg: Config, run_dir: Optional[str | Path] = None, data_dir: Optional[str | Path] = None) -> Path:
@@ -187,6 +197,10 @@ def run(cfg: Config, run_dir: Optional[str | Path] = None, data_dir: Optional[st
     try:
         _train(accelerator, cfg, run, str(data_dir) if data_dir else None)
         accelerator.wait_for_everyone()
+    except Exception as exc:
+        if held and (run / "manifest.json").exists():
+            update_manifest(run, status="failed", error=f"{type(exc).__name__}: {exc}")
+        raise
     finally:
         for lock in held:
             lock.release()

@@ -12,6 +12,7 @@ import yaml
 from _validate_helpers import N_SAMPLES, comparable, hsd_cmd, hsd_env, merged_records, write_config
 from hsd.config import load_config
 from hsd.errors import HsdError
+from hsd.runs import RunError
 from hsd.validate import run
 
 pytestmark = pytest.mark.integration
@@ -85,11 +86,11 @@ def test_resume_with_a_changed_config_is_refused(cli_run, tmp_path):
     tmp, cfg_path, res = cli_run
     run_dir = type(tmp)(res.stdout.strip().splitlines()[-1])
     saved = (run_dir / "config.yaml").read_text()
-    cmd = hsd_cmd("validate", "--config", str(cfg_path), "--run-dir", str(run_dir), "inference.max_new_tokens=8")
-    out = subprocess.run(cmd, capture_output=True, text=True, env=hsd_env(), timeout=300)
-    assert out.returncode == 2
-    assert "inference.max_new_tokens" in out.stderr and "new run directory" in out.stderr
-    assert (run_dir / "config.yaml").read_text() == saved
+    manifest = (run_dir / "manifest.json").read_text()
+    changed = load_config(cfg_path, ["inference.max_new_tokens=8"])
+    with pytest.raises(RunError, match=r"inference\.max_new_tokens: saved 16, now 8.*new run directory"):
+        run(changed, run_dir)
+    assert (run_dir / "config.yaml").read_text() == saved and (run_dir / "manifest.json").read_text() == manifest
 
 
 def test_missing_model_dir_fails_before_creating_the_run(tmp_path):

@@ -110,30 +110,43 @@ def recomputed_intervals(t, p, g, seed: int, resamples: int = 1000) -> dict[str,
     return out
 
 
+def paired_difference(t, p_a, p_b, g, seed: int, key: str) -> tuple[float, float, float]:
+    """stat(b) - stat(a) and its 95% interval over the same resampled samples."""
+    a, b = iv.encode(t, p_a, g), iv.encode(t, p_b, g)
+    idx = iv.resample_indices(iv.strata_of(a), 1000, seed)
+    k = key if "/" not in key else f"{key.split('/')[0]}/{a.groups.index(key.split('/')[1])}"
+    diff = iv.statistics(iv.group_counts(b, idx))[k] - iv.statistics(iv.group_counts(a, idx))[k]
+    est = point_metrics(t, p_b, g)[key] - point_metrics(t, p_a, g)[key]
+    lo, hi = np.quantile(diff[np.isfinite(diff)], [0.025, 0.975])
+    return est, lo, hi
+
+
 def check_interval_cell(cell: str, est: float, bounds: tuple[float, float]) -> None:
     got = ci(cell)
     assert cell == f"{f3(est)} [{f3(bounds[0])}, {f3(bounds[1])}]", (cell, est, bounds, got)
 
 
-def check_metric_row(row: list[str], t, p, g, seed: int) -> None:
+def check_metric_row(row: list[str], t, p, g, seed: int, p_hate=None) -> None:
     m, ivs = point_metrics(t, p, g), recomputed_intervals(t, p, g, seed)
-    assert row[1:3] == [str(m["n"]), str(m["answered"])]
-    check_interval_cell(row[3], m["accuracy"], ivs["accuracy"])
-    assert row[4:6] == [f3(m["precision"]), f3(m["recall"])]
-    check_interval_cell(row[6], m["f1"], ivs["f1"])
-    check_interval_cell(row[7], m["mcc"], ivs["mcc"])
-    assert row[8] == f3(m["balanced"])
-    assert row[9] == f"{100 * m['unknown_rate']:.1f}%"
-    check_interval_cell(row[11], m["eod"], ivs["eod"])
+    assert row[1] == f"{m['answered']} / {m['n']}"
+    check_interval_cell(row[2], m["accuracy"], ivs["accuracy"])
+    assert row[3:5] == [f3(m["precision"]), f3(m["recall"])]
+    check_interval_cell(row[5], m["f1"], ivs["f1"])
+    check_interval_cell(row[6], m["mcc"], ivs["mcc"])
+    assert row[7] == f3(m["balanced"])
+    assert row[8] == f"{100 * m['unknown_rate']:.1f}%"
+    assert row[9] == ("n/a" if p_hate is None else f3(skm.roc_auc_score(t == "hate", p_hate)))
+    check_interval_cell(row[10], m["eod"], ivs["eod"])
 
 
-def tfidf_predictions(data_dir: Path, rows: list[dict]) -> np.ndarray:
-    """The documented reference, rebuilt here with scikit-learn alone."""
+def tfidf_predictions(data_dir: Path, rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, P(hate)) of the documented reference, rebuilt here with scikit-learn alone."""
     train = json.loads((data_dir / "unified" / "unified_train.json").read_text())
     model = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2),
                           LogisticRegression(C=1.0, max_iter=2000))
     model.fit([r["text"] for r in train], [r["label_binary"] for r in train])
-    return model.predict([r["text"] for r in sorted(rows, key=lambda r: r["sample_id"])])
+    texts = [r["text"] for r in sorted(rows, key=lambda r: r["sample_id"])]
+    return model.predict(texts), model.predict_proba(texts)[:, list(model.classes_).index("hate")]
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -172,13 +185,17 @@ def test_every_number_in_the_run_report_is_recomputed(collated, name):
     t, p, g = arrays(rows)
     tabs = tables(md)
 
-    head = {r[0]: r for r in tabs["classifier|samples"]}
+    head = {r[0]: r for r in tabs["classifier|answered / samples"]}
     check_metric_row(head[f"{name} (this run)"], t, p, g, seed)
-    refs = {"always_hate": np.full(len(t), "hate"), "always_normal": np.full(len(t), "normal"),
-            "tfidf_logreg": tfidf_predictions(data, rows)}
+    tfidf, tfidf_p = tfidf_predictions(data, rows)
+    refs = {"always_hate": np.full(len(t), "hate"), "always_normal": np.full(len(t), "normal"), "tfidf_logreg": tfidf}
     for ref, pred in refs.items():
-        check_metric_row(head[f"reference: {ref}"], t, pred, g, seed)
-    assert "0.643" in head["reference: always_hate"][6]  # F1 of always-hate = 2P/(2P+N) on this data
+        check_metric_row(head[f"reference: {ref}"], t, pred, g, seed, tfidf_p if ref == "tfidf_logreg" else None)
+    assert "0.643" in head["reference: always_hate"][5]  # F1 of always-hate = 2P/(2P+N) on this data
+    versus = re.search(r"This run minus `tfidf_logreg` on the same samples \(paired bootstrap\): (.*)\.", md).group(1)
+    for key, label in (("f1", "F1"), ("mcc", "MCC"), ("accuracy", "accuracy")):
+        est, lo, hi = paired_difference(t, tfidf, p, g, seed, key)
+        assert f"{label} {est:+.3f} [{lo:+.3f}, {hi:+.3f}]" in versus
 
     # strict numbers: an unknown is wrong
     strict = np.where(np.isin(p, ["hate", "normal"]), p, np.where(t == "hate", "normal", "hate"))
@@ -225,23 +242,26 @@ def test_comparison_numbers_are_recomputed(collated):
     base, ft = (arrays(read_records(exp / n)) for n in ("baseline_rich", "finetuned_simple"))
     md = (exp / "comparison" / "report.md").read_text()
     tabs = tables(md)
-    rows = {r[0]: r for r in tabs["classifier|samples"]}
+    rows = {r[0]: r for r in tabs["classifier|answered / samples"]}
     check_metric_row(rows["baseline_rich"], *base, seed=0)
     check_metric_row(rows["finetuned_simple"], *ft, seed=0)
     # paired difference: same resampled samples for both runs
-    d_base, d_ft = iv.encode(*base), iv.encode(*ft)
-    idx = iv.resample_indices(iv.strata_of(d_base), 1000, 0)
-    diff = iv.statistics(iv.group_counts(d_ft, idx))["f1"] - iv.statistics(iv.group_counts(d_base, idx))["f1"]
-    delta = point_metrics(*ft)["f1"] - point_metrics(*base)["f1"]
-    lo, hi = np.quantile(diff, [0.025, 0.975])
+    t, p_base, g = base
+    assert np.array_equal(ft[0], t) and np.array_equal(ft[2], g)
+    delta, lo, hi = paired_difference(t, p_base, ft[1], g, 0, "f1")
     cell = {r[0]: r for r in tabs["run|accuracy"]}["finetuned_simple"][2]
     assert cell == f"{delta:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+    for row in tabs["run|group"]:
+        if row[0] == "finetuned_simple":
+            for col, rate in ((3, "fpr"), (5, "fnr")):
+                est, lo_g, hi_g = paired_difference(t, p_base, ft[1], g, 0, f"{rate}/{row[1]}")
+                assert row[col] == f"{est:+.3f} [{lo_g:+.3f}, {hi_g:+.3f}]"
     verdict = "MET, beyond noise" if lo > 0 else ("MET, within noise" if delta >= 0 else "NOT MET")
     assert verdict in md
     summary = (exp / "comparison" / "FINETUNING_RESULTS.txt").read_text()
     assert f"f1_difference_vs_baseline: {cell}" in summary
-    assert f"f1_score: {rows['finetuned_simple'][6]}" in summary
-    assert f"f1_score: {rows['baseline_rich'][6]}" in (exp / "comparison" / "BASELINE_METRICS.txt").read_text()
+    assert f"f1_score: {rows['finetuned_simple'][5]}" in summary
+    assert f"f1_score: {rows['baseline_rich'][5]}" in (exp / "comparison" / "BASELINE_METRICS.txt").read_text()
 
 
 def test_report_regenerates_identically_without_data_or_model(collated, tmp_path):
@@ -276,6 +296,17 @@ def test_incomplete_shards_fail_clearly_and_write_nothing(tmp_path, capsys):
     assert not list(run.glob("intermediate_results_*")) and not (run / "report.md").exists()
 
 
+def test_a_run_without_any_readable_answer_is_reported_not_crashed(tmp_path):
+    """A tiny or broken model may answer nothing: every rate is n/a, the references still show."""
+    data = make_dataset(tmp_path / "data")
+    run = make_run(tmp_path / "exp", "mute", data, "simple", 0.7, 1.0, seed=5)
+    assert cli.main(["collate", str(run)]) == 0
+    md = (run / "report.md").read_text()
+    row = {r[0]: r for r in tables(md)["classifier|answered / samples"]}["mute (this run)"]
+    assert row[1] == "0 / 230" and row[5] == "n/a" and row[8] == "100.0%"
+    assert "reference: tfidf_logreg" in md
+
+
 def test_not_an_hsd_run_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert cli.main(["collate", str(tmp_path / "empty")]) == 2
@@ -289,3 +320,22 @@ def test_score_mode_errors_are_the_most_confident_per_group():
     chosen = select_errors(recs, per_group=2, seed=0)
     assert chosen["selection"].startswith("most confident")
     assert [r["sample_id"] for r in chosen["by_group"]["lgbtq"]] == ["s1", "s9"]  # confidence 0.99, 0.95
+
+
+SHARED = Path(__file__).parents[2].parent / "shared"
+RECORDED = SHARED / "reference" / "recorded_runs" / "baseline_std_20251025_175009"
+
+
+@pytest.mark.skipif(not RECORDED.is_dir() or not (SHARED / "data" / "unified").is_dir(),
+                    reason=f"the recorded gpt-oss run or the dataset is not under {SHARED}")
+def test_the_recorded_gpt_oss_run_is_reported_from_its_reparsed_records(tmp_path):
+    """The real run, imported with hsd's parser, reported without a config: same numbers as its records."""
+    run = tmp_path / "recorded"
+    assert cli.main(["import-legacy", str(RECORDED), "--out", str(run)]) == 0
+    assert cli.main(["report", str(run), "--data-dir", str(SHARED / "data")]) == 0
+    md = (run / "report.md").read_text()
+    t, p, g = arrays(read_records(run))
+    row = {r[0]: r for r in tables(md)["classifier|answered / samples"]}["recorded (this run)"]
+    check_metric_row(row, t, p, g, seed=0)
+    assert ci(row[5])[0] == pytest.approx(0.672, abs=0.0005)  # F1 of the re-parsed answers (old report: 0.535)
+    assert "reference: tfidf_logreg" in md and "role: unknown" in md

@@ -1,0 +1,377 @@
+"""The bad-input table: one scenario per way a user can hand hsd something wrong.
+
+Each :class:`BadInput` edits a fresh :class:`Scenario` (a synthetic data directory, a config,
+a results directory holding an earlier run) and names the command to run, the exit code and
+the key words of the one ``error:`` line it must print. ``tests/unit/test_bad_input.py`` runs
+every case and checks that no file that existed before the command changed; the README's
+"Reliability" table is generated from :data:`CASES` (``tests/reliability_table.py``), so the
+table and the tests cannot drift apart.
+
+The data is synthetic (generated here, never a copy of the real dataset): the checks are about
+the machinery, not the model.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+GROUPS = ("lgbtq", "mexican", "middle_east")
+LABELS = ("hate", "normal")
+_WORDS = ("people", "from", "the", "city", "always", "never", "say", "they", "are", "good", "bad",
+          "friends", "neighbours", "and", "work", "hard", "should", "leave", "stay", "here", "today")
+
+
+def synthetic_rows(n: int, seed: int = 0, prefix: str = "s") -> list[dict[str, Any]]:
+    """``n`` valid unified-schema rows, balanced over label x target group, of varied length."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label, group = LABELS[i % 2], GROUPS[(i // 2) % 3]
+        words = [rng.choice(_WORDS) for _ in range(rng.randint(4, 18))]
+        rows.append({
+            "text": f"{group} {' '.join(words)} #{i}",
+            "label_binary": label,
+            "label_multiclass": None,
+            "target_group_norm": group,
+            "persona_tag": group,
+            "source_dataset": "synthetic",
+            "rationale_text": None,
+            "original_id": f"{prefix}_{i:04d}",
+        })
+    return rows
+
+
+def write_data_dir(root: Path, n_test: int = 6, n_train: int = 48, n_val: int = 6) -> Path:
+    """``root/unified/unified_{train,val,test}.json`` with disjoint ids and texts."""
+    unified = root / "unified"
+    unified.mkdir(parents=True, exist_ok=True)
+    for split, n, seed in (("train", n_train, 1), ("val", n_val, 2), ("test", n_test, 3)):
+        rows = synthetic_rows(n, seed, prefix=f"{split}")
+        (unified / f"unified_{split}.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
+    return root
+
+
+def record_line(row: dict[str, Any], strategy: str = "simple") -> str:
+    """A shard line for ``row`` as hsd writes it (the earlier run's content)."""
+    from hsd.records import Record
+
+    rec = Record(sample_id=row["original_id"], text=row["text"], true_label=row["label_binary"],
+                 target_group=row["target_group_norm"], persona_tag=row["persona_tag"],
+                 source=row["source_dataset"], strategy=strategy, prompt_hash="0" * 16,
+                 raw_response='<|channel|>final<|message|>{"classification": "normal"}<|return|>',
+                 predicted_label="normal", rationale=None, parse_status="ok_harmony_final", latency_s=0.1)
+    return json.dumps(rec.to_json()) + "\n"
+
+
+@dataclass
+class Scenario:
+    """A temporary project: data, a config, a results directory with one earlier run."""
+
+    root: Path
+    model_dir: Path
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, root: Path, model_dir: Path) -> "Scenario":
+        sc = cls(root, model_dir)
+        write_data_dir(sc.data_dir)
+        sc.config = {
+            "experiment": "exp",
+            "results_dir": str(sc.results_dir),
+            "data": {"dir": str(sc.data_dir), "split": "test"},
+            "prompt": {"template": "simple"},
+            "model": {"name_or_path": str(model_dir)},
+            "inference": {"batch_size": 8, "max_new_tokens": 4, "temperature": 0.0, "progress": False},
+        }
+        sc._write_earlier_run()
+        return sc
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.root / "results"
+
+    @property
+    def earlier_run(self) -> Path:
+        return self.results_dir / "exp" / "earlier"
+
+    def split_file(self, split: str = "test") -> Path:
+        return self.data_dir / "unified" / f"unified_{split}.json"
+
+    def rows(self, split: str = "test") -> list[dict[str, Any]]:
+        return json.loads(self.split_file(split).read_text(encoding="utf-8"))
+
+    def set_rows(self, rows: list[Any], split: str = "test") -> None:
+        self.split_file(split).write_text(json.dumps(rows, indent=1), encoding="utf-8")
+
+    def config_path(self) -> Path:
+        path = self.root / "config.yaml"
+        path.write_text(yaml.safe_dump(self.config, sort_keys=False), encoding="utf-8")
+        return path
+
+    def validate(self, *extra: str) -> list[str]:
+        return ["validate", "--config", str(self.config_path()), *extra]
+
+    def _write_earlier_run(self) -> None:
+        """An interrupted earlier run of this very config: 3 of 6 samples recorded."""
+        from hsd.config import dump_config, from_dict
+
+        run = self.earlier_run
+        (run / "shards").mkdir(parents=True)
+        (run / "config.yaml").write_text(dump_config(from_dict(self.config)), encoding="utf-8")
+        (run / "manifest.json").write_text(json.dumps({"status": "running", "attempt": 1, "ts": "20250101_000000"}))
+        rows = sorted(self.rows(), key=lambda r: r["original_id"])[:3]
+        (run / "shards" / "rank0.jsonl").write_text("".join(record_line(r) for r in rows), encoding="utf-8")
+        (run / "performance_metrics_20250101_000000.csv").write_text("strategy,accuracy\nsimple,0.5\n")
+
+    def ftdata_dir(self, train_lines: list[str]) -> Path:
+        """A ``hsd ftdata``-shaped directory whose simple/train.jsonl holds ``train_lines``."""
+        out = self.root / "ftdata" / "simple"
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "train.jsonl").write_text("".join(line + "\n" for line in train_lines), encoding="utf-8")
+        good = {"prompt": "<|start|>user<|message|>Text: hi<|end|><|start|>assistant",
+                "completion": '<|channel|>final<|message|>{"classification": "normal"}<|return|>'}
+        (out / "eval.jsonl").write_text(json.dumps(good) + "\n", encoding="utf-8")
+        return out.parent
+
+    def train(self, data: Path) -> list[str]:
+        run = self.results_dir / "exp" / "train_new"
+        return ["train", "--config", str(self.config_path()), "--data", str(data), "--run-dir", str(run)]
+
+
+@dataclass(frozen=True)
+class BadInput:
+    """One row of the table. ``edit`` changes the scenario and returns the hsd arguments."""
+
+    id: str
+    area: str  # data | template | config | model | adapter | training | results
+    given: str  # what is wrong, as the README shows it
+    edit: Callable[[Scenario], list[str]]
+    keywords: tuple[str, ...] = ()  # all must appear in the single error line
+    exit_code: int = 2  # 0: the input is valid and must load (a BOM, CRLF line ends, ...)
+    log_keywords: tuple[str, ...] = ()  # for accepted inputs: the warning that must be logged
+    new_files: bool = False  # the command may create files (never change existing ones)
+
+    @property
+    def expected(self) -> str:
+        if self.exit_code == 0:
+            warn = f", warns `{' … '.join(self.log_keywords)}`" if self.log_keywords else ""
+            return f"loads and runs (exit 0){warn}"
+        return f"exit {self.exit_code}: `{' … '.join(self.keywords)}`"
+
+
+# ---------------------------------------------------------------------------------------------
+# Edits
+# ---------------------------------------------------------------------------------------------
+
+
+def _rows_edit(change: Callable[[list[dict]], list[Any]]) -> Callable[[Scenario], list[str]]:
+    def edit(sc: Scenario) -> list[str]:
+        sc.set_rows(change(sc.rows()))
+        return sc.validate()
+    return edit
+
+
+def _set(row_index: int, **fields: Any) -> Callable[[list[dict]], list[dict]]:
+    def change(rows: list[dict]) -> list[dict]:
+        rows[row_index].update(fields)
+        return rows
+    return change
+
+
+def _drop(row_index: int, key: str) -> Callable[[list[dict]], list[dict]]:
+    def change(rows: list[dict]) -> list[dict]:
+        del rows[row_index][key]
+        return rows
+    return change
+
+
+def _duplicate_id(rows: list[dict]) -> list[dict]:
+    rows[4]["original_id"] = rows[1]["original_id"]
+    return rows
+
+
+def _other_case(rows: list[dict]) -> list[dict]:
+    for row in rows:
+        row["label_binary"] = row["label_binary"].upper()
+    rows[0]["target_group_norm"] = " LGBTQ "
+    return rows
+
+
+def _raw_file(make: Callable[[Scenario], bytes]) -> Callable[[Scenario], list[str]]:
+    def edit(sc: Scenario) -> list[str]:
+        sc.split_file().write_bytes(make(sc))
+        return sc.validate()
+    return edit
+
+
+def _json_lines(sc: Scenario) -> bytes:
+    return "".join(json.dumps(r) + "\n" for r in sc.rows()).encode()
+
+
+def _bom(sc: Scenario) -> bytes:
+    return b"\xef\xbb\xbf" + json.dumps(sc.rows(), indent=1).encode()
+
+
+def _crlf(sc: Scenario) -> bytes:
+    return json.dumps(sc.rows(), indent=1).replace("\n", "\r\n").encode()
+
+
+def _malformed(sc: Scenario) -> bytes:
+    return json.dumps(sc.rows(), indent=1).encode()[:-40]
+
+
+def _template(user_template: str) -> Callable[[Scenario], list[str]]:
+    def edit(sc: Scenario) -> list[str]:
+        path = sc.root / "my_template.yaml"
+        path.write_text(yaml.safe_dump({
+            "name": "mine", "system_prompt": "Classify the post.", "user_template": user_template,
+            "parameters": {"max_tokens": 8, "temperature": 0.0, "top_p": 1.0}}))
+        sc.config["prompt"]["template"] = str(path)
+        return sc.validate()
+    return edit
+
+
+def _legacy_unknown_strategy(sc: Scenario) -> list[str]:
+    path = sc.root / "legacy.json"
+    entry = {"system_prompt": "Classify.", "user_template": "Text: {text}",
+             "parameters": {"max_tokens": 8, "temperature": 0.0, "top_p": 1.0}}
+    path.write_text(json.dumps({"strategies": {"baseline": entry, "policy": entry}}))
+    sc.config["prompt"].update(template=str(path), strategy="baseline_v2")
+    return sc.validate()
+
+
+def _config(section: str, key: str, value: Any) -> Callable[[Scenario], list[str]]:
+    def edit(sc: Scenario) -> list[str]:
+        if section:
+            sc.config.setdefault(section, {})[key] = value
+        else:
+            sc.config[key] = value
+        return sc.validate()
+    return edit
+
+
+def _override(*overrides: str) -> Callable[[Scenario], list[str]]:
+    return lambda sc: sc.validate() + list(overrides)
+
+
+def _python_tag(sc: Scenario) -> list[str]:
+    path = sc.root / "evil.yaml"
+    path.write_text("experiment: !!python/object/apply:os.system ['touch pwned']\n")
+    return ["validate", "--config", str(path)]
+
+
+def _not_a_model(sc: Scenario) -> list[str]:
+    empty = sc.root / "empty_model"
+    empty.mkdir()
+    (empty / "README.md").write_text("weights go here\n")
+    sc.config["model"]["name_or_path"] = str(empty)
+    return sc.validate()
+
+
+def _results_is_file(sc: Scenario) -> list[str]:
+    blocker = sc.root / "results_file"
+    blocker.write_text("a file where the results directory should be\n")
+    sc.config["results_dir"] = str(blocker / "results")
+    return sc.validate()
+
+
+def _resume_other_config(sc: Scenario) -> list[str]:
+    return sc.validate("--run-dir", str(sc.earlier_run), "inference.max_new_tokens=5")
+
+
+def _corrupt_shard(sc: Scenario) -> list[str]:
+    shard = sc.earlier_run / "shards" / "rank0.jsonl"
+    lines = shard.read_text().splitlines(keepends=True)
+    lines[1] = lines[1][: len(lines[1]) // 2] + "\n"
+    shard.write_text("".join(lines))
+    return sc.validate("--run-dir", str(sc.earlier_run))
+
+
+def _train_lines(lines: list[str]) -> Callable[[Scenario], list[str]]:
+    return lambda sc: sc.train(sc.ftdata_dir(lines))
+
+
+_NO_ASSISTANT = json.dumps({"messages": [{"role": "system", "content": "Classify."},
+                                         {"role": "user", "content": "Text: hello"}]})
+
+CASES: tuple[BadInput, ...] = (
+    # data
+    BadInput("data-bom", "data", "dataset file starts with a UTF-8 BOM", _raw_file(_bom), exit_code=0),
+    BadInput("data-crlf", "data", "dataset file with CRLF line ends", _raw_file(_crlf), exit_code=0),
+    BadInput("data-label-case", "data", "labels `HATE`/`NORMAL`, group `\" LGBTQ \"`", _rows_edit(_other_case),
+             exit_code=0, log_keywords=("read after lower-casing",)),
+    BadInput("data-json-lines", "data", "JSON Lines file where a JSON list is expected", _raw_file(_json_lines),
+             ("JSON Lines", "expects one JSON list", "jq -s")),
+    BadInput("data-malformed", "data", "truncated (malformed) JSON", _raw_file(_malformed),
+             ("malformed JSON at line",)),
+    BadInput("data-text-null", "data", "`text: null` in row 2", _rows_edit(_set(2, text=None)),
+             ("row 2", "'text' is null")),
+    BadInput("data-no-text", "data", "row without `text`", _rows_edit(_drop(3, "text")),
+             ("row 3", "'text' is missing")),
+    BadInput("data-no-label", "data", "row without `label_binary`", _rows_edit(_drop(1, "label_binary")),
+             ("row 1", "'label_binary' is missing")),
+    BadInput("data-bad-label", "data", "label `offensive`", _rows_edit(_set(0, label_binary="offensive")),
+             ("row 0", "'offensive'", "valid values: hate, normal")),
+    BadInput("data-duplicate-ids", "data", "two rows with the same `original_id`", _rows_edit(_duplicate_id),
+             ("row 4", "duplicates row 1")),
+    BadInput("data-unknown-group", "data", "target group `martians`",
+             _rows_edit(_set(5, target_group_norm="martians")),
+             ("row 5", "'martians'", "lgbtq, mexican, middle_east")),
+    BadInput("data-empty-split", "data", "empty split file (`[]`)", _rows_edit(lambda rows: []),
+             ("list is empty",)),
+    BadInput("data-unknown-subset", "data", "`data.subset: canned_typo`", _config("data", "subset", "canned_typo"),
+             ("unknown subset 'canned_typo'",)),
+    BadInput("data-too-many", "data", "`data.max_samples` above the split size", _config("data", "max_samples", 500),
+             ("max_samples=500", "only 6 samples")),
+    # templates
+    BadInput("template-typo", "template", "placeholder typo `{txt}`", _template("Text: {txt}"),
+             ("unknown placeholder {txt}", "valid placeholders: {text}")),
+    BadInput("template-no-text", "template", "template without `{text}`", _template("Classify the post."),
+             ("no {text} placeholder",)),
+    BadInput("template-unknown-strategy", "template", "legacy JSON, unknown `prompt.strategy`",
+             _legacy_unknown_strategy, ("unknown strategy 'baseline_v2'", "baseline, policy")),
+    # configs
+    BadInput("config-negative-batch", "config", "`inference.batch_size=-2`", _override("inference.batch_size=-2"),
+             ("inference.batch_size", "must be > 0")),
+    BadInput("config-unknown-key", "config", "`inference.batchsize: 8` (typo)", _config("inference", "batchsize", 8),
+             ("unknown key 'inference.batchsize'", "batch_size")),
+    BadInput("config-wrong-type", "config", "`inference.batch_size: eight`", _config("inference", "batch_size", "eight"),
+             ("inference.batch_size", "must be int")),
+    BadInput("config-escape", "config", "`experiment: ../../etc`", _config("", "experiment", "../../etc"),
+             ("experiment name '../../etc' is not allowed", "results directory")),
+    BadInput("config-run-name-escape", "config", "`run_name: ../other_exp/run`", _config("", "run_name", "../other_exp/run"),
+             ("run name '../other_exp/run' is not allowed",)),
+    BadInput("config-python-tag", "config", "YAML with a `!!python/object` tag", _python_tag,
+             ("not valid YAML", "python/object")),
+    BadInput("config-missing-file", "config", "`--config` file does not exist",
+             lambda sc: ["validate", "--config", str(sc.root / "nope.yaml")], ("config file not found",)),
+    # model paths and adapters
+    BadInput("model-missing", "model", "`model.name_or_path` directory does not exist",
+             _config("model", "name_or_path", "/nonexistent/gpt-oss-20b"), ("model directory not found",)),
+    BadInput("model-not-a-model", "model", "model directory without `config.json`", _not_a_model,
+             ("not a model directory", "config.json")),
+    BadInput("adapter-missing", "adapter", "`model.adapter` directory does not exist",
+             _config("model", "adapter", "/nonexistent/adapter"), ("LoRA adapter not found", "adapter_config.json")),
+    # results directory and runs
+    BadInput("results-unwritable", "results", "`results_dir` below a regular file", _results_is_file,
+             ("cannot write to", "results_dir")),
+    BadInput("results-resume-other-config", "results", "resuming a run with another `max_new_tokens`",
+             _resume_other_config, ("started with another configuration", "inference.max_new_tokens")),
+    BadInput("results-corrupt-shard", "results", "resuming a run whose shard has a corrupt middle line",
+             _corrupt_shard, ("line 2 is not valid JSON", "corrupt shard")),
+    # fine-tuning files
+    BadInput("training-empty-file", "training", "empty `train.jsonl`", _train_lines([]),
+             ("train.jsonl", "the file is empty"), new_files=True),
+    BadInput("training-no-assistant", "training", "training row without an assistant turn",
+             _train_lines([_NO_ASSISTANT]), ("train.jsonl line 1", "no assistant turn"), new_files=True),
+)

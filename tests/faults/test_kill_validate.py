@@ -1,0 +1,108 @@
+"""Validation killed with SIGKILL at seeded points and resumed: nothing lost, nothing twice,
+records equal to an uninterrupted greedy run."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import time
+
+import pytest
+
+from _faults import comparable, hsd_cmd, kill, lines, merged, shard_ids, start, wait_for, write_config
+from hsd.config import load_config
+from hsd.validate import run
+
+pytestmark = [pytest.mark.faults, pytest.mark.integration]
+
+N, BATCH, KILLS, SEED = 32, 2, 5, 20250805
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_model_dir, tmp_path_factory):
+    """The uninterrupted run, in this process."""
+    tmp = tmp_path_factory.mktemp("reference")
+    cfg = write_config(tmp, tiny_model_dir, n_test=N, inference={"batch_size": BATCH})
+    return cfg, merged(run(load_config(cfg), tmp / "run"))
+
+
+def kill_schedule(rng: random.Random) -> list[tuple[str, int, float]]:
+    """(kind, batches this attempt must write, fraction of a batch to wait after them) per kill.
+
+    ``between``: killed as soon as a batch is on disk, before the next one is written.
+    ``mid``: the attempt's batch time is measured between its last two writes, then the kill
+    comes at a random fraction of it: inside the next batch's generation. Both kinds occur, and
+    at most 3 + 3 + 3 + 2 + 2 of the 16 batches are written before the fifth kill.
+    """
+    kinds = ["between", "between", "mid", "mid", rng.choice(["between", "mid"])]
+    rng.shuffle(kinds)
+    return [("between", rng.choice([1, 2]), 0.0) if k == "between" else ("mid", 2, rng.uniform(0.2, 0.8))
+            for k in kinds]
+
+
+def kill_at(cmd, shard, log, target: int, fraction: float) -> tuple[float, int]:
+    """Run ``cmd`` until ``shard`` has ``target`` lines (+ ``fraction`` of a batch); SIGKILL it."""
+    proc = start(cmd, log)
+    if fraction:
+        wait_for(lambda: lines(shard) >= target - BATCH, proc, log)
+        t0 = time.monotonic()
+    wait_for(lambda: lines(shard) >= target, proc, log)
+    delay = fraction * (time.monotonic() - t0) if fraction else 0.0
+    time.sleep(delay)
+    kill(proc)
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    return delay, lines(shard)
+
+
+def test_five_sigkills_then_resume_equal_uninterrupted_run(reference, tmp_path):
+    cfg, expected = reference
+    run_dir = tmp_path / "killed"
+    shard, log = run_dir / "shards" / "rank0.jsonl", tmp_path / "attempts.log"
+    cmd = hsd_cmd("validate", "--config", str(cfg), "--run-dir", str(run_dir))
+    done: list[str] = []
+    points = []
+    for kind, batches, fraction in kill_schedule(random.Random(SEED)):
+        target = len(done) + batches * BATCH
+        delay, at_kill = kill_at(cmd, shard, log, target, fraction)
+        now = shard_ids(shard)
+        points.append((kind, target, round(delay, 3), at_kill))
+        assert len(now) == len(set(now)), f"a sample recorded twice after the kill at {points[-1]}"
+        assert now[: len(done)] == done, "records written before a kill were lost"
+        assert len(done) < len(now) < N, f"no progress or no kill: {points}"
+        assert not list(run_dir.glob("intermediate_results_*")), "a killed run must not have merged"
+        done = now
+    print("kill points (kind, lines awaited, delay s, lines at kill):", points)
+
+    final = start(cmd, log)
+    assert final.wait(timeout=600) == 0, log.read_text()[-3000:]
+    ids = shard_ids(shard)
+    assert sorted(ids) == sorted(expected), "lost or extra samples"
+    assert len(ids) == len(set(ids)) == N, "a sample recorded twice"
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["attempt"] == KILLS + 1 and manifest["resumed"] == len(done)
+    assert manifest["evaluated_this_attempt"] == N - len(done)
+    records = merged(run_dir)
+    assert {k: comparable(v) for k, v in records.items()} == {k: comparable(v) for k, v in expected.items()}
+
+
+def test_torn_last_line_is_dropped_and_redone(reference, tmp_path):
+    cfg, expected = reference
+    ordered = [expected[k] for k in sorted(expected)]
+    run_dir = tmp_path / "torn"
+    (run_dir / "shards").mkdir(parents=True)
+    shard = run_dir / "shards" / "rank0.jsonl"
+    torn = json.dumps(ordered[5])
+    shard.write_text("".join(json.dumps(r) + "\n" for r in ordered[:5]) + torn[: len(torn) // 2])
+
+    run(load_config(cfg), run_dir)
+
+    ids = [json.loads(line)["sample_id"] for line in shard.read_text().splitlines()]  # every line parses
+    assert ids[:5] == [r["sample_id"] for r in ordered[:5]]
+    assert sorted(ids) == sorted(expected) and ids.count(ordered[5]["sample_id"]) == 1
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["resumed"] == 5 and manifest["evaluated_this_attempt"] == N - 5
+    records = merged(run_dir)
+    assert {k: comparable(v) for k, v in records.items()} == {k: comparable(v) for k, v in expected.items()}
+    (log,) = run_dir.glob("validation_log_*.log")
+    assert "torn last line" in log.read_text()

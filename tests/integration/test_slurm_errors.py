@@ -1,0 +1,49 @@
+"""On the project's real Slurm: each way a submission goes wrong ends in one clear message.
+
+A partition the cluster lacks is refused before anything is submitted; a job that fails and
+the job waiting on it (a dependency that can never be satisfied) both end — no hang — and
+``hsd status`` says which failed, why, and which never ran because of it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from _slurm_helpers import REPO, require_slurm, status_text, tiny_config, wait_finished
+from jobs.pipeline import submit_command
+
+pytestmark = [pytest.mark.slurm, pytest.mark.integration]
+
+
+def test_a_missing_partition_is_refused_naming_the_ones_that_exist(tmp_path: Path) -> None:
+    require_slurm()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"results_dir": str(tmp_path / "results"),
+                                   "executor": {"kind": "slurm", "partition": "gpu-a100"}}))
+    out = subprocess.run([sys.executable, "-m", "hsd.cli", "submit", "pipeline", "--config", str(cfg)],
+                         capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert "executor.partition 'gpu-a100' does not exist" in lines[0] and "debug*" in lines[0] and "high" in lines[0]
+    assert not (tmp_path / "results").exists()  # refused before anything was written or submitted
+
+
+def test_a_failed_job_and_the_dependent_that_can_never_run_each_say_so(
+        tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    require_slurm()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    cfg = tiny_config(tmp_path, tiny_model_dir, "broken", f"model.name_or_path={tmp_path / 'no-model'}")
+    exp = submit_command("baseline", cfg)  # baseline validation, then collate after it
+    rows = wait_finished(exp, timeout=120)  # a dependent pending forever would time out here
+    assert rows["baseline"]["state"] == "FAILED"
+    assert rows["collate"]["state"] == "CANCELLED" and rows["collate"]["start"] is None, rows
+    status = status_text(exp)
+    lines = {line.split()[0]: line for line in status.splitlines()[2:]}
+    assert "FAILED" in lines["baseline"] and "ModelError" in lines["baseline"] and "no-model" in lines["baseline"], status
+    assert "CANCELLED" in lines["collate"] and "never ran: baseline did not complete" in lines["collate"], status

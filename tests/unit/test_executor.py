@@ -1,0 +1,109 @@
+"""jobs.executor: the submitit executor built from cfg.executor, and its clear errors."""
+
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hsd.config import ConfigError, ExecutorConfig, load_config
+from jobs.executor import LOG_DIR, _slurm_params, check_executor, error_summary, exception_line, make_executor, tasks_per_node
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    "gpus, tasks, expected",
+    [(0, None, 1), (1, None, 1), (4, None, 4), (4, 2, 2), (0, 3, 3)],
+)
+def test_tasks_per_node_is_one_per_gpu_at_least_one(gpus: int, tasks: int | None, expected: int) -> None:
+    assert tasks_per_node(ExecutorConfig(gpus_per_node=gpus, tasks_per_node=tasks)) == expected
+
+
+def test_local_executor_logs_under_the_experiment_and_maps_resources(tmp_path: Path) -> None:
+    exe = ExecutorConfig(kind="local", gpus_per_node=2, cpus_per_task=3, mem_gb=5, timeout_min=42)
+    ex = make_executor(exe, tmp_path, "train")
+    assert ex.cluster == "local"
+    assert Path(ex.folder) == tmp_path / LOG_DIR
+    assert ex._executor.parameters["tasks_per_node"] == 2
+    assert ex._executor.parameters["gpus_per_node"] == 2
+    assert ex._executor.parameters["timeout_min"] == 42
+    cpu_only = make_executor(exe, tmp_path, "collate", gpus=False)
+    assert cpu_only._executor.parameters["tasks_per_node"] == 1
+    assert cpu_only._executor.parameters["gpus_per_node"] == 0
+
+
+def test_slurm_parameters_carry_partition_account_qos_and_dependencies() -> None:
+    exe = ExecutorConfig(kind="slurm", partition="gpu", account="ml", qos="high", signal_delay_s=90,
+                         extra_sbatch={"constraint": "a100", "dependency": "afterany:7"})
+    params = _slurm_params(exe, "afterok:12:13")
+    assert params["slurm_partition"] == "gpu"
+    assert params["slurm_account"] == "ml"
+    assert params["slurm_qos"] == "high"
+    assert params["slurm_signal_delay_s"] == 90
+    extra = params["slurm_additional_parameters"]
+    assert extra["constraint"] == "a100"
+    assert extra["dependency"] == "afterany:7,afterok:12:13"  # both must hold
+    assert extra["kill-on-invalid-dep"] == "yes"  # a failed dependency cancels instead of hanging
+    assert "dependency" not in _slurm_params(ExecutorConfig(kind="slurm"), None)["slurm_additional_parameters"]
+
+
+def test_a_wrong_executor_name_is_one_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="executor.kind.*'slurm' \\| 'local' \\| 'debug'"):
+        load_config(None, ["executor.kind=pbs"])
+
+
+def test_a_wrong_executor_name_on_the_command_line_exits_2_with_one_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"results_dir": str(tmp_path / "results")}))
+    out = subprocess.run([sys.executable, "-m", "hsd.cli", "submit", "pipeline", "--config", str(cfg),
+                          "executor.kind=pbs"], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "executor.kind" in lines[0]
+    assert not (tmp_path / "results").exists()  # nothing written
+
+
+def test_slurm_without_sbatch_says_so(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty PATH: no sbatch here
+    with pytest.raises(ConfigError, match="sbatch.*not on PATH.*executor.kind=local"):
+        check_executor(ExecutorConfig(kind="slurm"))
+
+
+TRACE = """Job (task=0) failed during processing with trace:
+----------------------
+Traceback (most recent call last):
+  File "/x/submitit/core/submission.py", line 55, in process_job
+    result = delayed.result()
+hsd.errors.ModelError: model directory /nope not found: build it with hsd model tiny
+----------------------
+You can check full logs with 'job.stderr(0)' and 'job.stdout(0)'or at paths:
+  - /r/submitit/7_0_log.err
+"""
+
+
+def test_the_failure_line_is_the_exception_not_the_log_paths() -> None:
+    from submitit.core.utils import FailedJobError
+
+    expected = "hsd.errors.ModelError: model directory /nope not found: build it with hsd model tiny"
+    assert exception_line(TRACE) == expected
+    assert error_summary(FailedJobError(TRACE)) == expected
+    assert error_summary(ValueError("bad")) == "ValueError: bad"
+    assert error_summary(None) is None
+    assert exception_line("submitit ERROR (x) - Submitted job triggered an exception\nall good") is None
+
+
+def test_jobs_pickle_and_checkpoint_to_a_fresh_instance_on_the_same_paths() -> None:
+    from jobs.train_job import TrainJob
+
+    job = TrainJob({"experiment": "x"}, run_dir="/r/train", data_dir="/r/ftdata")
+    again = pickle.loads(pickle.dumps(job))
+    assert again.config == job.config and again.paths == job.paths
+    delayed = job.checkpoint()
+    fresh = delayed.function
+    assert isinstance(fresh, TrainJob) and fresh is not job
+    assert fresh.paths == {"run_dir": "/r/train", "data_dir": "/r/ftdata"} and fresh.config == job.config

@@ -1,0 +1,87 @@
+"""jobs.pipeline / jobs.sweep: the plans (stages, run directories, dependencies), no scheduler."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hsd.config import ConfigError, load_config
+from hsd.runs import RunError
+from jobs.pipeline import _dependency, pipeline_plan, prepare_experiment
+from jobs.sweep import sweep_plan
+
+
+def _cfg(tmp_path: Path, *overrides: str):
+    return load_config(None, [f"results_dir={tmp_path}", "experiment=e", *overrides])
+
+
+def test_pipeline_chains_ftdata_train_finetuned_and_collates_both_validations(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path)
+    exp = tmp_path / "e"
+    steps = {s.name: s for s in pipeline_plan(cfg, exp)}
+    assert list(steps) == ["baseline", "ftdata", "train", "finetuned", "collate"]
+    assert steps["baseline"].after == ()
+    assert steps["train"].after == ("ftdata",)
+    assert steps["finetuned"].after == ("train",)
+    assert set(steps["collate"].after) == {"baseline", "finetuned"}
+    assert not steps["ftdata"].gpus and not steps["collate"].gpus and steps["train"].gpus
+
+    base = steps["baseline"].jobs[0].config
+    tuned = steps["finetuned"].jobs[0].config
+    assert base["prompt"]["template"] == "rich" and base["model"]["adapter"] is None
+    assert tuned["prompt"]["template"] == "simple"
+    assert tuned["model"]["adapter"] == str(exp / "train" / "adapter")
+    assert steps["train"].jobs[0].paths == {"run_dir": str(exp / "train"), "data_dir": str(exp / "ftdata")}
+
+
+def test_pipeline_without_baseline_collates_the_finetuned_run_only(tmp_path: Path) -> None:
+    steps = pipeline_plan(_cfg(tmp_path, "pipeline.run_baseline=false"), tmp_path / "e")
+    assert [s.name for s in steps] == ["ftdata", "train", "finetuned", "collate"]
+    assert steps[-1].after == ("finetuned",)
+
+
+def test_sweep_is_two_arrays_linked_task_by_task(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, "sweep.lora=[{r: 4, alpha: 8}, {r: 8, alpha: 16, dropout: 0.0}]")
+    steps = {s.name: s for s in sweep_plan(cfg, tmp_path / "e")}
+    train, tuned = steps["train"], steps["finetuned"]
+    assert [j.config["train"]["lora"]["r"] for j in train.jobs] == [4, 8]
+    assert train.jobs[1].config["train"]["lora"]["dropout"] == 0.0
+    assert [Path(d).name for d in train.run_dirs] == ["train_00", "train_01"]
+    assert tuned.after_each == "train" and tuned.after == ()
+    assert [j.config["model"]["adapter"] for j in tuned.jobs] == [
+        str(tmp_path / "e" / f"train_0{i}" / "adapter") for i in range(2)]
+    assert _dependency(tuned, {"train": "41"}) == "aftercorr:41"
+    assert _dependency(steps["collate"], {"baseline": "40", "finetuned": "42"}) == "afterok:40,afterok:42"
+
+
+def test_a_bad_sweep_setting_names_its_index_and_key(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, "sweep.lora=[{r: 4}, {rank: 8}]")
+    with pytest.raises(ConfigError, match=r"sweep.lora\[1\].*unknown key 'train.lora.rank'"):
+        sweep_plan(cfg, tmp_path / "e")
+    with pytest.raises(ConfigError, match="sweep.lora is empty"):
+        sweep_plan(_cfg(tmp_path), tmp_path / "e")
+
+
+def test_an_experiment_is_never_submitted_twice(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path)
+    exp = prepare_experiment(cfg)
+    assert (exp / "config.yaml").exists()
+    (exp / "jobs.json").write_text("{}")
+    with pytest.raises(RunError, match="already holds a submission.*experiment=NAME"):
+        prepare_experiment(cfg)
+    assert (exp / "jobs.json").read_text() == "{}"
+
+
+@pytest.mark.parametrize("name, command", [("pipeline_4xa100.yaml", "pipeline"), ("sweep_4xa100.yaml", "sweep")])
+def test_the_shipped_4xa100_configs_load_and_plan(tmp_path: Path, name: str, command: str) -> None:
+    from jobs.pipeline import PLANS
+    import importlib
+
+    path = Path(__file__).resolve().parents[2] / "jobs" / "configs" / name
+    assert path.read_text().startswith(f"# hsd submit {command} --config jobs/configs/{name}")
+    cfg = load_config(path)
+    assert cfg.executor.gpus_per_node == 4 and cfg.model.dtype == "bfloat16"
+    module, func = PLANS[command].split(":")
+    steps = getattr(importlib.import_module(module), func)(cfg, tmp_path)
+    assert steps[-1].name == "collate"

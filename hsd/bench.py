@@ -52,7 +52,7 @@ def cases(batch_size: int, old_batch_size: int) -> list[Case]:
         Case("old", f"old setting: HF generate, bs {old_batch_size}, eager attention + experts", "generate",
              {"model.attn_implementation": "eager", "model.experts_implementation": "eager",
               "inference.batch_size": old_batch_size, "inference.static_cache": False,
-              "inference.compile_decode": False}),
+              "inference.cuda_graphs": False}),
         Case("generate", f"hsd default generate path, bs {batch_size}", "generate",
              {"inference.batch_size": batch_size}),
         Case("score", f"score mode, bs {batch_size}, no shared prefix", "score",
@@ -110,7 +110,7 @@ def run_case(cfg: Config, case: Case, tokenizer: Any, args: Any) -> list[dict[st
     cuda = torch.cuda.is_available()
     ccfg = replace(cfg, **case.overrides)
     bs = ccfg.inference.batch_size
-    n = args.batches * bs
+    n = (args.old_batches if case.name == "old" else args.batches) * bs
     prompts = make_prompts(tokenizer, n + bs, args.prompt_tokens, case.shared_prefix, seed=1, score=case.mode == "score")
     warm, timed = prompts[:bs], prompts[bs:]
     prompt_tokens = sum(len(x) for x in tokenizer(timed, add_special_tokens=False)["input_ids"]) / n
@@ -202,6 +202,12 @@ def write_markdown(path: Path, block: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
+def _write_json(path: Path, env: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    from hsd.runs import atomic_write_text
+
+    atomic_write_text(path, json.dumps({"environment": env, "results": rows}, indent=2) + "\n")
+
+
 def main(args: Any) -> int:
     import torch
 
@@ -226,10 +232,11 @@ def main(args: Any) -> int:
                 raise
             rows.append({"case": case.name, "what": case.what, "error": f"{type(exc).__name__}: {exc}"})
             print(f"case {case.name} failed: {exc}", file=sys.stderr, flush=True)
+        _write_json(Path(args.out), environment(args), rows)  # after every case: a cut-off run keeps its numbers
     good = [r for r in rows if "error" not in r]
     add_ratios(good)
     env = environment(args)
-    Path(args.out).write_text(json.dumps({"environment": env, "results": rows}, indent=2) + "\n")
+    _write_json(Path(args.out), env, rows)
     if args.markdown:
         write_markdown(Path(args.markdown), markdown(env, good))
     print(markdown(env, good))

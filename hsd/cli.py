@@ -93,6 +93,7 @@ def _bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="batch size of the hsd cases")
     p.add_argument("--old-batch-size", type=int, default=4, help="batch size of the old setting")
     p.add_argument("--batches", type=int, default=2, help="timed batches per case and length")
+    p.add_argument("--old-batches", type=int, default=1, help="timed batches of the (slow) old setting")
     p.add_argument("--profile", action="store_true", help="add a torch.profiler table of one batch per case")
     p.add_argument("--keep-going", action="store_true", help="record a failing case and measure the others")
     p.add_argument("--allow-cpu", action="store_true", help="run without CUDA (smoke test of the harness)")

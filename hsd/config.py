@@ -91,7 +91,7 @@ class InferenceConfig:
     threshold_metric: Literal["f1", "youden"] = "f1"  # score mode: what threshold_from maximises
     prefix_cache: bool = True  # score mode: the prompts' shared token prefix (system + few-shot) computed once
     static_cache: bool = True  # generate: one fixed-shape KV cache reused by every batch (short batches padded)
-    compile_decode: bool = True  # generate on CUDA: decode step compiled to CUDA graphs (needs static_cache)
+    cuda_graphs: bool = True  # generate on CUDA: decode step replayed as a CUDA graph (needs static_cache)
     ds_config: str = "ds_configs/zero3_inference.json"  # backend deepspeed: the ZeRO-3 inference JSON
     progress: bool = True  # a progress bar per rank
 

@@ -38,7 +38,7 @@ def timestamp() -> str:
 
 def check_name(name: str, what: str) -> str:
     """Refuse names that are not a single safe path component (no '/', '..', spaces)."""
-    if not _NAME_RE.match(name) or name in {".", ".."}:
+    if not _NAME_RE.fullmatch(name) or name in {".", ".."}:  # fullmatch: "$" would accept "x\n"
         raise RunError(
             f"{what} '{name}' is not allowed: use letters, digits, '.', '_' and '-' only "
             "(one path component; it must not escape the results directory)"
@@ -102,11 +102,14 @@ def atomic_write_text(path: Path, text: str) -> None:
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are shared with the team
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError):  # a full disk or quota: one clear error; the old file is intact
+            raise RunError(f"cannot write {path}: {exc.strerror or exc}. Free disk space (or fix the file "
+                           "system) and run the same command again") from None
         raise
 
 

@@ -26,7 +26,9 @@ FAILED = {"FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADL
 
 
 def newest_experiment(results_dir: Path) -> Path:
-    books = sorted(results_dir.glob(f"*/{JOBS_FILE}"), key=lambda p: p.stat().st_mtime)
+    # results/<experiment>/jobs.json, or one level deeper (the demo's results/demo/<experiment>)
+    found = [*results_dir.glob(f"*/{JOBS_FILE}"), *results_dir.glob(f"*/*/{JOBS_FILE}")]
+    books = sorted(found, key=lambda p: p.stat().st_mtime)
     if not books:
         raise HsdError(f"no submitted experiment under {results_dir}/ (no */{JOBS_FILE}); "
                        "pass the experiment directory: hsd status results/NAME")

@@ -44,7 +44,12 @@ def _env_int(name: str, default: int) -> int:
         raise HsdError(f"environment variable {name}={raw!r} is not an integer (set by the launcher?)") from None
 
 
-def init_distributed(device_kind: str, timeout_min: int = 60) -> DistEnv:
+# Ranks wait for each other only at the start and the end; shards differ by at most one sample,
+# so a long wait means a dead peer. Generous all the same: a 20B rank may load for many minutes.
+TIMEOUT_MIN = 120
+
+
+def init_distributed(device_kind: str, timeout_min: int = TIMEOUT_MIN) -> DistEnv:
     """Join the process group the launcher described: gloo on CPU, nccl on CUDA.
 
     ``device_kind`` is ``"cpu"`` or ``"cuda"``. On CUDA the current device is set to

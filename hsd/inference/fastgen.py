@@ -14,10 +14,11 @@ Why each piece (measured on the lent H100, see BENCHMARKS.md):
   Registered under :data:`ATTN_NAME` with transformers' ``AttentionInterface`` (and a mask
   function that always materialises a boolean mask, which the sink column needs).
 * Decode steps launch ~1,500 small kernels; at batch 16 a step took ~80 ms where reading the
-  weights takes ~13 ms. A *static* cache (fixed shapes) lets transformers compile the decode
-  step with ``mode="reduce-overhead"`` (CUDA graphs). :class:`StaticDecoder` builds the cache
-  once per run and reuses it for every batch; a short last batch is padded to the same size,
-  so the compiled graph is recorded once.
+  weights takes ~13 ms. :class:`GraphDecoder` keeps one static KV cache per batch shape and
+  replays the decode step as a CUDA graph (captured in seconds; torch.compile's
+  ``reduce-overhead`` mode was tried first: transformers' sliding-window static cache made it
+  re-trace at every token, and compiling the 24-layer model took minutes). Short batches are
+  padded to the same row count (:func:`pad_rows`) so one graph serves the whole run.
 """
 
 from __future__ import annotations
@@ -119,70 +120,173 @@ def resolve_attn_implementation(name: str) -> str:
 
 
 # --------------------------------------------------------------------------------------
-# Static cache + compiled decode
+# Static cache + CUDA-graph decode
 # --------------------------------------------------------------------------------------
 
 
 CACHE_ROUND = 128  # cache lengths are rounded up to this, so nearby lengths share one graph
 
 
-@dataclasses.dataclass
-class StaticDecoder:
-    """One static KV cache reused by every batch of a run, and with it one compiled decode graph.
-
-    The cache is sized by the first batch it sees: validation sends the longest prompts first,
-    so later batches fit. A batch with more rows or a longer prompt + output than the cache
-    gets a new cache (and, compiled, a new graph: about a minute on gpt-oss-20b). Callers pad
-    short batches to ``rows`` (:func:`pad_rows`) so the shape never changes.
-    ``compile`` turns on transformers' compiled decode step (CUDA graphs); transformers does so
-    on CUDA only, so on CPU the same static cache runs uncompiled (tests compare it with the
-    plain path).
-    """
-
-    model: Any
-    compile: bool = True
-    rows: int = 0
-    cache_len: int = 0
-    _cache: Any = None
-
-    def generate_kwargs(self, rows: int, prompt_len: int, max_new_tokens: int) -> dict[str, Any]:
-        """Extra ``model.generate`` kwargs for a ``rows`` x ``prompt_len`` batch: cache + compile switch."""
-        need = prompt_len + max_new_tokens
-        if self._cache is None or rows != self.rows or need > self.cache_len:
-            self._cache = None  # free the old cache before allocating the new one
-            self.rows, self.cache_len = rows, -(-need // CACHE_ROUND) * CACHE_ROUND
-            self._cache = full_static_cache(self.model.config, self.cache_len)
-        else:
-            with torch.inference_mode():  # its tensors were made under generate's inference mode
-                self._cache.reset()
-        compiled = self.compile and self.model.device.type == "cuda"  # transformers compiles on CUDA only
-        kwargs: dict[str, Any] = {"past_key_values": self._cache, "disable_compile": not compiled}
-        if compiled:
-            from transformers import CompileConfig
-
-            # dynamic=False: one graph for the run's one shape; reduce-overhead = CUDA graphs.
-            kwargs["compile_config"] = CompileConfig(fullgraph=False, dynamic=False, mode="reduce-overhead")
-        return kwargs
-
-
 def full_static_cache(config: Any, cache_len: int) -> Any:
     """A static cache whose sliding-window layers keep the full length too.
 
-    transformers' ``StaticSlidingWindowLayer`` tracks its fill level in a Python int, so a
-    compiled decode step is re-traced at every token (dynamo guards on the int) and falls back
-    to eager after 8 recompiles. Full-length layers have only tensor state; the sliding window
-    is then applied by the attention mask (absolute positions), which is exact. Costs the
-    sliding layers' KV memory at full length (batch 64 x 1,280 tokens: +2 GB on gpt-oss-20b).
+    transformers' ``StaticSlidingWindowLayer`` tracks its fill level in a Python int, which a
+    captured or compiled decode step cannot follow (dynamo re-traces at every token). Layers
+    with only tensor state can be replayed; the sliding window is then applied by the attention
+    mask (absolute positions), which is exact. Costs the sliding layers' KV memory at full
+    length (batch 64 x 1,664 tokens: +2.6 GB on gpt-oss-20b).
     """
+    from transformers.cache_utils import StaticLayer
+
+    n = config.get_text_config(decoder=True).num_hidden_layers
+    return _FullStaticCache([StaticLayer(max_cache_len=cache_len) for _ in range(n)])
+
+
+def _full_static_cache_class() -> type:
     from transformers import StaticCache
-    from transformers.cache_utils import Cache, StaticLayer
+    from transformers.cache_utils import Cache
 
-    class _FullStaticCache(StaticCache):
-        def __init__(self) -> None:
-            n = config.get_text_config(decoder=True).num_hidden_layers
-            Cache.__init__(self, layers=[StaticLayer(max_cache_len=cache_len) for _ in range(n)])
+    class FullStaticCache(StaticCache):  # a StaticCache (compileable) built from given layers
+        def __init__(self, layers: list[Any]) -> None:
+            Cache.__init__(self, layers=layers)
 
-    return _FullStaticCache()
+    return FullStaticCache
+
+
+class _Lazy:
+    """Defer importing transformers until a cache is built (``hsd --help`` imports no torch)."""
+
+    _cls: Optional[type] = None
+
+    def __call__(self, layers: list[Any]) -> Any:
+        if _Lazy._cls is None:
+            _Lazy._cls = _full_static_cache_class()
+        return _Lazy._cls(layers)
+
+
+_FullStaticCache = _Lazy()
+
+
+@dataclasses.dataclass
+class Sampling:
+    """Token selection for one generate call (greedy when temperature == 0)."""
+
+    max_new_tokens: int
+    min_new_tokens: int
+    temperature: float
+    top_p: float
+    stop_ids: tuple[int, ...]
+    pad_id: int
+
+
+class GraphDecoder:
+    """Decoding with a static KV cache and the decode step replayed as one CUDA graph.
+
+    Prefill is a plain forward pass (``logits_to_keep=1``). The first decode step of a new
+    batch shape runs eagerly (warming up kernels) and the second is captured; every later
+    step, and every later batch of the same shape, replays the graph: one launch per token
+    instead of ~1,500. Inputs live in fixed buffers (token, position, 2-D mask) that the graph
+    reads; the cache's fill level is a device tensor the graph advances itself. On CPU (tests)
+    the same steps run eagerly. Token selection matches transformers' generate: greedy argmax,
+    or temperature + top-p sampling; ``<|return|>``/``<|call|>`` stop a row, later positions
+    get the pad token; min_new_tokens masks the stop tokens.
+    """
+
+    def __init__(self, model: Any, cuda_graphs: bool = True) -> None:
+        self.model = model
+        self.use_graph = cuda_graphs and model.device.type == "cuda"
+        self.shape: tuple[int, int] = (0, 0)  # (rows, cache_len) of the cache and graph
+        self.cache: Any = None
+        self.graph: Any = None
+
+    def generate(self, input_ids: Any, attention_mask: Any, s: Sampling) -> Any:
+        """New token ids (rows, <= max_new_tokens), pad after a row's stop token."""
+        import torch
+
+        rows, plen = input_ids.shape
+        with torch.inference_mode():
+            self._prepare(rows, plen + s.max_new_tokens)
+            self.mask[:] = 1
+            self.mask[:, :plen] = attention_mask
+            pos = attention_mask.long().cumsum(-1) - 1  # as generate: positions count real tokens only
+            pos.masked_fill_(attention_mask == 0, 1)
+            logits = self.model(input_ids=input_ids, attention_mask=self.mask[:, :plen], position_ids=pos,
+                                past_key_values=self.cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+            self.pos.copy_(pos[:, -1:] + 1)
+            out, done = [], torch.zeros(rows, dtype=torch.bool, device=input_ids.device)
+            stops = torch.tensor(s.stop_ids, device=input_ids.device)
+            for step in range(s.max_new_tokens):
+                tok = _select(logits.float(), s, step, stops)
+                tok = torch.where(done, torch.full_like(tok, s.pad_id), tok)
+                out.append(tok)
+                done |= torch.isin(tok, stops)
+                if step + 1 == s.max_new_tokens or bool(done.all()):
+                    break
+                self.tok.copy_(tok.view(rows, 1))
+                logits = self._step(first=step == 0)
+            return torch.stack(out, dim=1)
+
+    @property
+    def cache_len(self) -> int:
+        return self.shape[1]
+
+    def _prepare(self, rows: int, need: int) -> None:
+        """(Re)build cache, buffers and graph for a new shape; else reset the cache in place."""
+        import torch
+
+        if self.cache is not None and rows == self.shape[0] and need <= self.shape[1]:
+            self.cache.reset()
+            return
+        self.cache = self.graph = None  # free the old ones first
+        length = -(-need // CACHE_ROUND) * CACHE_ROUND
+        self.shape = (rows, length)
+        device = self.model.device
+        self.cache = full_static_cache(self.model.config, length)
+        self.tok = torch.zeros(rows, 1, dtype=torch.long, device=device)
+        self.pos = torch.zeros(rows, 1, dtype=torch.long, device=device)
+        self.mask = torch.ones(rows, length, dtype=torch.long, device=device)
+
+    def _forward_step(self) -> Any:
+        out = self.model(input_ids=self.tok, attention_mask=self.mask, position_ids=self.pos,
+                         past_key_values=self.cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+        self.pos.add_(1)
+        return out
+
+    def _step(self, first: bool) -> Any:
+        import torch
+
+        if not self.use_graph:
+            return self._forward_step()
+        if self.graph is None:
+            if first:  # warm-up on a side stream (lazy kernel/handle set-up stays out of the graph)
+                side = torch.cuda.Stream()
+                side.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(side):
+                    logits = self._forward_step()
+                torch.cuda.current_stream().wait_stream(side)
+                return logits
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self.graph_logits = self._forward_step()
+        self.graph.replay()
+        return self.graph_logits
+
+
+def _select(logits: Any, s: Sampling, step: int, stops: Any) -> Any:
+    """Next token per row: min_new_tokens, then greedy or temperature + top-p."""
+    import torch
+
+    if step < s.min_new_tokens:
+        logits = logits.index_fill(-1, stops, float("-inf"))
+    if s.temperature == 0:
+        return logits.argmax(-1)
+    logits = logits / s.temperature
+    sorted_logits, order = logits.sort(dim=-1, descending=True)
+    probs = sorted_logits.softmax(-1)
+    drop = probs.cumsum(-1) - probs > s.top_p  # keep the smallest prefix whose mass reaches top_p
+    sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+    choice = torch.multinomial(sorted_logits.softmax(-1), 1)
+    return order.gather(-1, choice).squeeze(-1)
 
 
 def pad_rows(input_ids: torch.Tensor, attention_mask: torch.Tensor, rows: int) -> tuple[torch.Tensor, torch.Tensor, int]:

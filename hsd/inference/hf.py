@@ -16,7 +16,7 @@ from typing import Any, Sequence
 from hsd.config import Config
 from hsd.inference.base import Backend, GenerationSettings, Output
 from hsd.inference.batching import OomBackoff
-from hsd.inference.fastgen import StaticDecoder, pad_rows
+from hsd.inference.fastgen import GraphDecoder, Sampling, pad_rows
 from hsd.inference.score import Scorer, score_outputs
 
 STOP_TOKENS = ("<|return|>", "<|call|>")
@@ -36,7 +36,7 @@ class HFBackend(Backend):
         self.stop_ids = _stop_ids(tokenizer)
         self.backoff = OomBackoff(cfg.inference.batch_size, on_oom=_empty_cuda_cache)
         inf = cfg.inference  # the fast path (hsd.inference.fastgen) and score mode (hsd.inference.score)
-        self.decoder = StaticDecoder(self.model, compile=inf.compile_decode) if inf.static_cache else None
+        self.decoder = GraphDecoder(self.model, cuda_graphs=inf.cuda_graphs) if inf.static_cache else None
         self.scorer = Scorer(self.model, tokenizer, reuse_prefix=inf.prefix_cache)
         # Each rank samples from its own stream; greedy runs do not depend on it.
         self.generator_seed = cfg.inference.seed + rank
@@ -54,13 +54,13 @@ class HFBackend(Backend):
         enc = self.tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
         enc = enc.to(self.model.device)
         ids, mask, n = enc["input_ids"], enc["attention_mask"], len(prompts)
-        fast: dict[str, Any] = {}
-        if self.decoder is not None:  # fixed shape: pad to the current chunk size, one cache/graph
-            ids, mask, n = pad_rows(ids, mask, self.backoff.size)
-            fast = self.decoder.generate_kwargs(ids.shape[0], ids.shape[1], settings.max_new_tokens)
         with torch.inference_mode():
-            out = self.model.generate(input_ids=ids, attention_mask=mask, **self._generate_kwargs(settings), **fast)
-        new = out[:n, ids.shape[1] :].tolist()
+            if self.decoder is not None:  # fast path: rows padded to a fixed count, static cache, CUDA graph
+                ids, mask, n = pad_rows(ids, mask, self.backoff.size)
+                new = self.decoder.generate(ids, mask, self._sampling(settings))[:n].tolist()
+            else:
+                out = self.model.generate(input_ids=ids, attention_mask=mask, **self._generate_kwargs(settings))
+                new = out[:n, ids.shape[1] :].tolist()
         prompt_lens = mask[:n].sum(dim=1).tolist()
         return [self._output(ids, n) for ids, n in zip(new, prompt_lens)]
 
@@ -78,6 +78,11 @@ class HFBackend(Backend):
         else:
             kwargs.update(temperature=s.temperature, top_p=s.top_p)
         return kwargs
+
+    def _sampling(self, s: GenerationSettings) -> Sampling:
+        return Sampling(max_new_tokens=s.max_new_tokens, min_new_tokens=s.min_new_tokens or 0,
+                        temperature=0.0 if s.greedy else s.temperature, top_p=s.top_p,
+                        stop_ids=tuple(self.stop_ids), pad_id=self.tokenizer.pad_token_id)
 
     def _output(self, ids: list[int], prompt_tokens: int) -> Output:
         # Up to and including the first stop token; what follows is padding added after it.

@@ -70,12 +70,22 @@ class ShardWriter:
     def append(self, records: Iterable[Record]) -> None:
         # One write call per batch: a kill tears at most the last line, never interleaves.
         text = "".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in records)
-        self._fh.write(text)
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        try:
+            self._fh.write(text)
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+        except OSError as exc:  # a full disk or quota: one clear error, the records so far stay
+            self.close()
+            raise RunError(
+                f"cannot write to {self.path}: {exc.strerror or exc}. Free disk space (or fix the file "
+                "system) and run the same command again: the run resumes after the last complete record"
+            ) from None
 
     def close(self) -> None:
-        self._fh.close()
+        try:
+            self._fh.close()
+        except OSError:  # the unwritten rest of a failed batch; resume redoes that batch
+            pass
 
     def __enter__(self) -> "ShardWriter":
         return self

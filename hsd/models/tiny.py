@@ -59,18 +59,17 @@ _BUILTIN_CORPUS = (
 
 
 def _train_texts() -> list[str]:
-    """Train-split texts when a dataset is reachable, else none (the built-in corpus suffices)."""
-    candidates = [os.environ.get("HSD_DATA_DIR"), "data", str(Path(__file__).resolve().parents[2].parent / "shared" / "data")]
-    for root in candidates:
-        if not root:
+    """Train-split texts from the data directory (hsd.data: data.dir / $HSD_DATA_DIR / ./data),
+    else from ../shared/data beside the repository, else none: the built-in corpus suffices."""
+    from hsd.data import load_split, resolve_data_dir
+    from hsd.errors import DataError
+
+    shared = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+    for root in (resolve_data_dir(None), shared):
+        try:
+            return [s.text for s in load_split(root, "train", drop_empty_text=True)]
+        except DataError:
             continue
-        path = Path(root) / "unified" / "unified_train.json"
-        if path.is_file():
-            try:
-                rows = json.loads(path.read_text(encoding="utf-8"))
-                return [r["text"] for r in rows if isinstance(r, dict) and isinstance(r.get("text"), str)]
-            except (OSError, ValueError):
-                continue
     return []
 
 

@@ -88,6 +88,42 @@ def single_process_env() -> None:
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
 
 
+def _forget_accelerate_state() -> None:
+    # Accelerate keeps one global state per process and refuses a second DeepSpeed plugin; the
+    # debug executor runs several stages (and tests several runs) in one process.
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
+def release(owns_process_group: bool) -> None:
+    """Undo what :func:`make_accelerator` set up process-wide, so later code starts clean.
+
+    transformers remembers the ZeRO-3 config globally (a later ``from_pretrained`` would
+    partition); the process group is destroyed only if training created it, else the
+    launcher may report exit 250 on CPU (deepspeed-cpu notes) — or a caller loses its group.
+    """
+    import torch.distributed as dist
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()
+    _forget_accelerate_state()
+    if owns_process_group and dist.is_initialized():
+        dist.destroy_process_group()
+        _forget_deepspeed_groups()
+
+
+def _forget_deepspeed_groups() -> None:
+    # DeepSpeed caches sub-groups of the process group in module globals; once the group is
+    # destroyed they are dangling, and a second training run in this process would use them.
+    from deepspeed.utils import groups
+
+    for name, value in list(vars(groups).items()):
+        if name.startswith("_") and name.endswith(("_GROUP", "_GROUP_RANKS")) and name.isupper():
+            setattr(groups, name, {} if isinstance(value, dict) else None)
+
+
 def make_accelerator(train: TrainConfig) -> Any:
     """Accelerator + DeepSpeed plugin; gloo process group when there is no CUDA (trap 1)."""
     import torch
@@ -109,6 +145,7 @@ def make_accelerator(train: TrainConfig) -> Any:
         zero3_init_flag=zero_stage(ds_config) == 3,
     )
     handlers = [] if cuda else [InitProcessGroupKwargs(backend="gloo")]
+    _forget_accelerate_state()
     return Accelerator(
         deepspeed_plugin=plugin,
         mixed_precision="bf16" if cuda else "no",

@@ -56,6 +56,11 @@ def apply_lora(model: Any, lora: LoraConfig, seed: int) -> Any:
 
     if not lora.target_modules and not lora.target_parameters:
         raise ConfigError("train.lora: set target_modules (e.g. [q_proj, v_proj]) and/or target_parameters")
+    if lora.target_parameters and lora.dropout:
+        raise ConfigError(
+            f"train.lora.target_parameters ({', '.join(lora.target_parameters)}) needs train.lora.dropout=0: "
+            f"peft applies no dropout to expert weights (got dropout {lora.dropout})"
+        )
     peft_cfg = PeftLoraConfig(
         r=lora.r,
         lora_alpha=lora.alpha,

@@ -28,6 +28,7 @@ from hsd.runs import RunLock, atomic_write_json, atomic_write_text, base_manifes
 from hsd.runs import run_dir as make_run_dir
 from hsd.runs import new_run_dir, timestamp, update_manifest
 from hsd.training import checkpoint
+from hsd.training.dataset import read_chat_jsonl
 
 LOG = "train_log.jsonl"
 ADAPTER = "adapter"
@@ -188,8 +189,12 @@ def run(cfg: Config, run_dir: Optional[str | Path] = None, data_dir: Optional[st
     """Train (or resume) into ``run_dir``; returns it. Every rank of the job calls this."""
     import torch.distributed as dist
 
-    from hsd.training.accel import make_accelerator
+    from hsd.training.accel import make_accelerator, release
 
+    if data_dir is not None:  # fail in a second, before DeepSpeed and the model load
+        for part in ("train", "eval"):
+            read_chat_jsonl(Path(data_dir) / cfg.train.format / f"{part}.jsonl")
+    owns_group = not dist.is_initialized()
     accelerator = make_accelerator(cfg.train)
     run = _agree_run_dir(accelerator, cfg, run_dir)
     held: list[RunLock] = []  # rank 0 holds the lock; the others learn only whether it was taken
@@ -204,8 +209,7 @@ def run(cfg: Config, run_dir: Optional[str | Path] = None, data_dir: Optional[st
     finally:
         for lock in held:
             lock.release()
-        if dist.is_initialized():
-            dist.destroy_process_group()  # else the launcher may report exit 250 on CPU
+        release(owns_group)
     return run
 
 

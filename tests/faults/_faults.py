@@ -6,6 +6,7 @@ so the README's table of faults is the list of what is actually tested.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -52,6 +53,10 @@ FAULTS: tuple[Fault, ...] = (
           "the disk fills during a validation (file size limit: writes fail with EFBIG)",
           "one `error:` line (exit 2, no traceback); an earlier run's files byte-identical; the "
           "interrupted run resumes to completion once space is back"),
+    Fault("faults/test_write_failure.py::test_disk_full_on_a_real_small_disk",
+          "the results disk (a 64 KiB tmpfs) fills up during a validation (ENOSPC; skipped where mounting "
+          "is not allowed)",
+          "one `error:` line, exit 2; an earlier run on that disk byte-identical; resumes once the disk grows"),
     Fault("faults/test_write_failure.py::test_results_dir_is_a_file_one_error",
           "`results_dir` is a regular file (a write that fails even for root)",
           "one `error:` line naming the path, exit 2, nothing created"),
@@ -65,6 +70,29 @@ FAULTS: tuple[Fault, ...] = (
           "8 processes claim the same run name at the same moment",
           "8 distinct directories"),
 )
+
+
+@contextlib.contextmanager
+def one_thread():
+    """In-process runs with one torch thread: on a busy 2-core machine two threads spin-wait
+    for each other and a 3-second run takes a minute (subprocesses get OMP_NUM_THREADS=1)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def run_here(cfg: Path, run_dir: Path | None = None) -> Path:
+    """``hsd validate`` in this process (no interpreter start-up)."""
+    from hsd.config import load_config
+    from hsd.validate import run
+
+    with one_thread():
+        return run(load_config(cfg), run_dir)
 
 
 def hsd_env(**extra: str) -> dict[str, str]:

@@ -78,7 +78,7 @@ def test_local_executor_runs_one_rank_per_task(tmp_path: Path, tiny_model_dir: P
     run = tmp_path / "ranks" / "val"
     job = submit(make_executor(cfg.executor, tmp_path / "ranks", "val"),
                  [ValidateJob(to_dict(cfg), run_dir=str(run))], "val")[0]
-    job.result()
+    job.results()  # one result per task
     shards = sorted(p.name for p in (run / "shards").glob("rank*.jsonl"))
     assert shards == ["rank0.jsonl", "rank1.jsonl"]
     manifest = json.loads((run / "manifest.json").read_text())

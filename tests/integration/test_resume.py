@@ -41,7 +41,7 @@ def kill_after_first_batches(cmd, shard, min_lines=2, timeout=300):
 
 
 def test_sigkill_then_resume_equals_uninterrupted(tiny_model_dir, tmp_path):
-    cfg = write_config(tmp_path, tiny_model_dir, batch_size=1, max_new_tokens=24)
+    cfg = write_config(tmp_path, tiny_model_dir, batch_size=2)  # 10 batches: room to kill mid-run
     reference = merged_records(run(load_config(cfg), tmp_path / "reference"))
 
     run_dir = tmp_path / "killed"

@@ -8,6 +8,7 @@ it depends on had ended, and that the sweep's training ran as one real job array
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -35,6 +36,23 @@ def submitted(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) ->
     finally:
         mp.undo()
     return {"pipeline": pipeline, "sweep": sweep}
+
+
+def test_status_shows_a_running_validation_and_the_jobs_waiting_for_it(submitted: dict[str, Path]) -> None:
+    exp = submitted["pipeline"]
+    seen = ""
+
+    def running_with_progress() -> bool:
+        nonlocal seen
+        seen = status_text(exp)
+        lines = {line.split()[0]: line for line in seen.splitlines()[2:] if line.strip()}
+        return (re.search(r"RUNNING\s+rank0 \d/6 \(\d/6 samples\)", lines.get("baseline", "")) is not None
+                and "waiting: Dependency" in lines.get("collate", ""))
+
+    deadline = time.monotonic() + 120
+    while not running_with_progress():
+        assert time.monotonic() < deadline, f"never saw the baseline running with progress:\n{seen}"
+        time.sleep(0.5)
 
 
 def test_pipeline_runs_every_stage_after_its_dependencies(submitted: dict[str, Path]) -> None:

@@ -79,8 +79,11 @@ def test_cli_builds_and_refuses_to_overwrite(tmp_path):
     assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert again.returncode == 2 and "--force" in again.stderr
+    first = {name: (out / name).read_bytes() for name in ("model.safetensors", "tokenizer.json")}
     forced = subprocess.run(cmd + ["--force"], capture_output=True, text=True, timeout=300)
     assert forced.returncode == 0, forced.stderr
+    # Deterministic: the same seed (and data) gives the same bytes, so test caches stay valid.
+    assert {name: (out / name).read_bytes() for name in first} == first
 
 
 @pytest.mark.parametrize("bad", ["does/not/exist/model", "./missing-model"])
@@ -92,3 +95,28 @@ def test_missing_model_is_a_model_error(bad):
 def test_missing_adapter_is_a_model_error(tiny_model_dir, tmp_path):
     with pytest.raises(ModelError, match="adapter_config.json"):
         load_model_and_tokenizer(ModelConfig(name_or_path=str(tiny_model_dir), adapter=str(tmp_path)))
+
+
+def test_a_directory_without_config_is_not_a_model(tmp_path):
+    (tmp_path / "weights.bin").write_text("x")
+    with pytest.raises(ModelError, match="not a model directory"):
+        load_model_and_tokenizer(ModelConfig(name_or_path=str(tmp_path)))
+
+
+def test_lora_adapter_loads_through_the_loader(tiny_model_dir, loaded, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    base, tok = loaded
+    torch.manual_seed(0)
+    fresh, _ = load_model_and_tokenizer(ModelConfig(name_or_path=str(tiny_model_dir)))
+    peft_model = get_peft_model(fresh, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    peft_model.save_pretrained(tmp_path / "adapter")
+    adapted, _ = load_model_and_tokenizer(ModelConfig(name_or_path=str(tiny_model_dir), adapter=str(tmp_path / "adapter")))
+    assert type(adapted).__name__ == "PeftModel" and not adapted.training
+    ids = tok("some text to score", return_tensors="pt").input_ids
+    with torch.no_grad():
+        want = peft_model.eval()(ids).logits
+        got = adapted(ids).logits
+        plain = base(ids).logits
+    assert torch.allclose(got, want, atol=1e-5)
+    assert not torch.allclose(got, plain, atol=1e-3), "the adapter changed nothing"

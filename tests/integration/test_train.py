@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO.parent / "shared" / "data"
 STEPS = 8
 SETTINGS = {  # small and quick: ~1 s of training per launch, the rest is start-up
-    "max_train_samples": 48, "holdout_fraction": 0.02, "micro_batch_size": 4, "max_length": 256,
+    "max_train_samples": 48, "holdout_fraction": 0.01, "micro_batch_size": 4, "max_length": 256,
     "max_steps": STEPS, "eval_every": 4, "save_every": 100, "learning_rate": 0.003, "warmup_ratio": 0.0,
 }
 
@@ -79,15 +79,38 @@ def _manifest(run: Path) -> dict:
     return json.loads((run / "manifest.json").read_text())
 
 
+def _interrupt_with_sigusr2(run: Path, proc: subprocess.Popen) -> None:
+    """SIGUSR2 to rank 0 only, once 2 steps are logged: the all-reduced flag must stop both ranks."""
+    deadline = time.time() + 240
+    while len(_losses(run)) < 2 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    rank0 = int((run / ".lock").read_text().split()[1])  # "pid N on host"
+    os.kill(rank0, signal.SIGUSR2)
+
+
 @pytest.fixture(scope="module")
-def zero3(setup):
-    """Uninterrupted run + a run stopped after 3 steps and resumed (the two launches overlap)."""
+def runs(setup):
+    """Five launches in three waves (two at a time, to keep the suite short):
+    ZeRO-3 uninterrupted | ZeRO-3 stopped after 3 steps; ZeRO-3 resumed | ZeRO-2 interrupted by
+    SIGUSR2; ZeRO-2 resumed."""
     root = setup[0]
     full, part = _launch(setup, "z3_full"), _launch(setup, "z3_resumed", "train.stop_after_steps=3")
     _finish(full), _finish(part)
     stopped = dict(_manifest(root / "z3_resumed"), adapter_written=(root / "z3_resumed" / "adapter").exists())
-    _finish(_launch(setup, "z3_resumed"))
-    return root / "z3_full", root / "z3_resumed", stopped
+    resume = _launch(setup, "z3_resumed")
+    sig = _launch(setup, "z2_resumed", "train.ds_config=zero2")
+    _interrupt_with_sigusr2(root / "z2_resumed", sig)
+    sig_out = _finish(sig, expect_ok=False)
+    interrupted = dict(_manifest(root / "z2_resumed"), returncode=sig.returncode, output=sig_out)
+    _finish(resume)
+    _finish(_launch(setup, "z2_resumed", "train.ds_config=zero2"))
+    return {"full": root / "z3_full", "z3": root / "z3_resumed", "z2": root / "z2_resumed",
+            "stopped": stopped, "interrupted": interrupted}
+
+
+@pytest.fixture(scope="module")
+def zero3(runs):
+    return runs["full"], runs["z3"], runs["stopped"]
 
 
 def test_zero3_is_one_world_of_two_ranks_on_different_rows(zero3):
@@ -135,10 +158,11 @@ def test_zero3_adapter_is_complete(zero3, setup):
     assert len([k for k in weights if "lora_" in k]) == 2 * 4 * 2  # 2 layers x q,k,v,o x (A, B)
     assert all(weights[k].abs().sum() > 0 for k in weights if "lora_B" in k)  # trained (B starts at zero)
 
-    def holdout_loss(adapter):
-        model, tok = load_model_and_tokenizer(ModelConfig(name_or_path=_base(run), adapter=adapter, device="cpu"))
-        path = data / "simple" / "eval.jsonl"
-        rows = tokenize_rows(read_chat_jsonl(path), tok, SETTINGS["max_length"], "truncate", path).examples
+    model, tok = load_model_and_tokenizer(ModelConfig(name_or_path=_base(run), adapter=str(run / "adapter"), device="cpu"))
+    path = data / "simple" / "eval.jsonl"
+    rows = tokenize_rows(read_chat_jsonl(path), tok, SETTINGS["max_length"], "truncate", path).examples
+
+    def holdout_loss():
         total = torch.zeros(2, dtype=torch.float64)
         with torch.no_grad():
             for i in range(0, len(rows), 8):
@@ -148,37 +172,29 @@ def test_zero3_adapter_is_complete(zero3, setup):
         return (total[0] / total[1]).item()
 
     trained = _manifest(run)["final_eval_loss"]
-    assert holdout_loss(str(run / "adapter")) == pytest.approx(trained, abs=1e-5)
-    assert abs(holdout_loss(None) - trained) > 1e-3  # the adapter changes the model
+    assert holdout_loss() == pytest.approx(trained, abs=1e-5)
+    with model.disable_adapter():
+        assert abs(holdout_loss() - trained) > 1e-3  # the adapter changes the model
 
 
 def _base(run: Path) -> str:
     return json.loads((run / "adapter" / "adapter_config.json").read_text())["base_model_name_or_path"]
 
 
-def test_zero2_sigusr2_checkpoints_exits_and_resumes_identically(setup):
-    root = setup[0]
-    full = _launch(setup, "z2_full", "train.ds_config=zero2")
-    run = root / "z2_sig"
-    proc = _launch(setup, "z2_sig", "train.ds_config=zero2")
-    deadline = time.time() + 240
-    while len(_losses(run)) < 2 and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    rank0 = int((run / ".lock").read_text().split()[1])  # "pid N on host"
-    os.kill(rank0, signal.SIGUSR2)  # one rank only: the all-reduced flag stops both
-    out = _finish(proc, expect_ok=False)
-    assert proc.returncode != 0 and "exitcode  : 75" in out, out[-3000:]
-    interrupted = _manifest(run)
+def test_zero2_sigusr2_checkpoints_exits_and_resumes_with_the_same_losses(runs):
+    interrupted, run = runs["interrupted"], runs["z2"]
+    assert interrupted["returncode"] != 0 and "exitcode  : 75" in interrupted["output"], interrupted["output"][-3000:]
     assert interrupted["status"] == "preempted" and 2 <= interrupted["steps"] < STEPS
     assert (run / "checkpoints" / f"step_{interrupted['steps']:07d}" / "COMPLETE").is_file()
-    _finish(_launch(setup, "z2_sig", "train.ds_config=zero2"))
-    _finish(full)
     manifest = _manifest(run)
     assert manifest["zero_stage"] == 2 and manifest["world_size"] == 2 and manifest["status"] == "completed"
-    assert manifest["resumed_at"] == [interrupted["steps"]]
-    got, expected = _losses(run) + _losses(run, "eval_loss"), _losses(root / "z2_full") + _losses(root / "z2_full", "eval_loss")
+    assert manifest["deepspeed_dp_world_size"] == 2 and manifest["resumed_at"] == [interrupted["steps"]]
+    # The uninterrupted reference is the ZeRO-3 run: ZeRO-2 sums gradients in another order
+    # (measured: losses equal to 5e-7); a resume bug (wrong rows, LR or state) moves them by far more.
+    got, expected = _losses(run) + _losses(run, "eval_loss"), _losses(runs["full"]) + _losses(runs["full"], "eval_loss")
     assert [s for s, _ in got] == [s for s, _ in expected]
-    assert [v for _, v in got] == pytest.approx([v for _, v in expected], abs=1e-6, rel=0)
+    assert [v for _, v in got] == pytest.approx([v for _, v in expected], abs=1e-5, rel=0)
+    assert (run / "adapter" / "adapter_model.safetensors").is_file()
 
 
 def test_bad_training_data_gives_one_clear_error(setup, tmp_path):
@@ -194,4 +210,4 @@ def test_bad_training_data_gives_one_clear_error(setup, tmp_path):
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert errors == [f"error: {bad / 'simple' / 'train.jsonl'}: the file is empty (no training rows); "
                       "re-run hsd ftdata or check the split"]
-    assert _manifest(tmp_path / "run")["status"] == "failed"
+    assert not (tmp_path / "run").exists()  # refused before anything was written

@@ -121,3 +121,13 @@ def test_unwritable_results_dir_is_one_clear_error(tiny_model_dir, tmp_path):
     assert out.returncode == 2
     assert out.stderr.startswith("error: cannot write to") and "results_dir" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_a_run_directory_in_use_is_refused(tiny_model_dir, tmp_path):
+    from hsd.runs import RunLock
+
+    run_dir = tmp_path / "busy"
+    with RunLock(run_dir / ".lock"):
+        with pytest.raises(RunError, match="in use"):
+            run(load_config(write_config(tmp_path, tiny_model_dir)), run_dir)
+    assert not (run_dir / "shards").exists() and not (run_dir / "config.yaml").exists()

@@ -15,9 +15,17 @@ from hsd.validate import run
 pytestmark = pytest.mark.integration
 
 
-def torchrun(cfg, run_dir, nproc=2):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
-           "-m", "hsd.cli", "validate", "--config", str(cfg), "--run-dir", str(run_dir)]
+LAUNCHERS = {
+    "torchrun": [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"],
+    # --multi_gpu on a CPU box: accelerate still starts 2 processes (its --cpu mode starts one)
+    "accelerate": [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2",
+                   "--num_machines", "1", "--multi_gpu", "--mixed_precision", "no", "--dynamo_backend", "no",
+                   "--main_process_port", "0"],
+}
+
+
+def launch(launcher, cfg, run_dir):
+    cmd = LAUNCHERS[launcher] + ["-m", "hsd.cli", "validate", "--config", str(cfg), "--run-dir", str(run_dir)]
     res = subprocess.run(cmd, capture_output=True, text=True, env=hsd_env(), timeout=600)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
     return res
@@ -33,7 +41,7 @@ def single(tiny_model_dir, tmp_path_factory):
 def test_two_ranks_equal_one(single, tmp_path):
     cfg, reference = single
     run_dir = tmp_path / "two"
-    res = torchrun(cfg, run_dir)
+    res = launch("torchrun", cfg, run_dir)
     assert res.stdout.strip().splitlines()[-1] == str(run_dir.resolve())  # printed once, by rank 0
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["world_size"] == 2 and set(manifest["per_rank"]) == {"0", "1"}
@@ -47,13 +55,14 @@ def test_two_ranks_equal_one(single, tmp_path):
 
 
 def test_resume_with_another_world_size_reads_every_shard(single, tmp_path):
-    """A 1-rank run stopped after 7 samples, resumed on 2 ranks: nothing redone, nothing lost."""
+    """A 1-rank run stopped after 7 samples, resumed on 2 ranks (started by accelerate launch,
+    the other supported launcher): nothing redone, nothing lost."""
     cfg, reference = single
     run_dir = tmp_path / "requeued"
     (run_dir / "shards").mkdir(parents=True)
     first = [reference[k] for k in sorted(reference)[:7]]
     (run_dir / "shards" / "rank0.jsonl").write_text("".join(json.dumps(r) + "\n" for r in first))
-    torchrun(cfg, run_dir)
+    launch("accelerate", cfg, run_dir)
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["resumed"] == 7 and manifest["evaluated_this_attempt"] == N_SAMPLES - 7
     assert manifest["world_size"] == 2

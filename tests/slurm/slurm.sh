@@ -180,7 +180,7 @@ stop_pidfile() {  # stop_pidfile NAME PIDFILE: TERM, wait up to 15 s, then KILL
   pid_alive "$pidfile" || return 0
   pid=$(cat "$pidfile")
   kill "$pid" 2>/dev/null || true
-  for i in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  for i in $(seq 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   if kill -0 "$pid" 2>/dev/null; then log "$name ($pid) ignored TERM; killing"; kill -9 "$pid" || true; fi
   rm -f "$pidfile"
 }

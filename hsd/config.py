@@ -70,7 +70,9 @@ class ModelConfig:
     # auto: hsd's sink-aware SDPA kernel (hsd.inference.fastgen; equals eager, no score matrices
     # in memory); or eager | flex_attention (gpt-oss has no plain SDPA: attention sinks)
     attn_implementation: str = "auto"
-    experts_implementation: Optional[str] = None  # eager | batched_mm | grouped_mm (None: auto)
+    # None: hsd_grouped (transformers' grouped_mm with fused element-wise work, hsd.inference.experts);
+    # or eager | batched_mm | grouped_mm
+    experts_implementation: Optional[str] = None
     trust_remote_code: bool = False  # off unless you trust the model repository's code
 
 
@@ -132,6 +134,7 @@ class TrainConfig:
     save_every: int = 50  # steps
     keep_checkpoints: int = 2
     early_stopping_patience: Optional[int] = None  # evals without improvement before stopping
+    early_stopping_min_delta: float = 0.0  # an eval improves only if it beats the best by more than this
     seed: int = 42
     stop_after_steps: Optional[int] = None  # testing: exit cleanly after N steps (simulates preemption)
     max_train_samples: Union[int, Literal["all"]] = "all"  # N train rows drawn stratified (after the hold-out)
@@ -212,6 +215,9 @@ class Config:
 
 _POSITIVE = {
     "inference.batch_size",
+    "inference.max_new_tokens",
+    "inference.min_new_tokens",
+    "inference.top_p",
     "train.micro_batch_size",
     "train.grad_accum",
     "train.max_length",
@@ -233,7 +239,8 @@ _POSITIVE = {
     "report.bootstrap_resamples",
     "report.min_class_count",
 }
-_NON_NEGATIVE = {"executor.gpus_per_node", "prompt.few_shot_per_group", "report.errors_per_group"}
+_NON_NEGATIVE = {"executor.gpus_per_node", "prompt.few_shot_per_group", "report.errors_per_group",
+                 "inference.temperature"}
 
 
 def _type_name(tp: Any) -> str:
@@ -319,6 +326,10 @@ def _check_range(where: str, value: Any, source: str) -> None:
         raise ConfigError(f"{source}: '{where}' must be > 0, got {value}")
     if where in _NON_NEGATIVE and isinstance(value, (int, float)) and value < 0:
         raise ConfigError(f"{source}: '{where}' must be >= 0, got {value}")
+    if where == "inference.top_p" and value is not None and value > 1:
+        raise ConfigError(f"{source}: 'inference.top_p' must be in (0, 1], got {value}")
+    if where == "results_dir" and not value.strip():
+        raise ConfigError(f"{source}: 'results_dir' is empty; give a directory (e.g. results)")
     if where == "data.max_samples" and isinstance(value, int) and value <= 0:
         raise ConfigError(f"{source}: 'data.max_samples' must be a positive integer or 'all', got {value}")
     if where == "report.bootstrap_resamples" and value < 1000:

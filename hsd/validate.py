@@ -78,6 +78,7 @@ def _run(cfg: Config, run_dir: Path | None, env: dist.DistEnv, device: str, star
     from hsd.prompts import Prompter
 
     mode = get_mode(cfg)  # generate | score (hsd.inference.modes); a bad threshold_from fails here, early
+    get_backend(cfg.inference.backend)  # an unknown name fails here, before a run directory exists
     samples = select_samples(cfg.data)
     _check_unique_ids(samples)
     tokenizer = load_tokenizer(cfg.model)
@@ -87,15 +88,27 @@ def _run(cfg: Config, run_dir: Path | None, env: dist.DistEnv, device: str, star
     with ExitStack() as stack:
         _attach_log_handler(stack, logging.StreamHandler(sys.stderr), env.rank)
         setup = _shared(env, lambda: _prepare_run(cfg, run_dir, prompter.strategy, env, stack))
-        done = store.recorded_ids(setup.path)
-        mine = shard_for_rank(samples, env.rank, env.world_size, done)
-        log.info("rank %d/%d: %d samples to evaluate (%d of %d already recorded)",
-                 env.rank, env.world_size, len(mine), len(done), len(samples))
-        stats = _evaluate(cfg, env, device, tokenizer, prompter, setup.path, mine, mode)
-        all_stats = dist.gather(env, stats)  # also the barrier before merging
-        if env.is_main:
-            _finish(cfg, setup, samples, prompter.strategy, all_stats, len(done), started)
+        try:
+            done = store.recorded_ids(setup.path)
+            mine = shard_for_rank(samples, env.rank, env.world_size, done)
+            log.info("rank %d/%d: %d samples to evaluate (%d of %d already recorded)",
+                     env.rank, env.world_size, len(mine), len(done), len(samples))
+            stats = _evaluate(cfg, env, device, tokenizer, prompter, setup.path, mine, mode)
+            all_stats = dist.gather(env, stats)  # also the barrier before merging
+            if env.is_main:
+                _finish(cfg, setup, samples, prompter.strategy, all_stats, len(done), started)
+        except HsdError as exc:  # e.g. the model fails to load: the manifest says so, not "running"
+            if env.is_main:
+                _record_failure(setup.path, exc)
+            raise
     return setup.path
+
+
+def _record_failure(path: Path, exc: HsdError) -> None:
+    try:
+        runs.update_manifest(path, status="failed", error=str(exc))
+    except HsdError:  # the disk is full: the error being raised says more than this one
+        pass
 
 
 def _check_unique_ids(samples: list[Sample]) -> None:

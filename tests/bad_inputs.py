@@ -278,6 +278,31 @@ def _not_a_model(sc: Scenario) -> list[str]:
     return sc.validate()
 
 
+def _model_without_tokenizer(sc: Scenario) -> list[str]:
+    import shutil
+
+    partial = sc.root / "weights_only"
+    partial.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(sc.model_dir / name, partial / name)
+    sc.config["model"]["name_or_path"] = str(partial)
+    return sc.validate()
+
+
+def _adapter(files: dict[str, str]) -> Callable[[Scenario], list[str]]:
+    def edit(sc: Scenario) -> list[str]:
+        adapter = sc.root / "adapter"
+        adapter.mkdir()
+        for name, text in files.items():
+            (adapter / name).write_text(text)
+        sc.config["model"]["adapter"] = str(adapter)
+        return sc.validate()
+    return edit
+
+
+_PEFT_CONFIG = json.dumps({"peft_type": "LORA", "r": 4, "lora_alpha": 8, "target_modules": ["q_proj"]})
+
+
 def _results_is_file(sc: Scenario) -> list[str]:
     blocker = sc.root / "results_file"
     blocker.write_text("a file where the results directory should be\n")
@@ -327,6 +352,11 @@ CASES: tuple[BadInput, ...] = (
     BadInput("data-unknown-group", "data", "target group `martians`",
              _rows_edit(_set(5, target_group_norm="martians")),
              ("row 5", "'martians'", "lgbtq, mexican, middle_east")),
+    BadInput("data-not-utf8", "data", "dataset file in Latin-1 (not UTF-8)",
+             _raw_file(lambda sc: json.dumps(sc.rows()).replace("#0", "caf\u00e9").encode("latin-1")),
+             ("not UTF-8", "re-save the file as UTF-8")),
+    BadInput("data-dir-missing", "data", "`data.dir` does not exist", _config("data", "dir", "/nonexistent/data"),
+             ("data directory /nonexistent/data does not exist", "HSD_DATA_DIR")),
     BadInput("data-empty-split", "data", "empty split file (`[]`)", _rows_edit(lambda rows: []),
              ("list is empty",)),
     BadInput("data-unknown-subset", "data", "`data.subset: canned_typo`", _config("data", "subset", "canned_typo"),
@@ -343,6 +373,10 @@ CASES: tuple[BadInput, ...] = (
     # configs
     BadInput("config-negative-batch", "config", "`inference.batch_size=-2`", _override("inference.batch_size=-2"),
              ("inference.batch_size", "must be > 0")),
+    BadInput("config-zero-new-tokens", "config", "`inference.max_new_tokens=0`", _override("inference.max_new_tokens=0"),
+             ("inference.max_new_tokens", "must be > 0")),
+    BadInput("config-unknown-backend", "config", "`inference.backend: vllm` (not registered)",
+             _config("inference", "backend", "vllm"), ("unknown inference backend 'vllm'", "deepspeed, hf")),
     BadInput("config-unknown-key", "config", "`inference.batchsize: 8` (typo)", _config("inference", "batchsize", 8),
              ("unknown key 'inference.batchsize'", "batch_size")),
     BadInput("config-wrong-type", "config", "`inference.batch_size: eight`", _config("inference", "batch_size", "eight"),
@@ -360,6 +394,14 @@ CASES: tuple[BadInput, ...] = (
              _config("model", "name_or_path", "/nonexistent/gpt-oss-20b"), ("model directory not found",)),
     BadInput("model-not-a-model", "model", "model directory without `config.json`", _not_a_model,
              ("not a model directory", "config.json")),
+    BadInput("model-no-tokenizer", "model", "model directory with weights but no tokenizer files",
+             _model_without_tokenizer, ("cannot load the tokenizer",)),
+    BadInput("adapter-not-peft", "adapter", "`adapter_config.json` without `peft_type`",
+             _adapter({"adapter_config.json": "{}", "adapter_model.safetensors": ""}),
+             ("not a peft adapter config", "peft_type")),
+    BadInput("adapter-not-safetensors", "adapter", "adapter weights only as pickle (`adapter_model.bin`)",
+             _adapter({"adapter_config.json": _PEFT_CONFIG, "adapter_model.bin": "pickle"}),
+             ("no adapter_model.safetensors", "safetensors only")),
     BadInput("adapter-missing", "adapter", "`model.adapter` directory does not exist",
              _config("model", "adapter", "/nonexistent/adapter"), ("LoRA adapter not found", "adapter_config.json")),
     # results directory and runs

@@ -119,6 +119,15 @@ def resolve_attn_implementation(name: str) -> str:
     return name
 
 
+def resolve_experts_implementation(name: Optional[str]) -> str:
+    """None/``auto`` -> hsd's fused grouped_mm experts (registered here); other names pass through."""
+    if name in (None, "auto"):
+        from hsd.inference.experts import register_experts
+
+        return register_experts()
+    return name
+
+
 # --------------------------------------------------------------------------------------
 # Static cache + CUDA-graph decode
 # --------------------------------------------------------------------------------------

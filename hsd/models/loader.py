@@ -63,11 +63,13 @@ def _check_source(name_or_path: str) -> str:
 
 
 def _from_pretrained(loader: Any, source: str, what: str, **kwargs: Any) -> Any:
-    from hsd.inference.fastgen import resolve_attn_implementation
+    from hsd.inference.fastgen import resolve_attn_implementation, resolve_experts_implementation
     from hsd.models.fullsize import is_random_spec, random_from_pretrained
 
     if "attn_implementation" in kwargs:  # "auto" -> hsd's sink-aware SDPA kernel, registered first
         kwargs["attn_implementation"] = resolve_attn_implementation(kwargs["attn_implementation"])
+        # no experts_implementation (None) -> hsd's fused grouped_mm experts (hsd.inference.experts)
+        kwargs["experts_implementation"] = resolve_experts_implementation(kwargs.get("experts_implementation"))
     if is_random_spec(source):
         return random_from_pretrained(what, source, **kwargs)
     try:
@@ -77,6 +79,8 @@ def _from_pretrained(loader: Any, source: str, what: str, **kwargs: Any) -> Any:
             f"cannot load the {what} '{source}': {' '.join(str(exc).split())} On an offline node (HF_HUB_OFFLINE=1) the "
             "model must be in the Hugging Face cache or a local directory (model.name_or_path)"
         ) from None
+    except ValueError as exc:  # transformers: an unusable directory or setting (no tokenizer files, attn name)
+        raise ModelError(f"cannot load the {what} '{source}': {' '.join(str(exc).split())[:600]}") from None
 
 
 def load_tokenizer(model_cfg: ModelConfig) -> Any:
@@ -113,12 +117,24 @@ def load_model(model_cfg: ModelConfig, device: str | None = None) -> Any:
 
 def check_adapter(adapter: str) -> Path:
     """The adapter directory, or ModelError; callers check it before creating a run directory."""
+    import json
+
     path = Path(adapter).expanduser()
     if not (path / "adapter_config.json").is_file():
         raise ModelError(
             f"LoRA adapter not found: {path} has no adapter_config.json. Set model.adapter to the "
             "adapter directory a training run wrote (<train run>/adapter), or null for the base model"
         )
+    try:
+        config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        config = None
+    if not isinstance(config, dict) or "peft_type" not in config:
+        raise ModelError(f"{path / 'adapter_config.json'} is not a peft adapter config (no peft_type); "
+                         "point model.adapter at the adapter directory a training run wrote")
+    if not (path / "adapter_model.safetensors").is_file():  # weights as safetensors only: no pickle loading
+        raise ModelError(f"LoRA adapter {path} has no adapter_model.safetensors (hsd loads adapter weights "
+                         "as safetensors only; re-save a .bin adapter with save_pretrained(safe_serialization=True))")
     return path
 
 
@@ -126,7 +142,10 @@ def _apply_adapter(model: Any, adapter: str) -> Any:
     from peft import PeftModel
 
     path = check_adapter(adapter)
-    return PeftModel.from_pretrained(model, str(path), is_trainable=False)
+    try:
+        return PeftModel.from_pretrained(model, str(path), is_trainable=False)
+    except (KeyError, ValueError, OSError, RuntimeError) as exc:  # e.g. an adapter trained for another base model
+        raise ModelError(f"cannot load the LoRA adapter {path}: {' '.join(str(exc).split())[:600]}") from None
 
 
 def load_model_and_tokenizer(model_cfg: ModelConfig, device: str | None = None) -> tuple[Any, Any]:

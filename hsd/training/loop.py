@@ -161,7 +161,7 @@ def _maybe_evaluate(accelerator: Any, s: Session, cfg: Config, state: TrainState
     if state.step % cfg.train.eval_every and state.step != s.total_steps:
         return False
     loss = evaluate(accelerator, s, cfg.train.micro_batch_size)
-    if state.best_eval_loss is None or loss < state.best_eval_loss:
+    if state.best_eval_loss is None or loss < state.best_eval_loss - cfg.train.early_stopping_min_delta:
         state.best_eval_loss, state.best_step, state.evals_since_best = loss, state.step, 0
     else:
         state.evals_since_best += 1

@@ -27,7 +27,7 @@ def loss_curve(log_path: Path, out_path: Path) -> Path:
         ax.plot(*zip(*evals), "o-", label="hold-out loss", linewidth=1.2)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("cross-entropy")
-    ax.set_title(log_path.parent.name)
+    ax.set_title(f"{log_path.parent.parent.name}/{log_path.parent.name}")  # experiment/run
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

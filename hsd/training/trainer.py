@@ -34,7 +34,8 @@ LOG = "train_log.jsonl"
 ADAPTER = "adapter"
 # Settings a resumed run may change: none of them alters the weights it trains.
 WEIGHT_DEFINING_MODEL_KEYS = ("name_or_path", "dtype")  # kernels (attention, experts) may change
-RESUMABLE_CHANGES = {"stop_after_steps", "eval_every", "save_every", "keep_checkpoints", "early_stopping_patience"}
+RESUMABLE_CHANGES = {"stop_after_steps", "eval_every", "save_every", "keep_checkpoints", "early_stopping_patience",
+                     "early_stopping_min_delta"}
 
 
 def _main_only(accelerator: Any, fn: Callable[[], Any]) -> Any:

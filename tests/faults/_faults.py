@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -101,15 +100,6 @@ def hsd_env(**extra: str) -> dict[str, str]:
         env.pop(var, None)
     env.setdefault("TORCH_EXTENSIONS_DIR", str(REPO / ".cache" / "torch_extensions"))
     return env
-
-
-def rank_env() -> dict[str, str]:
-    """One rank of a world of one, as torchrun or submitit describe it."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return dict(hsd_env(), RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", LOCAL_WORLD_SIZE="1",
-                MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
 
 
 def hsd_cmd(*args: str) -> list[str]:

@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from _faults import hsd_cmd, kill, rank_env, start, wait_for
+from _faults import hsd_cmd, kill, start, wait_for
 from bad_inputs import write_data_dir
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
@@ -41,7 +41,7 @@ def test_sigkill_while_saving_checkpoint_resumes_from_last_complete(tiny_model_d
     cfg, run_dir, log = train_config(tmp_path, tiny_model_dir), tmp_path / "run", tmp_path / "train.log"
     ckpts = run_dir / "checkpoints"
     cmd = hsd_cmd("train", "--config", str(cfg), "--run-dir", str(run_dir))
-    proc = start(cmd, log, rank_env())
+    proc = start(cmd, log)
     # Step 3's checkpoint is being written: its temp directory exists, the final one does not yet.
     wait_for(lambda: (ckpts / ".tmp-step_0000003").exists(), proc, log, timeout=600, poll=0.0005)
     kill(proc)
@@ -53,7 +53,7 @@ def test_sigkill_while_saving_checkpoint_resumes_from_last_complete(tiny_model_d
     # A second kind of damage: the newest finished directory lost its completion marker.
     (ckpts / "step_0000002" / "COMPLETE").unlink()
 
-    final = start(cmd, log, rank_env())
+    final = start(cmd, log)
     assert final.wait(timeout=600) == 0, log.read_text(errors="replace")[-4000:]
 
     manifest = json.loads((run_dir / "manifest.json").read_text())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -211,3 +212,29 @@ def test_bad_training_data_gives_one_clear_error(setup, tmp_path):
     assert errors == [f"error: {bad / 'simple' / 'train.jsonl'}: the file is empty (no training rows); "
                       "re-run hsd ftdata or check the split"]
     assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_early_stopping_in_one_process(setup, monkeypatch):
+    """A world of one in this very process (no launcher); an improvement must exceed 10 nats
+    (min_delta), so patience 1 stops the run at the second evaluation."""
+    from hsd.config import load_config
+    from hsd.training import trainer
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    for key, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1",
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}.items():
+        monkeypatch.setenv(key, value)  # restored afterwards; trainer would otherwise set them itself
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", _env()["TORCH_EXTENSIONS_DIR"])
+    root, cfg_path, data = setup
+    cfg = load_config(cfg_path, ["train.early_stopping_min_delta=10", "train.early_stopping_patience=1", "train.eval_every=2",
+                                 "train.max_steps=20", "train.save_every=3"])
+    run = trainer.run(cfg, root / "early", data)
+    manifest = _manifest(run)
+    evals = _losses(run, "eval_loss")
+    assert manifest["status"] == "early_stopped" and manifest["world_size"] == 1
+    assert [s for s, _ in evals] == [2, 4]
+    assert manifest["steps"] == 4 and manifest["best_step"] == 2 and manifest["best_eval_loss"] == evals[0][1]
+    assert (run / "adapter" / "adapter_config.json").is_file()
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_0000003", "step_0000004"]

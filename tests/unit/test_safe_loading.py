@@ -24,13 +24,12 @@ SOURCES = sorted(p for d in ("hsd", "jobs") for p in (REPO / d).rglob("*.py"))
 SUBPROCESS_CALLS = {"run", "Popen", "call", "check_call", "check_output", "getoutput", "getstatusoutput"}
 
 
-def _calls():
-    """(file:line, ast.Call, dotted callee name) for every call in the package source."""
-    for path in SOURCES:
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-        for node in ast.walk(tree):
+def _calls(sources: dict[str, str]):
+    """(file:line, ast.Call, dotted callee name) for every call in ``{name: source text}``."""
+    for name, text in sources.items():
+        for node in ast.walk(ast.parse(text, filename=name)):
             if isinstance(node, ast.Call):
-                yield f"{path.relative_to(REPO)}:{node.lineno}", node, _dotted(node.func)
+                yield f"{name}:{node.lineno}", node, _dotted(node.func)
 
 
 def _dotted(node: ast.AST) -> str:
@@ -51,73 +50,98 @@ def _is_const(node, value) -> bool:
 
 def _is_string_built(node) -> bool:
     """A command given as one string: a literal, an f-string, '+' / '%' on strings, .format or .join."""
-    if isinstance(node, (ast.JoinedStr,)) or (isinstance(node, ast.Constant) and isinstance(node.value, str)):
+    if isinstance(node, ast.JoinedStr) or (isinstance(node, ast.Constant) and isinstance(node.value, str)):
         return True
     if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Mod)):
         return _is_string_built(node.left) or _is_string_built(node.right)
     return isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in {"format", "join"}
 
 
-def test_sources_found():
-    assert len(SOURCES) > 30 and any(p.name == "validate.py" for p in SOURCES)
+# Each rule: source texts -> findings ("file:line what"). Empty on the package; non-empty on BAD.
+def yaml_unsafe(sources):
+    return [w for w, c, n in _calls(sources)
+            if n in {"yaml.load", "yaml.load_all", "yaml.unsafe_load", "yaml.full_load", "yaml.full_load_all"}
+            and "Safe" not in _dotted(_kw(c, "Loader") or ast.Name("none"))]
 
 
-def test_yaml_safe_load_only():
-    bad = [where for where, call, name in _calls()
-           if name in {"yaml.load", "yaml.load_all", "yaml.unsafe_load", "yaml.full_load", "yaml.full_load_all"}
-           and "Safe" not in _dotted(_kw(call, "Loader") or ast.Name("none"))]
-    assert not bad, f"use yaml.safe_load: {bad}"
+def torch_load_unsafe(sources):
+    return [w for w, c, n in _calls(sources) if n.endswith("torch.load") and not _is_const(_kw(c, "weights_only"), True)]
 
 
-def test_torch_load_weights_only():
-    bad = [where for where, call, name in _calls()
-           if name.endswith("torch.load") and not _is_const(_kw(call, "weights_only"), True)]
-    assert not bad, f"torch.load without weights_only=True: {bad}"
+def code_loaders(sources):
+    calls = [f"{w} {n}" for w, c, n in _calls(sources)
+             if n in {"pickle.load", "pickle.loads", "cPickle.load", "dill.load", "joblib.load", "eval", "exec",
+                      "marshal.loads", "shelve.open"}]
+    imports = [f"{name} imports {a.name}" for name, text in sources.items() for node in ast.walk(ast.parse(text))
+               if isinstance(node, (ast.Import, ast.ImportFrom))
+               for a in node.names if a.name in {"pickle", "dill", "cPickle", "marshal"}]
+    return calls + imports
 
 
-def test_no_pickle_eval_or_exec():
-    bad = [f"{where} {name}" for where, call, name in _calls()
-           if name in {"pickle.load", "pickle.loads", "cPickle.load", "dill.load", "joblib.load", "eval", "exec",
-                       "marshal.loads", "shelve.open"}]
-    assert not bad, f"loaders that can run code: {bad}"
-    imports = [p.relative_to(REPO) for p in SOURCES
-               if any(isinstance(n, (ast.Import, ast.ImportFrom)) and any(a.name in {"pickle", "dill", "cPickle"}
-                                                                          for a in n.names)
-                      for n in ast.walk(ast.parse(p.read_text(encoding="utf-8"))))]
-    assert not imports, f"pickle imported in {imports}"
+def remote_code_on(sources):
+    calls = [w for w, c, _ in _calls(sources) if _is_const(_kw(c, "trust_remote_code"), True)]
+    return calls + [f"{n} dict literal" for n, text in sources.items() if '"trust_remote_code": True' in text]
 
 
-def test_trust_remote_code_never_hard_coded_on():
-    bad = [where for where, call, _ in _calls() if _is_const(_kw(call, "trust_remote_code"), True)]
-    assert not bad, f"trust_remote_code=True hard-coded: {bad}"
-    assert ModelConfig().trust_remote_code is False
-    dict_literals = [p for p in SOURCES if '"trust_remote_code": True' in p.read_text(encoding="utf-8")]
-    assert not dict_literals
-
-
-def test_external_commands_are_argument_lists():
+def shell_commands(sources):
     bad = []
-    for where, call, name in _calls():
-        if name in {"os.system", "os.popen", "os.execl", "os.execlp", "os.spawnl", "commands.getoutput"}:
-            bad.append(f"{where} {name}")
-        elif name.split(".")[-1] in SUBPROCESS_CALLS and name.startswith(("subprocess.", "sp.")):
-            if _is_const(_kw(call, "shell"), True):
-                bad.append(f"{where} shell=True")
-            if call.args and _is_string_built(call.args[0]):
-                bad.append(f"{where} command built as a string")
-    assert not bad, f"external commands must be argument lists without a shell: {bad}"
+    for w, c, n in _calls(sources):
+        if n in {"os.system", "os.popen", "os.execl", "os.execlp", "os.spawnl", "commands.getoutput"}:
+            bad.append(f"{w} {n}")
+        elif n.split(".")[-1] in SUBPROCESS_CALLS and n.startswith("subprocess."):
+            if _is_const(_kw(c, "shell"), True):
+                bad.append(f"{w} shell=True")
+            if c.args and _is_string_built(c.args[0]):
+                bad.append(f"{w} command built as a string")
+    return bad
 
 
-def test_weights_and_adapters_saved_as_safetensors():
-    saves = [(where, call) for where, call, name in _calls() if name.endswith("save_pretrained")]
-    assert saves
-    assert not [w for w, c in saves if _is_const(_kw(c, "safe_serialization"), False)]
-    for module in ("hsd/training/lora.py", "hsd/training/merge.py"):  # the adapter and the merged model
-        explicit = [w for w, c in saves if w.startswith(module) and _is_const(_kw(c, "safe_serialization"), True)]
-        if (REPO / module).exists():
-            assert explicit, f"{module} must save with safe_serialization=True"
-    torch_saves = [where for where, _, name in _calls() if name.endswith("torch.save")]
-    assert not torch_saves, f"weights must be written as safetensors, not torch.save (pickle): {torch_saves}"
+def unsafe_weights(sources):
+    bad = [w for w, c, n in _calls(sources)
+           if n.endswith("save_pretrained") and _is_const(_kw(c, "safe_serialization"), False)]
+    return bad + [f"{w} torch.save (pickle)" for w, _, n in _calls(sources) if n.endswith("torch.save")]
+
+
+RULES = (yaml_unsafe, torch_load_unsafe, code_loaders, remote_code_on, shell_commands, unsafe_weights)
+PACKAGE = {str(p.relative_to(REPO)): p.read_text(encoding="utf-8") for p in SOURCES}
+BAD = {"bad.py": """
+import pickle, subprocess, os, yaml, torch
+yaml.load(open(path))
+torch.load(path)
+pickle.loads(blob)
+AutoModel.from_pretrained(name, trust_remote_code=True)
+subprocess.run(f"sbatch {cfg.executor.partition}", shell=True)
+subprocess.check_output("git rev-parse " + ref)
+os.system(cmd)
+model.save_pretrained(out, safe_serialization=False)
+torch.save(model.state_dict(), out)
+"""}
+
+
+def test_sources_found():
+    assert len(PACKAGE) > 30 and "hsd/validate.py" in PACKAGE
+
+
+@pytest.mark.parametrize("rule", RULES, ids=lambda r: r.__name__)
+def test_package_source_is_safe(rule):
+    assert rule(PACKAGE) == [], f"{rule.__name__}: {rule(PACKAGE)}"
+
+
+@pytest.mark.parametrize("rule", RULES, ids=lambda r: r.__name__)
+def test_rule_catches_the_unsafe_form(rule):
+    assert rule(BAD), f"{rule.__name__} found nothing in a snippet that breaks it"
+
+
+def test_trust_remote_code_off_by_default():
+    assert ModelConfig().trust_remote_code is False
+
+
+def test_adapter_and_merged_model_saved_as_safetensors():
+    saves = [(w, c) for w, c, n in _calls(PACKAGE) if n.endswith("save_pretrained")]
+    for module in ("hsd/training/lora.py", "hsd/training/merge.py"):
+        if module in PACKAGE:
+            assert [w for w, c in saves if w.startswith(module) and _is_const(_kw(c, "safe_serialization"), True)], \
+                f"{module} must save with safe_serialization=True"
 
 
 @pytest.mark.integration

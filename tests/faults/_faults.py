@@ -21,7 +21,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
-from bad_inputs import write_data_dir  # noqa: E402
+from scenario import write_data_dir  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import signal
 import pytest
 
 from _faults import hsd_cmd, kill, start, wait_for
-from bad_inputs import write_data_dir
+from scenario import write_data_dir
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 STEPS = 4

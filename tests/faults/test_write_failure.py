@@ -18,7 +18,7 @@ import pytest
 
 from _faults import REPO, hsd_cmd, hsd_env, merged, one_thread, run_here, shard_ids, snapshot, write_config
 from hsd.cli import main
-from bad_inputs import record_line, synthetic_rows
+from scenario import record_line, synthetic_rows
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 N = 24

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from bad_inputs import CASES, BadInput, Scenario
+from bad_inputs import CASES, BadInput
+from scenario import Scenario
 from hsd.cli import main
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,12 +8,14 @@ good one was. Names that would escape the results root are refused.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import fcntl
 import json
 import os
 import platform
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -110,6 +112,29 @@ def atomic_write_text(path: Path, text: str) -> None:
         if isinstance(exc, OSError):  # a full disk or quota: one clear error; the old file is intact
             raise RunError(f"cannot write {path}: {exc.strerror or exc}. Free disk space (or fix the file "
                            "system) and run the same command again") from None
+        raise
+
+
+@contextlib.contextmanager
+def publish_dir(out: Path) -> Iterator[Path]:
+    """Yield a temp directory beside ``out``; on success make it readable and rename it to ``out``.
+
+    Model and adapter directories are written whole or not at all: a crash or an error leaves
+    no half-saved model where a loader would find it. ``out`` must not exist or be empty.
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    try:
+        yield tmp
+        # mkdtemp and safetensors create owner-only modes; a shared model dir must be readable.
+        os.chmod(tmp, 0o755)
+        for f in tmp.iterdir():
+            os.chmod(f, 0o644 if f.is_file() else 0o755)
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

@@ -15,13 +15,12 @@ The result is deterministic for a given seed and corpus, and loads with
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
 from hsd.errors import ModelError
+from hsd.runs import publish_dir
 
 # Bump when the architecture, tokenizer recipe or corpus changes: test caches key on it.
 TINY_VERSION = "1"
@@ -156,28 +155,13 @@ def build_tiny(out_dir: str | Path, seed: int = 0) -> Path:
         eos_token_id=[ids[RETURN], ids[CALL]],
         do_sample=False,
     )
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
-    try:
+    with publish_dir(out) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         stamp = {"tiny_version": TINY_VERSION, "seed": seed, "train_texts": len(texts),
                  "parameters": sum(p.numel() for p in model.parameters())}
         (tmp / "hsd_tiny.json").write_text(json.dumps(stamp, indent=2) + "\n")
-        _make_readable(tmp)
-        if out.exists():
-            out.rmdir()  # empty (checked above)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
-
-
-def _make_readable(path: Path) -> None:
-    # mkdtemp and safetensors create owner-only modes; a shared model dir must be readable.
-    os.chmod(path, 0o755)
-    for f in path.iterdir():
-        os.chmod(f, 0o644)
 
 
 def main(args: Any) -> int:

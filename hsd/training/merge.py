@@ -9,15 +9,12 @@ and an existing ``--out`` is never overwritten.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
 from hsd.config import ModelConfig
 from hsd.errors import ModelError
-from hsd.runs import RunError
+from hsd.runs import RunError, publish_dir
 
 
 def base_of(adapter: Path) -> str:
@@ -44,17 +41,11 @@ def merge(adapter: str | Path, out: str | Path, base: Optional[str] = None, dtyp
                       dtype="float32" if dtype == "auto" else dtype)
     model, tokenizer = load_model_and_tokenizer(cfg)
     merged = model.merge_and_unload()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
-    try:
+    with publish_dir(out) as tmp:
         merged.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
-        (tmp / "hsd_merge.json").write_text(json.dumps({"base": base, "adapter": str(adapter), "dtype": cfg.dtype}, indent=2) + "\n")
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        meta = {"base": base, "adapter": str(adapter), "dtype": cfg.dtype}
+        (tmp / "hsd_merge.json").write_text(json.dumps(meta, indent=2) + "\n")
     return out
 
 

@@ -142,7 +142,8 @@ def run_case(cfg: Config, case: Case, tokenizer: Any, args: Any) -> list[dict[st
                          "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
                          "min_new_tokens_held": all(o.new_tokens == new for o in outs) if new else None})
             print(json.dumps(rows[-1]), flush=True)
-        if args.profile and cuda and case.name != "old":  # old: ~10^6 kernel events, minutes to summarise
+        # old / deepspeed: ~10^6 kernel events per batch, minutes to summarise; the hsd paths only
+        if args.profile and cuda and case.name not in ("old", "deepspeed"):
             rows[-1]["profile"] = _profile(lambda: call(timed[:bs]))
     finally:
         del backend

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from hsd import runs
-from hsd.config import Config, ConfigError, dump_config, load_config, to_dict
+from hsd.config import Config, dump_config, load_config, to_dict
 from hsd.errors import HsdError
 from hsd.inference import dist, get_backend, store
 from hsd.inference.base import GenerationSettings

@@ -1,4 +1,11 @@
-"""Probe (temporary): speed/memory/correctness of sink-attention variants for prefill on the GPU."""
+"""GPU probe of gpt-oss prefill attention variants: time, extra memory, error vs fp32 eager.
+
+    PYTHONPATH=$PWD python3 tools/attn_probe.py      # on a CUDA machine; ~1 minute
+
+Behind the attention table in BENCHMARKS.md: transformers' eager attention, hsd's sink-column
+SDPA (the default, hsd.inference.fastgen) under each SDPA backend, and two log-sum-exp variants
+(the sink applied as a sigmoid rescale) that a future kernel could use.
+"""
 import time, types, torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers.models.gpt_oss.modeling_gpt_oss import eager_attention_forward

@@ -116,6 +116,7 @@ class Performance:
     answered: Scores
     strict: Scores
     roc_auc: Optional[float]  # score mode only: from p_hate over samples that have it
+    pr_auc: Optional[float] = None  # score mode only: average precision of p_hate (hate positive)
 
     @property
     def headline(self) -> Scores:
@@ -139,7 +140,24 @@ def compute_performance(records: Records) -> Performance:
         answered=score(*policy_labels(frame, "answered"), policy="answered"),
         strict=score(*policy_labels(frame, "strict"), policy="strict"),
         roc_auc=_roc_auc(frame),
+        pr_auc=_pr_auc(frame),
     )
+
+
+def _scored(frame: pd.DataFrame) -> Optional[pd.DataFrame]:
+    """Rows with a p_hate when both classes are present (else no curve exists)."""
+    if "p_hate" not in frame:
+        return None
+    scored = frame[frame["p_hate"].notna()]
+    return None if scored.empty or scored["true_label"].nunique() < 2 else scored
+
+
+def _pr_auc(frame: pd.DataFrame) -> Optional[float]:
+    """Area under the precision-recall curve as sklearn's average precision (no interpolation)."""
+    scored = _scored(frame)
+    if scored is None:
+        return None
+    return float(skm.average_precision_score(scored["true_label"] == POSITIVE, scored["p_hate"].astype(float)))
 
 
 def _roc_auc(frame: pd.DataFrame) -> Optional[float]:

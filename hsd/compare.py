@@ -53,6 +53,10 @@ def check_same_samples(runs: Sequence[RunData]) -> None:
 
 def verdict(delta: intervals.Interval, level: float) -> dict[str, Any]:
     """Is F1(candidate) >= F1(baseline), and is the difference beyond noise (interval excludes 0)?"""
+    if delta.estimate != delta.estimate:  # NaN: a run has no answered hate prediction or sample
+        return {"met": None, "beyond_noise": None, "delta": delta.to_json(),
+                "text": "CANNOT BE JUDGED: F1 is undefined for one of the runs (no answered samples, "
+                        "or no hate predictions and no hate samples); see the unknown rates"}
     met, beyond = delta.estimate >= 0, delta.low > 0 or delta.high < 0
     word = "MET" if met else "NOT MET"
     how = ("beyond noise" if beyond else "within noise") + f": the {level:.0%} paired-bootstrap interval of " \

@@ -58,9 +58,13 @@ def render(comp: Mapping[str, Any]) -> dict[str, str]:
     for v in crit["verdicts"]:
         ft += ["", f"[{v['candidate']}]"] + _metric_lines(by_name[v["candidate"]])
         ft += [f"f1_difference_vs_baseline: {interval(v['delta'], sign=True)}",
-               f"success_criterion_met: {'yes' if v['met'] else 'no'}",
-               f"beyond_noise: {'yes' if v['beyond_noise'] else 'no'}", f"verdict: {v['text']}"]
+               f"success_criterion_met: {_yes_no(v['met'])}",
+               f"beyond_noise: {_yes_no(v['beyond_noise'])}", f"verdict: {v['text']}"]
         if v["note"]:
             ft.append(v["note"])
     ft += _references(comp)
     return {"BASELINE_METRICS.txt": "\n".join(base) + "\n", "FINETUNING_RESULTS.txt": "\n".join(ft) + "\n"}
+
+
+def _yes_no(flag: bool | None) -> str:
+    return "n/a" if flag is None else ("yes" if flag else "no")

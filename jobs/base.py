@@ -81,7 +81,8 @@ class HsdJob(Checkpointable):
             return str(self.run(cfg, **self.paths))
 
     def run(self, cfg: Any, **paths: Any) -> Path:
-        raise NotImplementedError
+        """The stage's library call; every job class overrides it."""
+        raise TypeError(f"{type(self).__name__} does not define run()")
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> DelayedSubmission:
         """Resubmit a fresh instance on the same run directory: progress is on disk, not in self."""

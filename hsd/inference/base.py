@@ -62,7 +62,10 @@ class Backend(ABC):
 
     def score(self, prompts: list[str]) -> list[Output]:
         """P(hate) from one forward pass over each score prefix (prompt + answer opening)."""
-        raise NotImplementedError(f"{type(self).__name__} has no score mode")
+        from hsd.errors import HsdError
+
+        raise HsdError(f"inference.mode=score is not available with the {type(self).__name__} backend: "
+                       "use inference.backend=hf (it also runs adapters) or inference.mode=generate")
 
     def finish(self) -> None:
         """Called once after this rank's last batch (collective backends wait for the others here)."""

@@ -152,7 +152,6 @@ def test_zero3_adapter_is_complete(zero3, setup):
     from hsd.config import ModelConfig
     from hsd.models.loader import load_model_and_tokenizer
     from hsd.training.dataset import collate, read_chat_jsonl, tokenize_rows
-    from hsd.training.loop import token_loss_sum
 
     run, data = zero3[0], setup[2]
     weights = load_file(str(run / "adapter" / "adapter_model.safetensors"))
@@ -168,7 +167,8 @@ def test_zero3_adapter_is_complete(zero3, setup):
         with torch.no_grad():
             for i in range(0, len(rows), 8):
                 b = collate(rows[i:i + 8], tok.pad_token_id)
-                loss, n = token_loss_sum(model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits, b["labels"])
+                n = (b["labels"][:, 1:] != -100).sum()  # HF's loss is the mean over the shifted labels
+                loss = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], labels=b["labels"]).loss * n
                 total += torch.tensor([loss.item(), n.item()], dtype=torch.float64)
         return (total[0] / total[1]).item()
 
@@ -176,6 +176,43 @@ def test_zero3_adapter_is_complete(zero3, setup):
     assert holdout_loss() == pytest.approx(trained, abs=1e-5)
     with model.disable_adapter():
         assert abs(holdout_loss() - trained) > 1e-3  # the adapter changes the model
+
+
+def test_answer_only_loss_equals_the_full_logits_loss(tiny_model_dir):
+    """Projecting only the labelled positions gives HF's full-logits loss and the same gradients,
+    through a ``modules_to_save`` lm_head too (rows of different lengths, one without labels)."""
+    import torch
+
+    from hsd.config import LoraConfig, ModelConfig
+    from hsd.training.dataset import Example, collate
+    from hsd.training.lora import apply_lora, load_base
+    from hsd.training.loop import answer_loss_sum
+
+    lora = LoraConfig(dropout=0.0, target_modules=("q_proj", "v_proj"), modules_to_save=("lm_head",))
+    model = apply_lora(load_base(ModelConfig(name_or_path=str(tiny_model_dir), device="cpu"), False), lora, 0)
+    gen = torch.Generator().manual_seed(0)
+    ids = [torch.randint(10, 200, (n,), generator=gen).tolist() for n in (12, 9, 15)]
+    answers = (4, 3, 6)
+    rows = [Example(tuple(x), (-100,) * (len(x) - a) + tuple(x[-a:])) for x, a in zip(ids, answers)]
+    batch = collate(rows, pad_id=0, dummy=(False, False, True))
+
+    def loss_and_grads(compute):
+        model.zero_grad()
+        loss = compute()
+        loss.backward()
+        return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    def ours():
+        total, count = answer_loss_sum(model, batch)
+        assert count.item() == sum(answers[:2])
+        return total / count
+
+    mine, my_grads = loss_and_grads(ours)
+    ref, ref_grads = loss_and_grads(lambda: model(**batch).loss)
+    assert mine == pytest.approx(ref, abs=1e-5)
+    assert [g.abs().sum() > 0 for n, g in my_grads.items() if "lm_head" in n] == [True]
+    for name, grad in ref_grads.items():
+        torch.testing.assert_close(my_grads[name], grad, atol=1e-5, rtol=1e-4, msg=name)
 
 
 def _base(run: Path) -> str:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable, Union
+import math
+from typing import Any, Iterable, Union
 
 import pandas as pd
 
@@ -26,3 +27,14 @@ def to_frame(records: Records) -> pd.DataFrame:
         return records
     rows = [r.to_json() for r in records]
     return pd.DataFrame(rows, columns=list(RECORD_COLUMNS))
+
+
+def nan_to_none(obj: Any) -> Any:
+    """JSON has no NaN: undefined numbers are written as null."""
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [nan_to_none(v) for v in obj]
+    return obj

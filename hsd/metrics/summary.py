@@ -12,12 +12,12 @@ whatever the shard layout (one rank or eight) the records came from.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from typing import Any, Sequence
 
 from hsd.config import ReportConfig
 from hsd.metrics import fairness, intervals
+from hsd.metrics.frame import nan_to_none  # noqa: F401  (collate and compare import it from here)
 from hsd.metrics.performance import HEADLINE, compute_performance
 from hsd.records import Record
 
@@ -98,13 +98,3 @@ def settings(cfg: ReportConfig) -> dict[str, Any]:
             "level": cfg.confidence, "strata": "target group x true label (sizes fixed)",
             "unknown_policy": HEADLINE, "min_class_count": cfg.min_class_count}
 
-
-def nan_to_none(obj: Any) -> Any:
-    """JSON has no NaN: undefined numbers are written as null."""
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: nan_to_none(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [nan_to_none(v) for v in obj]
-    return obj

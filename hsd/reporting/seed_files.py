@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 
 from hsd.metrics.bias import GroupMetrics, compute_bias
-from hsd.metrics.frame import to_frame
+from hsd.metrics.frame import nan_to_none, to_frame
 from hsd.metrics.performance import HEADLINE, Performance, compute_performance
 from hsd.records import Record
 from hsd.reporting.evaluation_report import render_report
@@ -126,15 +126,6 @@ def metrics_dict(results: Mapping[str, tuple[Performance, list[GroupMetrics]]],
             "parse_status_counts": dict(status_counts[s])}
         for s, (perf, bias) in results.items()
     }
-    return _nan_to_none({"timestamp": ts, "headline_policy": HEADLINE, "meta": dict(meta),
+    return nan_to_none({"timestamp": ts, "headline_policy": HEADLINE, "meta": dict(meta),
                          "strategies": strategies})
 
-
-def _nan_to_none(obj: Any) -> Any:
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _nan_to_none(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_nan_to_none(v) for v in obj]
-    return obj

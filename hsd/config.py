@@ -118,7 +118,8 @@ class TrainConfig:
 
     format: Literal["simple", "optimized"] = "simple"  # which ftdata chat format to train on
     holdout_fraction: float = 0.1  # stratified eval hold-out carved from the train split
-    ds_config: str = "ds_configs/zero3.json"
+    # auto: ZeRO-3 (zero3.json) on several ranks, ZeRO-2 (zero2.json) on one; or a JSON path / name.
+    ds_config: str = "auto"
     lora: LoraConfig = field(default_factory=LoraConfig)
     epochs: float = 1.0
     max_steps: Optional[int] = None  # overrides epochs when set

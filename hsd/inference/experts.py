@@ -8,19 +8,24 @@ sigmoid / multiply chain, the routing-weight multiply. Here the GEMMs are the sa
 (``torch._grouped_mm`` via transformers' helper) and each element-wise stage is one fused
 kernel (``torch.compile`` of a few lines, dynamic shapes, compiled once per process).
 
-Inference only: under autograd (training) and for layouts other than gpt-oss's it defers to
-transformers' ``grouped_mm``. On CPU (tests) the same functions run uncompiled, so results
-equal ``grouped_mm``'s there; on GPU they differ by bf16 rounding (fused kernels round once).
-If compilation fails the process warns once and continues uncompiled.
+Training uses the same path: under autograd the compiled stages are differentiable (their
+backward is fused too, and AOTAutograd recomputes the cheap element-wise work instead of
+saving every intermediate, which is what bounded the training micro-batch on the H100).
+Layouts other than gpt-oss's defer to transformers' ``grouped_mm``. On CPU (tests) the same
+functions run uncompiled, so results and gradients equal ``grouped_mm``'s there; on GPU they
+differ by bf16 rounding (fused kernels round once). If compilation fails the process warns
+once and continues uncompiled.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any, Callable
 
 log = logging.getLogger(__name__)
 EXPERTS_NAME = "hsd_grouped"
+COMPILE_ENV = "HSD_COMPILE_EXPERTS"  # "0": the same stages, run uncompiled (no start-up compile)
 _COMPILED: dict[str, Callable[..., Any]] = {}
 _BROKEN: list[str] = []  # set once compilation failed: stay eager for the rest of the process
 
@@ -36,16 +41,94 @@ def _gate(h: Any, bias: Any, ids: Any, alpha: float, limit: float) -> Any:
     return (up + 1) * (gate * torch.sigmoid(gate * alpha))
 
 
+def _gate_backward(grad: Any, h: Any, bias: Any, ids: Any, alpha: float, limit: float) -> Any:
+    """d _gate / d h, written out: what autograd would compute through each element-wise op
+    (a clamp passes the gradient where its input is inside its bounds, ends included)."""
+    import torch
+
+    h = h + bias[ids]
+    gate, up = h[..., ::2], h[..., 1::2]
+    gated = gate.clamp(max=limit)
+    sig = torch.sigmoid(gated * alpha)
+    d_up = grad * (gated * sig) * ((up >= -limit) & (up <= limit))
+    d_gate = grad * (up.clamp(min=-limit, max=limit) + 1) * (sig + gated * alpha * sig * (1 - sig)) * (gate <= limit)
+    return torch.stack((d_gate, d_up), dim=-1).flatten(-2)  # back to interleaved columns
+
+
 def _combine(out: Any, bias: Any, ids: Any, weights: Any, inv: Any, tokens: int, k: int) -> Any:
     """Down-projection bias, routing weight, back to token order, sum over the k experts."""
     out = (out + bias[ids]) * weights.unsqueeze(-1)
     return out[inv].view(tokens, k, -1).sum(dim=1)
 
 
+def _combine_backward(grad: Any, out: Any, bias: Any, ids: Any, weights: Any, token_of_row: Any) -> tuple[Any, Any]:
+    """(d out, d weights) of :func:`_combine`; row r of ``out`` went to token ``token_of_row[r]``."""
+    grad = grad[token_of_row]
+    d_weights = (grad.float() * (out + bias[ids]).float()).sum(dim=-1)
+    return grad * weights.unsqueeze(-1), d_weights.to(weights.dtype)
+
+
+def _bias_grad(bias: Any, ids: Any, grad_rows: Any) -> Any:
+    """Per-expert bias gradient: the row gradients summed by expert (only when biases train)."""
+    import torch
+
+    summed = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device)
+    return summed.index_add_(0, ids, grad_rows.float()).to(bias.dtype)
+
+
+def _autograd_functions() -> tuple[Any, Any]:
+    """The two fused stages as autograd Functions (built on first use: torch imports lazily).
+
+    Saving only the stage inputs and writing the backward out keeps autograd from storing
+    every element-wise intermediate, and lets the same compiled no-grad kernels serve
+    inference, the forward and the backward of training.
+    """
+    import torch
+
+    class Gate(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, h, bias, ids, alpha, limit):
+            ctx.save_for_backward(h, bias, ids)
+            ctx.alpha, ctx.limit = alpha, limit
+            return _call("gate", _gate, h.is_cuda, h, bias, ids, alpha, limit)
+
+        @staticmethod
+        def backward(ctx, grad):
+            h, bias, ids = ctx.saved_tensors
+            d_h = _call("gate_backward", _gate_backward, h.is_cuda, grad.contiguous(), h, bias, ids, ctx.alpha, ctx.limit)
+            d_bias = _bias_grad(bias, ids, d_h) if ctx.needs_input_grad[1] else None
+            return d_h, d_bias, None, None, None
+
+    class Combine(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, out, bias, ids, weights, inv, token_of_row, tokens, k):
+            ctx.save_for_backward(out, bias, ids, weights, token_of_row)
+            return _call("combine", _combine, out.is_cuda, out, bias, ids, weights, inv, tokens, k)
+
+        @staticmethod
+        def backward(ctx, grad):
+            out, bias, ids, weights, token_of_row = ctx.saved_tensors
+            d_out, d_weights = _call("combine_backward", _combine_backward, out.is_cuda, grad.contiguous(), out, bias,
+                                     ids, weights, token_of_row)
+            d_bias = _bias_grad(bias, ids, d_out) if ctx.needs_input_grad[1] else None
+            return d_out, d_bias, None, d_weights, None, None, None, None
+
+    return Gate, Combine
+
+
+_FUNCTIONS: list[Any] = []
+
+
+def _stages() -> tuple[Any, Any]:
+    if not _FUNCTIONS:
+        _FUNCTIONS.extend(_autograd_functions())
+    return _FUNCTIONS[0], _FUNCTIONS[1]
+
+
 def _fn(name: str, fn: Callable[..., Any], cuda: bool) -> Callable[..., Any]:
-    if not cuda or _BROKEN:
+    if not cuda or _BROKEN or os.environ.get(COMPILE_ENV, "1") == "0":
         return fn
-    if name not in _COMPILED:
+    if name not in _COMPILED:  # always called without autograd (inside the Functions): no joint graphs
         import torch
 
         _COMPILED[name] = torch.compile(fn, dynamic=True, fullgraph=True)
@@ -53,9 +136,14 @@ def _fn(name: str, fn: Callable[..., Any], cuda: bool) -> Callable[..., Any]:
 
 
 def _call(name: str, fn: Callable[..., Any], cuda: bool, *args: Any) -> Any:
+    from torch._dynamo.exc import TorchDynamoException  # compiler failures (inductor's included)
+
     try:
         return _fn(name, fn, cuda)(*args)
-    except Exception as exc:  # noqa: BLE001 - a compiler problem must not stop an evaluation
+    except TorchDynamoException as exc:  # a compiler problem must not stop an evaluation
+        # Only compiler errors: anything else raised while the compiled code runs is the
+        # caller's — e.g. gradient checkpointing ends a recomputation early by raising through
+        # it (caught here, the fallback would re-run a recomputation that already ended).
         if not cuda or _BROKEN:
             raise
         _BROKEN.append(repr(exc))
@@ -68,21 +156,23 @@ def hsd_grouped_experts_forward(self: Any, hidden_states: Any, top_k_index: Any,
     from transformers.integrations.moe import _grouped_mm, grouped_mm_experts_forward
 
     gpt_oss_layout = self.has_gate and self.has_bias and self.is_transposed and not self.is_concatenated
-    if torch.is_grad_enabled() or not gpt_oss_layout:
+    if not gpt_oss_layout:
         return grouped_mm_experts_forward(self, hidden_states, top_k_index, top_k_weights)
     cuda = hidden_states.device.type == "cuda"
     tokens, k = top_k_index.shape
     ids, perm = torch.sort(top_k_index.reshape(-1))
-    x = hidden_states[perm // k]
+    token_of_row = perm // k
+    x = hidden_states[token_of_row]
     counts = torch.histc(ids.int() if cuda else ids.float(), bins=self.num_experts, min=0, max=self.num_experts - 1)
     offsets = torch.cumsum(counts, dim=0, dtype=torch.int32)  # histc, not bincount: no host sync (CUDA graphs)
+    gate, combine = _stages()
     h = _grouped_mm(x, self.gate_up_proj, offsets)
-    h = _call("gate", _gate, cuda, h, self.gate_up_proj_bias, ids, self.alpha, self.limit)
+    h = gate.apply(h, self.gate_up_proj_bias, ids, self.alpha, self.limit)
     out = _grouped_mm(h, self.down_proj, offsets)
     inv = torch.empty_like(perm)
     inv[perm] = torch.arange(perm.numel(), device=perm.device)
     weights = top_k_weights.reshape(-1)[perm].to(out.dtype)
-    return _call("combine", _combine, cuda, out, self.down_proj_bias, ids, weights, inv, tokens, k)
+    return combine.apply(out, self.down_proj_bias, ids, weights, inv, token_of_row, tokens, k)
 
 
 def register_experts() -> str:

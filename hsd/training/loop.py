@@ -33,6 +33,10 @@ class TrainState:
     tokens: int = 0  # non-padding tokens trained on, all ranks
     samples: int = 0
     train_time_s: float = 0.0  # time inside training steps (not eval, not checkpointing)
+    # The same without each attempt's first step, which also pays for CUDA warm-up and
+    # torch.compile (tens of seconds on the H100): the rate a long run settles at.
+    steady_tokens: int = 0
+    steady_time_s: float = 0.0
     last_eval_loss: Optional[float] = None
     world_size: int = 1
     resumed_at: tuple[int, ...] = ()  # steps this run was resumed at
@@ -91,6 +95,9 @@ def setup(accelerator: Any, cfg: Config, data_dir: Path) -> Session:
     train_set, eval_set = _load_sets(cfg, data_dir, tokenizer)  # bad data fails before the model loads
     model = load_base(cfg.model, cfg.train.gradient_checkpointing)
     model = apply_lora(model, cfg.train.lora, cfg.train.seed)
+    # from_pretrained returns a model in eval mode, where transformers skips gradient
+    # checkpointing and peft skips LoRA dropout — silently. The engine must train in train mode.
+    model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.train.learning_rate, weight_decay=cfg.train.weight_decay)
     engine, optimizer = accelerator.prepare(model, optimizer)
@@ -186,13 +193,18 @@ def _maybe_evaluate(accelerator: Any, s: Session, cfg: Config, state: TrainState
 def train_loop(accelerator: Any, s: Session, cfg: Config, state: TrainState, log: TrainLog, run: Path) -> str:
     """Train until done; returns how it ended: completed | early_stopped | stopped."""
     t = cfg.train
+    first_step = state.step
     with checkpoint.PreemptionGuard() as guard:
         while state.step < s.total_steps:
             start = time.perf_counter()
             entry = _train_step(accelerator, s, cfg, state.step, guard.requested)
+            elapsed, tokens = time.perf_counter() - start, entry.pop("tokens")
+            if state.step > first_step:
+                state.steady_time_s += elapsed
+                state.steady_tokens += tokens
             state.step += 1
-            state.train_time_s += time.perf_counter() - start
-            state.tokens += entry.pop("tokens")
+            state.train_time_s += elapsed
+            state.tokens += tokens
             state.samples += s.plan.global_batch
             preempted = entry.pop("stop")
             log.write({**entry, "epoch": state.step / s.plan.steps_per_epoch, "train_time_s": state.train_time_s})

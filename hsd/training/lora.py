@@ -84,6 +84,18 @@ def trainable_counts(model: Any) -> dict[str, int]:
     return {"parameters": total, "trainable_parameters": train}
 
 
+def training_modes(model: Any) -> dict[str, bool]:
+    """Whether the model trains in train mode and its layers really recompute activations.
+
+    Both depend on ``module.training`` (transformers checks ``gradient_checkpointing and
+    training`` per layer), so a model left in eval mode trains without either and says nothing;
+    the manifest records what was in force.
+    """
+    layers = [m for m in model.modules() if hasattr(m, "gradient_checkpointing")]
+    return {"train_mode": bool(model.training),
+            "gradient_checkpointing_active": any(m.gradient_checkpointing and m.training for m in layers)}
+
+
 def export_adapter(accelerator: Any, engine: Any, out_dir: Path) -> Path:
     """Write the complete adapter (safetensors) to ``out_dir``; every rank must call this."""
     from deepspeed.utils import safe_get_full_fp32_param

@@ -107,11 +107,11 @@ def _resume(accelerator: Any, newest: Optional[str]) -> Any:
 
 def _start_manifest(accelerator: Any, cfg: Config, run: Path, data_dir: Path, s: Any, state: Any) -> None:
     from hsd.training.accel import zero_stage
-    from hsd.training.lora import trainable_counts
+    from hsd.training.lora import trainable_counts, training_modes
 
     import torch.distributed as dist
 
-    counts = trainable_counts(s.engine)
+    counts = {**trainable_counts(s.engine), **training_modes(s.engine)}
     # What each rank itself reads at this step, gathered over the process group: the proof
     # that the ranks form one job and split the data (the silent trap is N copies of a world of 1).
     rows = [None] * dist.get_world_size()
@@ -148,6 +148,7 @@ def _finish(accelerator: Any, cfg: Config, run: Path, s: Any, state: Any, outcom
         run, status=outcome, steps=state.step, train_time_s=round(state.train_time_s, 3),
         tokens_trained=state.tokens, samples_trained=state.samples,
         tokens_per_s=round(state.tokens / rate, 2), samples_per_s=round(state.samples / rate, 3),
+        steady_tokens_per_s=round(state.steady_tokens / state.steady_time_s, 2) if state.steady_time_s else None,
         peak_memory_gib=peak, final_eval_loss=state.last_eval_loss, best_eval_loss=state.best_eval_loss,
         best_step=state.best_step, attempt_wall_s=round(wall, 2),
         adapter=str(run / ADAPTER) if outcome != "stopped" else None,

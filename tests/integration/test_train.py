@@ -117,11 +117,13 @@ def zero3(runs):
 def test_zero3_is_one_world_of_two_ranks_on_different_rows(zero3):
     manifest = _manifest(zero3[0])
     assert manifest["world_size"] == 2 and manifest["deepspeed_dp_world_size"] == 2
-    assert manifest["zero_stage"] == 3 and manifest["status"] == "completed"
+    assert manifest["zero_stage"] == 3 and manifest["status"] == "completed"  # train.ds_config auto, 2 ranks
+    # from_pretrained hands over an eval-mode model: trained as such, no layer recomputes, no dropout
+    assert manifest["train_mode"] and manifest["gradient_checkpointing_active"]
     first, second = manifest["rows_per_rank_at_start"]
     assert len(first) == len(second) == SETTINGS["micro_batch_size"] and not set(first) & set(second)
     assert manifest["samples_trained"] == STEPS * 2 * SETTINGS["micro_batch_size"]
-    for key in ("tokens_per_s", "samples_per_s", "peak_memory_gib"):
+    for key in ("tokens_per_s", "steady_tokens_per_s", "samples_per_s", "peak_memory_gib"):
         assert manifest[key] > 0
 
 
@@ -271,6 +273,8 @@ def test_early_stopping_in_one_process(setup, monkeypatch):
     manifest = _manifest(run)
     evals = _losses(run, "eval_loss")
     assert manifest["status"] == "early_stopped" and manifest["world_size"] == 1
+    assert manifest["zero_stage"] == 2  # train.ds_config auto on one rank: nothing to partition
+    assert manifest["train_mode"] and manifest["gradient_checkpointing_active"]
     assert [s for s, _ in evals] == [2, 4]
     assert manifest["steps"] == 4 and manifest["best_step"] == 2 and manifest["best_eval_loss"] == evals[0][1]
     assert (run / "adapter" / "adapter_config.json").is_file()

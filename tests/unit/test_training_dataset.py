@@ -115,9 +115,12 @@ def test_lr_schedule():
 
 def test_ds_config_takes_batch_settings_from_hsd_config(tmp_path):
     train = load_config(None, ["train.micro_batch_size=3", "train.grad_accum=5", "train.max_grad_norm=0.5"]).train
-    ds = load_ds_config(train)
+    ds = load_ds_config(train, world_size=4)
     assert (ds["train_micro_batch_size_per_gpu"], ds["gradient_accumulation_steps"], ds["gradient_clipping"]) == (3, 5, 0.5)
-    assert ds["zero_optimization"]["stage"] == 3
+    assert train.ds_config == "auto" and ds["zero_optimization"]["stage"] == 3  # auto: several ranks -> ZeRO-3
+    assert load_ds_config(train, world_size=1)["zero_optimization"]["stage"] == 2  # one rank -> ZeRO-2
+    zero3 = load_config(None, ["train.ds_config=zero3"]).train
+    assert load_ds_config(zero3, world_size=1)["zero_optimization"]["stage"] == 3  # named: taken as given
     for name in ("zero2", "zero3_offload", "ds_configs/zero3.json"):
         assert resolve_ds_config(name).is_file()
     fixed = tmp_path / "fixed.json"

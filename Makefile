@@ -19,7 +19,7 @@ EXECUTOR ?=
 PYTEST_ARGS ?=
 
 .PHONY: install data demo test test-unit test-integration test-slurm test-faults slurm-up slurm-down \
-        bench submit-baseline submit-pipeline submit-sweep status clean help
+        bench bench-train submit-baseline submit-pipeline submit-sweep status clean help
 
 help:
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -63,6 +63,10 @@ slurm-down: ## stop it
 
 bench: $(STAMP) ## GPU benchmark on the full-size gpt-oss-20b architecture (random weights)
 	$(HSD) bench --out BENCHMARKS.json
+
+bench-train: $(STAMP) ## GPU LoRA training benchmark: hsd vs the old settings through hsd train (one GPU)
+	$(HSD) ftdata --config configs/bench_train_gpu.yaml --out bench_train_out/ftdata
+	PATH=$(abspath $(VENV))/bin:$$PATH OUT=bench_train_out bash tools/bench_train.sh bench_train_out/ftdata
 
 submit-baseline: $(STAMP) ## baseline validation job (CONFIG=, EXECUTOR=)
 	$(HSD) submit baseline --config $(CONFIG) $(if $(EXECUTOR),executor.kind=$(EXECUTOR))

@@ -8,13 +8,17 @@ sigmoid / multiply chain, the routing-weight multiply. Here the GEMMs are the sa
 (``torch._grouped_mm`` via transformers' helper) and each element-wise stage is one fused
 kernel (``torch.compile`` of a few lines, dynamic shapes, compiled once per process).
 
-Training uses the same path: under autograd the compiled stages are differentiable (their
-backward is fused too, and AOTAutograd recomputes the cheap element-wise work instead of
-saving every intermediate, which is what bounded the training micro-batch on the H100).
-Layouts other than gpt-oss's defer to transformers' ``grouped_mm``. On CPU (tests) the same
-functions run uncompiled, so results and gradients equal ``grouped_mm``'s there; on GPU they
-differ by bf16 rounding (fused kernels round once). If compilation fails the process warns
-once and continues uncompiled.
+Training uses the same kernels: the gate and the combine are autograd Functions whose
+backward is written out (``_gate_backward``, ``_combine_backward``) and compiled like the
+forward, so autograd keeps only each stage's inputs instead of every element-wise
+intermediate, and no joint forward/backward graph has to be compiled (that took ~50-75 s of
+the first training step on the H100; these four small graphs take ~20 s cold, ~5 s from
+torch's on-disk compile cache). ``HSD_COMPILE_EXPERTS=0`` runs the same stages uncompiled:
+no compile at start-up, ~5-20% slower steps (BENCHMARKS.md). Layouts other than gpt-oss's
+defer to transformers' ``grouped_mm``. On CPU (tests) the stages run uncompiled, so results
+and gradients equal transformers' there (``tests/integration/test_experts_grad.py``); on GPU
+they differ by bf16 rounding (fused kernels round once). If compilation fails the process
+warns once and continues uncompiled.
 """
 
 from __future__ import annotations

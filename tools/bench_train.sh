@@ -6,6 +6,7 @@
 #
 #   hsd ftdata --config configs/bench_train_gpu.yaml --out .gpu/ftdata    # once (CPU is fine)
 #   bash tools/bench_train.sh .gpu/ftdata                                 # ~6 min on an H100
+#   RUNS="hsd_mb4 old_mb4" bash tools/bench_train.sh .gpu/ftdata          # some of the runs
 set -o pipefail
 DATA=${1:?usage: tools/bench_train.sh FTDATA_DIR}
 OUT=${OUT:-bench_train_out}
@@ -34,6 +35,7 @@ print("SUMMARY", run.name, "rc", rc, "wall_s", wall, "status", m.get("status"), 
 PY
 }
 go() {  # name, time cap (s), overrides...
+  [ -z "$RUNS" ] || [[ " $RUNS " == *" $1 "* ]] || return 0
   local name=$1 cap=$2; shift 2
   local t0=$SECONDS
   rm -rf "/tmp/hsd_bench_$name"

@@ -123,7 +123,8 @@ class TrainConfig:
     lora: LoraConfig = field(default_factory=LoraConfig)
     epochs: float = 1.0
     max_steps: Optional[int] = None  # overrides epochs when set
-    micro_batch_size: int = 4
+    # Per GPU. 8 x 1,024 tokens: 1.5x the tokens/s of 4 on the H100 for +1.5 GiB (BENCHMARKS.md).
+    micro_batch_size: int = 8
     grad_accum: int = 1
     learning_rate: float = 2e-4
     weight_decay: float = 0.0

@@ -42,9 +42,10 @@ go() {  # name, time cap (s), overrides...
   timeout "$cap" $T --run-dir "/tmp/hsd_bench_$name" results_dir=/tmp "$@" > "$OUT/$name.log" 2>&1
   show "/tmp/hsd_bench_$name" $? $((SECONDS - t0))
 }
-go hsd_mb4 150 train.max_steps=20
-go old_mb4 200 model.attn_implementation=eager model.experts_implementation=eager 'train.lora.target_modules=[q_proj,v_proj]' train.max_steps=20
+# Every run names its micro-batch: hsd's default is 8, the old pipeline's was 4.
+go hsd_mb4 150 train.micro_batch_size=4 train.max_steps=20
+go old_mb4 200 model.attn_implementation=eager model.experts_implementation=eager 'train.lora.target_modules=[q_proj,v_proj]' train.micro_batch_size=4 train.max_steps=20
 go hsd_mb8 150 train.micro_batch_size=8 train.max_steps=20
-HSD_COMPILE_EXPERTS=0 go hsd_mb4_nocompile 120 train.max_steps=20
-go hsd_mb4_zero3 120 train.ds_config=zero3 train.max_steps=10
+HSD_COMPILE_EXPERTS=0 go hsd_mb4_nocompile 120 train.micro_batch_size=4 train.max_steps=20
+go hsd_mb4_zero3 120 train.ds_config=zero3 train.micro_batch_size=4 train.max_steps=10
 date -u

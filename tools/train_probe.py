@@ -7,8 +7,9 @@ variant builds the model in place (hsd.models.fullsize), puts hsd's LoRA on it
 (hsd.training.lora.apply_lora), and times forward + backward + AdamW on micro-batches of
 random token ids with an answer at the end of each row, the loss computed by hsd's own
 ``answer_loss_sum``. A variant is ``attn/experts/targets/micro_batch/checkpointing``, e.g.
-``auto/auto/qkvo/4/ckpt`` (hsd's defaults), ``auto/nocompile/qkvo/4/ckpt`` (hsd's experts with
-``HSD_COMPILE_EXPERTS=0``) or ``eager/eager/qv/4/ckpt`` (the old pipeline's). Prints one JSON
+``auto/auto/qkvo/4/ckpt/fnorm`` (hsd train's defaults), ``auto/nocompile/qkvo/4/ckpt`` (hsd's experts with
+``HSD_COMPILE_EXPERTS=0``) or ``eager/eager/qv/4/ckpt`` (the old pipeline's); a sixth field
+``fnorm`` adds hsd train's fused RMSNorm (hsd.models.norm). Prints one JSON
 line per variant (the two warm-up steps' seconds — the first pays for compilation —, then
 tokens/s, s/step and peak GiB of the timed steps) and, with ``--profile``, the CUDA kernel
 table of the first variant. Behind the training section of BENCHMARKS.md.
@@ -27,6 +28,7 @@ from hsd.config import LoraConfig
 from hsd.models.fullsize import build_random
 from hsd.inference.experts import COMPILE_ENV
 from hsd.inference.fastgen import resolve_attn_implementation, resolve_experts_implementation
+from hsd.models.norm import fuse_rms_norms
 from hsd.training.dataset import IGNORE
 from hsd.training.lora import apply_lora
 from hsd.training.loop import answer_loss_sum
@@ -35,12 +37,14 @@ TARGETS = {"qv": ("q_proj", "v_proj"), "qkvo": ("q_proj", "k_proj", "v_proj", "o
 SEQ, ANSWER = 1024, 6
 
 
-def build(attn: str, experts: str, targets: str, checkpointing: bool):
+def build(attn: str, experts: str, targets: str, checkpointing: bool, norms: str = "eager"):
     os.environ[COMPILE_ENV] = "0" if experts == "nocompile" else "1"
     experts = "auto" if experts == "nocompile" else experts
     model = build_random(attn_implementation=resolve_attn_implementation(attn),
                          experts_implementation=resolve_experts_implementation(None if experts == "auto" else experts))
     model.config.use_cache = False
+    if norms == "fnorm":  # hsd train's norms (hsd.models.norm); "eager": transformers' GptOssRMSNorm
+        fuse_rms_norms(model)
     model.train()
     if checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -66,13 +70,13 @@ def step(model, opt, b) -> float:
 
 
 def run_variant(spec: str, steps: int, profile: bool) -> dict:
-    attn, experts, targets, micro, ckpt = spec.split("/")
+    attn, experts, targets, micro, ckpt, *norms = spec.split("/")
     micro = int(micro)
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
     model = opt = None
     try:
-        model, opt = build(attn, experts, targets, ckpt == "ckpt")
+        model, opt = build(attn, experts, targets, ckpt == "ckpt", *norms)
         gen = torch.Generator().manual_seed(0)
         warmup = []
         for _ in range(2):  # warm-up: compilation, allocator

@@ -16,6 +16,7 @@ from typing import Any
 
 from hsd.config import ConfigError, LoraConfig, ModelConfig
 from hsd.models.loader import _check_source, _from_pretrained, resolve_dtype
+from hsd.models.norm import fuse_rms_norms
 
 
 def load_base(model_cfg: ModelConfig, gradient_checkpointing: bool) -> Any:
@@ -42,6 +43,7 @@ def load_base(model_cfg: ModelConfig, gradient_checkpointing: bool) -> Any:
         kwargs["experts_implementation"] = model_cfg.experts_implementation
     model = _from_pretrained(AutoModelForCausalLM, source, "model", **kwargs)
     model.config.use_cache = False  # no KV cache in training (and it conflicts with checkpointing)
+    fuse_rms_norms(model)
     if gradient_checkpointing:
         # Non-reentrant: works with frozen inputs (LoRA) without enable_input_require_grads.
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

@@ -23,6 +23,7 @@ warns once and continues uncompiled.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from typing import Any, Callable
@@ -120,13 +121,7 @@ def _autograd_functions() -> tuple[Any, Any]:
     return Gate, Combine
 
 
-_FUNCTIONS: list[Any] = []
-
-
-def _stages() -> tuple[Any, Any]:
-    if not _FUNCTIONS:
-        _FUNCTIONS.extend(_autograd_functions())
-    return _FUNCTIONS[0], _FUNCTIONS[1]
+_stages = functools.cache(_autograd_functions)  # the (Gate, Combine) classes, defined once
 
 
 def _fn(name: str, fn: Callable[..., Any], cuda: bool) -> Callable[..., Any]:

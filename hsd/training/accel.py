@@ -30,10 +30,10 @@ def auto_ds_config(world_size: int) -> str:
     """``train.ds_config: auto``: ZeRO-3 across ranks, ZeRO-2 on a single one.
 
     ZeRO-3 splits the 20B model's weights across GPUs, which is what lets it train on 4 x A100;
-    on one rank it splits nothing, yet still gathers and releases every weight around every
-    module: measured on the H100 (BENCHMARKS.md), 0.96 s per step against ZeRO-2's 0.34 s for
-    the same model, batch and kernels. ZeRO-2 leaves the weights whole and keeps the rest of
-    DeepSpeed (bf16 optimizer, clipping, checkpoints).
+    on one rank it splits nothing, yet its hooks still gather and release every weight around
+    every module: measured on the H100 (BENCHMARKS.md), 1.46 s per step against ZeRO-2's 0.55 s
+    for the same model, batch and kernels. ZeRO-2 leaves the weights whole and keeps the rest
+    of DeepSpeed (bf16 optimizer, clipping, checkpoints).
     """
     return "zero3" if world_size > 1 else "zero2"
 

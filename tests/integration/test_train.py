@@ -91,9 +91,9 @@ def _interrupt_with_sigusr2(run: Path, proc: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="module")
 def runs(setup):
-    """Five launches in three waves (two at a time, to keep the suite short):
+    """Six launches in three waves (two at a time, to keep the suite short):
     ZeRO-3 uninterrupted | ZeRO-3 stopped after 3 steps; ZeRO-3 resumed | ZeRO-2 interrupted by
-    SIGUSR2; ZeRO-2 resumed."""
+    SIGUSR2; ZeRO-2 resumed | ZeRO-3 with parameters and optimizer offloaded to the CPU."""
     root = setup[0]
     full, part = _launch(setup, "z3_full"), _launch(setup, "z3_resumed", "train.stop_after_steps=3")
     _finish(full), _finish(part)
@@ -104,9 +104,11 @@ def runs(setup):
     sig_out = _finish(sig, expect_ok=False)
     interrupted = dict(_manifest(root / "z2_resumed"), returncode=sig.returncode, output=sig_out)
     _finish(resume)
-    _finish(_launch(setup, "z2_resumed", "train.ds_config=zero2"))
+    z2, offload = _launch(setup, "z2_resumed", "train.ds_config=zero2"), _launch(setup, "z3_offload",
+                                                                                  "train.ds_config=zero3_offload")
+    _finish(z2), _finish(offload)
     return {"full": root / "z3_full", "z3": root / "z3_resumed", "z2": root / "z2_resumed",
-            "stopped": stopped, "interrupted": interrupted}
+            "offload": root / "z3_offload", "stopped": stopped, "interrupted": interrupted}
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +146,20 @@ def test_zero3_stop_and_resume_gives_the_same_losses(zero3):
     got = _losses(resumed) + _losses(resumed, "eval_loss")
     assert [s for s, _ in got] == [s for s, _ in expected]
     assert [v for _, v in got] == pytest.approx([v for _, v in expected], abs=1e-6, rel=0)
+
+
+def test_zero3_offload_trains_as_zero3(runs):
+    """``zero3_offload.json``: parameters and optimizer states in CPU memory, the Adam step on the
+    CPU — the same arithmetic, so the same losses as the ZeRO-3 run up to float summation order."""
+    manifest = _manifest(runs["offload"])
+    zero = manifest["ds_config"]["zero_optimization"]
+    assert manifest["status"] == "completed" and manifest["zero_stage"] == 3 and manifest["world_size"] == 2
+    assert zero["offload_optimizer"]["device"] == zero["offload_param"]["device"] == "cpu"
+    expected = _losses(runs["full"]) + _losses(runs["full"], "eval_loss")
+    got = _losses(runs["offload"]) + _losses(runs["offload"], "eval_loss")
+    assert [s for s, _ in got] == [s for s, _ in expected]
+    assert [v for _, v in got] == pytest.approx([v for _, v in expected], abs=1e-4, rel=1e-5)
+    assert (runs["offload"] / "adapter" / "adapter_model.safetensors").is_file()
 
 
 def test_zero3_adapter_is_complete(zero3, setup):

@@ -33,3 +33,23 @@ def tiny_model_dir() -> Path:
         if not (path / "hsd_tiny.json").exists():
             build_tiny(path, seed=0)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_architecture():
+    """A factory: the tiny model's architecture (hsd.models.tiny) in memory, fresh seeded weights,
+    eager attention and the given experts implementation — for gradient comparisons."""
+    import torch
+    from transformers import GptOssForCausalLM
+
+    from hsd.models.fullsize import harmony_tokenizer
+    from hsd.models.tiny import build_config
+
+    config = build_config(harmony_tokenizer())
+
+    def make(experts_implementation: str = "eager"):
+        torch.manual_seed(0)
+        return GptOssForCausalLM._from_config(config, attn_implementation="eager",
+                                              experts_implementation=experts_implementation)
+
+    return make

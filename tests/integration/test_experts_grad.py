@@ -16,30 +16,23 @@ from hsd.inference.fastgen import resolve_experts_implementation
 pytestmark = pytest.mark.integration
 
 
-def _grads(experts: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    from transformers import GptOssConfig, GptOssForCausalLM
-
-    torch.manual_seed(0)
-    config = GptOssConfig(vocab_size=96, hidden_size=32, intermediate_size=24, num_hidden_layers=2,
-                          num_attention_heads=4, num_key_value_heads=2, head_dim=8, num_local_experts=6,
-                          num_experts_per_tok=2, layer_types=["sliding_attention", "full_attention"],
-                          sliding_window=4, tie_word_embeddings=False)
-    model = GptOssForCausalLM._from_config(config, attn_implementation="eager", experts_implementation=experts)
+def _grads(make, experts: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    model = make(experts)
     with torch.no_grad():  # non-zero biases and spread-out routing: every term of the backward matters
         for name, p in model.named_parameters():
             if name.endswith("gate_up_proj_bias"):
                 p.normal_(0, 6.0)  # a share of the pre-activations beyond the gate's clamp limit (7)
             elif name.endswith(("_bias", "router.bias")):
                 p.normal_(0, 0.5)
-    ids = torch.randint(0, 96, (3, 10), generator=torch.Generator().manual_seed(1))
+    ids = torch.randint(0, 600, (3, 40), generator=torch.Generator().manual_seed(1))
     loss = model(input_ids=ids, labels=ids).loss
     loss.backward()
     return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-def test_hsd_experts_gradients_equal_transformers():
-    hsd_loss, hsd = _grads(resolve_experts_implementation(None))
-    ref_loss, ref = _grads("eager")
+def test_hsd_experts_gradients_equal_transformers(tiny_architecture):
+    hsd_loss, hsd = _grads(tiny_architecture, resolve_experts_implementation(None))
+    ref_loss, ref = _grads(tiny_architecture, "eager")
     torch.testing.assert_close(hsd_loss, ref_loss, rtol=1e-5, atol=1e-6)
     assert hsd.keys() == ref.keys()
     assert any("experts.gate_up_proj" in n for n in hsd) and any("router" in n for n in hsd)

@@ -14,15 +14,8 @@ from hsd.models.norm import fuse_rms_norms
 pytestmark = pytest.mark.integration
 
 
-def _model():
-    from transformers import GptOssConfig, GptOssForCausalLM
-
-    torch.manual_seed(0)
-    config = GptOssConfig(vocab_size=96, hidden_size=32, intermediate_size=24, num_hidden_layers=2,
-                          num_attention_heads=4, num_key_value_heads=2, head_dim=8, num_local_experts=4,
-                          num_experts_per_tok=2, layer_types=["sliding_attention", "full_attention"],
-                          sliding_window=4, tie_word_embeddings=False)
-    model = GptOssForCausalLM._from_config(config, attn_implementation="eager", experts_implementation="eager")
+def _model(make):
+    model = make()
     with torch.no_grad():  # norm weights away from 1, so a wrong weight path shows
         for name, p in model.named_parameters():
             if "norm" in name:
@@ -31,20 +24,20 @@ def _model():
 
 
 def _run(model):
-    ids = torch.randint(0, 96, (3, 10), generator=torch.Generator().manual_seed(1))
+    ids = torch.randint(0, 600, (3, 40), generator=torch.Generator().manual_seed(1))
     out = model(input_ids=ids, labels=ids)
     out.loss.backward()
     return out.logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-def test_fused_rms_norm_equals_transformers():
-    ref_logits, ref = _run(_model())
-    fused_model = _model()
+def test_fused_rms_norm_equals_transformers(tiny_architecture):
+    ref_logits, ref = _run(_model(tiny_architecture))
+    fused_model = _model(tiny_architecture)
     assert fuse_rms_norms(fused_model) == 2 * 2 + 1  # two per layer and the final one
     logits, grads = _run(fused_model)
     torch.testing.assert_close(logits, ref_logits, rtol=1e-5, atol=1e-5)
     assert any("norm" in n for n in grads)
     for name in ref:
         torch.testing.assert_close(grads[name], ref[name], rtol=1e-4, atol=1e-6, msg=lambda m, n=name: f"{n}: {m}")
-    untouched = _model()  # the class keeps transformers' forward
+    untouched = _model(tiny_architecture)  # the class keeps transformers' forward
     assert all("forward" not in vars(m) for m in untouched.modules())

@@ -42,7 +42,7 @@ if __name__ == "__main__":
     main(*sys.argv[1:5])
     # The work is done and written. On CPU, interpreter shutdown after DeepSpeed's gloo / shared-
     # memory collectives now and then aborts in a C++ thread destructor ("terminate called
-    # without an active exception", exit -6; seen once in ~15 clean-clone runs), which torchrun
+    # without an active exception", exit -6; seen once in this project's clean-clone runs), which torchrun
     # reports as a failed job. Leave without that shutdown; a crash during the work still fails.
     sys.stdout.flush()
     sys.stderr.flush()

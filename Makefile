@@ -31,6 +31,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	if [ "$(TORCH_SPEC)" != "skip" ]; then $(PY) -m pip install -q "$(TORCH_SPEC)"; fi
 	DS_BUILD_OPS=0 $(PY) -m pip install -q -e '.[test]'
+	$(HSD) model tokenizer  # gpt-oss's tokenizer, rebuilt offline from quicktok-v1 into .cache/ (sha256 checked)
 	touch $@
 
 data: $(STAMP) ## link the prepared dataset from ../shared/data into $HSD_DATA_DIR

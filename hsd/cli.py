@@ -33,6 +33,10 @@ def _model(p: argparse.ArgumentParser) -> None:
     tiny.add_argument("--out", required=True, help="output directory")
     tiny.add_argument("--seed", type=int, default=0)
     tiny.add_argument("--force", action="store_true", help="overwrite an existing directory")
+    tok = sub.add_parser("tokenizer", help="build gpt-oss's tokenizer (o200k_harmony) offline from the installed "
+                                           "quicktok-v1 package into the project cache; prints its directory")
+    tok.add_argument("--cache-dir", default=None, help="cache root (default: $HSD_CACHE_DIR or the project's .cache/)")
+    tok.set_defaults(handler="hsd.models.o200k:main")
 
 
 def _import_legacy(p: argparse.ArgumentParser) -> None:
@@ -117,7 +121,7 @@ def _status(p: argparse.ArgumentParser) -> None:
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]] = {
     "validate": ("run one validation (generate or score) and write metrics", _validate,
                  "hsd.validate:main"),
-    "model": ("model utilities (build the tiny test model)", _model, "hsd.models.tiny:main"),
+    "model": ("model utilities (the tiny test model, gpt-oss's tokenizer)", _model, "hsd.models.tiny:main"),
     "import-legacy": ("re-parse an old pipeline run into an hsd run directory", _import_legacy,
                       "hsd.legacy:main"),
     "data": ("link or copy the prepared dataset into the data directory", _data, "hsd.data.setup:main"),
@@ -156,7 +160,8 @@ def _resolve(target: str) -> Callable[[argparse.Namespace], int | None]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = _resolve(COMMANDS[args.command][2])
+    # A subcommand may name its own handler (set_defaults(handler=...)); else the command's.
+    handler = _resolve(getattr(args, "handler", None) or COMMANDS[args.command][2])
     try:
         code = handler(args)
     except HsdError as exc:

@@ -23,10 +23,16 @@ CONFIG = ROOT / "configs" / "demo.yaml"
 
 
 def ensure_tiny_model(path: Path) -> None:
-    from hsd.models.tiny import build_tiny
+    """Build the tiny model unless this version of it is there; an older one (another tokenizer,
+    say) is replaced — only a directory hsd built (it has ``hsd_tiny.json``) is ever deleted."""
+    import shutil
 
-    if (path / "hsd_tiny.json").exists():
+    from hsd.models.tiny import build_tiny, is_current
+
+    if is_current(path):
         return
+    if (path / "hsd_tiny.json").exists():
+        shutil.rmtree(path)
     print(f"demo: building the tiny model into {path}", flush=True)
     build_tiny(path)
 

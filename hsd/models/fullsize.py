@@ -4,9 +4,9 @@ Benchmarks (``hsd bench``, the GPU training run) need the real model's shapes an
 knowledge; no machine here can download the 13 GB checkpoint, and writing a 39 GiB random
 checkpoint to disk first would take minutes. So ``model.name_or_path: random:gpt-oss-20b``
 builds ``GptOssForCausalLM`` in place on the device (well under a second) and pairs it with
-the tiny model's harmony tokenizer (trained here, special tokens by name): every id it emits
-is a valid row of the 201,088-entry embedding, and prompts render through the real chat
-template. Outputs are meaningless; speed and memory are the real model's.
+gpt-oss's real tokenizer (:mod:`hsd.models.o200k`, one entry per row of the 201,088-row
+embedding), so prompts have the real model's token lengths. Outputs are meaningless; speed and
+memory are the real model's.
 
 Note: ``transformers.GptOssConfig()`` defaults are the 120b model (36 layers, 128 experts);
 the 20b shape is set explicitly below (values from the released ``config.json``).
@@ -100,10 +100,10 @@ def build_random(
 
 @functools.lru_cache(maxsize=1)
 def harmony_tokenizer() -> Any:
-    """The tiny model's harmony BPE tokenizer on its built-in corpus only (deterministic, ~2 s)."""
-    from hsd.models.tiny import build_tokenizer
+    """gpt-oss's real tokenizer (o200k_harmony, 201,088 entries, built offline once; ~2 s to load)."""
+    from hsd.models.o200k import load_tokenizer
 
-    return build_tokenizer([])
+    return load_tokenizer()
 
 
 def random_from_pretrained(what: str, name_or_path: str, **kwargs: Any) -> Any:

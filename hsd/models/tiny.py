@@ -4,11 +4,12 @@ No machine here can download ``openai/gpt-oss-20b``, yet every code path (loader
 template, batched generate, harmony parsing, LoRA, DeepSpeed) must run against the real
 architecture. So this builds ``GptOssForCausalLM`` from a small ``GptOssConfig`` (one
 sliding-window and one full-attention layer, attention sinks, a 4-expert MoE) with random
-weights, plus a byte-level BPE tokenizer trained here with the ``tokenizers`` library on the
-train split and harmony-style text. The tokenizer carries the harmony special tokens and the
-real gpt-oss chat template, so prompts render exactly as for the 20B model.
+weights, paired with gpt-oss's real tokenizer (:mod:`hsd.models.o200k`: o200k_harmony, rebuilt
+offline, 201,088 entries): prompt lengths, truncation, special-token ids and score mode's label
+tokens are the real model's. The vocabulary makes the embedding and the output layer most of
+the model's ~26M parameters; the hidden size stays 64 so the test suite stays fast.
 
-The result is deterministic for a given seed and corpus, and loads with
+The result is deterministic for a given seed and loads with
 ``AutoModelForCausalLM.from_pretrained`` / ``AutoTokenizer.from_pretrained`` offline.
 """
 
@@ -17,95 +18,27 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from hsd.errors import ModelError
+from hsd.models import o200k
 from hsd.runs import publish_dir
 
-# Bump when the architecture, tokenizer recipe or corpus changes: test caches key on it.
-TINY_VERSION = "2"  # 2: hsd's own harmony chat template
+# Bump when the architecture or tokenizer changes: test caches and the demo key on it.
+TINY_VERSION = "3"  # 2: hsd's own harmony chat template; 3: gpt-oss's real tokenizer
 
-# The harmony special tokens (names as in the real tokenizer_config.json). Their ids differ
-# from the real model's (200002, ...) — code must look ids up by name, never hard-code them.
-BOS, PAD = "<|startoftext|>", "<|endoftext|>"
-RETURN, CALL = "<|return|>", "<|call|>"
+# The harmony special tokens (names as in the real tokenizer_config.json), looked up by name.
+BOS, PAD = o200k.BOS, o200k.PAD
+RETURN, CALL = o200k.EOS, "<|call|>"
 HARMONY_TOKENS = (
     BOS, PAD, RETURN, "<|constrain|>", "<|channel|>", "<|start|>", "<|end|>", "<|message|>",
     CALL, "<|endofprompt|>",
 )
 
-VOCAB_SIZE = 3000  # large enough that words are mostly one or two tokens; small model
-_TEMPLATE = Path(__file__).with_name("harmony_chat_template.jinja")
 
-# Text of the kinds the tokenizer will see at run time besides the dataset: prompt
-# boilerplate, harmony headers and the JSON answers the parser reads.
-_BUILTIN_CORPUS = (
-    "You are ChatGPT, a large language model trained by OpenAI.",
-    "Knowledge cutoff: 2024-06\nCurrent date: 2025-08-05\n\nReasoning: low\n\n"
-    "# Valid channels: analysis, commentary, final. Channel must be included for every message.",
-    "# Instructions\n\nYou are a content moderator. Classify the text as hate or normal.",
-    "Hate speech attacks or demeans people because of a protected characteristic such as "
-    "sexual orientation, gender identity, ethnicity, national origin or religion.",
-    "Target groups: lgbtq, mexican, middle_east. Respond only with JSON.",
-    'Text: "example"\nAnswer with {"classification": "hate" or "normal", "rationale": "..."}',
-    '{"classification": "hate", "rationale": "The text demeans a group."}',
-    '{"classification": "normal", "rationale": "The text does not attack a group."}',
-    "<|start|>assistant<|channel|>analysis<|message|>We need to classify the text.<|end|>"
-    '<|start|>assistant<|channel|>final<|message|>{"classification": "normal"}<|return|>',
-    "analysis We need to decide whether the statement is hateful. assistantfinal",
-    "assistantcommentary to=final json",
-)
-
-
-def _train_texts() -> list[str]:
-    """Train-split texts from the data directory (hsd.data: data.dir / $HSD_DATA_DIR / ./data),
-    else from ../shared/data beside the repository, else none: the built-in corpus suffices."""
-    from hsd.data import load_split, resolve_data_dir
-    from hsd.errors import DataError
-
-    shared = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-    for root in (resolve_data_dir(None), shared):
-        try:
-            return [s.text for s in load_split(root, "train", drop_empty_text=True)]
-        except DataError:
-            continue
-    return []
-
-
-def _corpus(texts: list[str]) -> Iterator[str]:
-    # The built-in lines are repeated so their words earn merges even next to 3.6k dataset rows.
-    for _ in range(20):
-        yield from _BUILTIN_CORPUS
-    yield from texts
-
-
-def build_tokenizer(texts: list[str]) -> Any:
-    """A byte-level BPE (any text round-trips) with the harmony specials and chat template."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE,
-        min_frequency=2,
-        special_tokens=list(HARMONY_TOKENS),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(_corpus(texts), trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token=BOS,
-        eos_token=RETURN,
-        pad_token=PAD,
-        additional_special_tokens=[t for t in HARMONY_TOKENS if t not in (BOS, RETURN, PAD)],
-        clean_up_tokenization_spaces=False,
-        model_max_length=131072,
-    )
-    fast.chat_template = _TEMPLATE.read_text(encoding="utf-8")
-    return fast
+def build_tokenizer() -> Any:
+    """gpt-oss's tokenizer with hsd's harmony chat template (built once into the project cache)."""
+    return o200k.load_tokenizer()
 
 
 def build_config(tokenizer: Any) -> Any:
@@ -114,7 +47,7 @@ def build_config(tokenizer: Any) -> Any:
 
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in HARMONY_TOKENS}
     return GptOssConfig(
-        vocab_size=len(tokenizer),
+        vocab_size=o200k.VOCAB_SIZE,  # gpt-oss's embedding rows, = len(tokenizer)
         hidden_size=64,
         intermediate_size=64,
         num_hidden_layers=2,
@@ -142,8 +75,7 @@ def build_tiny(out_dir: str | Path, seed: int = 0) -> Path:
     from transformers import GenerationConfig, GptOssForCausalLM
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    texts = _train_texts()
-    tokenizer = build_tokenizer(texts)
+    tokenizer = build_tokenizer()
     config = build_config(tokenizer)
     torch.manual_seed(seed)
     model = GptOssForCausalLM(config).to(torch.float32).eval()
@@ -158,10 +90,18 @@ def build_tiny(out_dir: str | Path, seed: int = 0) -> Path:
     with publish_dir(out) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        stamp = {"tiny_version": TINY_VERSION, "seed": seed, "train_texts": len(texts),
+        stamp = {"tiny_version": TINY_VERSION, "seed": seed, "tokenizer": f"o200k_harmony-v{o200k.RECIPE_VERSION}",
                  "parameters": sum(p.numel() for p in model.parameters())}
         (tmp / "hsd_tiny.json").write_text(json.dumps(stamp, indent=2) + "\n")
     return out
+
+
+def is_current(path: Path) -> bool:
+    """A tiny model of this ``TINY_VERSION`` is at ``path`` (an older one has another tokenizer)."""
+    try:
+        return json.loads((path / "hsd_tiny.json").read_text())["tiny_version"] == TINY_VERSION
+    except (OSError, ValueError, KeyError):
+        return False
 
 
 def main(args: Any) -> int:

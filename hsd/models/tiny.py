@@ -89,7 +89,7 @@ def build_tiny(out_dir: str | Path, seed: int = 0) -> Path:
     )
     with publish_dir(out) as tmp:
         model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        o200k.save_tokenizer(tokenizer, tmp)
         stamp = {"tiny_version": TINY_VERSION, "seed": seed, "tokenizer": f"o200k_harmony-v{o200k.RECIPE_VERSION}",
                  "parameters": sum(p.numel() for p in model.parameters())}
         (tmp / "hsd_tiny.json").write_text(json.dumps(stamp, indent=2) + "\n")

@@ -27,6 +27,7 @@ def test_architecture_and_files(tiny_model_dir, loaded):
     assert type(model).__name__ == "GptOssForCausalLM"
     cfg = model.config
     assert cfg.layer_types == ["sliding_attention", "full_attention"]
+    assert cfg.vocab_size == len(tok) == 201_088 and model.get_input_embeddings().weight.shape[0] == 201_088
     assert (cfg.num_local_experts, cfg.num_experts_per_tok) == (4, 2)
     assert model.dtype == torch.float32 and not model.training
     assert json.loads((tiny_model_dir / "hsd_tiny.json").read_text())["tiny_version"] == TINY_VERSION
@@ -45,6 +46,23 @@ def test_harmony_tokens_are_single_and_kept_in_decoding(loaded):
     assert tok.decode(ids, skip_special_tokens=False) == answer
     # Stripped, it reads like the real model's stripped output.
     assert tok.decode(ids, skip_special_tokens=True) == 'analysisthinkassistantfinal{"classification": "hate"}'
+
+
+def test_its_tokenizer_is_gpt_oss_s(loaded, monkeypatch):
+    """The saved tokenizer is hsd.models.o200k's (checked against openai-harmony in
+    tests/unit/test_harmony_oracle.py), and encodes as openai-harmony does."""
+    import openai_harmony as oh
+
+    from hsd.models import o200k
+
+    _, tok = loaded
+    built = o200k.load_tokenizer()
+    assert tok.backend_tokenizer.to_str() == built.backend_tokenizer.to_str()
+    assert tok.chat_template == built.chat_template
+    monkeypatch.setenv("TIKTOKEN_ENCODINGS_BASE", str(o200k.ensure_built()))
+    enc = oh.load_harmony_encoding(oh.HarmonyEncodingName.HARMONY_GPT_OSS)
+    text = '<|start|>user<|message|>¿Qué? 😀 they\'re "all" the same<|end|><|start|>assistant'
+    assert tok(text, add_special_tokens=False).input_ids == enc.encode(text, allowed_special="all")
 
 
 def test_chat_template_is_harmony(loaded):

@@ -73,6 +73,8 @@ class ParseStatus(str, Enum):
     invalid_label                     a final answer whose label is not hate/normal
     unparsable_final                  a final answer (or answer-shaped response) with no readable label
     legacy_unknown                    ``--keep-predictions``: the old label was not hate/normal
+    legacy_unreadable_row             ``hsd import-legacy``: the old jsonl line is not JSON (cut off
+                                      mid-write); its text and true label were salvaged
     ================================  ============================================================
     """
 
@@ -89,6 +91,7 @@ class ParseStatus(str, Enum):
     INVALID_LABEL = "invalid_label"
     UNPARSABLE_FINAL = "unparsable_final"
     LEGACY_UNKNOWN = "legacy_unknown"
+    LEGACY_UNREADABLE_ROW = "legacy_unreadable_row"
 
     @property
     def ok(self) -> bool:
@@ -112,6 +115,7 @@ STATUS_MEANINGS: dict[str, str] = {
     "invalid_label": "a final answer whose label is not hate/normal",
     "unparsable_final": "a final answer with no readable label",
     "legacy_unknown": "the old pipeline's label was not hate/normal",
+    "legacy_unreadable_row": "an old jsonl line that is not JSON (text and true label salvaged)",
 }
 
 
@@ -158,13 +162,13 @@ def parse_response(text: Any, stop_reason: Optional[str] = None,
     """
     del new_tokens  # truncation is decided by the stop reason alone
     try:
-        return _parse(_as_text(text), stop_reason if stop_reason in STOP_REASONS else None)
+        return _parse(response_text(text)[-_MAX_TEXT:], stop_reason if stop_reason in STOP_REASONS else None)
     except Exception:  # noqa: BLE001 - the last guard: a bad response must never stop a run
         return ParseResult(UNKNOWN, None, ParseStatus.UNPARSABLE_FINAL.value)
 
 
-def _as_text(value: Any) -> str:
-    """Whatever an old record holds as its response, as text ("" for none)."""
+def response_text(value: Any) -> str:
+    """Whatever an old record holds as its response, as text ("" for none; JSON for an object)."""
     if value is None:
         return ""
     if isinstance(value, bytes):
@@ -174,7 +178,7 @@ def _as_text(value: Any) -> str:
             value = json.dumps(value, ensure_ascii=False, default=str)
         except (TypeError, ValueError, RecursionError):
             value = repr(value)
-    return value[-_MAX_TEXT:]
+    return value
 
 
 def _parse(text: str, stop_reason: Optional[str]) -> ParseResult:

@@ -37,12 +37,15 @@ a documented heuristic; see the status table.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Optional
 
 from hsd.answer_reader import Reading, read_answer, strip_special
+
+log = logging.getLogger("hsd.parsing")
 
 
 class ParseStatus(str, Enum):
@@ -71,7 +74,10 @@ class ParseStatus(str, Enum):
     no_final_answer                   generation stopped by itself (a stop token), or every message
                                       ended, yet none is a final answer
     invalid_label                     a final answer whose label is not hate/normal
-    unparsable_final                  a final answer (or answer-shaped response) with no readable label
+    unparsable_final                  a final answer (or answer-shaped response) with no readable label;
+                                      with stop reason ``length`` this is ``no_final_answer_truncated``
+    parser_error                      the parser itself failed (a bug to report; the run goes on);
+                                      the adversarial tests assert it never happens
     legacy_unknown                    ``--keep-predictions``: the old label was not hate/normal
     legacy_unreadable_row             ``hsd import-legacy``: the old jsonl line is not JSON (cut off
                                       mid-write); its text and true label were salvaged
@@ -90,6 +96,7 @@ class ParseStatus(str, Enum):
     NO_FINAL_ANSWER = "no_final_answer"
     INVALID_LABEL = "invalid_label"
     UNPARSABLE_FINAL = "unparsable_final"
+    PARSER_ERROR = "parser_error"
     LEGACY_UNKNOWN = "legacy_unknown"
     LEGACY_UNREADABLE_ROW = "legacy_unreadable_row"
 
@@ -114,6 +121,7 @@ STATUS_MEANINGS: dict[str, str] = {
     "no_final_answer": "stopped by itself without a final answer",
     "invalid_label": "a final answer whose label is not hate/normal",
     "unparsable_final": "a final answer with no readable label",
+    "parser_error": "the parser failed on this response (a bug: report it)",
     "legacy_unknown": "the old pipeline's label was not hate/normal",
     "legacy_unreadable_row": "an old jsonl line that is not JSON (text and true label salvaged)",
 }
@@ -146,7 +154,7 @@ _FINAL_MARKERS: tuple[tuple[re.Pattern[str], ParseStatus], ...] = (
 # (never the analysis channel's name) before an object, a fence or a "classification:" key.
 _JUNK = r"[^A-Za-z{`]{0,16}"
 _ANSWER_START = re.compile(
-    rf"\A{_JUNK}(?:(?!analysis\b)(?P<word>[A-Za-z]{{1,12}})[ \t]*(?:json[ \t]*)?)?(?=[{{`])", re.I)
+    rf"\A{_JUNK}(?:(?!analysis)(?P<word>[A-Za-z]{{1,12}})[ \t]*(?:json[ \t]*)?)?(?=[{{`])", re.I)
 _KEY_START = re.compile(rf"\A(?P<junk>{_JUNK})[\"']?(?:classification|label|prediction)\b[\"']?\s*[:=]", re.I)
 _BARE_LABEL = re.compile(r"\A[\s\"'`]*(?:hate|normal)[\s\"'`.]*\Z", re.I)
 _MAX_TEXT = 1_000_000  # longer responses are read from their last million characters
@@ -163,8 +171,9 @@ def parse_response(text: Any, stop_reason: Optional[str] = None,
     del new_tokens  # truncation is decided by the stop reason alone
     try:
         return _parse(response_text(text)[-_MAX_TEXT:], stop_reason if stop_reason in STOP_REASONS else None)
-    except Exception:  # noqa: BLE001 - the last guard: a bad response must never stop a run
-        return ParseResult(UNKNOWN, None, ParseStatus.UNPARSABLE_FINAL.value)
+    except Exception as exc:  # noqa: BLE001 - the last guard: a bad response must never stop a run
+        log.warning("parser error on a response (%s: %s); recorded as parser_error", type(exc).__name__, exc)
+        return ParseResult(UNKNOWN, None, ParseStatus.PARSER_ERROR.value)
 
 
 def response_text(value: Any) -> str:
@@ -187,7 +196,7 @@ def _parse(text: str, stop_reason: Optional[str]) -> ParseResult:
     found = _last_final(text)
     if found is not None:
         answer, status = found
-        return _result(read_answer(answer), status)
+        return _result(read_answer(answer), status, stop_reason)
     bare = strip_special(text).strip()
     start = _ANSWER_START.match(bare)
     key = _KEY_START.match(bare)
@@ -195,7 +204,7 @@ def _parse(text: str, stop_reason: Optional[str]) -> ParseResult:
         clean = (start and not start.group(0).strip()) or (key and not key.group("junk").strip())
         reading = read_answer(bare)
         direct = ParseStatus.OK_JSON if bare.startswith(("{", "`")) else ParseStatus.OK_PLAIN_TEXT
-        return _result(reading, direct if clean or _BARE_LABEL.match(bare) else ParseStatus.OK_UNFRAMED)
+        return _result(reading, direct if clean or _BARE_LABEL.match(bare) else ParseStatus.OK_UNFRAMED, stop_reason)
     return ParseResult(UNKNOWN, None, _no_final_status(text, stop_reason).value)
 
 
@@ -213,10 +222,11 @@ def _last_final(text: str) -> Optional[tuple[str, ParseStatus]]:
     return text[start: end.start()] if end else text[start:], status
 
 
-def _result(reading: Reading, where: ParseStatus) -> ParseResult:
+def _result(reading: Reading, where: ParseStatus, stop_reason: Optional[str]) -> ParseResult:
     """A reading's label and status; a repaired reading of a direct answer counts as unframed."""
-    if reading.label is None:
-        return ParseResult(UNKNOWN, None, ParseStatus.UNPARSABLE_FINAL.value)
+    if reading.label is None:  # an answer begun, then cut by the token limit before its label: truncated
+        status = ParseStatus.NO_FINAL_ANSWER_TRUNCATED if stop_reason == "length" else ParseStatus.UNPARSABLE_FINAL
+        return ParseResult(UNKNOWN, None, status.value)
     label = reading.label.strip().lower()
     if label not in VALID_LABELS:
         return ParseResult(UNKNOWN, reading.rationale, ParseStatus.INVALID_LABEL.value)

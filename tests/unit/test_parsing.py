@@ -171,6 +171,10 @@ def test_reasoning_only_stays_unknown(text):
 def test_truncated_only_when_generation_hit_the_length_limit(stop_reason, status):
     cut = "<|channel|>analysis<|message|>So classification: hate. Provide"
     assert parse_response(cut, stop_reason=stop_reason, new_tokens=512).status == status
+    # an answer cut off before its label: truncated when the limit cut it, else an unreadable answer
+    begun = f'{K_FINAL}{{"classif'
+    want = TRUNCATED if stop_reason == "length" else ParseStatus.UNPARSABLE_FINAL.value
+    assert parse_response(begun, stop_reason=stop_reason).status == want
     # an answer cut off after its label is still an answer
     assert parse_response(f'{K_FINAL}{{"classification":"hate","ration', stop_reason=stop_reason).status == OK_FINAL
 

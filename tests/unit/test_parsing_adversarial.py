@@ -36,7 +36,7 @@ stop_reasons = st.sampled_from((None, *STOP_REASONS, "bogus"))
 def _check(result) -> None:
     """Every result is well formed: a known label, a documented status, ok exactly when labelled."""
     assert result.label in ("hate", "normal", "unknown")
-    assert result.status in STATUSES
+    assert result.status in STATUSES and result.status != ParseStatus.PARSER_ERROR.value
     assert result.status.startswith("ok") == (result.label != "unknown")
     assert result.rationale is None or isinstance(result.rationale, str)
 

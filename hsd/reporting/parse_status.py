@@ -29,6 +29,22 @@ def status_rows(counts: Mapping[str, int]) -> list[list[str]]:
             for status in sorted(counts, key=key)]
 
 
+def comparison_rows(counts_by_run: Mapping[str, Mapping[str, int]]) -> list[list[str]]:
+    """One row per status seen in any run, a "count (share)" cell per run: did fine-tuning break the format?"""
+    seen: dict[str, int] = {}
+    for counts in counts_by_run.values():
+        for status, n in counts.items():
+            seen[status] = seen.get(status, 0) + n
+    rows = []
+    for row in status_rows(seen):
+        cells = []
+        for counts in counts_by_run.values():
+            total, n = sum(counts.values()), counts.get(row[0], 0)
+            cells.append(f"{n} ({100 * n / total:.1f}%)" if total else "n/a")
+        rows.append([row[0], *cells, row[4]])
+    return rows
+
+
 def summary(counts: Mapping[str, int]) -> str:
     """Readable, repaired and cut-off counts in one sentence."""
     total = sum(counts.values())

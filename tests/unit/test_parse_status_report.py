@@ -6,7 +6,7 @@ from collections import Counter
 
 from hsd.parsing import ParseStatus
 from hsd.records import Record
-from hsd.reporting.parse_status import HEADERS, status_rows, summary, text_table
+from hsd.reporting.parse_status import HEADERS, comparison_rows, status_rows, summary, text_table
 from hsd.reporting.seed_files import write_outputs
 
 STATUSES = (["ok_final_channel"] * 6 + ["ok_unframed"] * 3 + ["no_final_answer_truncated"] * 2
@@ -47,3 +47,12 @@ def test_evaluation_report_gains_the_table_and_keeps_its_content(tmp_path):
     assert lines[6].split()[:4] == ["ok_final_channel", "6", "42.9%", "yes"]
     assert lines[9].split()[:4] == [ParseStatus.NO_FINAL_ANSWER_TRUNCATED.value, "2", "14.3%", "no"]
     assert text_table(Counter(STATUSES))[1:] == lines[5:12]
+
+
+def test_comparison_rows_put_the_runs_side_by_side():
+    rows = comparison_rows({"baseline": {"ok_stripped_final": 8, "no_final_answer_truncated": 2},
+                            "finetuned": {"ok_unframed": 3, "ok_stripped_final": 7}})
+    assert [r[:3] for r in rows] == [["ok_stripped_final", "8 (80.0%)", "7 (70.0%)"],
+                                     ["ok_unframed", "0 (0.0%)", "3 (30.0%)"],
+                                     ["no_final_answer_truncated", "2 (20.0%)", "0 (0.0%)"]]
+    assert rows[1][3].startswith("an answer with a broken frame")

@@ -154,8 +154,12 @@ _FINAL_MARKERS: tuple[tuple[re.Pattern[str], ParseStatus], ...] = (
 # (never the analysis channel's name) before an object, a fence or a "classification:" key.
 _JUNK = r"[^A-Za-z{`]{0,16}"
 _ANSWER_START = re.compile(
-    rf"\A{_JUNK}(?:(?!analysis)(?P<word>[A-Za-z]{{1,12}})[ \t]*(?:json[ \t]*)?)?(?=[{{`])", re.I)
-_KEY_START = re.compile(rf"\A(?P<junk>{_JUNK})[\"']?(?:classification|label|prediction)\b[\"']?\s*[:=]", re.I)
+    rf"\A{_JUNK}(?:(?!analysis)(?P<word>[A-Za-z]{{1,12}})[^A-Za-z{{`]{{0,6}}(?:json[^A-Za-z{{`]{{0,3}})?)?(?=[{{`])", re.I)
+# Before a plain "classification:" only a word of the frame may stand: reasoning such as
+# "So classification: hate. Provide" must not become an answer.
+_FRAME_WORD = r"(?:final|name|assistant|answer|output|response|json)[^A-Za-z]{0,6}"
+_KEY_START = re.compile(
+    rf"\A(?P<junk>{_JUNK}(?:{_FRAME_WORD})?)[\"']?(?:classification|label|prediction)\b[\"']?\s*[:=]", re.I)
 _BARE_LABEL = re.compile(r"\A[\s\"'`]*(?:hate|normal)[\s\"'`.]*\Z", re.I)
 _MAX_TEXT = 1_000_000  # longer responses are read from their last million characters
 
@@ -227,7 +231,7 @@ def _result(reading: Reading, where: ParseStatus, stop_reason: Optional[str]) ->
     if reading.label is None:  # an answer begun, then cut by the token limit before its label: truncated
         status = ParseStatus.NO_FINAL_ANSWER_TRUNCATED if stop_reason == "length" else ParseStatus.UNPARSABLE_FINAL
         return ParseResult(UNKNOWN, None, status.value)
-    label = reading.label.strip().lower()
+    label = reading.label.strip().strip(".,;:!'\"`").lower()  # "hate." is hate
     if label not in VALID_LABELS:
         return ParseResult(UNKNOWN, reading.rationale, ParseStatus.INVALID_LABEL.value)
     if reading.repaired and where in (ParseStatus.OK_JSON, ParseStatus.OK_PLAIN_TEXT):

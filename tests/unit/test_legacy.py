@@ -143,7 +143,7 @@ ANY_RESPONSE = [
     (42, "unknown", "no_final_answer_likely_truncated"),
     (["hate"], "unknown", "no_final_answer_likely_truncated"),
     ("{" * 50_000, "unknown", "unparsable_final"),
-    ("\x00final\x00{\ud800", "unknown", "no_final_answer_likely_truncated"),
+    ("\x00final\x00{\ud800", "unknown", "unparsable_final"),
     (MISSING, "unknown", "empty"),
 ]
 

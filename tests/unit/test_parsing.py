@@ -67,6 +67,7 @@ CASES = [
     ("json-single-quotes", "{'classification': 'hate', 'rationale': 'demeaning'}", "hate", OK_JSON),
     ("json-single-quotes-apostrophe", "{'classification': 'normal', 'rationale': 'it's fine'}", "normal", OK_JSON),
     ("json-upper-case", '{"Classification": "HATE"}', "hate", OK_JSON),
+    ("json-label-punctuation", '{"classification": "Normal."}', "normal", OK_JSON),
     ("plain-text", "classification: hate", "hate", OK_TEXT),
     ("plain-text-rationale", "Classification: NORMAL\nRationale: neutral", "normal", OK_TEXT),
     ("bare-label", "Hate", "hate", OK_TEXT),
@@ -123,6 +124,11 @@ BROKEN_FRAME = [
     ("doubled-braces-junk", f'",final{{{NORMAL_BODY}}}', "normal", "a neutral remark"),
     ("doubled-braces-trailing-newline", f"{{{NORMAL_BODY}}}\n", "normal", "a neutral remark"),
     ("kept-tokens-junk", f'<|channel|>",final{HATE_BODY}<|return|>', "hate", "slur against a group"),
+    ("key-colon-object", f'"final": {HATE_BODY}', "hate", "slur against a group"),
+    ("word-equals-object", f"answer={NORMAL_BODY}", "normal", "a neutral remark"),
+    ("role-without-channel", f"<|start|>assistant<|message|>{HATE_BODY}<|return|>", "hate", "slur against a group"),
+    ("frame-word-key-value", "final\nClassification: normal\nRationale: a neutral remark", "normal", "a neutral remark"),
+    ("junk-key-value", '",classification: hate', "hate", None),
 ]
 
 
@@ -154,6 +160,8 @@ REASONING_ONLY = [
     "<|channel|>analysis<|message|>classification: hate",
     "We need to classify. final{\"classification\": \"hate\"} would be",
     "The user wants a classification: hate or normal. Let's",
+    "So classification: hate. Provide rationale",
+    "We classification: hate",
 ]
 
 

@@ -119,12 +119,14 @@ class DeepSpeedBackend(Backend):
         return [self._output(ids, int(n)) for ids, n in zip(new, lens)]
 
     def _output(self, ids: list[int], prompt_tokens: int) -> Output:
+        stop_reason = "length"  # no stop token: max_new_tokens ended it
         for i, tok in enumerate(ids):  # up to and including the first stop token
             if tok in self.stop_ids:
-                ids = ids[: i + 1]
+                ids, stop_reason = ids[: i + 1], "stop"
                 break
         text = self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
-        return Output(text=text, prompt_tokens=prompt_tokens, new_tokens=len(ids))
+        return Output(text=text, prompt_tokens=prompt_tokens, new_tokens=len(ids),
+                      stop_reason=stop_reason)
 
 
 def _distributed() -> bool:

@@ -86,12 +86,14 @@ class HFBackend(Backend):
 
     def _output(self, ids: list[int], prompt_tokens: int) -> Output:
         # Up to and including the first stop token; what follows is padding added after it.
+        stop_reason = "length"  # no stop token: max_new_tokens ended it
         for i, tok in enumerate(ids):
             if tok in self.stop_ids:
-                ids = ids[: i + 1]
+                ids, stop_reason = ids[: i + 1], "stop"
                 break
         text = self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
-        return Output(text=text, prompt_tokens=int(prompt_tokens), new_tokens=len(ids))
+        return Output(text=text, prompt_tokens=int(prompt_tokens), new_tokens=len(ids),
+                      stop_reason=stop_reason)
 
 
 def _stop_ids(tokenizer: Any) -> list[int]:

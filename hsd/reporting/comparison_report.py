@@ -8,6 +8,7 @@ from typing import Any, Mapping
 from hsd.reporting import plots
 from hsd.reporting.document import Bullets, Document, Figure, Heading, Paragraph, Table
 from hsd.reporting.fmt import interval, pct, rate_interval
+from hsd.reporting.parse_status import comparison_rows
 from hsd.reporting.run_report import METRIC_HEADERS, REFERENCE_IN_PLOTS, method_notes, metric_row
 
 DELTA_LABELS = {"accuracy": "accuracy", "f1": "F1", "mcc": "MCC", "eod": "EO difference",
@@ -24,6 +25,14 @@ def _runs(comp: Mapping[str, Any]) -> list:
                       f"`run - {comp['runs'][0]['info']['name']}` with paired-bootstrap intervals."),
             Heading("Runs"),
             Table(["run", "role", "strategy", "template", "model", "samples", "unknown"], rows), *extra]
+
+
+def _statuses(comp: Mapping[str, Any]) -> list:
+    counts = {r["info"]["name"]: r["metrics"]["parse_status_counts"] for r in comp["runs"]}
+    return [Heading("Parse status"),
+            Table(["parse status", *counts, "meaning"], comparison_rows(counts),
+                  caption="Samples per parse status in each run: ok_unframed counts answers whose harmony frame "
+                          "was broken, no_final_answer_truncated those cut at the token limit")]
 
 
 def _metrics(comp: Mapping[str, Any], plot_dir: Path) -> list:
@@ -109,5 +118,6 @@ def build(comp: Mapping[str, Any], out_dir: Path) -> Document:
     names = " vs ".join(r["info"]["name"] for r in comp["runs"])
     doc = Document(f"hsd comparison: {names}")
     doc.add(*_runs(comp), *_criterion(comp), *_metrics(comp, plot_dir), *_deltas(comp, plot_dir),
-            *_groups(comp, plot_dir), *_pictures(comp, plot_dir), *method_notes(comp["bootstrap"]))
+            *_groups(comp, plot_dir), *_statuses(comp), *_pictures(comp, plot_dir),
+            *method_notes(comp["bootstrap"]))
     return doc

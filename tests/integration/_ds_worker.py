@@ -27,7 +27,7 @@ def main(model_dir: str, mode: str, prompts_file: str, out_dir: str) -> None:
         idx = mine[start:start + 2]
         batch = [prompts[i] for i in idx]
         outs = backend.score(batch) if mode == "score" else backend.generate(batch, settings)
-        results.update({i: [o.text, o.p_hate] for i, o in zip(idx, outs)})
+        results.update({i: [o.text, o.p_hate, o.new_tokens, o.stop_reason] for i, o in zip(idx, outs)})
     backend.finish()
     params = list(backend.model.parameters())
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:

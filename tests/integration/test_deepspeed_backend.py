@@ -73,4 +73,6 @@ def test_two_ranks_equal_the_single_process_reference(tiny_model_dir, tmp_path, 
         assert [got[i][1] for i in range(len(ps))] == pytest.approx(ref, abs=1e-5)
     else:
         s = GenerationSettings(max_new_tokens=12, temperature=0.0, top_p=1.0)
-        assert [got[i][0] for i in range(len(ps))] == [o.text for o in ref_backend.generate(ps, s)]
+        want = [[o.text, o.new_tokens, o.stop_reason] for o in ref_backend.generate(ps, s)]
+        assert [[got[i][0], *got[i][2:]] for i in range(len(ps))] == want
+        assert all(w[2] == ("stop" if w[0].endswith(("<|return|>", "<|call|>")) else "length") for w in want)

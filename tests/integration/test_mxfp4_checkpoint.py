@@ -2,7 +2,8 @@
 
 The MXFP4 directory holds the same seed-0 weights as ``tiny_model_dir``; so every check here
 compares with the originals: transformers' own dequantization gives them back within MXFP4's
-rounding; ``hsd validate`` runs on it and its manifest says who dequantized; ``hsd train``
+rounding; ``hsd validate`` runs on it and its manifest says who dequantized; the deepspeed
+backend loads it partitioned and scores as the hf backend does; ``hsd train``
 under ZeRO-3 on 2 gloo ranks loads it partitioned (no rank ever holds it whole) with the same
 values as transformers' dequantization; ``hsd merge`` of that adapter gives a dense model with
 the trained model's hold-out loss.
@@ -22,6 +23,7 @@ from safetensors import safe_open
 from _validate_helpers import N_SAMPLES, hsd_env, merged_records, write_config
 from hsd.cli import main as hsd
 from hsd.models.mxfp4 import pack_expert, unpack_expert
+from test_deepspeed_backend import prompts, run_ranks
 from test_train import REPO, SETTINGS, _env, _finish, _launch, _manifest, setup  # noqa: F401 - setup: a fixture
 
 pytestmark = pytest.mark.integration
@@ -87,6 +89,25 @@ def test_validate_records_that_transformers_dequantized(tmp_path, tiny_mxfp4_dir
     assert manifest["status"] == "complete" and len(merged_records(run_dir)) == N_SAMPLES
     assert manifest["mxfp4_load"] == {"checkpoint_format": "mxfp4", "experts_loaded_as": "float32",
                                       "dequantized_by": "transformers", "reason": "not a CUDA device"}
+
+
+def test_deepspeed_backend_loads_it_partitioned(tiny_mxfp4_dir, tmp_path):
+    """The sharded inference backend (ZeRO-3, 2 ranks) on the MXFP4 checkpoint: half the
+    parameters per rank, and P(hate) equal to the hf backend's on transformers' dequantization."""
+    from hsd.config import from_dict
+    from hsd.inference import get_backend
+    from hsd.models.loader import load_tokenizer
+
+    cfg = from_dict({"model": {"name_or_path": str(tiny_mxfp4_dir)}, "inference": {"static_cache": False}})
+    tok = load_tokenizer(cfg.model)
+    ps = prompts(tok, score=True)
+    (tmp_path / "prompts.json").write_text(json.dumps(ps))
+    ranks = run_ranks(tiny_mxfp4_dir, "score", tmp_path / "prompts.json")
+    for r in ranks:
+        assert 0.45 < r["partition_numel"] / r["full_numel"] < 0.55
+    got = {int(i): v[1] for r in ranks for i, v in r["results"].items()}
+    ref = [o.p_hate for o in get_backend("hf")(cfg, "cpu", 0, tok).score(ps)]
+    assert [got[i] for i in range(len(ps))] == pytest.approx(ref, abs=1e-5)
 
 
 @pytest.fixture(scope="module")

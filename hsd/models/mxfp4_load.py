@@ -66,6 +66,7 @@ def load(loader: Any, source: str, kwargs: dict[str, Any], allow_kernels: bool) 
     if is_deepspeed_zero3_enabled():
         model = _load_zero3(loader, source, kwargs)
         return _record(model, source, "hsd", "DeepSpeed ZeRO-3: partitioned as it loads")
+    _check_before_transformers(loader, source, kwargs.get("trust_remote_code", False))
     device = str(next(iter((kwargs.get("device_map") or {"": "cpu"}).values())))
     usable, why_not = kernels_usable(device) if allow_kernels else (False, "training or merging needs dense weights")
     model = loader.from_pretrained(source, quantization_config=Mxfp4Config(dequantize=not usable), **kwargs)
@@ -99,16 +100,34 @@ def _record(model: Any, source: str, dequantized_by: str | None, reason: str) ->
     return model
 
 
+def _dense_config(source: str, trust_remote_code: bool) -> Any:
+    """The checkpoint's config without ``quantization_config``: the architecture the weights become."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+    del config.quantization_config
+    return config
+
+
+def _check_before_transformers(loader: Any, source: str, trust_remote_code: bool) -> None:
+    """A checkpoint missing a tensor makes transformers fail deep in its weight conversion (or
+    initialise the tensor at random); check names and shapes against a meta-device skeleton first."""
+    import torch
+
+    with torch.device("meta"):
+        skeleton = loader.from_config(_dense_config(source, trust_remote_code), trust_remote_code=trust_remote_code)
+    files = _checkpoint_files(source)
+    _check_against(dict(skeleton.named_parameters()), _headers(files)[1], files[0].parent)
+
+
 def _load_zero3(loader: Any, source: str, kwargs: dict[str, Any]) -> Any:
     """The dense model built under ``zero.Init`` (transformers' ``from_config`` does so while a
     ZeRO-3 config is active), then filled parameter by parameter from the checkpoint."""
-    from transformers import AutoConfig, GenerationConfig
+    from transformers import GenerationConfig
 
     trust = kwargs.get("trust_remote_code", False)
-    config = AutoConfig.from_pretrained(source, trust_remote_code=trust)
-    del config.quantization_config  # the same architecture, dense: what the weights become
     build = {k: v for k, v in kwargs.items() if k in ("dtype", "attn_implementation", "experts_implementation")}
-    model = loader.from_config(config, trust_remote_code=trust, **build)
+    model = loader.from_config(_dense_config(source, trust), trust_remote_code=trust, **build)
     _stream_weights(model, _checkpoint_files(source))
     model.config.name_or_path = source  # peft records it as the adapter's base model
     try:
@@ -142,13 +161,8 @@ def _stream_weights(model: Any, files: list[Path]) -> None:
     """
     import deepspeed
     import torch.distributed as dist
-    from safetensors import safe_open
 
-    handles, shapes = {}, {}
-    for file in files:
-        with safe_open(str(file), framework="pt") as f:
-            for key in f.keys():
-                handles[key], shapes[key] = file, tuple(f.get_slice(key).get_shape())
+    handles, shapes = _headers(files)
     params = dict(model.named_parameters())
     _check_against(params, shapes, files[0].parent)
     rank0 = not dist.is_initialized() or dist.get_rank() == 0
@@ -156,6 +170,18 @@ def _stream_weights(model: Any, files: list[Path]) -> None:
         with deepspeed.zero.GatheredParameters([param], modifier_rank=0):
             if rank0:
                 param.data.copy_(_read(handles, name, param.dtype))
+
+
+def _headers(files: list[Path]) -> tuple[dict[str, Path], dict[str, tuple[int, ...]]]:
+    """(tensor name -> file, tensor name -> shape), from the safetensors headers alone."""
+    from safetensors import safe_open
+
+    handles, shapes = {}, {}
+    for file in files:
+        with safe_open(str(file), framework="pt") as f:
+            for key in f.keys():
+                handles[key], shapes[key] = file, tuple(f.get_slice(key).get_shape())
+    return handles, shapes
 
 
 def _check_against(params: dict[str, Any], shapes: dict[str, tuple[int, ...]], where: Path) -> None:
@@ -166,8 +192,9 @@ def _check_against(params: dict[str, Any], shapes: dict[str, tuple[int, ...]], w
     wrong = [] if missing else [n for n, p in params.items() if _stored_shape(n, shapes) != _full_shape(p)]
     if missing or unexpected or wrong:
         raise ModelError(f"the MXFP4 checkpoint in {where} does not match its config's architecture: missing "
-                         f"{missing[:5] or 'none'}, unexpected {unexpected[:5] or 'none'}, "
-                         f"other shapes {wrong[:5] or 'none'}")
+                         f"{missing[:5] or 'none'}, unexpected {unexpected[:5] or 'none'}, other shapes "
+                         f"{wrong[:5] or 'none'}. Download or convert it again (the tiny one: hsd model tiny "
+                         "--format mxfp4)")
 
 
 def _stored_shape(name: str, shapes: dict[str, tuple[int, ...]]) -> tuple[int, ...]:

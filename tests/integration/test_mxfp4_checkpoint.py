@@ -80,6 +80,33 @@ def test_transformers_dequantizes_it_to_the_originals(tiny_mxfp4_dir, tiny_model
             assert torch.equal(loaded[name], original.to(torch.bfloat16).float()), name
 
 
+MISSING = "model.layers.1.mlp.experts.down_proj_scales"
+
+
+def _without_a_tensor(model_dir: Path, out: Path) -> Path:
+    """A copy of the checkpoint with one expert's scales missing (a truncated download)."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(model_dir, out)
+    tensors = load_file(str(out / "model.safetensors"))
+    del tensors[MISSING]
+    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
+    return out
+
+
+def test_a_missing_tensor_is_one_clear_error(tiny_mxfp4_dir, tmp_path):
+    """Without hsd's check transformers stops deep in its weight conversion with a RuntimeError."""
+    from hsd.config import ModelConfig
+    from hsd.errors import ModelError
+    from hsd.models.loader import load_model
+
+    broken = _without_a_tensor(tiny_mxfp4_dir, tmp_path / "model")
+    with pytest.raises(ModelError, match=f"missing \\['{MISSING}'\\].*hsd model tiny --format mxfp4"):
+        load_model(ModelConfig(name_or_path=str(broken)))
+
+
 def test_validate_records_that_transformers_dequantized(tmp_path, tiny_mxfp4_dir):
     from hsd.config import load_config
     from hsd.validate import run
@@ -114,8 +141,9 @@ def test_deepspeed_backend_loads_it_partitioned(tiny_mxfp4_dir, tmp_path):
 def zero3(setup, tiny_mxfp4_dir, tmp_path_factory):
     """Two 2-rank launches at once: the load check (_mxfp4_worker.py) and ``hsd train`` (ZeRO-3)."""
     out = tmp_path_factory.mktemp("mxfp4_ranks")
+    broken = _without_a_tensor(tiny_mxfp4_dir, tmp_path_factory.mktemp("broken") / "model")
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    worker = subprocess.Popen(launcher + [str(WORKER), str(tiny_mxfp4_dir), str(out)], cwd=REPO, env=_env(),
+    worker = subprocess.Popen(launcher + [str(WORKER), str(tiny_mxfp4_dir), str(out), str(broken)], cwd=REPO, env=_env(),
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     train = _launch(setup, "mxfp4_z3", f"model.name_or_path={tiny_mxfp4_dir}", f"train.max_steps={STEPS}",
                     f"train.eval_every={STEPS}")
@@ -132,6 +160,7 @@ def test_zero3_partitions_it_as_it_loads_with_transformers_values(zero3):
         record = report["record"]
         assert record["dequantized_by"] == "hsd" and record["experts_loaded_as"] == "float32"
         assert record["elements_on_this_rank"] <= record["elements_in_model"] // 2 + 1000  # half (+ padding)
+        assert MISSING in report["broken_error"]  # the same clear error on both ranks, no hang
     assert sum(r["record"]["elements_on_this_rank"] for r in ranks) >= ranks[0]["record"]["elements_in_model"]
 
 

@@ -68,7 +68,7 @@ def encode(values: Any) -> tuple[Any, Any]:
 def _six_times_pow2(exponent: Any) -> Any:
     import torch
 
-    return torch.ldexp(torch.full(exponent.shape, E2M1[-1]), exponent.to(torch.float32))
+    return torch.ldexp(torch.full(exponent.shape, E2M1[-1], device=exponent.device), exponent.to(torch.float32))
 
 
 def _nearest_e2m1(scaled: Any) -> Any:
@@ -76,7 +76,7 @@ def _nearest_e2m1(scaled: Any) -> Any:
     go to the even code, as IEEE round-to-nearest-even does."""
     import torch
 
-    grid = torch.tensor(E2M1)
+    grid = torch.tensor(E2M1, device=scaled.device)
     mids = (grid[1:] + grid[:-1]) / 2
     mag = scaled.abs().clamp(max=E2M1[-1])
     below = torch.bucketize(mag, mids, right=False)  # a tie stays on the lower code
@@ -89,7 +89,7 @@ def decode(blocks: Any, scales: Any, dtype: Any = None) -> Any:
     """Inverse of :func:`encode`: [..., n/32, 16] + [..., n/32] -> [..., n] in ``dtype`` (default fp32)."""
     import torch
 
-    signed = torch.tensor(E2M1 + tuple(-v for v in E2M1))
+    signed = torch.tensor(E2M1 + tuple(-v for v in E2M1), device=blocks.device)
     b = blocks.to(torch.int64)
     vals = torch.stack((signed[b & 0x0F], signed[b >> 4]), dim=-1).flatten(-2)
     out = torch.ldexp(vals, (scales.to(torch.int32) - SCALE_BIAS).unsqueeze(-1).to(torch.float32))
@@ -117,9 +117,10 @@ def quantized_state_dict(model: Any) -> dict[str, Any]:
     state: dict[str, Any] = {}
     for name, tensor in model.state_dict().items():
         if is_expert_weight(name):
-            state[f"{name}_blocks"], state[f"{name}_scales"] = pack_expert(tensor)
+            blocks, scales = pack_expert(tensor)
+            state[f"{name}_blocks"], state[f"{name}_scales"] = blocks.cpu(), scales.cpu()
         else:
-            state[name] = tensor.detach().to(torch.bfloat16).contiguous()
+            state[name] = tensor.detach().to(torch.bfloat16).cpu().contiguous()
     return state
 
 

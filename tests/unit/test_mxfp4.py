@@ -89,3 +89,15 @@ def test_expert_layout_is_the_released_one():
 def test_bad_weights_give_one_clear_error(bad, message):
     with pytest.raises(ModelError, match=message):
         encode(bad)
+
+
+def test_an_unknown_tiny_format_is_refused(tmp_path, capsys):
+    from hsd.cli import main as hsd
+    from hsd.models.tiny import build_tiny
+
+    with pytest.raises(ModelError, match="safetensors, mxfp4"):
+        build_tiny(tmp_path / "m", fmt="gguf")
+    with pytest.raises(SystemExit) as exit_:
+        hsd(["model", "tiny", "--out", str(tmp_path / "m"), "--format", "gguf"])
+    assert exit_.value.code == 2 and "invalid choice: 'gguf'" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()

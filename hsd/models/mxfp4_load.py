@@ -68,7 +68,8 @@ def load(loader: Any, source: str, kwargs: dict[str, Any], allow_kernels: bool) 
         return _record(model, source, "hsd", "DeepSpeed ZeRO-3: partitioned as it loads")
     _check_before_transformers(loader, source, kwargs.get("trust_remote_code", False))
     device = str(next(iter((kwargs.get("device_map") or {"": "cpu"}).values())))
-    usable, why_not = kernels_usable(device) if allow_kernels else (False, "training, merging or a LoRA adapter needs dense weights")
+    dense_needed = "training, merging or a LoRA adapter needs dense weights"
+    usable, why_not = kernels_usable(device) if allow_kernels else (False, dense_needed)
     model = loader.from_pretrained(source, quantization_config=Mxfp4Config(dequantize=not usable), **kwargs)
     if getattr(model, "is_quantized", False):
         return _record(model, source, None, "transformers' MXFP4 kernels")

@@ -49,7 +49,8 @@ def test_checkpoint_has_the_released_names_shapes_dtypes_and_config(tiny_mxfp4_d
     experts, hidden, inter = config["num_local_experts"], config["hidden_size"], config["intermediate_size"]
     expected = {"gate_up_proj_blocks": (experts, 2 * inter, hidden // 32, 16),
                 "gate_up_proj_scales": (experts, 2 * inter, hidden // 32),
-                "down_proj_blocks": (experts, hidden, inter // 32, 16), "down_proj_scales": (experts, hidden, inter // 32)}
+                "down_proj_blocks": (experts, hidden, inter // 32, 16),
+                "down_proj_scales": (experts, hidden, inter // 32)}
     with safe_open(str(tiny_mxfp4_dir / "model.safetensors"), "pt") as f:
         keys = set(f.keys())
         for layer in range(config["num_hidden_layers"]):
@@ -143,8 +144,8 @@ def zero3(setup, tiny_mxfp4_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("mxfp4_ranks")
     broken = _without_a_tensor(tiny_mxfp4_dir, tmp_path_factory.mktemp("broken") / "model")
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    worker = subprocess.Popen(launcher + [str(WORKER), str(tiny_mxfp4_dir), str(out), str(broken)], cwd=REPO, env=_env(),
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    worker = subprocess.Popen(launcher + [str(WORKER), str(tiny_mxfp4_dir), str(out), str(broken)], cwd=REPO,
+                              env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     train = _launch(setup, "mxfp4_z3", f"model.name_or_path={tiny_mxfp4_dir}", f"train.max_steps={STEPS}",
                     f"train.eval_every={STEPS}")
     _finish(worker), _finish(train)

@@ -33,6 +33,8 @@ def _model(p: argparse.ArgumentParser) -> None:
     tiny.add_argument("--out", required=True, help="output directory")
     tiny.add_argument("--seed", type=int, default=0)
     tiny.add_argument("--force", action="store_true", help="overwrite an existing directory")
+    tiny.add_argument("--format", choices=("safetensors", "mxfp4"), default="safetensors",
+                      help="weights as saved by save_pretrained, or as gpt-oss's release: MXFP4 experts, bf16 rest")
 
 
 def _import_legacy(p: argparse.ArgumentParser) -> None:

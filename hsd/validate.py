@@ -278,9 +278,17 @@ def _finish(cfg: Config, setup: RunSetup, samples: list[Sample], strategy: str,
         per_rank={str(s.rank): s.evaluated for s in stats}, wall_time_s=round(time.time() - started, 2),
         generation_s=round(gen_seconds, 2),
         samples_per_s=round(evaluated / gen_seconds, 3) if gen_seconds > 0 else None,
-        outputs=sorted(p.name for p in outputs), **get_mode(cfg).manifest(),
+        outputs=sorted(p.name for p in outputs), **get_mode(cfg).manifest(), **_mxfp4_load(cfg),
     )
     log.info("merged %d records (%d evaluated now, %d resumed) into %s", len(records), evaluated, resumed, setup.path)
+
+
+def _mxfp4_load(cfg: Config) -> dict[str, Any]:
+    """An MXFP4 checkpoint: how rank 0 loaded it (kept MXFP4, or dequantized by whom and why)."""
+    from hsd.models.mxfp4_load import record_for
+
+    record = record_for(cfg.model.name_or_path)
+    return {"mxfp4_load": record} if record else {}
 
 
 def report_meta(cfg: Config, setup: RunSetup, world_size: int) -> dict[str, Any]:

@@ -62,8 +62,12 @@ def _check_source(name_or_path: str) -> str:
     return name_or_path
 
 
-def _from_pretrained(loader: Any, source: str, what: str, **kwargs: Any) -> Any:
+def _from_pretrained(loader: Any, source: str, what: str, mxfp4_kernels: bool = False, **kwargs: Any) -> Any:
+    """``loader.from_pretrained`` with hsd's kernels, errors a user can act on, and MXFP4
+    checkpoints loaded on purpose (hsd.models.mxfp4_load): kept MXFP4 only where
+    ``mxfp4_kernels`` allows it and transformers' kernels can run, else dequantized."""
     from hsd.inference.fastgen import resolve_attn_implementation, resolve_experts_implementation
+    from hsd.models import mxfp4_load
     from hsd.models.fullsize import is_random_spec, random_from_pretrained
 
     if "attn_implementation" in kwargs:  # "auto" -> hsd's sink-aware SDPA kernel, registered first
@@ -73,6 +77,8 @@ def _from_pretrained(loader: Any, source: str, what: str, **kwargs: Any) -> Any:
     if is_random_spec(source):
         return random_from_pretrained(what, source, **kwargs)
     try:
+        if what == "model" and mxfp4_load.is_mxfp4_checkpoint(source, kwargs.get("trust_remote_code", False)):
+            return mxfp4_load.load(loader, source, kwargs, allow_kernels=mxfp4_kernels)
         return loader.from_pretrained(source, **kwargs)
     except OSError as exc:
         raise ModelError(
@@ -109,7 +115,9 @@ def load_model(model_cfg: ModelConfig, device: str | None = None) -> Any:
     }
     if model_cfg.experts_implementation is not None:  # None: let transformers choose
         kwargs["experts_implementation"] = model_cfg.experts_implementation
-    model = _from_pretrained(AutoModelForCausalLM, source, "model", **kwargs)
+    # MXFP4 experts stay MXFP4 only for inference without an adapter (peft needs dense weights)
+    kernels = model_cfg.adapter is None
+    model = _from_pretrained(AutoModelForCausalLM, source, "model", mxfp4_kernels=kernels, **kwargs)
     if model_cfg.adapter is not None:
         model = _apply_adapter(model, model_cfg.adapter)
     return model.eval()

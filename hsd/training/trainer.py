@@ -106,6 +106,7 @@ def _resume(accelerator: Any, newest: Optional[str]) -> Any:
 
 
 def _start_manifest(accelerator: Any, cfg: Config, run: Path, data_dir: Path, s: Any, state: Any) -> None:
+    from hsd.models.mxfp4_load import record_for
     from hsd.training.accel import zero_stage
     from hsd.training.lora import trainable_counts, training_modes
 
@@ -116,6 +117,8 @@ def _start_manifest(accelerator: Any, cfg: Config, run: Path, data_dir: Path, s:
     # that the ranks form one job and split the data (the silent trap is N copies of a world of 1).
     rows = [None] * dist.get_world_size()
     dist.all_gather_object(rows, sorted(i for mb in s.plan.micro_batches(state.step) for i in mb))
+    loads = [None] * dist.get_world_size()  # an MXFP4 base: who dequantized, what each rank holds
+    dist.all_gather_object(loads, record_for(cfg.model.name_or_path))
     if accelerator.is_main_process:
         if s.train.truncated:
             print(f"warning: {s.train.truncated} of {len(s.train.examples)} training rows exceed train.max_length="
@@ -128,7 +131,7 @@ def _start_manifest(accelerator: Any, cfg: Config, run: Path, data_dir: Path, s:
             steps_per_epoch=s.plan.steps_per_epoch, global_batch=s.plan.global_batch,
             zero_stage=zero_stage(accelerator.deepspeed_config), ds_config=accelerator.deepspeed_config,
             resumed_at=list(state.resumed_at), deepspeed_dp_world_size=s.engine.dp_world_size,
-            rows_per_rank_at_start=rows, **counts,
+            rows_per_rank_at_start=rows, **counts, **({"mxfp4_load_per_rank": loads} if any(loads) else {}),
         )
 
 

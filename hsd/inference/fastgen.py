@@ -225,6 +225,7 @@ class Sampling:
     top_p: float
     stop_ids: tuple[int, ...]
     pad_id: int
+    reserve_new: int = 0  # size caches for at least this many new tokens (one shape, one graph per run)
 
 
 class GraphDecoder:
@@ -253,7 +254,7 @@ class GraphDecoder:
 
         rows, plen = input_ids.shape
         with torch.inference_mode():
-            self._prepare(rows, plen + s.max_new_tokens)
+            self._prepare(rows, plen + max(s.max_new_tokens, s.reserve_new))
             self.mask[:] = 1
             self.mask[:, :plen] = attention_mask
             pos = attention_mask.long().cumsum(-1) - 1  # as generate: positions count real tokens only

@@ -43,6 +43,7 @@ class HFBackend(Backend):
         use_refill = inf.refill and inf.static_cache and self.model.config._attn_implementation == ATTN_NAME
         self.refill = RefillDecoder(self.model, inf.cuda_graphs, inf.prefix_cache) if use_refill else None
         self.scorer = Scorer(self.model, tokenizer, reuse_prefix=inf.prefix_cache)
+        self.reserve_new_tokens = 0  # benchmarks: size caches for this many new tokens up front
         # Each rank samples from its own stream; greedy runs do not depend on it.
         self.generator_seed = cfg.inference.seed + rank
         torch.manual_seed(self.generator_seed)
@@ -124,7 +125,8 @@ class HFBackend(Backend):
     def _sampling(self, s: GenerationSettings) -> Sampling:
         return Sampling(max_new_tokens=s.max_new_tokens, min_new_tokens=s.min_new_tokens or 0,
                         temperature=0.0 if s.greedy else s.temperature, top_p=s.top_p,
-                        stop_ids=tuple(self.stop_ids), pad_id=self.tokenizer.pad_token_id)
+                        stop_ids=tuple(self.stop_ids), pad_id=self.tokenizer.pad_token_id,
+                        reserve_new=self.reserve_new_tokens)
 
     def _output(self, ids: list[int], prompt_tokens: int) -> Output:
         # Up to and including the first stop token; what follows is padding added after it.

@@ -78,7 +78,7 @@ class RefillDecoder:
         if not jobs:
             return
         prefix = shared_prefix(jobs) if self.reuse_prefix else ()
-        need = max(len(j.ids) + j.max_new for j in jobs)
+        need = max(len(j.ids) for j in jobs) + max(s.reserve_new, max(j.max_new for j in jobs))
         rows = min(rows, len(jobs))
         with torch.inference_mode():
             self._prepare(SlotShape(rows, -(-need // CACHE_ROUND) * CACHE_ROUND, len(prefix)), prefix)

@@ -164,6 +164,10 @@ def run_workload(cfg: Config, case: Case, tokenizer: Any, args: Any) -> list[dic
                "build_s": round(build_s, 2), "peak_gib": _peak_gib(), "workload": case.workload}
         if getattr(backend, "refill", None) is not None and backend.refill.cache is not None:
             row["shared_prefix_tokens"] = backend.refill.cache.shape.prefix
+            st = backend.refill.stats  # where the time went: admits (prefill) vs decode steps, slot use
+            row["refill"] = {**st, "admit_s": round(st["admit_s"], 2),
+                             "slot_use": round(st["busy_row_steps"] / max(1, st["steps"] * bs), 3),
+                             "ms_per_step": round(1000 * (seconds - st["admit_s"]) / max(1, st["steps"]), 2)}
         print(json.dumps(row), flush=True)
         if args.profile and torch.cuda.is_available():
             row["profile"] = _profile(lambda: run(list(range(min(n, 2 * bs))), lengths[: 2 * bs]))

@@ -20,6 +20,7 @@ exactly its own prompt at positions ``0..n-1``, as in an unpadded batch of one.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, Iterator, Optional, Sequence
 
@@ -72,6 +73,7 @@ class RefillDecoder:
         self.cache: Optional[SlotCache] = None
         self.prefix_ids: tuple[int, ...] = ()
         self.graph: Any = None
+        self.stats: dict[str, float] = {}  # of the last run: where its time went (hsd bench reports it)
 
     def run(self, jobs: Sequence[Job], s: Sampling, rows: int) -> Iterator[list[Finished]]:
         """Yield the samples finished at each step (in order of finishing) until all are done."""
@@ -82,6 +84,7 @@ class RefillDecoder:
         rows = min(rows, len(jobs))
         with torch.inference_mode():
             self._prepare(SlotShape(rows, -(-need // CACHE_ROUND) * CACHE_ROUND, len(prefix)), prefix)
+            self.stats = {"steps": 0, "busy_row_steps": 0, "admits": 0, "admitted": 0, "admit_s": 0.0}
             yield from _Run(self, jobs, s).loop()
 
     # ------------------------------------------------------------------ set-up
@@ -178,10 +181,13 @@ class _Run:
                 continue
             if free == len(self.slot_job):
                 return
+            self.dec.stats["steps"] += 1
+            self.dec.stats["busy_row_steps"] += len(self.slot_job) - free
             done = self._record(self.dec.step_logits(), torch.arange(len(self.slot_job), device=self.dec.device))
 
     def _admit(self) -> list[Finished]:
         """Prefill the next jobs into the free slots; their first tokens are chosen right away."""
+        t0 = time.perf_counter()
         slots = [i for i, j in enumerate(self.slot_job) if j is None][: len(self.queue)]
         picked = [self.queue.pop() for _ in slots]
         p = self.dec.cache.shape.prefix
@@ -196,7 +202,11 @@ class _Run:
         self.dec.cache.pos[idx, 0] = torch.tensor([p + len(t) for t in tails], device=self.dec.device)
         self.active[idx] = True
         self.dec.advance[idx, 0] = 1
-        return self._record(logits, idx)
+        done = self._record(logits, idx)  # ends in a host sync: the admit's time is measured whole
+        st = self.dec.stats
+        st["admits"], st["admitted"] = st["admits"] + 1, st["admitted"] + len(slots)
+        st["admit_s"] += time.perf_counter() - t0
+        return done
 
     def _record(self, logits: torch.Tensor, idx: torch.Tensor) -> list[Finished]:
         """Choose the next token of rows ``idx``, store it, and hand back the rows that finished."""

@@ -86,6 +86,7 @@ def test_cpu_smoke_of_the_workload_cases(tiny_model_dir, tmp_path):
     assert set(rows) == {"simple", "simple_static"} and all("error" not in r for r in rows.values())
     assert rows["simple"]["samples"] == 6 and rows["simple"]["shared_prefix_tokens"] > 32
     assert rows["simple"]["ratio_vs_static"] > 0 and rows["simple_static"]["ratio_vs_static"] == 1.0
+    assert rows["simple"]["refill"]["steps"] > 0 and 0 < rows["simple"]["refill"]["slot_use"] <= 1
 
 
 def test_workload_lengths_come_from_the_recorded_table(tiny_model_dir):

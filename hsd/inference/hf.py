@@ -78,7 +78,7 @@ class HFBackend(Backend):
             except Exception as exc:  # noqa: BLE001 - re-raised unless it is an OOM we can shrink
                 if not is_cuda_oom(exc) or self.backoff.size == 1:
                     raise
-                self.refill.cache = self.refill.graph = None
+                self.refill.release()
                 self.backoff.size = max(1, self.backoff.size // 2)
                 log.warning("out of memory with refill; retrying with %d rows", self.backoff.size)
                 _empty_cuda_cache()

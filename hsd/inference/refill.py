@@ -12,7 +12,10 @@ characters), so most rows of a batch sit idle most of the time; and every batch 
   samples' tails are prefilled into the free slots (one eager forward for all of them: a
   refill per freed row would cost a full forward each);
 * decodes with one fixed-shape step (every slot, one token, each at its own position) that is
-  captured as a CUDA graph once and replayed across refills.
+  captured as a CUDA graph once and replayed across refills;
+* once nothing is left to admit, halves the step as rows finish (the running rows move into the
+  lower slots; a graph per size, captured up front), so the drain at the end of a run does not pay
+  for hundreds of steps of mostly idle rows.
 
 Greedy outputs equal the plain path's (``tests/integration/test_refill.py``): every sample sees
 exactly its own prompt at positions ``0..n-1``, as in an unpadded batch of one.
@@ -31,6 +34,9 @@ from hsd.inference.slotcache import SlotCache, SlotShape
 
 MIN_SHARED_PREFIX = 32  # below this a prefix saves nothing worth a separate code path
 ADMIT_EVERY = 8  # admit new samples once rows // ADMIT_EVERY slots (at least 1) are free
+# Once no sample is left to admit, the step shrinks to the rows still running (halving, down to
+# rows // SHRINK_FLOOR): call 3 in BENCHMARKS.md had 53% of its slot-steps idle, mostly in this drain.
+SHRINK_FLOOR = 8
 
 
 @dataclass(frozen=True)
@@ -72,7 +78,7 @@ class RefillDecoder:
         self.reuse_prefix = reuse_prefix
         self.cache: Optional[SlotCache] = None
         self.prefix_ids: tuple[int, ...] = ()
-        self.graph: Any = None
+        self.graphs: dict[int, tuple[Any, torch.Tensor]] = {}  # decode rows -> (CUDA graph, its logits)
         self.stats: dict[str, float] = {}  # of the last run: where its time went (hsd bench reports it)
 
     def run(self, jobs: Sequence[Job], s: Sampling, rows: int) -> Iterator[list[Finished]]:
@@ -84,14 +90,19 @@ class RefillDecoder:
         rows = min(rows, len(jobs))
         with torch.inference_mode():
             self._prepare(SlotShape(rows, -(-need // CACHE_ROUND) * CACHE_ROUND, len(prefix)), prefix)
-            self.stats = {"steps": 0, "busy_row_steps": 0, "admits": 0, "admitted": 0, "admit_s": 0.0}
+            self.stats = {"steps": 0, "busy_row_steps": 0, "row_steps": 0, "shrinks": 0, "admits": 0,
+                          "admitted": 0, "admit_s": 0.0}
             yield from _Run(self, jobs, s).loop()
+
+    def release(self) -> None:
+        """Drop the cache and graphs (after an out-of-memory error; the next run rebuilds them)."""
+        self.cache, self.graphs, self.prefix_ids = None, {}, ()
 
     # ------------------------------------------------------------------ set-up
 
     def _prepare(self, shape: SlotShape, prefix: tuple[int, ...]) -> None:
         if self.cache is None or self.cache.shape != shape:
-            self.cache = self.graph = None  # free the old ones first
+            self.cache, self.graphs = None, {}  # free the old ones first
             dtype = self.lm_head.weight.dtype
             self.cache = SlotCache(self.model.config, shape, dtype, self.device)
             self.prefix_ids = ()
@@ -125,33 +136,47 @@ class RefillDecoder:
         last = torch.tensor([len(t) - 1 for t in tails], device=self.device)
         return self.lm_head(h[torch.arange(len(tails), device=self.device), last]).float()
 
-    def _forward_step(self) -> torch.Tensor:
+    def sizes(self) -> list[int]:
+        """The decode step's row counts: all slots, then halves down to rows // SHRINK_FLOOR."""
+        rows = self.cache.shape.rows
+        out = [rows]
+        while out[-1] // 2 >= max(1, rows // SHRINK_FLOOR):
+            out.append(out[-1] // 2)
+        return out
+
+    def _forward_step(self, n: int) -> torch.Tensor:
         cache = self.cache
         cache.decode_mode()
-        h = self.decoder(input_ids=self.tok, attention_mask=cache.masks(cache.pos), position_ids=cache.pos,
+        cache.n = n
+        pos = cache.pos[:n]
+        h = self.decoder(input_ids=self.tok[:n], attention_mask=cache.masks(pos), position_ids=pos,
                          past_key_values=cache, use_cache=True,
                          hsd_prefix=cache if cache.shape.prefix else None).last_hidden_state
-        cache.pos.add_(self.advance)
+        pos.add_(self.advance[:n])
         return self.lm_head(h[:, -1]).float()
 
-    def step_logits(self) -> torch.Tensor:
-        """One decode step for every slot (eager on CPU; a CUDA graph, captured once, on GPU)."""
+    def step_logits(self, n: int) -> torch.Tensor:
+        """One decode step for slots [0, n) (eager on CPU; on GPU a CUDA graph per size in
+        :meth:`sizes`, all captured at the run's first step, so later runs only replay)."""
         if not self.use_graph:
-            return self._forward_step()
-        if self.graph is None:  # warm up on a side stream (lazy set-up stays out of the graph), then capture
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
+            return self._forward_step(n)
+        if not self.graphs:
             pos = self.cache.pos.clone()
-            with torch.cuda.stream(side):
-                self._forward_step()
-            torch.cuda.current_stream().wait_stream(side)
-            self.cache.pos.copy_(pos)  # the warm-up advanced it; its writes are rewritten below
-            self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
-                self.graph_logits = self._forward_step()
-            self.cache.pos.copy_(pos)  # capture does not run the step; replay it for real
-        self.graph.replay()
-        return self.graph_logits
+            for size in self.sizes():  # warm up on a side stream (lazy set-up stays out of the graph), capture
+                side = torch.cuda.Stream()
+                side.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(side):
+                    self._forward_step(size)
+                torch.cuda.current_stream().wait_stream(side)
+                self.cache.pos.copy_(pos)  # the warm-up advanced it; its writes are rewritten by the replay
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph):
+                    logits = self._forward_step(size)
+                self.graphs[size] = (graph, logits)
+                self.cache.pos.copy_(pos)
+        graph, logits = self.graphs[n]
+        graph.replay()
+        return logits
 
 
 class _Run:
@@ -169,6 +194,8 @@ class _Run:
         self.min_new = torch.zeros(rows, dtype=torch.long, device=dev)
         self.active = torch.zeros(rows, dtype=torch.bool, device=dev)
         self.admit_at = max(1, rows // ADMIT_EVERY)
+        self.sizes = dec.sizes()
+        self.n = rows  # the decode step covers slots [0, n)
 
     def loop(self) -> Iterator[list[Finished]]:
         done = self._admit()
@@ -181,9 +208,28 @@ class _Run:
                 continue
             if free == len(self.slot_job):
                 return
-            self.dec.stats["steps"] += 1
-            self.dec.stats["busy_row_steps"] += len(self.slot_job) - free
-            done = self._record(self.dec.step_logits(), torch.arange(len(self.slot_job), device=self.dec.device))
+            busy = len(self.slot_job) - free
+            while not self.queue and self.n in self.sizes[:-1] and busy <= self.n // 2:
+                self._shrink()
+            st = self.dec.stats
+            st["steps"], st["busy_row_steps"], st["row_steps"] = st["steps"] + 1, st["busy_row_steps"] + busy, \
+                st["row_steps"] + self.n
+            done = self._record(self.dec.step_logits(self.n), torch.arange(self.n, device=self.dec.device))
+
+    def _shrink(self) -> None:
+        """Halve the decode step: the running rows of the upper half move into free lower slots."""
+        half = self.n // 2
+        src = [i for i in range(half, self.n) if self.slot_job[i] is not None]
+        dst = [i for i in range(half) if self.slot_job[i] is None][: len(src)]
+        if src:
+            self.dec.cache.move_rows(src, dst)
+            s, d = (torch.tensor(x, device=self.dec.device) for x in (src, dst))
+            for t in (self.out, self.steps, self.max_new, self.min_new, self.active, self.dec.tok, self.dec.advance):
+                t[d] = t[s]
+            for i, j in zip(src, dst):
+                self.slot_job[j], self.slot_job[i] = self.slot_job[i], None
+        self.n = half
+        self.dec.stats["shrinks"] += 1
 
     def _admit(self) -> list[Finished]:
         """Prefill the next jobs into the free slots; their first tokens are chosen right away."""

@@ -64,6 +64,7 @@ class SlotCache:
         self.pos = torch.zeros(shape.rows, 1, dtype=torch.long, device=device)  # decode: next column per row
         self.cols = torch.arange(self.window, device=device)  # offsets inside a sliding window
         self._mode: tuple[Any, Any, int] = ("decode", None, 0)
+        self.n = shape.rows  # a decode step covers slots [0, n): fewer once the run drains (RefillDecoder)
 
     def _shares(self, layer_type: str) -> bool:
         return self.shape.prefix > 0 and layer_type != "sliding_attention"
@@ -129,13 +130,14 @@ class SlotCache:
         mode, sel, end = self._mode
         keys, values, start = self.keys[layer_idx], self.values[layer_idx], self.start[layer_idx]
         if mode == "decode":
-            rows = torch.arange(keys.shape[0], device=keys.device)
-            col = (self.pos[:, 0] - start).clamp(min=0)
+            keys, values, pos = keys[: self.n], values[: self.n], self.pos[: self.n]
+            rows = torch.arange(self.n, device=keys.device)
+            col = (pos[:, 0] - start).clamp(min=0)
             keys[rows, :, col] = key[:, :, 0]
             values[rows, :, col] = value[:, :, 0]
             if self.layer_types[layer_idx] != "sliding_attention":
                 return keys, values
-            idx = (self._window_cols(self.pos) - start).clamp(min=0)  # (rows, window)
+            idx = (self._window_cols(pos) - start).clamp(min=0)  # (rows, window)
             idx = idx[:, None, :, None].expand(-1, keys.shape[1], -1, keys.shape[3])
             return keys.gather(2, idx), values.gather(2, idx)
         rows, positions = sel
@@ -143,6 +145,14 @@ class SlotCache:
         keys[rows[:, None], :, cols] = key.transpose(1, 2)
         values[rows[:, None], :, cols] = value.transpose(1, 2)
         return keys[rows, :, : end - start], values[rows, :, : end - start]
+
+    def move_rows(self, src: list[int], dst: list[int]) -> None:
+        """Copy slots ``src`` (KV and position) into the free slots ``dst``."""
+        s, d = (torch.tensor(x, device=self.pos.device) for x in (src, dst))
+        for keys, values in zip(self.keys, self.values):
+            keys[d] = keys[s]
+            values[d] = values[s]
+        self.pos[d] = self.pos[s]
 
     def prefix(self, layer_idx: int) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
         """The shared prefix K/V of a full-attention layer (None: sliding layer, or no prefix)."""

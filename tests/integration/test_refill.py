@@ -71,6 +71,7 @@ def test_refill_with_shared_prefix_equals_plain_generate(fast, plain, template):
     prefix = fast.refill.prefix_ids
     assert len(prefix) > fast.model.config.sliding_window
     assert fast.refill.cache.shape.prefix == len(prefix)
+    assert fast.refill.stats["shrinks"] > 0, "the drain never shrank the decode step"
 
 
 def test_refill_without_prefix_reuse_and_with_min_new_tokens(tiny_model_dir, plain):
@@ -133,7 +134,8 @@ def test_sliding_window_around_the_prefix_is_exact(tiny_model_dir, window):
     s = Sampling(max_new_tokens=12, min_new_tokens=0, temperature=0.0, top_p=1.0, stop_ids=stops,
                  pad_id=tok.pad_token_id)
     dec = RefillDecoder(model, cuda_graphs=False)
-    got = {f.index: f.tokens for group in dec.run(jobs, s, rows=2) for f in group}
+    got = {f.index: f.tokens for group in dec.run(jobs, s, rows=4) for f in group}
+    assert dec.sizes() == [4, 2, 1] and dec.stats["shrinks"] > 0
     assert model.config._attn_implementation == ATTN_NAME and dec.cache.shape.prefix == 40
     for j in jobs:
         assert got[j.index] == greedy_reference(model, list(j.ids), 12, set(stops)), f"job {j.index}"

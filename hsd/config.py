@@ -91,9 +91,10 @@ class InferenceConfig:
     threshold: float = 0.5  # score mode: P(hate) >= threshold -> hate
     threshold_from: Optional[str] = None  # score mode: a run dir whose records choose the threshold
     threshold_metric: Literal["f1", "youden"] = "f1"  # score mode: what threshold_from maximises
-    prefix_cache: bool = True  # score mode: the prompts' shared token prefix (system + few-shot) computed once
+    prefix_cache: bool = True  # the prompts' shared token prefix (system + few-shot) computed once (score; generate with refill)
     static_cache: bool = True  # generate: one fixed-shape KV cache reused by every batch (short batches padded)
     cuda_graphs: bool = True  # generate on CUDA: decode step replayed as a CUDA graph (needs static_cache)
+    refill: bool = True  # generate: a finished row's slot takes the next sample at once (needs static_cache)
     ds_config: str = "ds_configs/zero3_inference.json"  # backend deepspeed: the ZeRO-3 inference JSON
     progress: bool = True  # a progress bar per rank
 

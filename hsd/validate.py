@@ -222,7 +222,7 @@ def generation_settings(cfg: Config, params: Any) -> GenerationSettings:
 
 def _evaluate(cfg: Config, env: dist.DistEnv, device: str, tokenizer: Any, prompter: Any,
               run_path: Path, mine: list[Sample], mode: Any) -> RankStats:
-    """Generate for this rank's samples, longest prompts first, appending after every batch."""
+    """Generate for this rank's samples, longest prompts first, appending as samples finish."""
     from tqdm.auto import tqdm
 
     backend_cls = get_backend(cfg.inference.backend)
@@ -237,13 +237,13 @@ def _evaluate(cfg: Config, env: dist.DistEnv, device: str, tokenizer: Any, promp
     started = time.perf_counter()
     with store.ShardWriter(run_path, env.rank) as writer, \
             tqdm(total=len(mine), position=env.rank, desc=f"rank {env.rank}", disable=not show) as bar:
-        for idx in batches:
-            t0 = time.perf_counter()
-            outputs = mode.run(backend, [prompts[i] for i in idx], settings)
-            per_sample = (time.perf_counter() - t0) / len(idx)
+        t0 = time.perf_counter()
+        for group in mode.stream(backend, prompts, settings, batches):  # a batch, or the rows finished at a step
+            per_sample = (time.perf_counter() - t0) / len(group)  # the time since the last group, shared
             writer.append(make_record(mine[i], prompts[i], out, prompter.strategy, per_sample, env.rank, mode.judge)
-                          for i, out in zip(idx, outputs))
-            bar.update(len(idx))
+                          for i, out in group)
+            bar.update(len(group))
+            t0 = time.perf_counter()
     backend.finish()  # a collective backend (ZeRO-3) joins the other ranks' remaining batches
     return RankStats(env.rank, len(mine), time.perf_counter() - started)
 

@@ -11,12 +11,13 @@ pipeline lose answers.
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 from hsd.config import Config
 from hsd.inference.base import Backend, GenerationSettings, Output
-from hsd.inference.batching import OomBackoff
-from hsd.inference.fastgen import GraphDecoder, Sampling, pad_rows
+from hsd.inference.batching import OomBackoff, is_cuda_oom
+from hsd.inference.fastgen import ATTN_NAME, GraphDecoder, Sampling, pad_rows
+from hsd.inference.refill import Finished, Job, RefillDecoder
 from hsd.inference.score import Scorer, score_outputs
 
 STOP_TOKENS = ("<|return|>", "<|call|>")
@@ -37,13 +38,55 @@ class HFBackend(Backend):
         self.backoff = OomBackoff(cfg.inference.batch_size, on_oom=_empty_cuda_cache)
         inf = cfg.inference  # the fast path (hsd.inference.fastgen) and score mode (hsd.inference.score)
         self.decoder = GraphDecoder(self.model, cuda_graphs=inf.cuda_graphs) if inf.static_cache else None
+        # Slots refilled as samples finish, the shared prompt prefix once (hsd.inference.refill); it
+        # reads the prefix inside hsd's own attention kernel, so it needs that kernel.
+        use_refill = inf.refill and inf.static_cache and self.model.config._attn_implementation == ATTN_NAME
+        self.refill = RefillDecoder(self.model, inf.cuda_graphs, inf.prefix_cache) if use_refill else None
         self.scorer = Scorer(self.model, tokenizer, reuse_prefix=inf.prefix_cache)
+        self.reserve_new_tokens = 0  # benchmarks: size caches for this many new tokens up front
         # Each rank samples from its own stream; greedy runs do not depend on it.
         self.generator_seed = cfg.inference.seed + rank
         torch.manual_seed(self.generator_seed)
 
     def generate(self, prompts: list[str], settings: GenerationSettings) -> list[Output]:
         return self.backoff(prompts, lambda chunk: self._generate(chunk, settings))
+
+    def generate_stream(self, prompts: list[str], settings: GenerationSettings, batches: list[list[int]],
+                        forced_new_tokens: Optional[Sequence[int]] = None) -> Iterator[list[tuple[int, Output]]]:
+        """Samples as they finish. With refill: in the order of ``batches`` (flattened), at most
+        ``inference.batch_size`` rows at once. ``forced_new_tokens`` (benchmarks): per-prompt exact
+        output lengths, emulating a stop token at a drawn length."""
+        if self.refill is None:
+            yield from super().generate_stream(prompts, settings, batches)
+            return
+        order = [i for idx in batches for i in idx]
+        ids = self.tokenizer([prompts[i] for i in order], add_special_tokens=False)["input_ids"]
+        jobs = [Job(i, tuple(t), *_limits(settings, forced_new_tokens, i)) for i, t in zip(order, ids)]
+        prompt_tokens = {j.index: len(j.ids) for j in jobs}
+        for group in self._refill_with_backoff(jobs, self._sampling(settings)):
+            yield [(f.index, self._finished_output(f, prompt_tokens[f.index])) for f in group]
+
+    def _refill_with_backoff(self, jobs: list[Job], sampling: Sampling) -> Iterator[list[Finished]]:
+        """Run the refill decoder; on CUDA OOM halve the slots and go on with the unfinished jobs."""
+        while jobs:
+            finished: set[int] = set()
+            try:
+                for group in self.refill.run(jobs, sampling, self.backoff.size):
+                    finished.update(f.index for f in group)
+                    yield group
+                return
+            except Exception as exc:  # noqa: BLE001 - re-raised unless it is an OOM we can shrink
+                if not is_cuda_oom(exc) or self.backoff.size == 1:
+                    raise
+                self.refill.release()
+                self.backoff.size = max(1, self.backoff.size // 2)
+                log.warning("out of memory with refill; retrying with %d rows", self.backoff.size)
+                _empty_cuda_cache()
+                jobs = [j for j in jobs if j.index not in finished]
+
+    def _finished_output(self, f: Finished, prompt_tokens: int) -> Output:
+        text = self.tokenizer.decode(f.tokens, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        return Output(text=text, prompt_tokens=prompt_tokens, new_tokens=len(f.tokens), stop_reason=f.stop_reason)
 
     def score(self, prompts: list[str]) -> list[Output]:
         return self.backoff(prompts, lambda chunk: score_outputs(self.scorer, chunk))
@@ -82,7 +125,8 @@ class HFBackend(Backend):
     def _sampling(self, s: GenerationSettings) -> Sampling:
         return Sampling(max_new_tokens=s.max_new_tokens, min_new_tokens=s.min_new_tokens or 0,
                         temperature=0.0 if s.greedy else s.temperature, top_p=s.top_p,
-                        stop_ids=tuple(self.stop_ids), pad_id=self.tokenizer.pad_token_id)
+                        stop_ids=tuple(self.stop_ids), pad_id=self.tokenizer.pad_token_id,
+                        reserve_new=self.reserve_new_tokens)
 
     def _output(self, ids: list[int], prompt_tokens: int) -> Output:
         # Up to and including the first stop token; what follows is padding added after it.
@@ -94,6 +138,13 @@ class HFBackend(Backend):
         text = self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
         return Output(text=text, prompt_tokens=int(prompt_tokens), new_tokens=len(ids),
                       stop_reason=stop_reason)
+
+
+def _limits(s: GenerationSettings, forced: Optional[Sequence[int]], i: int) -> tuple[int, int]:
+    """(max_new, min_new) of prompt ``i``: the settings', or exactly ``forced[i]``."""
+    if forced is not None:
+        return int(forced[i]), int(forced[i])
+    return s.max_new_tokens, s.min_new_tokens or 0
 
 
 def _stop_ids(tokenizer: Any) -> list[int]:

@@ -37,6 +37,7 @@ class Output:
     prompt_tokens: int
     new_tokens: int
     p_hate: Optional[float] = None  # score mode
+    stop_reason: Optional[str] = None  # "stop" | "length" (generate mode)
 
 
 class Backend(ABC):

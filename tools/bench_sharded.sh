@@ -21,6 +21,9 @@
 #   ds120      120b, deepspeed ZeRO-3, MoE block = one ZeRO-3 leaf + prefetch (zero3_inference_moe.json), batch 32
 #   tp20       20b, tp, batch 64             hf20   20b, hf, 2 data-parallel replicas, batch 64
 #   ds20       20b, deepspeed, zero3_inference_moe.json, batch 32
+#   tp20_oom   (not in the default RUNS) tp20 with an out-of-memory error injected on rank 1 at its 2nd batch
+#              (HSD_INJECT_FAULT=oom:1:2): completes, both ranks log "every rank retries with 32" (the lock-step
+#              OOM path on NCCL; its records must equal tp20's: compare the two results/*/intermediate_results_*.jsonl)
 set -o pipefail
 NGPU=${NGPU:-2}
 OUT=${OUT:-bench_sharded_out}
@@ -93,7 +96,7 @@ go() {  # name, time cap (s), overrides...
   local rc=$?
   kill "$smi" 2>/dev/null; wait "$smi" 2>/dev/null
   row "$name" "$run" "$rc" $((SECONDS - t0)) "$OUT/$name.mem.csv" "$@"
-  grep -E "holds|out of memory|Error|error" "$OUT/$name.log" | grep -v Warning | tail -4
+  grep -E "holds|out of memory|retries|Error|error" "$OUT/$name.log" | grep -v Warning | tail -5
 }
 
 MOE=inference.ds_config=ds_configs/zero3_inference_moe.json
@@ -102,6 +105,7 @@ go ds120 330 inference.backend=deepspeed $MOE inference.batch_size=$B_DS data.ma
 go tp20 150 inference.backend=tp inference.batch_size=$B_TP20 data.max_samples=$N_TP model.name_or_path=$M20
 go hf20 150 inference.backend=hf inference.batch_size=$B_TP20 data.max_samples=$N_TP model.name_or_path=$M20
 go tp120_eager 240 inference.backend=tp inference.static_cache=false inference.batch_size=$B_TP120 data.max_samples=$N_EAGER model.name_or_path=$M120
+HSD_INJECT_FAULT=oom:1:2 go tp20_oom 150 inference.backend=tp inference.batch_size=$B_TP20 data.max_samples=$N_TP model.name_or_path=$M20
 go ds20 240 inference.backend=deepspeed $MOE inference.batch_size=$B_DS data.max_samples=$N_DS model.name_or_path=$M20
 date -u
 cat "$OUT/bench_sharded.md"

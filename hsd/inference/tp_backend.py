@@ -83,7 +83,7 @@ class TPBackend(Backend):
         enc = generation.encode(self.tokenizer, union, self.device)
         if self.decoder is None:
             outs = generation.generate_encoded(self.model, self.tokenizer, enc, self._settings, self.stop_ids,
-                                               synced_gpus=True)
+                                               synced_gpus=self.world > 1)
             return outs[rows]
         import torch
 

@@ -17,8 +17,11 @@ error, or has no samples left — would leave the others waiting inside a collec
    error), so the job ends instead of hanging.
 
 The agreement runs on its own gloo group with a bounded timeout: a rank that is gone (killed,
-or stuck where the others cannot reach it) turns into an error on the others within
-``AGREE_TIMEOUT_MIN`` of the last step, not after the job's 2-hour process-group timeout.
+or stuck where the others cannot reach it) turns into an error on the ranks waiting in the
+agreement — at once when its connection closes (gloo sees a killed peer), else after
+``AGREE_TIMEOUT_MIN`` — not after the job's 2-hour process-group timeout. A rank that dies while
+the others wait inside one of the *model's* NCCL collectives is that group's business (NCCL's
+error handling, or the launcher: torchrun ends the job when a rank exits).
 
 Limit (said plainly): an out-of-memory error raised *inside* step 3 on one rank only, while the
 others continue into the model's next collective, cannot be rejoined — the model's collective

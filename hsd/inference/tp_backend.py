@@ -101,6 +101,22 @@ class TPBackend(Backend):
         return score_outputs(self.scorer, union)[rows]
 
 
+def parallel_config(world: int) -> Any:
+    """Experts split over all ``world`` ranks, plus the model's own tensor-parallel plan (``tp_plan`` auto).
+
+    transformers >= 5.2x spells it ``ep_size`` (tested here, 5.24); older 5.x releases had only
+    ``enable_expert_parallel=True`` — which newer ones map to an *empty* tensor-parallel plan that
+    gpt-oss refuses ("tp_size=2 was requested, but GptOssForCausalLM has no tp_plan").
+    """
+    import dataclasses
+
+    from transformers.distributed import DistributedConfig
+
+    if "ep_size" in {f.name for f in dataclasses.fields(DistributedConfig)}:
+        return DistributedConfig(tp_size=world, ep_size=world)
+    return DistributedConfig(tp_size=world, enable_expert_parallel=True)  # untested: no such release here
+
+
 def load_sharded(cfg: Config, device: str) -> Any:
     """The model with transformers' tensor + expert parallel plans over all ranks of the job."""
     import torch
@@ -123,9 +139,7 @@ def load_sharded(cfg: Config, device: str) -> Any:
     kwargs: dict[str, Any] = {"dtype": resolve_dtype(m, device), "experts_implementation": experts,
                               "attn_implementation": resolve_attn_implementation(m.attn_implementation)}
     if world > 1:
-        from transformers.distributed import DistributedConfig
-
-        kwargs["distributed_config"] = DistributedConfig(tp_size=world, ep_size=world)
+        kwargs["distributed_config"] = parallel_config(world)
     try:
         if is_random_spec(m.name_or_path):
             name = m.name_or_path.split(":", 1)[1]

@@ -80,7 +80,7 @@ class ModelConfig:
 class InferenceConfig:
     """How responses are produced."""
 
-    backend: str = "hf"  # registry name: hf | deepspeed
+    backend: str = "hf"  # registry name: hf | deepspeed | tp
     mode: Literal["generate", "score"] = "generate"  # reasoning+answer, or P(hate) in one pass
     batch_size: int = 8  # per rank; halved and retried on CUDA OOM
     max_new_tokens: Optional[int] = None  # None: the template's max_tokens

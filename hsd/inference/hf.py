@@ -2,10 +2,8 @@
 
 Batches arrive left-padded-ready (sorted by length by the caller); decoding is greedy when the
 temperature is 0, else sampling with temperature/top_p from a per-rank seed. Generation stops
-at the harmony stop tokens ``<|return|>`` / ``<|call|>``, looked up by name because the tiny
-tokenizer's ids differ from gpt-oss's. The new tokens are decoded with special tokens KEPT:
-the parser reads the final channel by its markers, and stripping them is what made the old
-pipeline lose answers.
+at the harmony stop tokens ``<|return|>`` / ``<|call|>`` and the new tokens are decoded with
+special tokens kept: both rules live in :mod:`hsd.inference.generation`, shared by every backend.
 """
 
 from __future__ import annotations
@@ -17,10 +15,10 @@ from hsd.config import Config
 from hsd.inference.base import Backend, GenerationSettings, Output
 from hsd.inference.batching import OomBackoff, is_cuda_oom
 from hsd.inference.fastgen import ATTN_NAME, GraphDecoder, Sampling, pad_rows
+from hsd.inference.generation import generate_kwargs, stop_ids, to_output
 from hsd.inference.refill import Finished, Job, RefillDecoder
 from hsd.inference.score import Scorer, score_outputs
 
-STOP_TOKENS = ("<|return|>", "<|call|>")
 log = logging.getLogger(__name__)
 
 
@@ -34,7 +32,7 @@ class HFBackend(Backend):
 
         super().__init__(cfg, device, rank, tokenizer)
         self.model = load_model(cfg.model, device)
-        self.stop_ids = _stop_ids(tokenizer)
+        self.stop_ids = stop_ids(tokenizer)
         self.backoff = OomBackoff(cfg.inference.batch_size, on_oom=_empty_cuda_cache)
         inf = cfg.inference  # the fast path (hsd.inference.fastgen) and score mode (hsd.inference.score)
         self.decoder = GraphDecoder(self.model, cuda_graphs=inf.cuda_graphs) if inf.static_cache else None
@@ -102,25 +100,11 @@ class HFBackend(Backend):
                 ids, mask, n = pad_rows(ids, mask, self.backoff.size)
                 new = self.decoder.generate(ids, mask, self._sampling(settings))[:n].tolist()
             else:
-                out = self.model.generate(input_ids=ids, attention_mask=mask, **self._generate_kwargs(settings))
+                kwargs = generate_kwargs(settings, self.stop_ids, self.tokenizer.pad_token_id)
+                out = self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
                 new = out[:n, ids.shape[1] :].tolist()
         prompt_lens = mask[:n].sum(dim=1).tolist()
-        return [self._output(ids, n) for ids, n in zip(new, prompt_lens)]
-
-    def _generate_kwargs(self, s: GenerationSettings) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {
-            "max_new_tokens": s.max_new_tokens,
-            "eos_token_id": self.stop_ids,
-            "pad_token_id": self.tokenizer.pad_token_id,
-            "do_sample": not s.greedy,
-        }
-        if s.min_new_tokens is not None:
-            kwargs["min_new_tokens"] = s.min_new_tokens
-        if s.greedy:  # None clears sampling values a model's generation_config may carry
-            kwargs.update(temperature=None, top_p=None, top_k=None)
-        else:
-            kwargs.update(temperature=s.temperature, top_p=s.top_p)
-        return kwargs
+        return [to_output(self.tokenizer, ids, n, self.stop_ids) for ids, n in zip(new, prompt_lens)]
 
     def _sampling(self, s: GenerationSettings) -> Sampling:
         return Sampling(max_new_tokens=s.max_new_tokens, min_new_tokens=s.min_new_tokens or 0,
@@ -128,36 +112,12 @@ class HFBackend(Backend):
                         stop_ids=tuple(self.stop_ids), pad_id=self.tokenizer.pad_token_id,
                         reserve_new=self.reserve_new_tokens)
 
-    def _output(self, ids: list[int], prompt_tokens: int) -> Output:
-        # Up to and including the first stop token; what follows is padding added after it.
-        stop_reason = "length"  # no stop token: max_new_tokens ended it
-        for i, tok in enumerate(ids):
-            if tok in self.stop_ids:
-                ids, stop_reason = ids[: i + 1], "stop"
-                break
-        text = self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
-        return Output(text=text, prompt_tokens=int(prompt_tokens), new_tokens=len(ids),
-                      stop_reason=stop_reason)
-
 
 def _limits(s: GenerationSettings, forced: Optional[Sequence[int]], i: int) -> tuple[int, int]:
     """(max_new, min_new) of prompt ``i``: the settings', or exactly ``forced[i]``."""
     if forced is not None:
         return int(forced[i]), int(forced[i])
     return s.max_new_tokens, s.min_new_tokens or 0
-
-
-def _stop_ids(tokenizer: Any) -> list[int]:
-    ids = []
-    for token in STOP_TOKENS:
-        tid = tokenizer.convert_tokens_to_ids(token)
-        if tid is None or tid == tokenizer.unk_token_id:
-            log.warning("tokenizer has no %s token; generation stops at eos/max_new_tokens only", token)
-            continue
-        ids.append(tid)
-    if not ids and tokenizer.eos_token_id is not None:
-        ids.append(tokenizer.eos_token_id)
-    return ids
 
 
 def _empty_cuda_cache() -> None:

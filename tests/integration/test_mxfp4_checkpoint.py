@@ -23,7 +23,7 @@ from safetensors import safe_open
 from _validate_helpers import N_SAMPLES, hsd_env, merged_records, write_config
 from hsd.cli import main as hsd
 from hsd.models.mxfp4 import pack_expert, unpack_expert
-from test_deepspeed_backend import prompts, run_ranks
+from test_sharded_validate import torchrun as sharded_torchrun
 from test_train import REPO, SETTINGS, _env, _finish, _launch, _manifest, setup  # noqa: F401 - setup: a fixture
 
 pytestmark = pytest.mark.integration
@@ -120,22 +120,23 @@ def test_validate_records_that_transformers_dequantized(tmp_path, tiny_mxfp4_dir
 
 
 def test_deepspeed_backend_loads_it_partitioned(tiny_mxfp4_dir, tmp_path):
-    """The sharded inference backend (ZeRO-3, 2 ranks) on the MXFP4 checkpoint: half the
-    parameters per rank, and P(hate) equal to the hf backend's on transformers' dequantization."""
-    from hsd.config import from_dict
-    from hsd.inference import get_backend
-    from hsd.models.loader import load_tokenizer
+    """The sharded inference backend (ZeRO-3, 2 ranks) through ``hsd validate`` on the MXFP4
+    checkpoint: about half the parameters per rank, and P(hate) equal to the single-process hf
+    backend's on transformers' dequantization."""
+    from hsd.config import load_config
+    from hsd.validate import run
 
-    cfg = from_dict({"model": {"name_or_path": str(tiny_mxfp4_dir)}, "inference": {"static_cache": False}})
-    tok = load_tokenizer(cfg.model)
-    ps = prompts(tok, score=True)
-    (tmp_path / "prompts.json").write_text(json.dumps(ps))
-    ranks = run_ranks(tiny_mxfp4_dir, "score", tmp_path / "prompts.json")
-    for r in ranks:
-        assert 0.45 < r["partition_numel"] / r["full_numel"] < 0.55
-    got = {int(i): v[1] for r in ranks for i, v in r["results"].items()}
-    ref = [o.p_hate for o in get_backend("hf")(cfg, "cpu", 0, tok).score(ps)]
-    assert [got[i] for i in range(len(ps))] == pytest.approx(ref, abs=1e-5)
+    cfg = write_config(tmp_path, tiny_mxfp4_dir)
+    ref = merged_records(run(load_config(cfg, ["inference.mode=score"]), tmp_path / "ref"))
+    res = sharded_torchrun(cfg, tmp_path / "ds", "inference.backend=deepspeed", "inference.mode=score")
+    for rank in (0, 1):
+        held = [line for line in res.stderr.splitlines() if f"rank {rank} holds " in line]
+        assert held, res.stderr[-3000:]
+        assert 45.0 < float(held[0].rsplit("(", 1)[1].rstrip("%)")) < 60.0, held[0]
+    got = merged_records(tmp_path / "ds")
+    assert sorted(got) == sorted(ref)
+    for k, rec in got.items():
+        assert rec["p_hate"] == pytest.approx(ref[k]["p_hate"], abs=1e-5)
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from _validate_helpers import N_SAMPLES, hsd_env, merged_records, write_config
+from _validate_helpers import N_SAMPLES, merged_records, write_config
 from hsd.cli import main as hsd
 from hsd.models.mxfp4 import pack_expert, unpack_expert
 from test_sharded_validate import torchrun as sharded_torchrun

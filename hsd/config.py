@@ -374,15 +374,33 @@ def _set_dotted(tree: dict[str, Any], path: list[str], value: Any) -> None:
     node[path[-1]] = value
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a mapping setting one key twice (YAML itself keeps the
+    last silently, so ``lr: 1e-4`` ... ``lr: 1e-3`` 40 lines apart would win without a word)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, typing.Hashable) and key in seen:
+                raise ConfigError(f"key '{key}' is set twice in one mapping, on line {seen[key]} and "
+                                  f"line {line}; keep one of them")
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping with ``yaml.safe_load``; errors name the file."""
+    """Read a YAML mapping (safe loader, duplicate keys refused); errors name the file."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file not found: {p} (pass an existing YAML file, e.g. configs/demo.yaml)")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8-sig"))
+        data = yaml.load(p.read_text(encoding="utf-8-sig"), Loader=_StrictLoader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+    except ConfigError as exc:  # a duplicate key: the loader knows the lines, not the file
+        raise ConfigError(f"{p}: {exc}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -147,8 +147,20 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class CpuStageConfig:
+    """Resources of the CPU-only stages (ftdata, collate): one task, no GPU. They format JSONL and
+    compute metrics over at most a few thousand records, so asking for the GPU stages' CPUs and
+    memory would only make them wait longer in the queue."""
+
+    cpus_per_task: int = 2
+    mem_gb: int = 8
+    timeout_min: int = 60
+    partition: Optional[str] = None  # None: executor.partition (a CPU partition, if the cluster has one)
+
+
+@dataclass(frozen=True)
 class ExecutorConfig:
-    """Where jobs run (submitit)."""
+    """Where jobs run (submitit). The keys below are the GPU stages' (validation, training)."""
 
     kind: Literal["slurm", "local", "debug"] = "local"
     gpus_per_node: int = 0
@@ -162,6 +174,7 @@ class ExecutorConfig:
     signal_delay_s: int = 120  # USR2 this long before the time limit -> checkpoint + requeue
     max_num_timeout: int = 3
     extra_sbatch: dict[str, str] = field(default_factory=dict)  # passed as slurm_additional_parameters
+    cpu_stage: CpuStageConfig = field(default_factory=CpuStageConfig)  # ftdata and collate
 
 
 @dataclass(frozen=True)
@@ -238,6 +251,9 @@ _POSITIVE = {
     "executor.cpus_per_task",
     "executor.mem_gb",
     "executor.timeout_min",
+    "executor.cpu_stage.cpus_per_task",
+    "executor.cpu_stage.mem_gb",
+    "executor.cpu_stage.timeout_min",
     "report.bootstrap_resamples",
     "report.min_class_count",
 }

@@ -48,9 +48,10 @@ def check_executor(exe: ExecutorConfig) -> None:
                           "or use executor.kind=local on a single machine")
     partitions = slurm_partitions()
     names = [p.rstrip("*") for p in partitions]
-    if exe.partition is not None and exe.partition not in names:
-        raise ConfigError(f"executor.partition '{exe.partition}' does not exist on this cluster; "
-                          f"available: {', '.join(partitions)} (* = default). Set executor.partition=NAME")
+    for key, value in (("executor.partition", exe.partition), ("executor.cpu_stage.partition", exe.cpu_stage.partition)):
+        if value is not None and value not in names:
+            raise ConfigError(f"{key} '{value}' does not exist on this cluster; available: "
+                              f"{', '.join(partitions)} (* = default). Set {key}=NAME")
     if exe.partition is None and not any(p.endswith("*") for p in partitions):
         raise ConfigError(f"executor.partition is not set and this cluster has no default partition; "
                           f"set executor.partition to one of: {', '.join(names)}")
@@ -73,22 +74,23 @@ def make_executor(
     # requeues a job may use up on timeouts (preemptions do not count)
     limits = {"slurm_max_num_timeout": exe.max_num_timeout} if exe.kind == "slurm" else {}
     executor = submitit.AutoExecutor(folder=exp_dir / LOG_DIR, cluster=CLUSTERS[exe.kind], **limits)
+    res = exe if gpus else exe.cpu_stage  # a CPU stage asks for its own, small resources
     params: dict[str, Any] = {
         "name": f"hsd-{name}",
-        "timeout_min": exe.timeout_min,
-        "mem_gb": exe.mem_gb,
-        "cpus_per_task": exe.cpus_per_task,
+        "timeout_min": res.timeout_min,
+        "mem_gb": res.mem_gb,
+        "cpus_per_task": res.cpus_per_task,
         "nodes": 1,
         "gpus_per_node": exe.gpus_per_node if gpus else 0,
         "tasks_per_node": tasks_per_node(exe) if gpus else 1,
     }
     if exe.kind == "slurm":
-        params.update(_slurm_params(exe, dependency))
+        params.update(_slurm_params(exe, dependency, None if gpus else exe.cpu_stage.partition))
     executor.update_parameters(**params)
     return executor
 
 
-def _slurm_params(exe: ExecutorConfig, dependency: str | None) -> dict[str, Any]:
+def _slurm_params(exe: ExecutorConfig, dependency: str | None, partition: str | None = None) -> dict[str, Any]:
     extra = dict(exe.extra_sbatch)
     if dependency:
         # A job whose dependency failed is cancelled at once (reason DependencyNeverSatisfied)
@@ -99,8 +101,7 @@ def _slurm_params(exe: ExecutorConfig, dependency: str | None) -> dict[str, Any]
         "slurm_signal_delay_s": exe.signal_delay_s,
         "slurm_additional_parameters": extra,
     }
-    for key in ("partition", "account", "qos"):
-        value = getattr(exe, key)
+    for key, value in (("partition", partition or exe.partition), ("account", exe.account), ("qos", exe.qos)):
         if value is not None:
             params[f"slurm_{key}"] = value
     return params

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from dataclasses import dataclass
 import subprocess
 from pathlib import Path
 from typing import Any, Sequence
@@ -63,6 +64,29 @@ def slurm_partitions() -> list[str]:
     if out.returncode != 0:
         raise SubmitError(f"sinfo failed ({out.stderr.strip()}): is slurmctld reachable?")
     return sorted(set(out.stdout.split()))
+
+
+@dataclass(frozen=True)
+class NodeLimits:
+    """The largest node of a partition, as ``sinfo`` reports it."""
+
+    cpus: int
+    mem_mb: int
+    gpus: int
+
+
+def node_limits(partition: str | None) -> NodeLimits:
+    """CPUs, memory and GPUs (``gpu:N`` in GRES) of the partition's largest node (None: the default)."""
+    if partition is None:
+        partition = next(p.rstrip("*") for p in slurm_partitions() if p.endswith("*"))
+    out = subprocess.run(["sinfo", "-h", "-p", partition, "-o", "%c|%m|%G"], capture_output=True, text=True,
+                         timeout=60)
+    if out.returncode != 0:
+        raise SubmitError(f"sinfo failed ({out.stderr.strip()}): is slurmctld reachable?")
+    rows = [line.split("|") for line in out.stdout.split()]
+    gpus = [int(m.group(1)) for *_, gres in rows for m in [re.search(r"gpu(?::[\w-]+)?:(\d+)", gres)] if m]
+    return NodeLimits(cpus=max(int(c.rstrip("+")) for c, *_ in rows),
+                      mem_mb=max(int(m.rstrip("+")) for _, m, _ in rows), gpus=max(gpus, default=0))
 
 
 def make_executor(

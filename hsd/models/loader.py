@@ -40,7 +40,7 @@ def resolve_dtype(model_cfg: ModelConfig, device: str) -> Any:
     return getattr(torch, model_cfg.dtype)
 
 
-def _check_source(name_or_path: str) -> str:
+def check_source(name_or_path: str) -> str:
     """A local model directory, or a hub id; ModelError when it can be neither."""
     from hsd.models.fullsize import is_random_spec
 
@@ -62,7 +62,9 @@ def _check_source(name_or_path: str) -> str:
     return name_or_path
 
 
-def _from_pretrained(loader: Any, source: str, what: str, **kwargs: Any) -> Any:
+def from_pretrained(loader: Any, source: str, what: str, **kwargs: Any) -> Any:
+    """``loader.from_pretrained`` with hsd's kernels resolved and errors a user can act on
+    (public: training and the deepspeed backend build their models through it too)."""
     from hsd.inference.fastgen import resolve_attn_implementation, resolve_experts_implementation
     from hsd.models.fullsize import is_random_spec, random_from_pretrained
 
@@ -87,8 +89,8 @@ def load_tokenizer(model_cfg: ModelConfig) -> Any:
     """The tokenizer, left-padded (decoder-only batches must end at the prompt's last token)."""
     from transformers import AutoTokenizer
 
-    source = _check_source(model_cfg.name_or_path)
-    tok = _from_pretrained(AutoTokenizer, source, "tokenizer", trust_remote_code=model_cfg.trust_remote_code)
+    source = check_source(model_cfg.name_or_path)
+    tok = from_pretrained(AutoTokenizer, source, "tokenizer", trust_remote_code=model_cfg.trust_remote_code)
     tok.padding_side = "left"
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
@@ -99,7 +101,7 @@ def load_model(model_cfg: ModelConfig, device: str | None = None) -> Any:
     """The model on ``device`` in eval mode, with the LoRA adapter applied when configured."""
     from transformers import AutoModelForCausalLM
 
-    source = _check_source(model_cfg.name_or_path)
+    source = check_source(model_cfg.name_or_path)
     device = device or resolve_device(model_cfg)
     kwargs: dict[str, Any] = {
         "dtype": resolve_dtype(model_cfg, device),
@@ -109,9 +111,9 @@ def load_model(model_cfg: ModelConfig, device: str | None = None) -> Any:
     }
     if model_cfg.experts_implementation is not None:  # None: let transformers choose
         kwargs["experts_implementation"] = model_cfg.experts_implementation
-    model = _from_pretrained(AutoModelForCausalLM, source, "model", **kwargs)
+    model = from_pretrained(AutoModelForCausalLM, source, "model", **kwargs)
     if model_cfg.adapter is not None:
-        model = _apply_adapter(model, model_cfg.adapter)
+        model = apply_adapter(model, model_cfg.adapter)
     return model.eval()
 
 
@@ -138,7 +140,8 @@ def check_adapter(adapter: str) -> Path:
     return path
 
 
-def _apply_adapter(model: Any, adapter: str) -> Any:
+def apply_adapter(model: Any, adapter: str) -> Any:
+    """The model with the checked LoRA adapter on it, frozen (for inference)."""
     from peft import PeftModel
 
     path = check_adapter(adapter)

@@ -172,7 +172,8 @@ def attempts(entry: dict[str, Any]) -> str:
     earlier = entry.get("attempts", [])
     if not earlier:
         return "1"
-    return f"{len(earlier) + 1} ({', '.join(f'{i + 1}: {a['job_id']} {a['state']}' for i, a in enumerate(earlier))})"
+    parts = [f"{i + 1}: {a['job_id']} {a['state']}" for i, a in enumerate(earlier)]
+    return f"{len(earlier) + 1} ({', '.join(parts)})"
 
 
 def main(args: Any) -> int:

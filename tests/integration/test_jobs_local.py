@@ -57,7 +57,7 @@ def test_local_pipeline_with_a_failed_training_compares_what_finished_then_resum
     exp = tmp_path / "pipe"
     exp.mkdir()
     (exp / "train").write_text("in the way")  # the training's run directory cannot be created: it fails
-    with pytest.raises(StagesFailed, match=r"stage 'train' \(job \S+\) failed: .*cannot write to .*/pipe/train.*"
+    with pytest.raises(StagesFailed, match=r"stage 'train' \(job \S+\) failed: FileExistsError: .*/pipe/train.*"
                                            r"hsd submit resume"):
         submit_command("pipeline", cfg)
     book = json.loads((exp / "jobs.json").read_text())
@@ -67,7 +67,7 @@ def test_local_pipeline_with_a_failed_training_compares_what_finished_then_resum
     comp = json.loads((exp / "comparison" / "comparison.json").read_text())
     assert [r["info"]["name"] for r in comp["runs"]] == ["baseline"]
     unfinished = {u["stage"]: u for u in comp["unfinished"]}
-    assert unfinished["train"]["state"] == "FAILED" and "cannot write to" in unfinished["train"]["error"]
+    assert unfinished["train"]["state"] == "FAILED" and "FileExistsError" in unfinished["train"]["error"]
     assert unfinished["finetuned"]["error"] == "not run: stage train failed"
     assert "Stages that did not finish" in (exp / "comparison" / "report.md").read_text()
     baseline_job = book["jobs"][0]["job_id"]

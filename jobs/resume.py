@@ -54,7 +54,10 @@ def resume_experiment(given: str, overrides: list[str], results_dir: str = "resu
         raise ConfigError(f"hsd submit resume takes executor.* overrides only, got {' '.join(bad)}: other settings "
                           "would change the results of the runs already done. Submit a new experiment instead")
     exp = find_experiment(given, results_dir)
-    data, _ = collect(exp)  # states refreshed (sacct on Slurm), LOST for a local job whose process is gone
+    data, rows = collect(exp)  # states refreshed (sacct on Slurm), LOST for a local job whose process is gone
+    for entry, (*_, detail) in zip(data["jobs"], rows):
+        if entry["state"] != "COMPLETED" and not entry.get("error"):
+            entry["error"] = detail  # the failed job's error line (Slurm: from its log), kept in attempts
     busy = [f"{e['stage']} ({e['state']})" for e in data["jobs"] if e["state"] in ACTIVE]
     if busy:
         raise RunError(f"{exp}: {', '.join(busy)} not finished yet; wait for them (hsd status {exp}) or cancel "

@@ -24,7 +24,7 @@ from typing import Any
 
 from hsd.config import Config, ConfigError
 from hsd.inference.base import Backend, GenerationSettings, Output
-from hsd.inference.hf import _stop_ids
+from hsd.inference.hf import stop_ids
 from hsd.inference.score import Scorer, score_outputs
 
 DEFAULT_DS_CONFIG = "ds_configs/zero3_inference.json"
@@ -60,7 +60,7 @@ class DeepSpeedBackend(Backend):
         super().__init__(cfg, device, rank, tokenizer)
         self.engine = _load_engine(cfg, device)
         self.model = self.engine.module
-        self.stop_ids = _stop_ids(tokenizer)
+        self.stop_ids = stop_ids(tokenizer)
         self.scorer = Scorer(self.model, tokenizer, reuse_prefix=False)
         self._dummy = tokenizer.decode([tokenizer.pad_token_id or 0])
 

@@ -33,7 +33,7 @@ class HFBackend(Backend):
 
         super().__init__(cfg, device, rank, tokenizer)
         self.model = load_model(cfg.model, device)
-        self.stop_ids = _stop_ids(tokenizer)
+        self.stop_ids = stop_ids(tokenizer)
         self.backoff = OomBackoff(cfg.inference.batch_size, on_oom=_empty_cuda_cache)
         inf = cfg.inference  # the fast path (hsd.inference.fastgen) and score mode (hsd.inference.score)
         self.decoder = GraphDecoder(self.model, cuda_graphs=inf.cuda_graphs) if inf.static_cache else None
@@ -94,7 +94,7 @@ class HFBackend(Backend):
         return Output(text=text, prompt_tokens=int(prompt_tokens), new_tokens=len(ids))
 
 
-def _stop_ids(tokenizer: Any) -> list[int]:
+def stop_ids(tokenizer: Any) -> list[int]:
     ids = []
     for token in STOP_TOKENS:
         tid = tokenizer.convert_tokens_to_ids(token)

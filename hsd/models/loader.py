@@ -9,6 +9,7 @@ the fix instead of a deep transformers traceback.
 
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
 from typing import Any
@@ -62,16 +63,29 @@ def check_source(name_or_path: str) -> str:
     return name_or_path
 
 
+# from_pretrained argument -> "module:function" mapping hsd's names (auto, None) to a registered kernel.
+# Named lazily, as the inference backends are: the kernels live with the inference code that
+# registers them, which itself loads models through this module.
+KERNEL_RESOLVERS: dict[str, str] = {
+    "attn_implementation": "hsd.inference.fastgen:resolve_attn_implementation",
+    "experts_implementation": "hsd.inference.fastgen:resolve_experts_implementation",
+}
+
+
+def _kernel(argument: str) -> Any:
+    module, func = KERNEL_RESOLVERS[argument].split(":")
+    return getattr(importlib.import_module(module), func)
+
+
 def from_pretrained(loader: Any, source: str, what: str, **kwargs: Any) -> Any:
     """``loader.from_pretrained`` with hsd's kernels resolved and errors a user can act on
     (public: training and the deepspeed backend build their models through it too)."""
-    from hsd.inference.fastgen import resolve_attn_implementation, resolve_experts_implementation
     from hsd.models.fullsize import is_random_spec, random_from_pretrained
 
     if "attn_implementation" in kwargs:  # "auto" -> hsd's sink-aware SDPA kernel, registered first
-        kwargs["attn_implementation"] = resolve_attn_implementation(kwargs["attn_implementation"])
+        kwargs["attn_implementation"] = _kernel("attn_implementation")(kwargs["attn_implementation"])
         # no experts_implementation (None) -> hsd's fused grouped_mm experts (hsd.inference.experts)
-        kwargs["experts_implementation"] = resolve_experts_implementation(kwargs.get("experts_implementation"))
+        kwargs["experts_implementation"] = _kernel("experts_implementation")(kwargs.get("experts_implementation"))
     if is_random_spec(source):
         return random_from_pretrained(what, source, **kwargs)
     try:

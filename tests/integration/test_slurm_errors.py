@@ -38,14 +38,19 @@ def test_a_failed_job_and_the_dependent_that_can_never_run_each_say_so(
         tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     require_slurm()
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    cfg = tiny_config(tmp_path, tiny_model_dir, "broken", f"model.name_or_path={tmp_path / 'no-model'}")
-    exp = submit_command("baseline", cfg)  # baseline validation, then collate after it
-    rows = wait_finished(exp, timeout=120)  # a dependent pending forever would time out here
-    assert rows["baseline"]["state"] == "FAILED"
+    cfg = tiny_config(tmp_path, tiny_model_dir, "broken", "pipeline.run_baseline=false")
+    exp = tmp_path / "broken"
+    exp.mkdir()
+    (exp / "ftdata").write_text("in the way")  # ftdata cannot write its directory: it fails
+    exp = submit_command("pipeline", cfg)  # ftdata -> train -> finetuned, then collate after any outcome
+    rows = wait_finished(exp, timeout=300)  # a dependent pending forever would time out here
+    assert rows["ftdata"]["state"] == "FAILED"
     # Never ran: sacct has no start, or (Slurm 22.05, cancelled while pending) start == end.
-    collate = rows["collate"]
-    assert collate["state"] == "CANCELLED" and collate["start"] in (None, collate["end"]), rows
+    for stage in ("train", "finetuned"):
+        assert rows[stage]["state"] == "CANCELLED" and rows[stage]["start"] in (None, rows[stage]["end"]), rows
+    assert rows["collate"]["state"] == "FAILED", rows  # it ran (afterany) and found nothing finished
     status = status_text(exp)
     lines = {line.split()[0]: line for line in status.splitlines()[2:]}
-    assert "FAILED" in lines["baseline"] and "ModelError" in lines["baseline"] and "no-model" in lines["baseline"], status
-    assert "CANCELLED" in lines["collate"] and "never ran: baseline did not complete" in lines["collate"], status
+    assert "FAILED" in lines["ftdata"] and "ftdata" in lines["ftdata"] and "Error" in lines["ftdata"], status
+    assert "CANCELLED" in lines["train"] and "never ran: ftdata did not complete" in lines["train"], status
+    assert "no validation run of" in lines["collate"], status

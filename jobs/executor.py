@@ -143,12 +143,14 @@ def submit(executor: submitit.AutoExecutor, fns: Sequence[Any], what: str) -> li
         raise SubmitError(f"the scheduler refused stage '{what}': {str(exc).strip() or exc!r}") from None
 
 
+_RANK_PREFIX = re.compile(r"^\[rank\d+\]:\s*")
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b(:.*)?$")
 
 
 def exception_line(text: str) -> str | None:
     """The last ``SomeError: message`` line of a traceback or log: what went wrong, in one line."""
-    lines = [l.strip() for l in text.splitlines()]
+    # torch.distributed prefixes each line of a rank's traceback with "[rank0]: "
+    lines = [_RANK_PREFIX.sub("", l.strip()) for l in text.splitlines()]
     found = [l for l in lines if _EXCEPTION_LINE.match(l) and not l.startswith("submitit")]
     return found[-1][:400] if found else None
 

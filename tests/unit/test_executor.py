@@ -100,6 +100,10 @@ def test_the_failure_line_is_the_exception_not_the_log_paths() -> None:
     assert error_summary(ValueError("bad")) == "ValueError: bad"
     assert error_summary(None) is None
     assert exception_line("submitit ERROR (x) - Submitted job triggered an exception\nall good") is None
+    # a rank's traceback under torch.distributed: every line prefixed "[rank0]: " (a real training log)
+    ranked = ("[rank0]:     os.mkdir(self, mode)\n[rank0]: FileExistsError: [Errno 17] File exists: '/r/train'\n"
+              "srun: error: vm: task 0: Exited with exit code 1\n")
+    assert exception_line(ranked) == "FileExistsError: [Errno 17] File exists: '/r/train'"
 
 
 def test_jobs_pickle_and_checkpoint_to_a_fresh_instance_on_the_same_paths() -> None:

@@ -390,7 +390,7 @@ def _set_dotted(tree: dict[str, Any], path: list[str], value: Any) -> None:
     node[path[-1]] = value
 
 
-class _StrictLoader(yaml.SafeLoader):
+class _UniqueKeySafeLoader(yaml.SafeLoader):
     """``yaml.SafeLoader`` that refuses a mapping setting one key twice (YAML itself keeps the
     last silently, so ``lr: 1e-4`` ... ``lr: 1e-3`` 40 lines apart would win without a word)."""
 
@@ -412,7 +412,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise ConfigError(f"config file not found: {p} (pass an existing YAML file, e.g. configs/demo.yaml)")
     try:
-        data = yaml.load(p.read_text(encoding="utf-8-sig"), Loader=_StrictLoader)
+        data = yaml.load(p.read_text(encoding="utf-8-sig"), Loader=_UniqueKeySafeLoader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: not valid YAML: {exc}") from None
     except ConfigError as exc:  # a duplicate key: the loader knows the lines, not the file

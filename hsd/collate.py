@@ -27,7 +27,7 @@ from hsd.reporting import refcache, run_report
 from hsd.reporting.output import write_report
 from hsd.reporting.errors import select_errors, unanswered
 from hsd.reporting.rundata import RunData, find_runs, is_run, load_run, merged_file, read_config
-from hsd.runs import RunError, RunLock, atomic_write_json, atomic_write_text, timestamp
+from hsd.runs import RunError, RunLock, atomic_write_json, timestamp
 
 log = logging.getLogger("hsd.collate")
 TFIDF = "tfidf_logreg"  # the reference a run is tested against, paired, in its own report

@@ -139,3 +139,32 @@ def test_a_model_that_does_not_exist_is_refused_before_anything_runs(tmp_path: P
     with pytest.raises(ConfigError, match=r"^baseline: model directory not found: .*no-model"):
         submit_command("baseline", cfg)
     assert not (tmp_path / "e").exists()
+
+
+def test_the_shipped_sweep_trains_every_entry_on_the_tiny_model(tmp_path: Path, tiny_model_dir: Path,
+                                                                 one_thread) -> None:
+    """jobs/configs/sweep_4xa100.yaml with tiny overrides only: every entry (expert LoRA too) trains,
+    is validated, and the comparison ends the command's output as a table."""
+    tiny = ["model.dtype=float32", "data.max_samples=8", "inference.batch_size=8", "inference.max_new_tokens=8",
+            "inference.progress=false", "train.max_train_samples=16", "train.holdout_fraction=0.02",
+            "train.micro_batch_size=4", "train.max_steps=2", "train.eval_every=2", "train.save_every=2",
+            "train.max_length=256", "executor.kind=local", "executor.gpus_per_node=0", "executor.cpus_per_task=1",
+            "executor.mem_gb=4", "executor.timeout_min=30"]
+    out = subprocess.run([sys.executable, "-m", "hsd.cli", "submit", "sweep", "--config",
+                          "jobs/configs/sweep_4xa100.yaml", f"results_dir={tmp_path}",
+                          f"model.name_or_path={tiny_model_dir}", f"data.dir={SHARED_DATA}", *tiny],
+                         capture_output=True, text=True, cwd=REPO, timeout=1200)
+    assert out.returncode == 0, out.stderr[-3000:]
+    exp = tmp_path / "gptoss20b_lora_sweep"
+    assert out.stdout.splitlines()[-1] == str(exp)
+    for i, r in enumerate([8, 16, 32, 32]):
+        adapter = json.loads((exp / f"train_0{i}" / "adapter" / "adapter_config.json").read_text())
+        assert adapter["r"] == r
+    assert adapter["target_parameters"] == ["mlp.experts.gate_up_proj", "mlp.experts.down_proj"]
+    comp = json.loads((exp / "comparison" / "comparison.json").read_text())
+    names = ["baseline"] + [f"finetuned_0{i}" for i in range(4)]
+    assert [r["info"]["name"] for r in comp["runs"]] == names and comp["unfinished"] == []
+    table = out.stdout.splitlines()
+    header = next(i for i, line in enumerate(table) if line.startswith("run "))
+    assert [line.split()[0] for line in table[header + 1:header + 7]] == names + ["tfidf_logreg"]
+    assert table[-2] == f"report: {exp / 'comparison' / 'report.html'}"

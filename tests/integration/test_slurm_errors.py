@@ -34,6 +34,21 @@ def test_a_missing_partition_is_refused_naming_the_ones_that_exist(tmp_path: Pat
     assert not (tmp_path / "results").exists()  # refused before anything was written or submitted
 
 
+@pytest.mark.parametrize("override, message", [
+    ("executor.mem_gb=100000", r"executor.mem_gb=100000 but the largest node of the default partition has \d+ GB"),
+    ("executor.cpu_stage.cpus_per_task=64", r"executor.cpu_stage: 64 CPUs per node requested but the largest node"),
+    ("executor.gpus_per_node=1", r"executor.gpus_per_node=1 but the nodes of the default partition have at most 0"),
+])
+def test_resources_no_node_has_are_refused_before_anything_is_queued(tmp_path: Path, tiny_model_dir: Path,
+                                                                     override: str, message: str) -> None:
+    from hsd.config import ConfigError
+
+    require_slurm()
+    with pytest.raises(ConfigError, match=message):
+        submit_command("pipeline", tiny_config(tmp_path, tiny_model_dir, "big", override))
+    assert not (tmp_path / "big").exists()
+
+
 def test_a_failed_job_and_the_dependent_that_can_never_run_each_say_so(
         tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     require_slurm()

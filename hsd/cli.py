@@ -114,6 +114,12 @@ def _submit(p: argparse.ArgumentParser) -> None:
                             ("pipeline", "baseline + ftdata -> train -> post-FT validation -> collate"),
                             ("sweep", "sweep.lora settings as a training job array, each validated, then collate")):
         _config_args(sub.add_parser(name, help=help_text, description=help_text))
+    resume = sub.add_parser("resume", help="resubmit only the stages of an experiment that did not complete",
+                            description="resubmit only the stages of an experiment that did not complete: "
+                                        "finished runs are reused, partial ones resume (records, checkpoints)")
+    resume.add_argument("experiment", help="the experiment directory `hsd submit` printed (or its name)")
+    resume.add_argument("overrides", nargs="*", help="executor.* overrides only, e.g. executor.timeout_min=480")
+    resume.add_argument("--results-dir", default="results", help="where to find an experiment given by name")
 
 
 def _status(p: argparse.ArgumentParser) -> None:
@@ -143,8 +149,8 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]] 
                "hsd.collate:report_main"),
     "compare": ("compare runs over the same samples: paired-bootstrap deltas, success criterion, summaries",
                 _compare, "hsd.compare:main"),
-    "submit": ("submit jobs (Slurm, or the local executor): baseline | pipeline | sweep", _submit,
-               "jobs.pipeline:main"),
+    "submit": ("submit jobs (Slurm, or the local executor): baseline | pipeline | sweep | resume", _submit,
+               "jobs.submit:main"),
     "status": ("state and progress of each job of a submitted experiment", _status, "jobs.status:main"),
 }
 

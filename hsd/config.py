@@ -148,8 +148,20 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class CpuStageConfig:
+    """Resources of the CPU-only stages (ftdata, collate): one task, no GPU. They format JSONL and
+    compute metrics over at most a few thousand records, so asking for the GPU stages' CPUs and
+    memory would only make them wait longer in the queue."""
+
+    cpus_per_task: int = 2
+    mem_gb: int = 8
+    timeout_min: int = 60
+    partition: Optional[str] = None  # None: executor.partition (a CPU partition, if the cluster has one)
+
+
+@dataclass(frozen=True)
 class ExecutorConfig:
-    """Where jobs run (submitit)."""
+    """Where jobs run (submitit). The keys below are the GPU stages' (validation, training)."""
 
     kind: Literal["slurm", "local", "debug"] = "local"
     gpus_per_node: int = 0
@@ -163,6 +175,7 @@ class ExecutorConfig:
     signal_delay_s: int = 120  # USR2 this long before the time limit -> checkpoint + requeue
     max_num_timeout: int = 3
     extra_sbatch: dict[str, str] = field(default_factory=dict)  # passed as slurm_additional_parameters
+    cpu_stage: CpuStageConfig = field(default_factory=CpuStageConfig)  # ftdata and collate
 
 
 @dataclass(frozen=True)
@@ -239,6 +252,9 @@ _POSITIVE = {
     "executor.cpus_per_task",
     "executor.mem_gb",
     "executor.timeout_min",
+    "executor.cpu_stage.cpus_per_task",
+    "executor.cpu_stage.mem_gb",
+    "executor.cpu_stage.timeout_min",
     "report.bootstrap_resamples",
     "report.min_class_count",
 }
@@ -375,15 +391,33 @@ def _set_dotted(tree: dict[str, Any], path: list[str], value: Any) -> None:
     node[path[-1]] = value
 
 
+class _UniqueKeySafeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a mapping setting one key twice (YAML itself keeps the
+    last silently, so ``lr: 1e-4`` ... ``lr: 1e-3`` 40 lines apart would win without a word)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, typing.Hashable) and key in seen:
+                raise ConfigError(f"key '{key}' is set twice in one mapping, on line {seen[key]} and "
+                                  f"line {line}; keep one of them")
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping with ``yaml.safe_load``; errors name the file."""
+    """Read a YAML mapping (safe loader, duplicate keys refused); errors name the file."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file not found: {p} (pass an existing YAML file, e.g. configs/demo.yaml)")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8-sig"))
+        data = yaml.load(p.read_text(encoding="utf-8-sig"), Loader=_UniqueKeySafeLoader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+    except ConfigError as exc:  # a duplicate key: the loader knows the lines, not the file
+        raise ConfigError(f"{p}: {exc}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

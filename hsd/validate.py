@@ -34,10 +34,26 @@ from hsd.records import Record, Sample
 
 log = logging.getLogger("hsd.validate")
 
-# Config keys whose change alters the records: a resumed run must not mix two settings.
-RESULT_KEYS = ("data", "prompt", "model", "inference.mode", "inference.max_new_tokens",
-               "inference.temperature", "inference.top_p", "inference.min_new_tokens",
-               "inference.threshold", "inference.threshold_from", "inference.threshold_metric")
+# A resumed run must not mix two settings, so every key of these sections must equal the first
+# attempt's (seed, sampling, backend, mode, model, adapter, prompt, data selection, ...), except
+# the few that change only how fast the same records are produced. An allow-list: a key added
+# later is refused on change until someone decides it is speed-only.
+RESULT_SECTIONS = ("data", "prompt", "model", "inference")
+SPEED_ONLY_KEYS = frozenset({
+    "inference.batch_size", "inference.prefix_cache", "inference.static_cache", "inference.cuda_graphs",
+    "inference.progress", "inference.ds_config", "model.attn_implementation", "model.experts_implementation",
+})
+
+
+def changed_result_keys(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """Dotted keys of the result sections whose values differ between two resolved configs."""
+    changed = []
+    for section in RESULT_SECTIONS:
+        for key in sorted(set(saved.get(section, {})) | set(now.get(section, {}))):
+            dotted = f"{section}.{key}"
+            if dotted not in SPEED_ONLY_KEYS and saved.get(section, {}).get(key) != now[section].get(key):
+                changed.append(dotted)
+    return changed
 
 
 @dataclass(frozen=True)
@@ -186,12 +202,13 @@ def _check_or_save_config(cfg: Config, path: Path) -> None:
         runs.atomic_write_text(saved_path, dump_config(cfg))
         return
     saved, now = to_dict(load_config(saved_path)), to_dict(cfg)
-    changed = [key for key in RESULT_KEYS if _dotted(saved, key) != _dotted(now, key)]
+    changed = changed_result_keys(saved, now)
     if changed:
         detail = "; ".join(f"{k}: saved {_dotted(saved, k)!r}, now {_dotted(now, k)!r}" for k in changed)
         raise runs.RunError(
             f"{path} was started with another configuration ({detail}). Resuming would mix results "
-            "of two settings: restore the saved values (see its config.yaml) or use a new run directory"
+            "of two settings: restore the saved values (see its config.yaml) or use a new run directory. "
+            f"Only these may differ between attempts (speed, not results): {', '.join(sorted(SPEED_ONLY_KEYS))}"
         )
 
 

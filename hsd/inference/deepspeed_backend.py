@@ -112,10 +112,10 @@ def _load_engine(cfg: Config, device: str) -> Any:
     from transformers.integrations import HfDeepSpeedConfig
 
     from hsd.models.fullsize import architecture_config, is_random_spec
-    from hsd.models.loader import _apply_adapter, _check_source, _from_pretrained, resolve_dtype
+    from hsd.models.loader import apply_adapter, check_source, from_pretrained, resolve_dtype
 
     m = cfg.model
-    source = _check_source(m.name_or_path)
+    source = check_source(m.name_or_path)
     hidden = (architecture_config(source.split(":", 1)[1]) if is_random_spec(source)
               else _hf_config(source, m.trust_remote_code)).hidden_size
     dtype = resolve_dtype(m, device)
@@ -128,9 +128,9 @@ def _load_engine(cfg: Config, device: str) -> Any:
                               "trust_remote_code": m.trust_remote_code}
     if m.experts_implementation is not None:
         kwargs["experts_implementation"] = m.experts_implementation
-    model = _from_pretrained(AutoModelForCausalLM, source, "model", **kwargs)
+    model = from_pretrained(AutoModelForCausalLM, source, "model", **kwargs)
     if m.adapter is not None:
-        model = _apply_adapter(model, m.adapter)
+        model = apply_adapter(model, m.adapter)
     engine = deepspeed.initialize(model=model, config_params=ds)[0]
     engine.module.eval()
     return engine

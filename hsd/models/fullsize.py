@@ -37,6 +37,36 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
         "layer_types": ["sliding_attention", "full_attention"] * 12,
         "tie_word_embeddings": False,
     },
+    # The GptOssConfig defaults are this model; spelt out so a transformers default change cannot move it.
+    "gpt-oss-120b": {
+        "hidden_size": 2880,
+        "intermediate_size": 2880,
+        "num_hidden_layers": 36,
+        "num_attention_heads": 64,
+        "num_key_value_heads": 8,
+        "head_dim": 64,
+        "num_local_experts": 128,
+        "num_experts_per_tok": 4,
+        "vocab_size": 201088,
+        "sliding_window": 128,
+        "layer_types": ["sliding_attention", "full_attention"] * 18,
+        "tie_word_embeddings": False,
+    },
+    # The tiny test model's shape (hsd.models.tiny), for tests of the random: path on CPU.
+    "gpt-oss-tiny": {
+        "hidden_size": 64,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 16,
+        "num_local_experts": 4,
+        "num_experts_per_tok": 2,
+        "vocab_size": 640,  # >= the harmony test tokenizer's 617 ids
+        "sliding_window": 32,
+        "layer_types": ["sliding_attention", "full_attention"],
+        "tie_word_embeddings": False,
+    },
 }
 
 

@@ -51,6 +51,7 @@ class Session:
     plan: StepPlan
     total_steps: int
     pad_id: int
+    zero3_leaves: tuple[str, ...] = ()  # module classes DeepSpeed gathers whole (set_zero3_leaves)
 
 
 def answer_loss_sum(model: Any, batch: dict[str, Any]) -> tuple[Any, Any]:
@@ -89,6 +90,7 @@ def setup(accelerator: Any, cfg: Config, data_dir: Path) -> Session:
     import torch
 
     from hsd.models.loader import load_tokenizer
+    from hsd.training.accel import set_zero3_leaves
     from hsd.training.lora import apply_lora, load_base
 
     tokenizer = load_tokenizer(cfg.model)
@@ -98,7 +100,8 @@ def setup(accelerator: Any, cfg: Config, data_dir: Path) -> Session:
     # from_pretrained returns a model in eval mode, where transformers skips gradient
     # checkpointing and peft skips LoRA dropout — silently. The engine must train in train mode.
     model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
+    leaves = set_zero3_leaves(model, accelerator.deepspeed_config)  # before DeepSpeed installs its hooks
+    params = [p for p in model.parameters() if p.requires_grad]  # frozen weights: no optimizer state, no gradients
     optimizer = torch.optim.AdamW(params, lr=cfg.train.learning_rate, weight_decay=cfg.train.weight_decay)
     engine, optimizer = accelerator.prepare(model, optimizer)
     t = cfg.train
@@ -111,7 +114,7 @@ def setup(accelerator: Any, cfg: Config, data_dir: Path) -> Session:
             "lower the batch settings or train on more rows"
         )
     total = t.max_steps or max(1, round(t.epochs * plan.steps_per_epoch))
-    return Session(engine, optimizer, train_set, eval_set, plan, total, tokenizer.pad_token_id)
+    return Session(engine, optimizer, train_set, eval_set, plan, total, tokenizer.pad_token_id, tuple(leaves))
 
 
 def _train_step(accelerator: Any, s: Session, cfg: Config, step: int, stop: bool) -> dict[str, Any]:

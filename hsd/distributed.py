@@ -143,13 +143,23 @@ def init_distributed(device_kind: str, timeout_min: int = TIMEOUT_MIN, always: b
     return DistEnv(rank, world, _env_int("LOCAL_RANK", 0), True, device)
 
 
-def announce_failure(exc: BaseException) -> None:
-    """Tell the other ranks that this one failed, so they stop instead of waiting in a collective.
+def announce_failure(exc: BaseException) -> BaseException:
+    """Tell the other ranks that this one failed, so they stop instead of waiting in a collective;
+    returns the error to raise: ``exc``, or the other rank's failure when this error is only its
+    echo (gloo's "connection closed" once that rank left).
 
     An error every rank raised together (from :func:`main_only`) needs no telling.
     """
-    if _WATCH and not getattr(exc, "hsd_all_ranks", False):
-        _WATCH[-1].announce(f"{type(exc).__name__}: {exc}")
+    if not _WATCH or getattr(exc, "hsd_all_ranks", False):
+        return exc
+    from hsd.watchdog import PeerFailedError
+
+    earlier = _WATCH[-1].peer_failure()
+    if earlier is not None:
+        _WATCH[-1].stop()
+        return PeerFailedError(f"rank {_WATCH[-1].rank} stops the job: {earlier}")
+    _WATCH[-1].announce(f"{type(exc).__name__}: {exc}")
+    return exc
 
 
 def teardown(env: DistEnv, ok: bool = True) -> None:

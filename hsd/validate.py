@@ -71,7 +71,9 @@ def run(cfg: Config, run_dir: Path | None = None) -> Path:
         ok = True
         return path
     except BaseException as exc:
-        dist.announce_failure(exc)  # the other ranks stop now, not at the collective timeout
+        cause = dist.announce_failure(exc)  # the other ranks stop now, not at the collective timeout
+        if cause is not exc:  # this error only echoes another rank's failure: report that one
+            raise cause from exc
         raise
     finally:
         dist.teardown(env, ok)

@@ -28,6 +28,8 @@ import threading
 import time
 from typing import Any, Callable
 
+from hsd.errors import HsdError
+
 PEER_TIMEOUT_ENV = "HSD_PEER_TIMEOUT_S"
 DEFAULT_PEER_TIMEOUT_S = 30.0  # a heartbeat thread is never starved this long; well inside the 60 s asked
 INTERVAL_S = 1.0
@@ -49,11 +51,18 @@ def peer_timeout_s() -> float:
     except ValueError:
         value = -1.0
     if value <= 0:
-        from hsd.errors import HsdError
-
         raise HsdError(f"{PEER_TIMEOUT_ENV}={raw!r}: give the seconds without a heartbeat after which a rank "
                        f"counts as dead (a positive number; default {DEFAULT_PEER_TIMEOUT_S:g})")
     return value
+
+
+def _store_lost(exc: Exception) -> str:
+    first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+    return f"lost the job's store ({type(exc).__name__}: {first}): rank 0 or the launcher is gone"
+
+
+class PeerFailedError(HsdError):
+    """Another rank of the job failed or died; the message names it and its error."""
 
 
 class PeerWatch:
@@ -93,6 +102,14 @@ class PeerWatch:
         if self.rank == 0:  # it may host the store: stay until the others have read why
             time.sleep(2 * self.interval_s + 0.5)
 
+    def peer_failure(self) -> str | None:
+        """Another rank's announced failure, or the store's loss; None if neither (this rank's own
+        error may be an echo of either)."""
+        try:
+            return self.store.get(FAILED).decode() if self.store.check([FAILED]) else None
+        except Exception as exc:  # noqa: BLE001 - any store error: its host is gone
+            return _store_lost(exc)
+
     def stop(self) -> None:
         self._stop.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
@@ -106,7 +123,7 @@ class PeerWatch:
             except Exception as exc:  # noqa: BLE001 - any store error: its host is gone
                 if self._stop.wait(1.0):  # ...or the job just ended normally and rank 0 left first
                     return
-                problem = f"lost the job's store ({type(exc).__name__}: {exc}); rank 0 or the launcher is gone"
+                problem = _store_lost(exc)
             if problem and not self._stop.is_set():
                 self._abort(problem)
 

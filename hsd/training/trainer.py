@@ -198,9 +198,11 @@ def run(cfg: Config, run_dir: Optional[str | Path] = None, data_dir: Optional[st
         accelerator.wait_for_everyone()
         ok = True
     except BaseException as exc:
-        distributed.announce_failure(exc)  # the other ranks stop now, not at the collective timeout
+        cause = distributed.announce_failure(exc)  # the other ranks stop now, not at the collective timeout
         if held:
-            _mark_failed(run, f"{type(exc).__name__}: {exc}")
+            _mark_failed(run, f"{type(cause).__name__}: {cause}")
+        if cause is not exc:  # this error only echoes another rank's failure: report that one
+            raise cause from exc
         raise
     finally:
         unhook()

@@ -55,7 +55,7 @@ def test_a_rank_that_raises_stops_both_ranks_with_its_error():
     assert codes[0] == 1, outs[0]  # rank 0 was waiting in a barrier for rank 1
     # gloo notices the closed connection, the watchdog the announcement: either way, rank 1's error
     assert "PeerFailedError: rank 0 stops the job: rank 1 failed: ValueError: boom on rank 1" in outs[0]
-    assert took < 30  # seconds, not the collective timeout
+    assert took < 75  # start-up included (slow on a loaded CI machine); the collective timeout is 2 hours
 
 
 def test_an_error_on_rank_0_in_main_only_reaches_every_rank():

@@ -114,6 +114,7 @@ def _start_manifest(accelerator: Any, cfg: Config, run: Path, data_dir: Path, s:
             zero_stage=zero_stage(accelerator.deepspeed_config), ds_config=accelerator.deepspeed_config,
             resumed_at=list(state.resumed_at), deepspeed_dp_world_size=s.engine.dp_world_size,
             rows_per_rank_at_start=rows, zero3_leaf_modules=list(s.zero3_leaves),
+            loaded_elements_per_rank=list(s.loaded_elements_per_rank),
             ds_choice=choice.as_dict() if choice else None, **counts,
         )
 

@@ -229,7 +229,7 @@ def gather(obj: Any) -> list[Any]:
     return out
 
 
-def _portable(exc: Exception) -> Exception:
+def portable_error(exc: Exception) -> Exception:
     """``exc`` if it survives pickling (to cross to the other ranks), else an HsdError saying it."""
     try:
         pickle.loads(pickle.dumps(exc))
@@ -252,7 +252,7 @@ def main_only(fn: Callable[[], Any]) -> Any:
         except Exception as exc:  # noqa: BLE001 - re-raised on every rank below
             error = exc
     if _ready():
-        result, error = broadcast((result, None if error is None else _portable(error)))
+        result, error = broadcast((result, None if error is None else portable_error(error)))
     if error is not None:
         error.hsd_all_ranks = True  # type: ignore[attr-defined]  # see announce_failure
         raise error

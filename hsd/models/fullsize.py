@@ -141,7 +141,11 @@ def random_from_pretrained(what: str, name_or_path: str, **kwargs: Any) -> Any:
 
     Takes the loader's keyword arguments (``dtype``, ``attn_implementation``,
     ``experts_implementation``, ``device_map``). Without a device map (DeepSpeed training) the
-    model is built on the GPU when there is one; under ZeRO-3, ``_from_config`` partitions it.
+    model is built on the GPU when there is one. Under ZeRO-3 (an ``HfDeepSpeedConfig`` alive, as
+    accelerate's plugin keeps one during training) ``_from_config`` builds it inside
+    ``deepspeed.zero.Init``, the path ``from_pretrained`` takes for a real checkpoint: each module's
+    weights are split across the ranks as soon as it is built, so gpt-oss-120b (234 GB) is never
+    whole on one GPU (tests/integration/test_train.py checks each of 2 ranks holds half).
     """
     import torch
 

@@ -148,9 +148,11 @@ def announce_failure(exc: BaseException) -> BaseException:
     returns the error to raise: ``exc``, or the other rank's failure when this error is only its
     echo (gloo's "connection closed" once that rank left).
 
-    An error every rank raised together (from :func:`main_only`) needs no telling.
+    An error every rank raised together (from :func:`main_only`) needs no telling, nor does a
+    deliberate exit (``SystemExit``: the preemption exit 75 that all ranks agreed on); a rank
+    that exits alone is found by its missing heartbeat.
     """
-    if not _WATCH or getattr(exc, "hsd_all_ranks", False):
+    if not _WATCH or getattr(exc, "hsd_all_ranks", False) or isinstance(exc, SystemExit):
         return exc
     from hsd.watchdog import PeerFailedError
 

@@ -37,6 +37,8 @@ def test_single_process_runs_main_only_in_place_and_raises_its_error():
         distributed.main_only(lambda: {}["missing"])
     assert info.value.hsd_all_ranks  # every rank raised it: nobody needs telling
     assert distributed.announce_failure(info.value) is info.value
+    stop = SystemExit(75)  # the preemption exit every rank takes together: no failure to announce
+    assert distributed.announce_failure(stop) is stop
 
 
 def test_an_unpicklable_error_crosses_ranks_as_an_hsd_error():

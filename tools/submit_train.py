@@ -25,7 +25,7 @@ def main(argv: list[str]) -> int:
     job = executor.submit(TrainJob(to_dict(cfg), run_dir=str(run), data_dir=str(Path(data).resolve())))
     print(f"job {job.job_id}: logs {job.paths.folder}", flush=True)
     try:
-        job.result()
+        job.results()  # one result per task
     except Exception as exc:  # noqa: BLE001 - reported as one line; the logs hold the rest
         print(f"FAILED {error_summary(exc)}", flush=True)
         return 1

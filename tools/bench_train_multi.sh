@@ -82,9 +82,9 @@ if want kill2; then  # rank 1 SIGKILLed after 2 steps: the whole job must end wi
     > "$OUT/kill2.log" 2>&1 & sub=$!
   until [ "$(grep -c '"loss"' "$TMP/kill2/train_log.jsonl" 2>/dev/null)" -ge 2 ] || ! kill -0 $sub 2>/dev/null; do sleep 1; done
   rank0=$(awk '{print $2}' "$TMP/kill2/.lock")
-  victim=$(nvidia-smi --query-compute-apps=pid --format=csv,noheader | tr -d ' ' | grep -vx "$rank0" | head -1)
+  victim=$(ps -eo pid,args | grep "[s]ubmitit.core._submit.*kill2_submitit" | awk '{print $1}' | grep -vx "$rank0" | head -1)
   echo "rank 0 pid $rank0, killing pid $victim"; tk=$SECONDS; kill -9 "$victim"
   wait $sub; echo "SUMMARY kill2 rc $? job_ended_s_after_kill $((SECONDS - tk)) (must be < 60)"
-  grep -h "PeerFailedError\|FAILED" "$OUT/kill2.log" "$TMP"/kill2_submitit/*_0_log.err 2>/dev/null | head -3
+  grep -h "PeerFailedError\|FAILED" "$OUT/kill2.log" "$TMP"/kill2_submitit/submitit/*_0_log.err 2>/dev/null | head -3
 fi
 date -u

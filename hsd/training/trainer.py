@@ -200,7 +200,7 @@ def run(cfg: Config, run_dir: Optional[str | Path] = None, data_dir: Optional[st
         ok = True
     except BaseException as exc:
         cause = distributed.announce_failure(exc)  # the other ranks stop now, not at the collective timeout
-        if held:
+        if held and isinstance(cause, Exception):  # not the preemption exit (SystemExit): its manifest says "preempted"
             _mark_failed(run, f"{type(cause).__name__}: {cause}")
         if cause is not exc:  # this error only echoes another rank's failure: report that one
             raise cause from exc

@@ -119,8 +119,11 @@ class TrainConfig:
 
     format: Literal["simple", "optimized"] = "simple"  # which ftdata chat format to train on
     holdout_fraction: float = 0.1  # stratified eval hold-out carved from the train split
-    # auto: ZeRO-3 (zero3.json) on several ranks, ZeRO-2 (zero2.json) on one; or a JSON path / name.
+    # auto: the fastest stage whose estimated memory per GPU fits (hsd.training.memory): zero2,
+    # else zero3, else zero3_offload; or a JSON path / name.
     ds_config: str = "auto"
+    # auto's memory budget per rank in GiB; None: the GPU's total (no CUDA: host RAM / local ranks).
+    device_memory_gib: Optional[float] = None
     lora: LoraConfig = field(default_factory=LoraConfig)
     epochs: float = 1.0
     max_steps: Optional[int] = None  # overrides epochs when set

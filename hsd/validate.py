@@ -23,14 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hsd import distributed as dist
 from hsd import runs
 from hsd.config import Config, dump_config, load_config, to_dict
 from hsd.errors import HsdError
-from hsd.inference import dist, get_backend, store
+from hsd.inference import get_backend, store
 from hsd.inference.base import GenerationSettings
 from hsd.inference.batching import length_sorted_batches
 from hsd.inference.modes import GenerateMode, get_mode
 from hsd.records import Record, Sample
+from hsd.watchdog import on_abort
 
 log = logging.getLogger("hsd.validate")
 
@@ -77,13 +79,18 @@ def run(cfg: Config, run_dir: Path | None = None) -> Path:
     from hsd.models.loader import resolve_device
 
     started = time.time()
-    device = resolve_device(cfg.model, local_rank=int(os.environ.get("LOCAL_RANK", "0") or 0))
-    env = dist.init_distributed("cuda" if device.startswith("cuda") else "cpu")
+    kind = "cuda" if resolve_device(cfg.model).startswith("cuda") else "cpu"
+    env = dist.init_distributed(kind)  # binds this rank's GPU (hsd.distributed.device_index)
     ok = False
     try:
-        path = _run(cfg, run_dir, env, device, started)
+        path = _run(cfg, run_dir, env, env.device, started)
         ok = True
         return path
+    except BaseException as exc:
+        cause = dist.announce_failure(exc)  # the other ranks stop now, not at the collective timeout
+        if cause is not exc:  # this error only echoes another rank's failure: report that one
+            raise cause from exc
+        raise
     finally:
         dist.teardown(env, ok)
 
@@ -103,14 +110,16 @@ def _run(cfg: Config, run_dir: Path | None, env: dist.DistEnv, device: str, star
     prompter = Prompter.from_config(cfg, tokenizer, {s.id for s in samples})
     with ExitStack() as stack:
         _attach_log_handler(stack, logging.StreamHandler(sys.stderr), env.rank)
-        setup = _shared(env, lambda: _prepare_run(cfg, run_dir, prompter.strategy, env, stack))
+        setup = dist.main_only(lambda: _prepare_run(cfg, run_dir, prompter.strategy, env, stack))
+        if env.is_main:  # a peer found dead or failed: the manifest says so, not "running"
+            stack.callback(on_abort(lambda message: _record_failure(setup.path, HsdError(message))))
         try:
             done = store.recorded_ids(setup.path)
             mine = shard_for_rank(samples, env.rank, env.world_size, done)
             log.info("rank %d/%d: %d samples to evaluate (%d of %d already recorded)",
                      env.rank, env.world_size, len(mine), len(done), len(samples))
             stats = _evaluate(cfg, env, device, tokenizer, prompter, setup.path, mine, mode)
-            all_stats = dist.gather(env, stats)  # also the barrier before merging
+            all_stats = dist.gather(stats)  # also the barrier before merging
             if env.is_main:
                 _finish(cfg, setup, samples, prompter.strategy, all_stats, len(done), started)
         except HsdError as exc:  # e.g. the model fails to load: the manifest says so, not "running"
@@ -140,20 +149,6 @@ def shard_for_rank(samples: list[Sample], rank: int, world_size: int, done: set[
     """This rank's not-yet-recorded samples: every ``world_size``-th by id, independent of batch size."""
     ordered = sorted(samples, key=lambda s: s.id)
     return [s for i, s in enumerate(ordered) if i % world_size == rank and s.id not in done]
-
-
-def _shared(env: dist.DistEnv, make: Any) -> Any:
-    """Run ``make()`` on rank 0 and hand its result (or its error) to every rank."""
-    result, error = None, None
-    if env.is_main:
-        try:
-            result = make()
-        except Exception as exc:  # noqa: BLE001 - re-raised on every rank below
-            error = exc
-    result, error = dist.broadcast(env, (result, error))
-    if error is not None:
-        raise error
-    return result
 
 
 def _prepare_run(cfg: Config, run_dir: Path | None, strategy: str, env: dist.DistEnv, stack: ExitStack) -> RunSetup:

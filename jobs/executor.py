@@ -124,6 +124,9 @@ def _slurm_params(exe: ExecutorConfig, dependency: str | None, partition: str | 
     params: dict[str, Any] = {
         "slurm_signal_delay_s": exe.signal_delay_s,
         "slurm_additional_parameters": extra,
+        # A task that exits non-zero ends its step's other tasks at once (submitit's srun line has
+        # no such flag, and Slurm's default KillOnBadExit=0 leaves them waiting in a collective).
+        "slurm_srun_args": ["--kill-on-bad-exit=1"],
     }
     for key, value in (("partition", partition or exe.partition), ("account", exe.account), ("qos", exe.qos)):
         if value is not None:

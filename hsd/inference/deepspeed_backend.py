@@ -111,6 +111,7 @@ def _load_engine(cfg: Config, device: str) -> Any:
     from transformers import AutoModelForCausalLM
     from transformers.integrations import HfDeepSpeedConfig
 
+    from hsd.distributed import init_distributed
     from hsd.models.fullsize import architecture_config, is_random_spec
     from hsd.models.loader import apply_adapter, check_source, from_pretrained, resolve_dtype
 
@@ -120,9 +121,7 @@ def _load_engine(cfg: Config, device: str) -> Any:
               else _hf_config(source, m.trust_remote_code)).hidden_size
     dtype = resolve_dtype(m, device)
     ds = inference_ds_config(cfg.inference.ds_config, hidden, bf16=dtype == torch.bfloat16)
-    if device.startswith("cuda"):
-        torch.cuda.set_device(device)
-    _ensure_process_group("nccl" if device.startswith("cuda") else "gloo")
+    init_distributed("cuda" if device.startswith("cuda") else "cpu", always=True)  # DeepSpeed needs a group, even of one
     _keep = HfDeepSpeedConfig(ds)  # noqa: F841 - while alive, from_pretrained partitions as it loads
     kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": m.attn_implementation,
                               "trust_remote_code": m.trust_remote_code}
@@ -134,25 +133,6 @@ def _load_engine(cfg: Config, device: str) -> Any:
     engine = deepspeed.initialize(model=model, config_params=ds)[0]
     engine.module.eval()
     return engine
-
-
-def _ensure_process_group(backend: str) -> None:
-    """DeepSpeed needs a process group even for one process: make a group of one if none exists."""
-    import os
-    import socket
-
-    import deepspeed
-    import torch.distributed as dist
-
-    if dist.is_initialized():
-        return
-    if "MASTER_PORT" not in os.environ:
-        with socket.socket() as s:  # a free port: several single-process runs may share a host
-            s.bind(("127.0.0.1", 0))
-            os.environ["MASTER_PORT"] = str(s.getsockname()[1])
-    for key, value in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1"}.items():
-        os.environ.setdefault(key, value)
-    deepspeed.init_distributed(dist_backend=backend)
 
 
 def _hf_config(source: str, trust_remote_code: bool) -> Any:

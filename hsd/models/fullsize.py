@@ -39,6 +39,7 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
     },
     # ~117B parameters, ~234 GB in bf16: no single GPU holds it; built sharded (build_random_sharded)
     # or partitioned (ZeRO-3), never whole on one device.
+    # The GptOssConfig defaults are this model; spelt out so a transformers default change cannot move it.
     "gpt-oss-120b": {
         "hidden_size": 2880,
         "intermediate_size": 2880,
@@ -51,6 +52,21 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
         "vocab_size": 201088,
         "sliding_window": 128,
         "layer_types": ["sliding_attention", "full_attention"] * 18,
+        "tie_word_embeddings": False,
+    },
+    # The tiny test model's shape (hsd.models.tiny), for tests of the random: path on CPU.
+    "gpt-oss-tiny": {
+        "hidden_size": 64,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 16,
+        "num_local_experts": 4,
+        "num_experts_per_tok": 2,
+        "vocab_size": 640,  # >= the harmony test tokenizer's 617 ids
+        "sliding_window": 32,
+        "layer_types": ["sliding_attention", "full_attention"],
         "tie_word_embeddings": False,
     },
 }
@@ -159,7 +175,11 @@ def random_from_pretrained(what: str, name_or_path: str, **kwargs: Any) -> Any:
 
     Takes the loader's keyword arguments (``dtype``, ``attn_implementation``,
     ``experts_implementation``, ``device_map``). Without a device map (DeepSpeed training) the
-    model is built on the GPU when there is one; under ZeRO-3, ``_from_config`` partitions it.
+    model is built on the GPU when there is one. Under ZeRO-3 (an ``HfDeepSpeedConfig`` alive, as
+    accelerate's plugin keeps one during training) ``_from_config`` builds it inside
+    ``deepspeed.zero.Init``, the path ``from_pretrained`` takes for a real checkpoint: each module's
+    weights are split across the ranks as soon as it is built, so gpt-oss-120b (234 GB) is never
+    whole on one GPU (tests/integration/test_train.py checks each of 2 ranks holds half).
     """
     import torch
 

@@ -92,6 +92,15 @@ def trainable_counts(model: Any) -> dict[str, int]:
     return {"parameters": total, "trainable_parameters": train}
 
 
+def optimizer_parameters(engine: Any) -> int:
+    """Parameter elements DeepSpeed's optimizer holds fp32 master, Adam state and gradient
+    partitions for. Equal to the trainable count: frozen weights get no gradient buffers."""
+    opt = engine.optimizer
+    groups = getattr(opt, "fp16_groups", None) or getattr(opt, "bit16_groups", None) \
+        or [g["params"] for g in opt.param_groups]
+    return sum(p.ds_numel if hasattr(p, "ds_numel") else p.numel() for group in groups for p in group)
+
+
 def training_modes(model: Any) -> dict[str, bool]:
     """Whether the model trains in train mode and its layers really recompute activations.
 

@@ -55,6 +55,17 @@ def test_slurm_parameters_carry_partition_account_qos_and_dependencies() -> None
     assert extra["kill-on-invalid-dep"] == "yes"  # a failed dependency cancels instead of hanging
     assert "dependency" not in _slurm_params(ExecutorConfig(kind="slurm"), None)["slurm_additional_parameters"]
     assert _slurm_params(exe, None, partition="cpu")["slurm_partition"] == "cpu"  # executor.cpu_stage.partition
+    assert params["slurm_srun_args"] == ["--kill-on-bad-exit=1"]  # one failed task ends the step's others
+
+
+def test_the_sbatch_script_runs_its_tasks_with_kill_on_bad_exit(tmp_path: Path) -> None:
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    params = {k.removeprefix("slurm_"): v for k, v in _slurm_params(ExecutorConfig(kind="slurm"), None).items()}
+    params.pop("additional_parameters")
+    script = _make_sbatch_string(command="python -m x", folder=tmp_path, **params)
+    srun = [line for line in script.splitlines() if line.startswith("srun")]
+    assert len(srun) == 1 and "--kill-on-bad-exit=1" in srun[0].split()
 
 
 def test_a_wrong_executor_name_is_one_config_error(tmp_path: Path) -> None:

@@ -14,8 +14,8 @@ MASTER_PORT. Reading only those keeps one code path for all three. Here, and onl
 from __future__ import annotations
 
 import datetime as _dt
+import copy
 import os
-import pickle
 import socket
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -232,9 +232,14 @@ def gather(obj: Any) -> list[Any]:
 
 
 def portable_error(exc: Exception) -> Exception:
-    """``exc`` if it survives pickling (to cross to the other ranks), else an HsdError saying it."""
+    """``exc`` if it survives pickling (to cross to the other ranks), else an HsdError saying it.
+
+    ``copy.deepcopy`` takes it apart and rebuilds it through the same ``__reduce_ex__`` protocol
+    that pickling on this rank and unpickling on the others use (an exception whose ``__init__``
+    does not take its ``args``, or that holds a lock or a socket, fails here too), without
+    importing pickle into hsd (tests/unit/test_safe_loading.py)."""
     try:
-        pickle.loads(pickle.dumps(exc))
+        copy.deepcopy(exc)
         return exc
     except Exception:  # noqa: BLE001 - any unpicklable exception
         return HsdError(f"rank 0: {type(exc).__name__}: {exc}")

@@ -240,9 +240,24 @@ def portable_error(exc: Exception) -> Exception:
     importing pickle into hsd (tests/unit/test_safe_loading.py)."""
     try:
         copy.deepcopy(exc)
-        return exc
-    except Exception:  # noqa: BLE001 - any unpicklable exception
-        return HsdError(f"rank 0: {type(exc).__name__}: {exc}")
+        if _importable(type(exc)):  # pickling sends a class by name: the other rank must find it
+            return exc
+    except Exception:  # noqa: BLE001 - any exception that cannot be rebuilt
+        pass
+    return HsdError(f"rank 0: {type(exc).__name__}: {exc}")
+
+
+def _importable(cls: type) -> bool:
+    """Whether ``cls`` can be found again by its module and qualified name (as unpickling does)."""
+    import importlib
+
+    try:
+        obj: Any = importlib.import_module(cls.__module__)
+        for part in cls.__qualname__.split("."):
+            obj = getattr(obj, part)
+        return obj is cls
+    except (ImportError, AttributeError):
+        return False
 
 
 def main_only(fn: Callable[[], Any]) -> Any:

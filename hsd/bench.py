@@ -27,7 +27,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from hsd.config import Config, from_dict, replace
 from hsd.errors import HsdError
@@ -45,9 +45,21 @@ class Case:
     overrides: dict[str, Any] = field(default_factory=dict)
     shared_prefix: bool = False  # score_rich: prompts share a long system + few-shot prefix
     shortest_only: bool = False  # measure only the shortest --new-tokens (slow cases)
+    workload: Optional[str] = None  # rich | simple: hsd's own prompts, recorded output lengths (run_workload)
 
 
-def cases(batch_size: int, old_batch_size: int) -> list[Case]:
+def cases(batch_size: int, old_batch_size: int, slots: int = 128) -> list[Case]:
+    workload = [  # listed after the synthetic cases
+        c for t in ("rich", "simple") for c in (
+            Case(t, f"real workload, {t} prompt: hsd generate, shared prefix + refill, {slots} slots", "generate",
+                 {"inference.batch_size": slots}, workload=t),
+            Case(f"{t}_static", f"real workload, {t} prompt: static batches of {batch_size} (before refill)",
+                 "generate", {"inference.batch_size": batch_size, "inference.refill": False}, workload=t))]
+    return [*synthetic(batch_size, old_batch_size), *workload]
+
+
+def synthetic(batch_size: int, old_batch_size: int) -> list[Case]:
+    """Random-word prompts of --prompt-tokens, outputs forced to each --new-tokens."""
     return [
         Case("old", f"old setting: HF generate, bs {old_batch_size}, eager attention + experts", "generate",
              {"model.attn_implementation": "eager", "model.experts_implementation": "eager",
@@ -83,6 +95,94 @@ def make_prompts(tokenizer: Any, n: int, tokens: int, shared_prefix: bool, seed:
     budget = max(8, tokens - count(render("", ""))) / per_word  # words left after the template's own tokens
     shared = words(int(budget * 0.85)) if shared_prefix else None
     return [render(shared or words(int(budget * 0.85)), words(int(budget * 0.15))) for _ in range(n)]
+
+
+def workload_prompts(cfg: Config, template: str, tokenizer: Any, args: Any) -> tuple[list[str], list[int]]:
+    """The test split's prompts rendered by hsd (``template``, the model's tokenizer), longest first,
+    and an output length per prompt drawn from real gpt-oss answers (hsd.bench_lengths)."""
+    from hsd.bench_lengths import RESPONSE_TOKENS
+    from hsd.data import select_samples
+    from hsd.prompts import Prompter
+
+    wcfg = replace(cfg, **{"prompt.template": template, "data.dir": args.data_dir, "data.split": "test",
+                           "data.max_samples": args.workload_samples})
+    samples = select_samples(wcfg.data)
+    prompter = Prompter.from_config(wcfg, tokenizer, {s.id for s in samples})
+    prompts = [prompter.render(s) for s in samples]
+    sizes = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+    prompts = [prompts[i] for i in sorted(range(len(prompts)), key=lambda i: -sizes[i])]  # as validate orders them
+    rng = random.Random(args.seed)
+    cap = args.workload_cap or max(RESPONSE_TOKENS)
+    return prompts, [min(cap, rng.choice(RESPONSE_TOKENS)) for _ in prompts]
+
+
+def run_workload(cfg: Config, case: Case, tokenizer: Any, args: Any) -> list[dict[str, Any]]:
+    """The workload validate runs: hsd's prompts, each row stopping at its drawn length.
+
+    Refill (``inference.refill``, the default): rows end at their own length (a forced stop) and
+    their slots take the next prompts. Static batches (the path before refill): a batch runs until
+    its longest row, so each batch decodes max(its lengths) steps; samples/s and new tokens/s
+    count each row's drawn length only. Both caches are sized for the longest length up front
+    (``reserve_new_tokens``) so the warm-up captures the graph the timed run replays.
+    """
+    import torch
+
+    from hsd.inference import get_backend
+    from hsd.inference.base import GenerationSettings
+
+    prompts, lengths = workload_prompts(cfg, case.workload, tokenizer, args)
+    ccfg = replace(cfg, **case.overrides)
+    bs, cap, n = ccfg.inference.batch_size, max(lengths), len(prompts)
+    sizes = [len(x) for x in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    t_build = time.perf_counter()
+    backend = get_backend(ccfg.inference.backend)(ccfg, args.device, 0, tokenizer)
+    backend.reserve_new_tokens = cap
+    build_s = time.perf_counter() - t_build
+
+    def run(idx: list[int], forced: list[int]) -> None:
+        if ccfg.inference.refill:
+            s = GenerationSettings(max_new_tokens=cap, temperature=0.0, top_p=1.0)
+            for _ in backend.generate_stream([prompts[i] for i in idx], s, [list(range(len(idx)))], forced):
+                pass
+            return
+        for k in range(0, len(idx), bs):
+            m = max(forced[k : k + bs])
+            backend.generate([prompts[i] for i in idx[k : k + bs]],
+                             GenerationSettings(max_new_tokens=m, temperature=0.0, top_p=1.0, min_new_tokens=m))
+
+    try:
+        warm = list(range(0, n, max(1, n // bs)))[:bs]  # spread over the set: its shared prefix is the set's
+        warm_s = _timed(lambda: run(warm, [8] * len(warm)))
+        seconds = _timed(lambda: run(list(range(n)), lengths))
+        row = {"case": case.name, "what": case.what, "mode": "generate", "batch_size": bs, "samples": n,
+               "prompt_tokens": round(sum(sizes) / n, 1), "new_tokens": f"recorded (mean {sum(lengths) / n:.0f})",
+               "seconds": round(seconds, 3), "samples_per_s": round(n / seconds, 3),
+               "new_tokens_per_s": round(sum(lengths) / seconds, 1),
+               "prompt_tokens_per_s": round(sum(sizes) / seconds, 1), "warmup_s": round(warm_s, 2),
+               "build_s": round(build_s, 2), "peak_gib": _peak_gib(), "workload": case.workload}
+        if getattr(backend, "refill", None) is not None and backend.refill.cache is not None:
+            row["shared_prefix_tokens"] = backend.refill.cache.shape.prefix
+            st = backend.refill.stats  # where the time went: admits (prefill) vs decode steps, slot use
+            row["refill"] = {**st, "admit_s": round(st["admit_s"], 2),
+                             "slot_use": round(st["busy_row_steps"] / max(1, st["steps"] * bs), 3),
+                             "ms_per_step": round(1000 * (seconds - st["admit_s"]) / max(1, st["steps"]), 2)}
+        print(json.dumps(row), flush=True)
+        if args.profile and torch.cuda.is_available():
+            row["profile"] = _profile(lambda: run(list(range(min(n, 2 * bs))), lengths[: 2 * bs]))
+        return [row]
+    finally:
+        del backend
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def _peak_gib() -> Optional[float]:
+    import torch
+
+    return round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None
 
 
 def _sync() -> None:
@@ -164,7 +264,15 @@ def _profile(fn: Any) -> str:
 
 
 def add_ratios(rows: list[dict[str, Any]]) -> None:
-    """ratio = samples/s over the old setting's at the same output length (score: at the shortest)."""
+    """ratio = samples/s over the old setting's at the same output length (score: at the shortest);
+    workload rows: over the same workload's static-batch row of the same call (``ratio_vs_static``)."""
+    static = {r["workload"]: r["samples_per_s"] for r in rows if r.get("workload") and r["case"].endswith("_static")}
+    for r in rows:
+        if r.get("workload"):
+            ref = static.get(r["workload"])
+            r["ratio_vs_static"] = round(r["samples_per_s"] / ref, 2) if ref else None
+            r["ratio_vs_old"] = None
+    rows = [r for r in rows if not r.get("workload")]
     old = {r["new_tokens"]: r["samples_per_s"] for r in rows if r["case"] == "old"}
     for r in rows:
         ref = old.get(r["new_tokens"], old.get(min(old), None) if old else None)
@@ -183,11 +291,12 @@ def environment(args: Any) -> dict[str, Any]:
 
 
 def markdown(env: dict[str, Any], rows: list[dict[str, Any]]) -> str:
-    head = ("| case | new tokens | samples/s | new tok/s | prompt tok/s | peak GiB | x old | warm-up s |\n"
-            "|---|---|---|---|---|---|---|---|\n")
+    head = ("| case | prompt tokens | new tokens | samples/s | new tok/s | prompt tok/s | peak GiB | x old "
+            "| x static | warm-up s |\n|---|---|---|---|---|---|---|---|---|---|\n")
     body = "".join(
-        f"| {r['what']} | {r['new_tokens'] or '— (score)'} | {r['samples_per_s']} | {r['new_tokens_per_s'] or '—'} | "
-        f"{r['prompt_tokens_per_s']} | {r['peak_gib']} | {r['ratio_vs_old']} | {r['warmup_s']} |\n" for r in rows)
+        f"| {r['what']} | {r['prompt_tokens']} | {r['new_tokens'] or '— (score)'} | {r['samples_per_s']} | "
+        f"{r['new_tokens_per_s'] or '—'} | {r['prompt_tokens_per_s']} | {r['peak_gib']} | "
+        f"{r.get('ratio_vs_old') or '—'} | {r.get('ratio_vs_static') or '—'} | {r['warmup_s']} |\n" for r in rows)
     prompt = rows[0]["prompt_tokens"] if rows else "?"
     return (f"{MD_BEGIN}\n**{env['device']}**, torch {env['torch']}, transformers {env['transformers']}, "
             f"model `{env['model']}` (random bf16 weights), prompt ≈ {prompt} tokens, {env['date']}. "
@@ -209,6 +318,18 @@ def _write_json(path: Path, env: dict[str, Any], rows: list[dict[str, Any]]) -> 
     atomic_write_text(path, json.dumps({"environment": env, "results": rows}, indent=2) + "\n")
 
 
+def _tokenizer(path: str) -> Any:
+    """A tokenizer directory to render prompts with instead of the model's (e.g. gpt-oss's own
+    o200k_harmony for ``random:`` models, whose ids fit the 201,088-entry vocabulary)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
 def main(args: Any) -> int:
     import torch
 
@@ -218,8 +339,8 @@ def main(args: Any) -> int:
         raise HsdError("hsd bench measures GPU speed and needs CUDA; pass --allow-cpu for a smoke run (tests)")
     args.device = "cuda:0" if torch.cuda.is_available() else "cpu"
     base = from_dict({"model": {"name_or_path": args.model}, "inference": {"progress": False}})
-    tokenizer = load_tokenizer(base.model)
-    known = {c.name: c for c in cases(args.batch_size, args.old_batch_size)}
+    tokenizer = _tokenizer(args.tokenizer) if args.tokenizer else load_tokenizer(base.model)
+    known = {c.name: c for c in cases(args.batch_size, args.old_batch_size, args.slots)}
     wanted = [name.strip() for name in args.cases.split(",") if name.strip()]
     unknown = [name for name in wanted if name not in known]
     if unknown:
@@ -227,7 +348,7 @@ def main(args: Any) -> int:
     rows: list[dict[str, Any]] = []
     for case in (known[name] for name in wanted):  # in the order given
         try:
-            rows.extend(run_case(base, case, tokenizer, args))
+            rows.extend((run_workload if case.workload else run_case)(base, case, tokenizer, args))
         except Exception as exc:  # noqa: BLE001 - record it, measure the other cases
             if not args.keep_going:
                 raise

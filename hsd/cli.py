@@ -33,6 +33,8 @@ def _model(p: argparse.ArgumentParser) -> None:
     tiny.add_argument("--out", required=True, help="output directory")
     tiny.add_argument("--seed", type=int, default=0)
     tiny.add_argument("--force", action="store_true", help="overwrite an existing directory")
+    tiny.add_argument("--format", choices=("safetensors", "mxfp4"), default="safetensors",
+                      help="weights as saved by save_pretrained, or as gpt-oss's release: MXFP4 experts, bf16 rest")
     tok = sub.add_parser("tokenizer", help="build gpt-oss's tokenizer (o200k_harmony) offline from the installed "
                                            "quicktok-v1 package into the project cache; prints its directory")
     tok.add_argument("--cache-dir", default=None, help="cache root (default: $HSD_CACHE_DIR or the project's .cache/)")
@@ -101,6 +103,12 @@ def _bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", action="store_true", help="add a torch.profiler table of one batch per case")
     p.add_argument("--keep-going", action="store_true", help="record a failing case and measure the others")
     p.add_argument("--allow-cpu", action="store_true", help="run without CUDA (smoke test of the harness)")
+    p.add_argument("--slots", type=int, default=128, help="rows decoding at once in the refill cases (rich, simple)")
+    p.add_argument("--workload-samples", type=int, default=512, help="test-split samples of the rich/simple cases")
+    p.add_argument("--data-dir", default=None, help="dataset directory of the rich/simple cases (default: data.dir)")
+    p.add_argument("--tokenizer", default=None, help="tokenizer directory for the prompts (default: the model's)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the rich/simple cases' drawn output lengths")
+    p.add_argument("--workload-cap", type=int, default=0, help="cap the drawn output lengths (0: none; CPU smoke tests)")
 
 
 # name -> (help, argument setup, "module:function")
@@ -110,6 +118,12 @@ def _submit(p: argparse.ArgumentParser) -> None:
                             ("pipeline", "baseline + ftdata -> train -> post-FT validation -> collate"),
                             ("sweep", "sweep.lora settings as a training job array, each validated, then collate")):
         _config_args(sub.add_parser(name, help=help_text, description=help_text))
+    resume = sub.add_parser("resume", help="resubmit only the stages of an experiment that did not complete",
+                            description="resubmit only the stages of an experiment that did not complete: "
+                                        "finished runs are reused, partial ones resume (records, checkpoints)")
+    resume.add_argument("experiment", help="the experiment directory `hsd submit` printed (or its name)")
+    resume.add_argument("overrides", nargs="*", help="executor.* overrides only, e.g. executor.timeout_min=480")
+    resume.add_argument("--results-dir", default="results", help="where to find an experiment given by name")
 
 
 def _status(p: argparse.ArgumentParser) -> None:
@@ -139,8 +153,8 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]] 
                "hsd.collate:report_main"),
     "compare": ("compare runs over the same samples: paired-bootstrap deltas, success criterion, summaries",
                 _compare, "hsd.compare:main"),
-    "submit": ("submit jobs (Slurm, or the local executor): baseline | pipeline | sweep", _submit,
-               "jobs.pipeline:main"),
+    "submit": ("submit jobs (Slurm, or the local executor): baseline | pipeline | sweep | resume", _submit,
+               "jobs.submit:main"),
     "status": ("state and progress of each job of a submitted experiment", _status, "jobs.status:main"),
 }
 

@@ -19,13 +19,15 @@ import logging
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from hsd import compare
 from hsd.config import ReportConfig
 from hsd.metrics.references import REFERENCES, as_records
 from hsd.metrics.summary import evaluate, nan_to_none, paired, settings
-from hsd.reporting import html, markdown, refcache, run_report
+from hsd.reporting import refcache, run_report
+from hsd.reporting.output import write_report
 from hsd.reporting.errors import select_errors, unanswered
 from hsd.reporting.rundata import RunData, find_runs, is_run, load_run, merged_file, read_config
-from hsd.runs import RunError, RunLock, atomic_write_json, atomic_write_text, timestamp
+from hsd.runs import RunError, RunLock, atomic_write_json, timestamp
 
 log = logging.getLogger("hsd.collate")
 TFIDF = "tfidf_logreg"  # the reference a run is tested against, paired, in its own report
@@ -52,15 +54,6 @@ def full_metrics(run: RunData, refs, provenance: dict[str, Any], cfg: ReportConf
         "unanswered": unanswered(run.records, cfg.errors_per_group),
         "training_log": str(log_path) if log_path else None,
     })
-
-
-def write_report(doc_dir: Path, full: dict[str, Any], build) -> list[Path]:
-    """Plots first (the document embeds them), then Markdown and HTML, each written atomically."""
-    doc = build(full, doc_dir)
-    outputs = {doc_dir / "report.md": markdown.render(doc, doc_dir), doc_dir / "report.html": html.render(doc)}
-    for path, text in outputs.items():
-        atomic_write_text(path, text)
-    return list(outputs)
 
 
 def merge_if_needed(path: Path, data_dir: Optional[str]) -> bool:
@@ -101,8 +94,6 @@ def collate_run(path: Path, data_dir: Optional[str], merge: bool) -> RunData:
 
 def run(paths: Sequence[str | Path], data_dir: Optional[str] = None, merge: bool = True) -> list[Path]:
     """Collate each run (and compare the runs of each experiment directory); returns report paths."""
-    from hsd import compare
-
     reports: list[Path] = []
     for given in map(Path, paths):
         runs = [collate_run(p, data_dir, merge) for p in find_runs(given)]
@@ -110,6 +101,20 @@ def run(paths: Sequence[str | Path], data_dir: Optional[str] = None, merge: bool
         if not is_run(given) and len(runs) > 1:
             reports.append(compare.compare_experiment(given, runs, data_dir))
     return reports
+
+
+def collate_experiment(exp: Path, finished: Sequence[Path], unfinished: Sequence[dict[str, Any]],
+                       data_dir: Optional[str] = None) -> Path:
+    """The end of a pipeline: collate the validation runs that finished and write the comparison,
+    which also lists the stages that did not finish (``unfinished``: stage, state, run_dir,
+    error). Runs of failed validations are left alone: their records are incomplete."""
+    if not finished:
+        lines = "; ".join(f"{u['stage']} {u['state']}: {u.get('error') or '-'}" for u in unfinished)
+        raise RunError(f"no validation run of {exp} finished, nothing to report ({lines})")
+    runs = [collate_run(p, data_dir, merge=True) for p in finished]
+    if len(runs) == 1 and not unfinished:  # `hsd submit baseline`: one run, its own report
+        return runs[0].path / "report.html"
+    return compare.compare_experiment(exp, runs, data_dir, unfinished)
 
 
 def _print(reports: list[Path]) -> None:

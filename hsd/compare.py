@@ -21,6 +21,7 @@ from hsd.metrics import intervals
 from hsd.metrics.references import REFERENCES, as_records
 from hsd.metrics.summary import encode, evaluate, nan_to_none, paired, settings
 from hsd.reporting import comparison_report, refcache, summary_files
+from hsd.reporting.output import write_report
 from hsd.reporting.rundata import RunData, load_run
 from hsd.runs import atomic_write_json, atomic_write_text, timestamp
 
@@ -115,9 +116,10 @@ def _summaries(runs: Sequence[RunData], ref_records: dict, provenance: dict[str,
 
 
 def compare(runs: Sequence[RunData], refs, provenance: dict[str, Any], cfg: ReportConfig) -> dict[str, Any]:
-    """Per-run metrics, paired deltas vs the first run and vs TF-IDF, the criterion, reference rows."""
-    if len(runs) < 2:
-        raise CompareError("compare needs at least two runs")
+    """Per-run metrics, paired deltas vs the first run and vs TF-IDF, the criterion, reference rows.
+    One run is allowed (a pipeline whose other runs failed): its metrics against the references."""
+    if not runs:
+        raise CompareError("compare needs at least one run")
     check_same_samples(runs)
     data = [encode(r.records) for r in runs]
     ref_records = {ref.name: as_records(runs[0].records, ref) for ref in refs}
@@ -137,8 +139,6 @@ def compare(runs: Sequence[RunData], refs, provenance: dict[str, Any], cfg: Repo
 
 def write(comp: dict[str, Any], out: Path) -> Path:
     """comparison.json, report.md/html, plots and the old summary files into ``out``."""
-    from hsd.collate import write_report
-
     out.mkdir(parents=True, exist_ok=True)
     write_report(out, comp, comparison_report.build)
     atomic_write_json(out / "comparison.json", comp)
@@ -147,16 +147,19 @@ def write(comp: dict[str, Any], out: Path) -> Path:
     return out / "report.html"
 
 
-def compare_experiment(exp_dir: Path, runs: Sequence[RunData], data_dir: Optional[str]) -> Path:
-    """The experiment's comparison: the runs over the baseline's samples, baseline first."""
+def compare_experiment(exp_dir: Path, runs: Sequence[RunData], data_dir: Optional[str],
+                       unfinished: Sequence[dict[str, Any]] = ()) -> Path:
+    """The experiment's comparison: the runs over the baseline's samples, baseline first, and the
+    stages that did not finish (stage, state, error line) so a partial result says what is missing."""
     ordered = sorted(runs, key=lambda r: ({"baseline": 0, "fine-tuned": 1}.get(r.role, 2), r.name))
     ids = {r.sample_id for r in ordered[0].records}
     same = [r for r in ordered if {x.sample_id for x in r.records} == ids]
-    if len(same) < 2:
+    if len(same) < 2 and not unfinished:
         raise CompareError(f"no two runs of {exp_dir} are over the same samples: nothing to compare")
     refs, provenance = refcache.references_for(same[0], data_dir, use_cache=True)
     comp = compare(same, refs, provenance, same[0].cfg.report if same[0].cfg else ReportConfig())
     comp["not_compared"] = [r.name for r in ordered if r not in same]
+    comp["unfinished"] = [{k: u.get(k) for k in ("stage", "state", "run_dir", "error")} for u in unfinished]
     return write(comp, exp_dir / "comparison")
 
 

@@ -80,7 +80,7 @@ class ModelConfig:
 class InferenceConfig:
     """How responses are produced."""
 
-    backend: str = "hf"  # registry name: hf | deepspeed
+    backend: str = "hf"  # registry name: hf | deepspeed | tp
     mode: Literal["generate", "score"] = "generate"  # reasoning+answer, or P(hate) in one pass
     batch_size: int = 8  # per rank; halved and retried on CUDA OOM
     max_new_tokens: Optional[int] = None  # None: the template's max_tokens
@@ -91,9 +91,10 @@ class InferenceConfig:
     threshold: float = 0.5  # score mode: P(hate) >= threshold -> hate
     threshold_from: Optional[str] = None  # score mode: a run dir whose records choose the threshold
     threshold_metric: Literal["f1", "youden"] = "f1"  # score mode: what threshold_from maximises
-    prefix_cache: bool = True  # score mode: the prompts' shared token prefix (system + few-shot) computed once
+    prefix_cache: bool = True  # the prompts' shared token prefix (system + few-shot) computed once (score; generate with refill)
     static_cache: bool = True  # generate: one fixed-shape KV cache reused by every batch (short batches padded)
     cuda_graphs: bool = True  # generate on CUDA: decode step replayed as a CUDA graph (needs static_cache)
+    refill: bool = True  # generate: a finished row's slot takes the next sample at once (needs static_cache)
     ds_config: str = "ds_configs/zero3_inference.json"  # backend deepspeed: the ZeRO-3 inference JSON
     progress: bool = True  # a progress bar per rank
 
@@ -118,8 +119,11 @@ class TrainConfig:
 
     format: Literal["simple", "optimized"] = "simple"  # which ftdata chat format to train on
     holdout_fraction: float = 0.1  # stratified eval hold-out carved from the train split
-    # auto: ZeRO-3 (zero3.json) on several ranks, ZeRO-2 (zero2.json) on one; or a JSON path / name.
+    # auto: the fastest stage whose estimated memory per GPU fits (hsd.training.memory): zero2,
+    # else zero3, else zero3_offload; or a JSON path / name.
     ds_config: str = "auto"
+    # auto's memory budget per rank in GiB; None: the GPU's total (no CUDA: host RAM / local ranks).
+    device_memory_gib: Optional[float] = None
     lora: LoraConfig = field(default_factory=LoraConfig)
     epochs: float = 1.0
     max_steps: Optional[int] = None  # overrides epochs when set
@@ -147,8 +151,20 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class CpuStageConfig:
+    """Resources of the CPU-only stages (ftdata, collate): one task, no GPU. They format JSONL and
+    compute metrics over at most a few thousand records, so asking for the GPU stages' CPUs and
+    memory would only make them wait longer in the queue."""
+
+    cpus_per_task: int = 2
+    mem_gb: int = 8
+    timeout_min: int = 60
+    partition: Optional[str] = None  # None: executor.partition (a CPU partition, if the cluster has one)
+
+
+@dataclass(frozen=True)
 class ExecutorConfig:
-    """Where jobs run (submitit)."""
+    """Where jobs run (submitit). The keys below are the GPU stages' (validation, training)."""
 
     kind: Literal["slurm", "local", "debug"] = "local"
     gpus_per_node: int = 0
@@ -162,6 +178,7 @@ class ExecutorConfig:
     signal_delay_s: int = 120  # USR2 this long before the time limit -> checkpoint + requeue
     max_num_timeout: int = 3
     extra_sbatch: dict[str, str] = field(default_factory=dict)  # passed as slurm_additional_parameters
+    cpu_stage: CpuStageConfig = field(default_factory=CpuStageConfig)  # ftdata and collate
 
 
 @dataclass(frozen=True)
@@ -238,6 +255,9 @@ _POSITIVE = {
     "executor.cpus_per_task",
     "executor.mem_gb",
     "executor.timeout_min",
+    "executor.cpu_stage.cpus_per_task",
+    "executor.cpu_stage.mem_gb",
+    "executor.cpu_stage.timeout_min",
     "report.bootstrap_resamples",
     "report.min_class_count",
 }
@@ -374,15 +394,33 @@ def _set_dotted(tree: dict[str, Any], path: list[str], value: Any) -> None:
     node[path[-1]] = value
 
 
+class _UniqueKeySafeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a mapping setting one key twice (YAML itself keeps the
+    last silently, so ``lr: 1e-4`` ... ``lr: 1e-3`` 40 lines apart would win without a word)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, typing.Hashable) and key in seen:
+                raise ConfigError(f"key '{key}' is set twice in one mapping, on line {seen[key]} and "
+                                  f"line {line}; keep one of them")
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping with ``yaml.safe_load``; errors name the file."""
+    """Read a YAML mapping (safe loader, duplicate keys refused); errors name the file."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file not found: {p} (pass an existing YAML file, e.g. configs/demo.yaml)")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8-sig"))
+        data = yaml.load(p.read_text(encoding="utf-8-sig"), Loader=_UniqueKeySafeLoader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+    except ConfigError as exc:  # a duplicate key: the loader knows the lines, not the file
+        raise ConfigError(f"{p}: {exc}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -3,7 +3,9 @@
 1. builds the tiny gpt-oss (random weights, harmony tokenizer) into ``.cache/tiny-model`` unless
    it is there, 2. links the prepared dataset (``hsd data``), 3. runs ``hsd submit pipeline
    --config configs/demo.yaml`` on the local executor — baseline validation, ftdata, LoRA
-   training, post-FT validation, collate — and prints where the comparison report is.
+   training, post-FT validation, collate — and ends with the comparison's short table (each
+   run's answered rate, F1, MCC, the TF-IDF reference, the success-criterion verdict) and the
+   report's path.
 Each run goes to a new experiment directory, so the demo can be run again at any time.
 """
 
@@ -58,14 +60,22 @@ def run(overrides: list[str]) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from jobs.pipeline import StagesFailed
+    from jobs.submit import print_summary
+
     overrides = list(sys.argv[1:] if argv is None else argv)
     start = time.time()
     try:
         exp = run(overrides)
+    except StagesFailed as exc:  # what finished is still compared: show it before the error
+        print_summary(exc.exp)
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
     except HsdError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2
-    print(f"demo: done in {time.time() - start:.0f} s; comparison report: {exp / 'comparison' / 'report.html'}")
+    print(f"demo: done in {time.time() - start:.0f} s")
+    print_summary(exp)
     print(exp)
     return 0
 

@@ -12,6 +12,15 @@ as they are (every row: the old jsonl may hold one rank's rows only) and recompu
 metrics; with the old rule (a prediction other than hate/normal is left out of the confusion
 counts, but counted in a group's ``sample_count``) this reproduces the old metric CSVs exactly.
 Sample ids are then the CSV row numbers (the old jsonl's ids are rank-local).
+
+Re-parsing finishes on any run directory of the old format, whatever its rows hold: a response
+of any type (text, null, an object) is read by the parser, which never raises; a row without a
+response is ``unknown`` (status ``empty``); a line that is not JSON (a run killed mid-write) is
+``unknown`` with status ``legacy_unreadable_row`` when its text and true label can still be
+found in it. Rows with no true label hate/normal cannot be scored and are left out. Every such
+row is listed in the manifest (``unreadable_rows``) and counted on stderr. The old jsonl records
+no token counts or stop reasons, so truncation there is the parser's documented heuristic
+(``no_final_answer_likely_truncated``).
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 from collections import defaultdict, deque
 from dataclasses import dataclass, replace
@@ -30,13 +40,18 @@ import pandas as pd
 
 from hsd.errors import HsdError
 from hsd.metrics.performance import compute_performance
-from hsd.parsing import ParseStatus, parse_response
+from hsd.parsing import ParseStatus, parse_response, response_text
 from hsd.records import LABELS, Record
 from hsd.reporting.seed_files import UNIFIED_COLUMNS, write_outputs
 from hsd.runs import atomic_write_json, base_manifest
 
 _JSONL = re.compile(r"^intermediate_results_(.+)\.jsonl$")
 _CSV = re.compile(r"^strategy_unified_results_(.+)\.csv$")
+# Fields salvaged from a line that is not JSON (cut off mid-write): the label, then the text.
+_SALVAGE_LABEL = re.compile(r'"true_label"\s*:\s*"(hate|normal)"', re.I)
+_SALVAGE_TEXT = re.compile(r'"text"\s*:\s*("(?:[^"\\]|\\.)*")')
+UNREADABLE_ROW = ParseStatus.LEGACY_UNREADABLE_ROW.value
+MAX_LISTED = 100  # unreadable rows listed in the manifest (all are counted)
 # Old report header line -> meta key of the new report.
 _REPORT_HEADER = {"Model": "model", "Prompt Template File": "template", "Data Source": "data",
                   "Command Line": "old_command"}
@@ -52,12 +67,16 @@ class OldRun:
     ts: str
     jsonl: Optional[Path]
     csv: Optional[Path]
-    rows: list[dict[str, Any]]  # jsonl objects, in file order
+    rows: list[dict[str, Any]]  # jsonl objects, in file order (those with a true label)
     table: Optional[pd.DataFrame]  # the old per-sample CSV, every cell a string
+    unreadable: tuple[dict[str, Any], ...] = ()  # {"line", "reason", "kept"} per problem row
 
 
-def load_old_run(path: Path) -> OldRun:
-    """Find and read the old run's files; one :class:`LegacyError` for anything wrong."""
+def load_old_run(path: Path, need_csv: bool = False) -> OldRun:
+    """Find and read the old run's files; one :class:`LegacyError` for a directory that is not one.
+
+    Without ``need_csv`` (re-parsing) the CSV only supplies persona tags: one it cannot read is
+    left out with a warning instead of stopping the import."""
     if not path.is_dir():
         raise LegacyError(f"old run directory {path} does not exist (pass the directory holding "
                           "intermediate_results_<ts>.jsonl)")
@@ -72,29 +91,55 @@ def load_old_run(path: Path) -> OldRun:
                           "run's files into a directory of its own and import that")
     ts = stamps[0]
     jsonl, csv = jsonls.get(ts), csvs.get(ts)
-    return OldRun(path, ts, jsonl, csv, _read_jsonl(jsonl) if jsonl else [],
-                  _read_csv(csv) if csv else None)
+    rows, unreadable = _read_jsonl(jsonl) if jsonl else ([], [])
+    table = None
+    if csv:
+        try:
+            table = _read_csv(csv)
+        except LegacyError as exc:
+            if need_csv:
+                raise
+            print(f"warning: {exc}; persona tags are taken from the jsonl's target_group", file=sys.stderr)
+    return OldRun(path, ts, jsonl, csv, rows, table, tuple(unreadable))
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+def _read_jsonl(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Rows with a true label (those the parser can score) and a note for every problem row."""
+    rows, notes = [], []
+    # split on "\n" only: str.splitlines would also cut at U+2028 and friends inside a JSON string
+    for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").split("\n"), start=1):
         if not line.strip():
             continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise LegacyError(f"{path}: line {n} is not valid JSON ({exc.msg})") from None
-        missing = [k for k in ("text", "true_label", "target_group") if k not in obj]
-        if "raw_response" not in obj and "response" not in obj:
-            missing.append("raw_response")
-        if missing or obj["true_label"] not in LABELS:
-            what = f"lacks {missing}" if missing else f"has true_label {obj['true_label']!r} (not hate/normal)"
-            raise LegacyError(f"{path}: line {n} {what}; is this an old pipeline intermediate_results file?")
-        rows.append(obj)
+        row, reason = _row(line)
+        if reason:
+            notes.append({"line": n, "reason": reason, "kept": row is not None})
+        if row is not None:
+            rows.append(row)
     if not rows:
-        raise LegacyError(f"{path} holds no records")
-    return rows
+        raise LegacyError(f"{path} holds no record with a true_label of hate/normal "
+                          f"({len(notes)} unreadable lines); is this an old pipeline intermediate_results file?")
+    return rows, notes
+
+
+def _row(line: str) -> tuple[Optional[dict[str, Any]], Optional[str]]:
+    """(row or None, why it is a problem or None) for one jsonl line."""
+    try:
+        obj = json.loads(line)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        label, text = _SALVAGE_LABEL.search(line), _SALVAGE_TEXT.search(line)
+        why = f"not valid JSON ({getattr(exc, 'msg', type(exc).__name__)})"
+        if label is None or text is None:
+            return None, why + "; no text and true_label in it: left out"
+        return {"text": json.loads(text.group(1)), "true_label": label.group(1).lower(),
+                UNREADABLE_ROW: True}, why + "; kept as unknown"
+    if not isinstance(obj, dict):
+        return None, f"a JSON {type(obj).__name__}, not an object: left out"
+    label = str(obj.get("true_label", "")).strip().lower()
+    if label not in LABELS or "text" not in obj:
+        return None, f"true_label {obj.get('true_label')!r} is not hate/normal or text is missing: left out"
+    if "raw_response" not in obj and "response" not in obj:
+        return {**obj, "true_label": label}, "no raw_response: unknown (empty)"
+    return {**obj, "true_label": label}, None
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -128,17 +173,27 @@ def reparsed_records(old: OldRun) -> list[Record]:
     align = _csv_rows_by_text(old.table)
     records = []
     for n, row in enumerate(old.rows):
-        raw = row["raw_response"] if "raw_response" in row else row["response"]
+        raw = _str(response_text(row.get("raw_response", row.get("response"))))
         parsed = parse_response(raw)
-        strategy = str(row.get("strategy") or "legacy")  # absent in very old files
-        rows = align.get((strategy, row["text"]))
-        persona = old.table["persona_tag"][rows.popleft()] if rows else row["target_group"]
+        if row.get(UNREADABLE_ROW):
+            parsed = replace(parsed, label="unknown", rationale=None, status=UNREADABLE_ROW)
+        strategy = _str(row.get("strategy")) or "legacy"  # absent in very old files
+        text, group = _str(row["text"]), _str(row.get("target_group")) or "unknown"
+        rows = align.get((strategy, text))
+        persona = old.table["persona_tag"][rows.popleft()] if rows else group
         records.append(Record(
-            sample_id=str(row.get("sample_id", n)), text=row["text"], true_label=row["true_label"],
-            target_group=row["target_group"], persona_tag=persona, source=str(row.get("source", "")),
-            strategy=strategy, prompt_hash="", raw_response=raw or "", predicted_label=parsed.label,
+            sample_id=_str(row.get("sample_id", n)), text=text, true_label=row["true_label"],
+            target_group=group, persona_tag=persona, source=_str(row.get("source")),
+            strategy=strategy, prompt_hash="", raw_response=raw, predicted_label=parsed.label,
             rationale=parsed.rationale, parse_status=parsed.status, latency_s=0.0))
     return records
+
+
+def _str(value: Any) -> str:
+    """A field of an old row as text: None is "", anything else its string form, writable as UTF-8
+    (a JSON ``\\ud800`` escape loads as a lone surrogate, which no UTF-8 file can hold: it becomes U+FFFD)."""
+    text = "" if value is None else value if isinstance(value, str) else str(value)
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def kept_records(old: OldRun) -> list[Record]:
@@ -147,7 +202,8 @@ def kept_records(old: OldRun) -> list[Record]:
         raise LegacyError(f"--keep-predictions needs strategy_unified_results_{old.ts}.csv in {old.path}")
     raws = defaultdict(deque)
     for row in old.rows:
-        raws[(str(row.get("strategy")), row["text"])].append(row.get("raw_response", row.get("response")))
+        raws[(_str(row.get("strategy")), _str(row["text"]))].append(_str(response_text(row.get("raw_response",
+                                                                                            row.get("response")))))
     records = []
     for i, row in old.table.iterrows():
         queue = raws.get((row["strategy"], row["input_text"]))
@@ -187,7 +243,7 @@ def old_prediction_scores(old: OldRun, records: list[Record]) -> dict[str, dict[
     """F1 etc. of the old pipeline's own predictions on the same jsonl rows, for comparison."""
     if not old.rows or "prediction" not in old.rows[0]:
         return {}
-    old_preds = [replace(r, predicted_label=str(row.get("prediction"))) for r, row in zip(records, old.rows)]
+    old_preds = [replace(r, predicted_label=_str(row.get("prediction"))) for r, row in zip(records, old.rows)]
     out = {}
     for strategy in dict.fromkeys(r.strategy for r in records):
         perf = compute_performance([r for r in old_preds if r.strategy == strategy])
@@ -200,7 +256,7 @@ def import_run(old_dir: Path, out: Path, keep_predictions: bool, command: str) -
     """Write the hsd run for ``old_dir`` into ``out`` (new or empty); nothing is overwritten."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise LegacyError(f"--out {out} exists and is not empty; choose a new directory (nothing was written)")
-    old = load_old_run(old_dir)
+    old = load_old_run(old_dir, need_csv=keep_predictions)
     records = kept_records(old) if keep_predictions else reparsed_records(old)
     by_strategy: dict[str, list[Record]] = defaultdict(list)
     for r in records:
@@ -210,7 +266,8 @@ def import_run(old_dir: Path, out: Path, keep_predictions: bool, command: str) -
             "import_mode": mode}
     manifest = {**base_manifest(command), "imported_from": str(old.path.resolve()), "import_mode": mode,
                 "old_timestamp": old.ts, "source_files": [str(p) for p in (old.jsonl, old.csv) if p],
-                "n_records": len(records),
+                "n_records": len(records), "n_unreadable_rows": len(old.unreadable),
+                "unreadable_rows": list(old.unreadable[:MAX_LISTED]),
                 "old_pipeline_predictions": {} if keep_predictions else old_prediction_scores(old, records)}
     return _write_atomically(out, lambda d: (write_outputs(d, by_strategy, old.ts, meta),
                                              atomic_write_json(d / "manifest.json", manifest)))
@@ -237,7 +294,11 @@ def main(args) -> int:
         [args.old_run_dir, "--out", args.out] + (["--keep-predictions"] if args.keep_predictions else []))
     out = import_run(Path(args.old_run_dir), Path(args.out), args.keep_predictions, command)
     summary = json.loads((out / "metrics.json").read_text())
-    old = json.loads((out / "manifest.json").read_text())["old_pipeline_predictions"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    old = manifest["old_pipeline_predictions"]
+    if manifest["n_unreadable_rows"]:
+        print(f"warning: {manifest['n_unreadable_rows']} rows of the old jsonl could not be read as they are "
+              "(listed under unreadable_rows in manifest.json)", file=sys.stderr)
     for strategy, m in summary["strategies"].items():
         perf = m["performance"]
         line = (f"{strategy}: {perf['n_samples']} samples, F1 {_fmt(perf['answered']['f1_score'])}, "

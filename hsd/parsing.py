@@ -10,70 +10,121 @@ hate? … no" became a prediction, and answers it could not find became ``normal
 label comes from the final answer and nowhere else: a response without a readable final
 answer is ``unknown``, and its status says why. The reasoning is never consulted.
 
-Final answers are found in these forms (the last one wins when there are several):
+Final answers are found in these forms (the last marker wins when there are several):
 
 * special tokens kept: ``<|channel|>final<|message|>ANSWER`` (also ``<|constrain|>json``
   variants and ``<|channel|>commentary to=final …<|message|>``), ending at ``<|return|>``,
   ``<|end|>``, ``<|call|>``, ``<|endoftext|>``, ``<|start|>`` or the end of the text;
 * special tokens stripped: ``…assistantfinal{…}``, ``…assistantcommentary to=final json{…}``;
-* seen after the old LoRA run: a leading ``final{…}`` or ``"final{…}``;
 * a response that *is* the answer (no reasoning): ``{"classification": …}`` with or without a
-  code fence, ``{"final": "classification: normal"}``, ``classification: hate``, ``hate``.
+  code fence, ``classification: hate`` (with a ``Rationale:`` line or not), ``hate``;
+* a response that is the answer with its frame broken, as LoRA-tuned gpt-oss writes it:
+  junk before it (``",final{…}``, ``#final{…}``, ``1final{…}``, ``",name{…}``, ``\\ufffdfinal{…}``),
+  doubled braces ``{{…}}``, the answer nested under a ``final`` key as a string, even one that is
+  not valid JSON (``{"final": "{"classification": \\"hate\\", …}"}``, ``{"final": "classification: normal"}``).
+  A response counts as an answer only when it *starts* like one (at most a few non-letters and
+  one short word before it, never ``analysis``): reasoning cut off mid-sentence stays ``unknown``.
 
-An answer is read as JSON (extra keys and trailing text allowed), then as a Python literal
-(single quotes), then as ``classification: <label>`` text. Labels are case-insensitive.
+An answer is read by :mod:`hsd.answer_reader`: JSON first, then a tolerant key/value scan that
+cannot raise and reads a bounded prefix only. :func:`parse_response` never raises, whatever it
+is given.
+
+Truncation is a fact recorded by the backend (``stop_reason`` ``"length"``: the token limit was
+reached). Without one (a legacy import) a response with no answer is called *likely* truncated by
+a documented heuristic; see the status table.
 """
 
 from __future__ import annotations
 
-import ast
 import json
+import logging
 import re
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Optional
 
+from hsd.answer_reader import Reading, read_answer, strip_special
+
+log = logging.getLogger("hsd.parsing")
+
 
 class ParseStatus(str, Enum):
     """Why a response got its label. Statuses starting with ``ok`` mean a label was read.
 
-    ============================  ================================================================
-    status                        meaning
-    ============================  ================================================================
-    ok_final_channel              harmony final channel, special tokens kept
-    ok_stripped_final             final answer found by the markers left when special tokens were
-                                  stripped (``assistantfinal``, ``assistantcommentary to=final``,
-                                  a leading ``final{``)
-    ok_json                       the whole response is a JSON answer (no reasoning)
-    ok_plain_text                 the whole response is ``classification: <label>`` or the label
-    ok_legacy_prediction          ``hsd import-legacy --keep-predictions``: the old pipeline's label
-    empty                         empty or whitespace-only response
-    no_final_answer_truncated     reasoning without an end marker and no final answer: cut off by
-                                  the token limit. Stripped text carries no end markers, and a
-                                  harmony model stops only after its final message, so stripped
-                                  text without a final answer counts as cut off
-    no_final_answer               every message ended, yet none is a final answer
-    invalid_label                 a final answer whose label is not hate/normal
-    unparsable_final              a final answer with no readable label in it
-    legacy_unknown                ``--keep-predictions``: the old label was not hate/normal
-    ============================  ================================================================
+    ================================  ============================================================
+    status                            meaning
+    ================================  ============================================================
+    ok_final_channel                  harmony final channel, special tokens kept
+    ok_stripped_final                 final answer found by the markers left when special tokens
+                                      were stripped (``assistantfinal``, ``assistantcommentary
+                                      to=final``)
+    ok_json                           the whole response is a JSON answer object (no reasoning)
+    ok_plain_text                     the whole response is ``classification: <label>`` or the label
+    ok_unframed                       the whole response is an answer whose frame is broken: junk or
+                                      a stray word before it (``",final{``, ``",name{``), doubled
+                                      braces, the answer nested under a ``final`` key
+    ok_legacy_prediction              ``hsd import-legacy --keep-predictions``: the old pipeline's label
+    empty                             empty or whitespace-only response
+    no_final_answer_truncated         generation stopped at the token limit (stop reason ``length``)
+                                      without a final answer
+    no_final_answer_likely_truncated  no stop reason recorded (legacy import) and no answer: reasoning
+                                      whose last message never ended. Heuristic: stripped text carries
+                                      no end markers, and a harmony model stops only after its final
+                                      message, so stripped reasoning without an answer counts here
+    no_final_answer                   generation stopped by itself (a stop token), or every message
+                                      ended, yet none is a final answer
+    invalid_label                     a final answer whose label is not hate/normal
+    unparsable_final                  a final answer (or answer-shaped response) with no readable label;
+                                      with stop reason ``length`` this is ``no_final_answer_truncated``
+    parser_error                      the parser itself failed (a bug to report; the run goes on);
+                                      the adversarial tests assert it never happens
+    legacy_unknown                    ``--keep-predictions``: the old label was not hate/normal
+    legacy_unreadable_row             ``hsd import-legacy``: the old jsonl line is not JSON (cut off
+                                      mid-write); its text and true label were salvaged
+    ================================  ============================================================
     """
 
     OK_FINAL_CHANNEL = "ok_final_channel"
     OK_STRIPPED_FINAL = "ok_stripped_final"
     OK_JSON = "ok_json"
     OK_PLAIN_TEXT = "ok_plain_text"
+    OK_UNFRAMED = "ok_unframed"
     OK_LEGACY_PREDICTION = "ok_legacy_prediction"
     EMPTY = "empty"
     NO_FINAL_ANSWER_TRUNCATED = "no_final_answer_truncated"
+    NO_FINAL_ANSWER_LIKELY_TRUNCATED = "no_final_answer_likely_truncated"
     NO_FINAL_ANSWER = "no_final_answer"
     INVALID_LABEL = "invalid_label"
     UNPARSABLE_FINAL = "unparsable_final"
+    PARSER_ERROR = "parser_error"
     LEGACY_UNKNOWN = "legacy_unknown"
+    LEGACY_UNREADABLE_ROW = "legacy_unreadable_row"
 
     @property
     def ok(self) -> bool:
         return self.value.startswith("ok")
+
+
+# One line per status for report tables; statuses set outside this module are described too.
+STATUS_MEANINGS: dict[str, str] = {
+    "ok_final_channel": "answer in the harmony final channel",
+    "ok_stripped_final": "answer after the stripped final-channel marker (assistantfinal)",
+    "ok_json": "the response is only a JSON answer (no reasoning)",
+    "ok_plain_text": "the response is only 'classification: <label>' or the label",
+    "ok_unframed": "an answer with a broken frame (junk before it, doubled braces, nested under 'final')",
+    "ok_legacy_prediction": "the old pipeline's own label (--keep-predictions)",
+    "ok_score": "score mode: hate iff P(hate) >= threshold",
+    "ok_reference": "reference classifier",
+    "empty": "empty response",
+    "no_final_answer_truncated": "stopped at the token limit without a final answer",
+    "no_final_answer_likely_truncated": "no stop reason recorded; reasoning never reached an answer",
+    "no_final_answer": "stopped by itself without a final answer",
+    "invalid_label": "a final answer whose label is not hate/normal",
+    "unparsable_final": "a final answer with no readable label",
+    "parser_error": "the parser failed on this response (a bug: report it)",
+    "legacy_unknown": "the old pipeline's label was not hate/normal",
+    "legacy_unreadable_row": "an old jsonl line that is not JSON (text and true label salvaged)",
+}
 
 
 @dataclass(frozen=True)
@@ -85,41 +136,80 @@ class ParseResult:
 
 VALID_LABELS = ("hate", "normal")
 UNKNOWN = "unknown"
+STOP_REASONS = ("stop", "length")
 
 # Harmony special tokens that end a message or the generation.
-_END = r"<\|return\|>|<\|end\|>|<\|call\|>|<\|endoftext\|>|<\|start\|>"
-_SPECIAL = re.compile(r"<\|[a-z_]+\|>")
+_END = re.compile(r"<\|return\|>|<\|end\|>|<\|call\|>|<\|endoftext\|>|<\|start\|>")
 # Where a final answer starts; each pattern's match end is the first character of the answer.
 _FINAL_MARKERS: tuple[tuple[re.Pattern[str], ParseStatus], ...] = (
-    (re.compile(r"<\|channel\|>\s*(?:final|commentary\s+to=final)\b[^<]*"
-                r"(?:<\|constrain\|>[^<]*)?<\|message\|>"), ParseStatus.OK_FINAL_CHANNEL),
+    (re.compile(r"<\|channel\|>[ \t]*(?:final|commentary[ \t]+to=final)\b[^<]{0,200}"
+                r"(?:<\|constrain\|>[^<]{0,200})?<\|message\|>"), ParseStatus.OK_FINAL_CHANNEL),
     # stripped tokens leave the role and channel glued together: "assistantfinal"
     (re.compile(r"assistantfinal"), ParseStatus.OK_STRIPPED_FINAL),
-    (re.compile(r"assistantcommentary\s+to=final\b"), ParseStatus.OK_STRIPPED_FINAL),
-    (re.compile(r"\A[\s\"'`.…]*final(?=\s*(?:json\s*)?\{)", re.I), ParseStatus.OK_STRIPPED_FINAL),
+    (re.compile(r"assistantcommentary[ \t]+to=final\b"), ParseStatus.OK_STRIPPED_FINAL),
+    # the role, then junk where the channel marker should be: assistant",final{…}
+    (re.compile(r"assistant[^A-Za-z{<]{1,8}final(?=[ \t]*(?:json[ \t]*)?\{)"), ParseStatus.OK_UNFRAMED),
 )
-_FENCE = re.compile(r"```[a-zA-Z]*\s*(.*?)(?:```|\Z)", re.S)
-_LABEL_KEYS = ("classification", "label", "prediction", "class")
-_RATIONALE_KEYS = ("rationale", "reason", "explanation")
-_LABEL_TEXT = re.compile(
-    r"[\"']?\b(?:classification|label|prediction)\b[\"']?\s*[:=]\s*[\"']?([A-Za-z_-]+)", re.I)
-_RATIONALE_TEXT = re.compile(r"[\"']?\brationale\b[\"']?\s*[:=]\s*[\"']?(.+?)[\"'}]*\s*\Z", re.I | re.S)
-_BARE_LABEL = re.compile(r"\A[\s\"'`]*([A-Za-z]+)[\s\"'`.]*\Z")
-# A response that is itself an answer (no reasoning) begins like one.
-_DIRECT_START = re.compile(r"\A\s*(?:[{`]|[\"']?\b(?:classification|label|prediction)\b[\"']?\s*[:=])", re.I)
+# A response that is itself an answer starts like one: a few non-letters and at most one short word
+# (never the analysis channel's name) before an object, a fence or a "classification:" key.
+_JUNK = r"[^A-Za-z{`]{0,16}"
+_ANSWER_START = re.compile(
+    rf"\A{_JUNK}(?:(?!analysis)(?P<word>[A-Za-z]{{1,12}})[^A-Za-z{{`]{{0,6}}(?:json[^A-Za-z{{`]{{0,3}})?)?(?=[{{`])", re.I)
+# Before a plain "classification:" only a word of the frame may stand: reasoning such as
+# "So classification: hate. Provide" must not become an answer.
+_FRAME_WORD = r"(?:final|name|assistant|answer|output|response|json)[^A-Za-z]{0,6}"
+_KEY_START = re.compile(
+    rf"\A(?P<junk>{_JUNK}(?:{_FRAME_WORD})?)[\"']?(?:classification|label|prediction)\b[\"']?\s*[:=]", re.I)
+_BARE_LABEL = re.compile(r"\A[\s\"'`]*(?:hate|normal)[\s\"'`.]*\Z", re.I)
+_MAX_TEXT = 1_000_000  # longer responses are read from their last million characters
 
 
-def parse_response(text: Optional[str]) -> ParseResult:
-    """Read the label from a response's final answer; ``unknown`` with a status when there is none."""
-    if text is None or not text.strip():
+def parse_response(text: Any, stop_reason: Optional[str] = None,
+                   new_tokens: Optional[int] = None) -> ParseResult:
+    """Read the label from a response's final answer; ``unknown`` with a status when there is none.
+
+    ``stop_reason`` is the backend's ``"stop"`` or ``"length"`` (None when not recorded);
+    ``new_tokens`` is accepted for symmetry with the record and is not needed to decide.
+    Never raises: any input gives a result.
+    """
+    del new_tokens  # truncation is decided by the stop reason alone
+    try:
+        return _parse(response_text(text)[-_MAX_TEXT:], stop_reason if stop_reason in STOP_REASONS else None)
+    except Exception as exc:  # noqa: BLE001 - the last guard: a bad response must never stop a run
+        log.warning("parser error on a response (%s: %s); recorded as parser_error", type(exc).__name__, exc)
+        return ParseResult(UNKNOWN, None, ParseStatus.PARSER_ERROR.value)
+
+
+def response_text(value: Any) -> str:
+    """Whatever an old record holds as its response, as text ("" for none; JSON for an object)."""
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    if not isinstance(value, str):
+        try:
+            value = json.dumps(value, ensure_ascii=False, default=str)
+        except (TypeError, ValueError, RecursionError):
+            value = repr(value)
+    return value
+
+
+def _parse(text: str, stop_reason: Optional[str]) -> ParseResult:
+    if not text.strip():
         return ParseResult(UNKNOWN, None, ParseStatus.EMPTY.value)
     found = _last_final(text)
     if found is not None:
         answer, status = found
-        return _read_answer(answer, status)
-    if _DIRECT_START.match(text) or _BARE_LABEL.match(text):
-        return _read_answer(text, None)
-    return ParseResult(UNKNOWN, None, _no_final_status(text).value)
+        return _result(read_answer(answer), status, stop_reason)
+    bare = strip_special(text).strip()
+    start = _ANSWER_START.match(bare)
+    key = _KEY_START.match(bare)
+    if start or key or _BARE_LABEL.match(bare):
+        clean = (start and not start.group(0).strip()) or (key and not key.group("junk").strip())
+        reading = read_answer(bare)
+        direct = ParseStatus.OK_JSON if bare.startswith(("{", "`")) else ParseStatus.OK_PLAIN_TEXT
+        return _result(reading, direct if clean or _BARE_LABEL.match(bare) else ParseStatus.OK_UNFRAMED, stop_reason)
+    return ParseResult(UNKNOWN, None, _no_final_status(text, stop_reason).value)
 
 
 def _last_final(text: str) -> Optional[tuple[str, ParseStatus]]:
@@ -132,81 +222,36 @@ def _last_final(text: str) -> Optional[tuple[str, ParseStatus]]:
     if best is None:
         return None
     start, status = best
-    end = re.search(_END, text[start:])
-    return text[start: start + end.start()] if end else text[start:], status
+    end = _END.search(text, start)
+    return text[start: end.start()] if end else text[start:], status
 
 
-def _no_final_status(text: str) -> ParseStatus:
-    """Cut off (last message never ended) or finished without a final answer."""
+def _result(reading: Reading, where: ParseStatus, stop_reason: Optional[str]) -> ParseResult:
+    """A reading's label and status; a repaired reading of a direct answer counts as unframed."""
+    if reading.label is None:  # an answer begun, then cut by the token limit before its label: truncated
+        status = ParseStatus.NO_FINAL_ANSWER_TRUNCATED if stop_reason == "length" else ParseStatus.UNPARSABLE_FINAL
+        return ParseResult(UNKNOWN, None, status.value)
+    label = reading.label.strip().strip(".,;:!'\"`").lower()  # "hate." is hate
+    if label not in VALID_LABELS:
+        return ParseResult(UNKNOWN, reading.rationale, ParseStatus.INVALID_LABEL.value)
+    if reading.repaired and where in (ParseStatus.OK_JSON, ParseStatus.OK_PLAIN_TEXT):
+        where = ParseStatus.OK_UNFRAMED
+    return ParseResult(label, reading.rationale, where.value)
+
+
+def _no_final_status(text: str, stop_reason: Optional[str]) -> ParseStatus:
+    """Truncated is a fact when the backend recorded why it stopped; otherwise the documented heuristic."""
+    if stop_reason == "length":
+        return ParseStatus.NO_FINAL_ANSWER_TRUNCATED
+    if stop_reason == "stop":
+        return ParseStatus.NO_FINAL_ANSWER
     last_message = text.rfind("<|message|>")
     if last_message < 0:
-        return ParseStatus.NO_FINAL_ANSWER_TRUNCATED  # stripped text: see the status table
-    ended = re.search(_END, text[last_message:])
-    return ParseStatus.NO_FINAL_ANSWER if ended else ParseStatus.NO_FINAL_ANSWER_TRUNCATED
+        return ParseStatus.NO_FINAL_ANSWER_LIKELY_TRUNCATED  # stripped text: see the status table
+    ended = _END.search(text, last_message)
+    return ParseStatus.NO_FINAL_ANSWER if ended else ParseStatus.NO_FINAL_ANSWER_LIKELY_TRUNCATED
 
 
-def _read_answer(answer: str, where: Optional[ParseStatus]) -> ParseResult:
-    """Label and rationale from the answer text; ``where`` is None for a direct answer."""
-    body = _SPECIAL.sub("", answer).strip()
-    fence = _FENCE.search(body)
-    if fence and body.startswith("```"):
-        body = fence.group(1).strip()
-    obj = _load_object(body)
-    if obj is not None:
-        if "final" in obj and isinstance(obj["final"], str) and not _value(obj, _LABEL_KEYS):
-            return _read_answer(obj["final"], where or ParseStatus.OK_JSON)  # {"final": "classification: normal"}
-        label = _value(obj, _LABEL_KEYS)
-        rationale = _value(obj, _RATIONALE_KEYS)
-        status = where or ParseStatus.OK_JSON
-        if label is not None:
-            return _labelled(str(label), _text_or_none(rationale), status)
-    match = _LABEL_TEXT.search(body) or _BARE_LABEL.match(body)
-    if match is None:
-        return ParseResult(UNKNOWN, None, ParseStatus.UNPARSABLE_FINAL.value)
-    rationale_match = _RATIONALE_TEXT.search(body)
-    status = where or (ParseStatus.OK_JSON if body.startswith("{") else ParseStatus.OK_PLAIN_TEXT)
-    return _labelled(match.group(1), rationale_match.group(1).strip() if rationale_match else None, status)
-
-
-def _labelled(raw_label: str, rationale: Optional[str], status: ParseStatus) -> ParseResult:
-    label = raw_label.strip().lower()
-    if label not in VALID_LABELS:
-        return ParseResult(UNKNOWN, rationale, ParseStatus.INVALID_LABEL.value)
-    return ParseResult(label, rationale, status.value)
-
-
-def _load_object(body: str) -> Optional[dict[str, Any]]:
-    """The first JSON (or single-quoted Python) object in ``body``; trailing text is ignored."""
-    start = body.find("{")
-    if start < 0:
-        return None
-    try:
-        obj, _ = json.JSONDecoder().raw_decode(body[start:])
-    except json.JSONDecodeError:
-        obj = _literal_object(body[start:])
-    return obj if isinstance(obj, dict) else None
-
-
-def _literal_object(text: str) -> Any:
-    """``{'classification': 'hate'}``: the shortest balanced ``{…}`` read as a Python literal."""
-    depth = 0
-    for i, ch in enumerate(text):
-        depth += {"{": 1, "}": -1}.get(ch, 0)
-        if depth == 0:
-            try:
-                return ast.literal_eval(text[: i + 1])
-            except (ValueError, SyntaxError, MemoryError, RecursionError):
-                return None
-    return None
-
-
-def _value(obj: dict[str, Any], keys: tuple[str, ...]) -> Any:
-    lowered = {str(k).strip().lower(): v for k, v in obj.items()}
-    for key in keys:
-        if key in lowered and lowered[key] is not None:
-            return lowered[key]
-    return None
-
-
-def _text_or_none(value: Any) -> Optional[str]:
-    return None if value is None else str(value)
+def describe_status(status: str) -> str:
+    """One line saying what a parse status means ("" for a status this module does not know)."""
+    return STATUS_MEANINGS.get(status, "")

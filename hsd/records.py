@@ -53,6 +53,7 @@ class Record:
     p_hate: Optional[float] = None  # score mode: P(hate | prompt)
     prompt_tokens: Optional[int] = None
     new_tokens: Optional[int] = None
+    stop_reason: Optional[str] = None  # generate mode: "stop" (a stop token) | "length" (max_new_tokens)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

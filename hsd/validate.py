@@ -23,21 +23,39 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hsd import distributed as dist
 from hsd import runs
 from hsd.config import Config, dump_config, load_config, to_dict
 from hsd.errors import HsdError
-from hsd.inference import dist, get_backend, store
+from hsd.inference import get_backend, store
 from hsd.inference.base import GenerationSettings
 from hsd.inference.batching import length_sorted_batches
 from hsd.inference.modes import GenerateMode, get_mode
 from hsd.records import Record, Sample
+from hsd.watchdog import on_abort
 
 log = logging.getLogger("hsd.validate")
 
-# Config keys whose change alters the records: a resumed run must not mix two settings.
-RESULT_KEYS = ("data", "prompt", "model", "inference.mode", "inference.max_new_tokens",
-               "inference.temperature", "inference.top_p", "inference.min_new_tokens",
-               "inference.threshold", "inference.threshold_from", "inference.threshold_metric")
+# A resumed run must not mix two settings, so every key of these sections must equal the first
+# attempt's (seed, sampling, backend, mode, model, adapter, prompt, data selection, ...), except
+# the few that change only how fast the same records are produced. An allow-list: a key added
+# later is refused on change until someone decides it is speed-only.
+RESULT_SECTIONS = ("data", "prompt", "model", "inference")
+SPEED_ONLY_KEYS = frozenset({
+    "inference.batch_size", "inference.prefix_cache", "inference.static_cache", "inference.cuda_graphs",
+    "inference.progress", "inference.ds_config", "model.attn_implementation", "model.experts_implementation",
+})
+
+
+def changed_result_keys(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """Dotted keys of the result sections whose values differ between two resolved configs."""
+    changed = []
+    for section in RESULT_SECTIONS:
+        for key in sorted(set(saved.get(section, {})) | set(now.get(section, {}))):
+            dotted = f"{section}.{key}"
+            if dotted not in SPEED_ONLY_KEYS and saved.get(section, {}).get(key) != now[section].get(key):
+                changed.append(dotted)
+    return changed
 
 
 @dataclass(frozen=True)
@@ -61,13 +79,18 @@ def run(cfg: Config, run_dir: Path | None = None) -> Path:
     from hsd.models.loader import resolve_device
 
     started = time.time()
-    device = resolve_device(cfg.model, local_rank=int(os.environ.get("LOCAL_RANK", "0") or 0))
-    env = dist.init_distributed("cuda" if device.startswith("cuda") else "cpu")
+    kind = "cuda" if resolve_device(cfg.model).startswith("cuda") else "cpu"
+    env = dist.init_distributed(kind)  # binds this rank's GPU (hsd.distributed.device_index)
     ok = False
     try:
-        path = _run(cfg, run_dir, env, device, started)
+        path = _run(cfg, run_dir, env, env.device, started)
         ok = True
         return path
+    except BaseException as exc:
+        cause = dist.announce_failure(exc)  # the other ranks stop now, not at the collective timeout
+        if cause is not exc:  # this error only echoes another rank's failure: report that one
+            raise cause from exc
+        raise
     finally:
         dist.teardown(env, ok)
 
@@ -87,14 +110,16 @@ def _run(cfg: Config, run_dir: Path | None, env: dist.DistEnv, device: str, star
     prompter = Prompter.from_config(cfg, tokenizer, {s.id for s in samples})
     with ExitStack() as stack:
         _attach_log_handler(stack, logging.StreamHandler(sys.stderr), env.rank)
-        setup = _shared(env, lambda: _prepare_run(cfg, run_dir, prompter.strategy, env, stack))
+        setup = dist.main_only(lambda: _prepare_run(cfg, run_dir, prompter.strategy, env, stack))
+        if env.is_main:  # a peer found dead or failed: the manifest says so, not "running"
+            stack.callback(on_abort(lambda message: _record_failure(setup.path, HsdError(message))))
         try:
             done = store.recorded_ids(setup.path)
             mine = shard_for_rank(samples, env.rank, env.world_size, done)
             log.info("rank %d/%d: %d samples to evaluate (%d of %d already recorded)",
                      env.rank, env.world_size, len(mine), len(done), len(samples))
             stats = _evaluate(cfg, env, device, tokenizer, prompter, setup.path, mine, mode)
-            all_stats = dist.gather(env, stats)  # also the barrier before merging
+            all_stats = dist.gather(stats)  # also the barrier before merging
             if env.is_main:
                 _finish(cfg, setup, samples, prompter.strategy, all_stats, len(done), started)
         except HsdError as exc:  # e.g. the model fails to load: the manifest says so, not "running"
@@ -124,20 +149,6 @@ def shard_for_rank(samples: list[Sample], rank: int, world_size: int, done: set[
     """This rank's not-yet-recorded samples: every ``world_size``-th by id, independent of batch size."""
     ordered = sorted(samples, key=lambda s: s.id)
     return [s for i, s in enumerate(ordered) if i % world_size == rank and s.id not in done]
-
-
-def _shared(env: dist.DistEnv, make: Any) -> Any:
-    """Run ``make()`` on rank 0 and hand its result (or its error) to every rank."""
-    result, error = None, None
-    if env.is_main:
-        try:
-            result = make()
-        except Exception as exc:  # noqa: BLE001 - re-raised on every rank below
-            error = exc
-    result, error = dist.broadcast(env, (result, error))
-    if error is not None:
-        raise error
-    return result
 
 
 def _prepare_run(cfg: Config, run_dir: Path | None, strategy: str, env: dist.DistEnv, stack: ExitStack) -> RunSetup:
@@ -186,12 +197,13 @@ def _check_or_save_config(cfg: Config, path: Path) -> None:
         runs.atomic_write_text(saved_path, dump_config(cfg))
         return
     saved, now = to_dict(load_config(saved_path)), to_dict(cfg)
-    changed = [key for key in RESULT_KEYS if _dotted(saved, key) != _dotted(now, key)]
+    changed = changed_result_keys(saved, now)
     if changed:
         detail = "; ".join(f"{k}: saved {_dotted(saved, k)!r}, now {_dotted(now, k)!r}" for k in changed)
         raise runs.RunError(
             f"{path} was started with another configuration ({detail}). Resuming would mix results "
-            "of two settings: restore the saved values (see its config.yaml) or use a new run directory"
+            "of two settings: restore the saved values (see its config.yaml) or use a new run directory. "
+            f"Only these may differ between attempts (speed, not results): {', '.join(sorted(SPEED_ONLY_KEYS))}"
         )
 
 
@@ -222,7 +234,7 @@ def generation_settings(cfg: Config, params: Any) -> GenerationSettings:
 
 def _evaluate(cfg: Config, env: dist.DistEnv, device: str, tokenizer: Any, prompter: Any,
               run_path: Path, mine: list[Sample], mode: Any) -> RankStats:
-    """Generate for this rank's samples, longest prompts first, appending after every batch."""
+    """Generate for this rank's samples, longest prompts first, appending as samples finish."""
     from tqdm.auto import tqdm
 
     backend_cls = get_backend(cfg.inference.backend)
@@ -237,13 +249,13 @@ def _evaluate(cfg: Config, env: dist.DistEnv, device: str, tokenizer: Any, promp
     started = time.perf_counter()
     with store.ShardWriter(run_path, env.rank) as writer, \
             tqdm(total=len(mine), position=env.rank, desc=f"rank {env.rank}", disable=not show) as bar:
-        for idx in batches:
-            t0 = time.perf_counter()
-            outputs = mode.run(backend, [prompts[i] for i in idx], settings)
-            per_sample = (time.perf_counter() - t0) / len(idx)
+        t0 = time.perf_counter()
+        for group in mode.stream(backend, prompts, settings, batches):  # a batch, or the rows finished at a step
+            per_sample = (time.perf_counter() - t0) / len(group)  # the time since the last group, shared
             writer.append(make_record(mine[i], prompts[i], out, prompter.strategy, per_sample, env.rank, mode.judge)
-                          for i, out in zip(idx, outputs))
-            bar.update(len(idx))
+                          for i, out in group)
+            bar.update(len(group))
+            t0 = time.perf_counter()
     backend.finish()  # a collective backend (ZeRO-3) joins the other ranks' remaining batches
     return RankStats(env.rank, len(mine), time.perf_counter() - started)
 
@@ -260,6 +272,7 @@ def make_record(sample: Sample, prompt: str, out: Any, strategy: str, latency_s:
         prompt_hash=prompt_hash(prompt), raw_response=j.raw_response, predicted_label=j.predicted_label,
         rationale=j.rationale, parse_status=j.parse_status, latency_s=round(latency_s, 4),
         rank=rank, p_hate=out.p_hate, prompt_tokens=out.prompt_tokens, new_tokens=out.new_tokens,
+        stop_reason=out.stop_reason,
     )
 
 
@@ -277,9 +290,17 @@ def _finish(cfg: Config, setup: RunSetup, samples: list[Sample], strategy: str,
         per_rank={str(s.rank): s.evaluated for s in stats}, wall_time_s=round(time.time() - started, 2),
         generation_s=round(gen_seconds, 2),
         samples_per_s=round(evaluated / gen_seconds, 3) if gen_seconds > 0 else None,
-        outputs=sorted(p.name for p in outputs), **get_mode(cfg).manifest(),
+        outputs=sorted(p.name for p in outputs), **get_mode(cfg).manifest(), **_mxfp4_load(cfg),
     )
     log.info("merged %d records (%d evaluated now, %d resumed) into %s", len(records), evaluated, resumed, setup.path)
+
+
+def _mxfp4_load(cfg: Config) -> dict[str, Any]:
+    """An MXFP4 checkpoint: how rank 0 loaded it (kept MXFP4, or dequantized by whom and why)."""
+    from hsd.models.mxfp4_load import record_for
+
+    record = record_for(cfg.model.name_or_path)
+    return {"mxfp4_load": record} if record else {}
 
 
 def report_meta(cfg: Config, setup: RunSetup, world_size: int) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from dataclasses import dataclass
 import subprocess
 from pathlib import Path
 from typing import Any, Sequence
@@ -48,9 +49,10 @@ def check_executor(exe: ExecutorConfig) -> None:
                           "or use executor.kind=local on a single machine")
     partitions = slurm_partitions()
     names = [p.rstrip("*") for p in partitions]
-    if exe.partition is not None and exe.partition not in names:
-        raise ConfigError(f"executor.partition '{exe.partition}' does not exist on this cluster; "
-                          f"available: {', '.join(partitions)} (* = default). Set executor.partition=NAME")
+    for key, value in (("executor.partition", exe.partition), ("executor.cpu_stage.partition", exe.cpu_stage.partition)):
+        if value is not None and value not in names:
+            raise ConfigError(f"{key} '{value}' does not exist on this cluster; available: "
+                              f"{', '.join(partitions)} (* = default). Set {key}=NAME")
     if exe.partition is None and not any(p.endswith("*") for p in partitions):
         raise ConfigError(f"executor.partition is not set and this cluster has no default partition; "
                           f"set executor.partition to one of: {', '.join(names)}")
@@ -64,6 +66,29 @@ def slurm_partitions() -> list[str]:
     return sorted(set(out.stdout.split()))
 
 
+@dataclass(frozen=True)
+class NodeLimits:
+    """The largest node of a partition, as ``sinfo`` reports it."""
+
+    cpus: int
+    mem_mb: int
+    gpus: int
+
+
+def node_limits(partition: str | None) -> NodeLimits:
+    """CPUs, memory and GPUs (``gpu:N`` in GRES) of the partition's largest node (None: the default)."""
+    if partition is None:
+        partition = next(p.rstrip("*") for p in slurm_partitions() if p.endswith("*"))
+    out = subprocess.run(["sinfo", "-h", "-p", partition, "-o", "%c|%m|%G"], capture_output=True, text=True,
+                         timeout=60)
+    if out.returncode != 0:
+        raise SubmitError(f"sinfo failed ({out.stderr.strip()}): is slurmctld reachable?")
+    rows = [line.split("|") for line in out.stdout.split()]
+    gpus = [int(m.group(1)) for *_, gres in rows for m in [re.search(r"gpu(?::[\w-]+)?:(\d+)", gres)] if m]
+    return NodeLimits(cpus=max(int(c.rstrip("+")) for c, *_ in rows),
+                      mem_mb=max(int(m.rstrip("+")) for _, m, _ in rows), gpus=max(gpus, default=0))
+
+
 def make_executor(
     exe: ExecutorConfig, exp_dir: Path, name: str, gpus: bool = True, dependency: str | None = None
 ) -> submitit.AutoExecutor:
@@ -73,22 +98,23 @@ def make_executor(
     # requeues a job may use up on timeouts (preemptions do not count)
     limits = {"slurm_max_num_timeout": exe.max_num_timeout} if exe.kind == "slurm" else {}
     executor = submitit.AutoExecutor(folder=exp_dir / LOG_DIR, cluster=CLUSTERS[exe.kind], **limits)
+    res = exe if gpus else exe.cpu_stage  # a CPU stage asks for its own, small resources
     params: dict[str, Any] = {
         "name": f"hsd-{name}",
-        "timeout_min": exe.timeout_min,
-        "mem_gb": exe.mem_gb,
-        "cpus_per_task": exe.cpus_per_task,
+        "timeout_min": res.timeout_min,
+        "mem_gb": res.mem_gb,
+        "cpus_per_task": res.cpus_per_task,
         "nodes": 1,
         "gpus_per_node": exe.gpus_per_node if gpus else 0,
         "tasks_per_node": tasks_per_node(exe) if gpus else 1,
     }
     if exe.kind == "slurm":
-        params.update(_slurm_params(exe, dependency))
+        params.update(_slurm_params(exe, dependency, None if gpus else exe.cpu_stage.partition))
     executor.update_parameters(**params)
     return executor
 
 
-def _slurm_params(exe: ExecutorConfig, dependency: str | None) -> dict[str, Any]:
+def _slurm_params(exe: ExecutorConfig, dependency: str | None, partition: str | None = None) -> dict[str, Any]:
     extra = dict(exe.extra_sbatch)
     if dependency:
         # A job whose dependency failed is cancelled at once (reason DependencyNeverSatisfied)
@@ -98,9 +124,11 @@ def _slurm_params(exe: ExecutorConfig, dependency: str | None) -> dict[str, Any]
     params: dict[str, Any] = {
         "slurm_signal_delay_s": exe.signal_delay_s,
         "slurm_additional_parameters": extra,
+        # A task that exits non-zero ends its step's other tasks at once (submitit's srun line has
+        # no such flag, and Slurm's default KillOnBadExit=0 leaves them waiting in a collective).
+        "slurm_srun_args": ["--kill-on-bad-exit=1"],
     }
-    for key in ("partition", "account", "qos"):
-        value = getattr(exe, key)
+    for key, value in (("partition", partition or exe.partition), ("account", exe.account), ("qos", exe.qos)):
         if value is not None:
             params[f"slurm_{key}"] = value
     return params
@@ -118,12 +146,14 @@ def submit(executor: submitit.AutoExecutor, fns: Sequence[Any], what: str) -> li
         raise SubmitError(f"the scheduler refused stage '{what}': {str(exc).strip() or exc!r}") from None
 
 
+_RANK_PREFIX = re.compile(r"^\[rank\d+\]:\s*")
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b(:.*)?$")
 
 
 def exception_line(text: str) -> str | None:
     """The last ``SomeError: message`` line of a traceback or log: what went wrong, in one line."""
-    lines = [l.strip() for l in text.splitlines()]
+    # torch.distributed prefixes each line of a rank's traceback with "[rank0]: "
+    lines = [_RANK_PREFIX.sub("", l.strip()) for l in text.splitlines()]
     found = [l for l in lines if _EXCEPTION_LINE.match(l) and not l.startswith("submitit")]
     return found[-1][:400] if found else None
 

@@ -7,27 +7,28 @@ A plan is a list of :class:`Step` (a job, or a job array) with the steps each wa
 
 On Slurm every step is submitted at once, each with ``afterok`` dependencies on the steps it
 waits for (``aftercorr`` between two arrays, task i after task i), and the command returns.
-On the local and debug executors the steps run one after the other, each waited for. Either way
-the experiment directory gets ``jobs.json`` (stages, job ids, run directories) for
-``hsd status``, and the last line printed is the experiment directory.
+Collate waits with ``afterany``: it runs whatever the validations' outcome and its comparison
+reports what finished and what did not (with the failed job's error line), so one bad sweep
+entry no longer costs the whole comparison. On the local and debug executors the steps run one
+after the other, each waited for; a task whose dependency failed is not run, the others are.
+Either way the experiment directory gets ``jobs.json`` (:mod:`jobs.book`) for ``hsd status``
+and ``hsd submit resume``, and the last line printed is the experiment directory.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import importlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
-from hsd.config import Config, dump_config, load_config, replace, to_dict
+from hsd.config import Config, dump_config, replace, to_dict
 from hsd.errors import HsdError
-from hsd.runs import RunError, atomic_write_json, atomic_write_text, ensure_writable, experiment_dir
+from hsd.runs import RunError, atomic_write_text, ensure_writable, experiment_dir
 from jobs.base import HsdJob
+from jobs.book import JOBS_FILE, JobBook
 from jobs.executor import SubmitError, cancel, check_executor, error_summary, make_executor, submit
-
-JOBS_FILE = "jobs.json"
+from jobs.preflight import check_plan
 
 
 @dataclass
@@ -40,6 +41,12 @@ class Step:
     after: tuple[str, ...] = ()  # steps whose every task must succeed first
     after_each: str | None = None  # an array step whose task i must succeed before task i here
     gpus: bool = True  # False: one task, no GPU (ftdata, collate)
+    after_any: bool = False  # True: wait for ``after`` to end, whatever the outcome (collate)
+    indices: Optional[tuple[int, ...]] = None  # the tasks' indices in the full plan (resume runs a subset)
+
+    @property
+    def task_indices(self) -> tuple[int, ...]:
+        return self.indices if self.indices is not None else tuple(range(len(self.jobs)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -94,7 +101,7 @@ def collate_step(cfg: Config, exp: Path, before: list[Step]) -> Step:
     from jobs.collate_job import CollateJob
 
     job = CollateJob(to_dict(cfg), exp_dir=str(exp))
-    return Step("collate", [job], [exp], after=tuple(s.name for s in before), gpus=False)
+    return Step("collate", [job], [exp], after=tuple(s.name for s in before), gpus=False, after_any=True)
 
 
 def baseline_plan(cfg: Config, exp: Path) -> list[Step]:
@@ -122,83 +129,111 @@ PLANS: dict[str, str] = {
 # ---------------------------------------------------------------------------------------------
 
 
-def _entries(step: Step, job_ids: list[str], state: str) -> list[dict[str, Any]]:
+class StagesFailed(SubmitError):
+    """Some stages failed on the local executor; the others ran (``exp`` has their results)."""
+
+    def __init__(self, message: str, exp: Path) -> None:
+        super().__init__(message)
+        self.exp = exp
+
+
+def entries(step: Step) -> list[dict[str, Any]]:
+    """The ``jobs.json`` entries of a new step, PENDING until submitted."""
     return [
         {"stage": step.name if len(step.jobs) == 1 else f"{step.name}[{i}]", "step": step.name,
-         "index": i, "kind": job.stage_kind, "job_id": jid, "run_dir": str(run), "state": state,
-         "after": list(step.after) + ([step.after_each] if step.after_each else []), "error": None}
-        for i, (job, jid, run) in enumerate(zip(step.jobs, job_ids, step.run_dirs))
+         "index": i, "kind": job.stage_kind, "job_id": "-", "run_dir": str(run), "state": "PENDING",
+         "after": list(step.after) + ([step.after_each] if step.after_each else []), "error": None,
+         "attempts": []}
+        for i, job, run in zip(step.task_indices, step.jobs, step.run_dirs)
     ]
 
 
-def _dependency(step: Step, ids: dict[str, str]) -> str | None:
-    parts = [f"afterok:{ids[a]}" for a in step.after]
-    if step.after_each:
-        parts.append(f"aftercorr:{ids[step.after_each]}")
+def _dependency(step: Step, ids: dict[str, str], steps: dict[str, Step] | None = None) -> str | None:
+    """The sbatch dependency on the steps submitted with this one (a resumed plan leaves out the
+    steps that completed: nothing to wait for)."""
+    kind = "afterany" if step.after_any else "afterok"
+    parts = [f"{kind}:{ids[a]}" for a in step.after if a in ids]
+    if step.after_each in ids:
+        other = (steps or {}).get(step.after_each)
+        # task i after task i only when both arrays hold the same tasks; else after all of them
+        same = other is None or other.task_indices == step.task_indices
+        parts.append(f"{'aftercorr' if same else 'afterok'}:{ids[step.after_each]}")
     return ",".join(parts) or None
 
 
-def submit_all(cfg: Config, exp: Path, steps: list[Step], book: "JobBook") -> None:
+def submit_all(cfg: Config, exp: Path, steps: list[Step], book: JobBook) -> None:
     """Slurm: everything at once, chained by dependencies; returns without waiting."""
     ids: dict[str, str] = {}  # step -> job id (an array's own id: afterok on it = all tasks)
+    by_name = {s.name: s for s in steps}
     submitted: list[str] = []
     try:
         for step in steps:
-            executor = make_executor(cfg.executor, exp, step.name, step.gpus, _dependency(step, ids))
+            dependency = _dependency(step, ids, by_name)
+            executor = make_executor(cfg.executor, exp, step.name, step.gpus, dependency)
             jobs = submit(executor, step.jobs, step.name)
             submitted += [j.job_id for j in jobs]
             ids[step.name] = jobs[0].job_id.split("_")[0]
-            book.add(_entries(step, [j.job_id for j in jobs], "SUBMITTED"))
-            print(f"{step.name:<10} job {ids[step.name]:<8} after {_dependency(step, ids) or '-'}", flush=True)
+            for i, job in zip(step.task_indices, jobs):
+                book.find(step.name, i).update(job_id=job.job_id, state="SUBMITTED")
+            book.save()
+            print(f"{step.name:<10} job {ids[step.name]:<8} after {dependency or '-'}", flush=True)
     except HsdError:
         cancel(submitted)  # never leave half a chain queued
         raise
 
 
-def run_in_order(cfg: Config, exp: Path, steps: list[Step], book: "JobBook") -> None:
-    """Local/debug: one job at a time, each waited for; the first failure stops the chain."""
+def blocker(step: Step, index: int, book: JobBook) -> dict[str, Any] | None:
+    """The entry of a dependency that did not complete, if task ``index`` of ``step`` must wait for it."""
+    if step.after_any:
+        return None
+    needed = [e for a in step.after for e in book.of_step(a)]
+    if step.after_each:
+        needed.append(book.find(step.after_each, index))
+    return next((e for e in needed if e["state"] != "COMPLETED"), None)
+
+
+def run_in_order(cfg: Config, exp: Path, steps: list[Step], book: JobBook) -> list[dict[str, Any]]:
+    """Local/debug: one job at a time, each waited for. A task whose dependency did not complete is
+    not run; every other task is (collate always). Returns the entries of the failed tasks."""
     executors = [make_executor(cfg.executor, exp, step.name, step.gpus) for step in steps]
-    for step in steps:
-        book.add(_entries(step, ["-"] * len(step.jobs), "PENDING"))
+    failed: list[dict[str, Any]] = []
     for step, executor in zip(steps, executors):
-        for i, fn in enumerate(step.jobs):
-            job = submit(executor, [fn], step.name)[0]
+        for i, fn in zip(step.task_indices, step.jobs):
             entry = book.find(step.name, i)
+            missing = blocker(step, i, book)
+            if missing is not None:
+                why = "failed" if missing["state"] == "FAILED" else "did not run"
+                entry.update(state="CANCELLED", error=f"not run: stage {missing['stage']} {why}")
+                book.save()
+                continue
+            job = submit(executor, [fn], step.name)[0]
             entry.update(job_id=job.job_id, state="RUNNING", log=str(job.paths.stdout))
             book.save()
             print(f"{entry['stage']:<12} job {job.job_id:<10} running -> {entry['run_dir']}", flush=True)
             error = job.exception()  # waits; the debug executor runs it here (no pdb)
             entry.update(state="FAILED" if error else "COMPLETED", error=error_summary(error))
-            if error:
-                book.cancel_rest(f"not run: stage {entry['stage']} failed")
-                raise SubmitError(f"stage '{entry['stage']}' (job {job.job_id}) failed: {entry['error']}; "
-                                  f"log: {job.paths.stderr}")
             book.save()
+            if error:
+                failed.append({**entry, "stderr": str(job.paths.stderr)})
+    return failed
 
 
-class JobBook:
-    """``<exp>/jobs.json``: what was submitted where, read by ``hsd status``."""
+def failure_message(failed: list[dict[str, Any]]) -> str:
+    first = failed[0]
+    more = f"; also failed: {', '.join(e['stage'] for e in failed[1:])}" if failed[1:] else ""
+    return (f"stage '{first['stage']}' (job {first['job_id']}) failed: {first['error']}; log: {first['stderr']}"
+            f"{more}. The other stages ran; fix the cause, then `hsd submit resume` runs only what did not complete")
 
-    def __init__(self, exp: Path, command: str, cfg: Config) -> None:
-        self.path = exp / JOBS_FILE
-        self.data = {"experiment_dir": str(exp), "command": command, "executor": cfg.executor.kind,
-                     "submitted": _dt.datetime.now().isoformat(timespec="seconds"), "jobs": []}
 
-    def add(self, entries: list[dict[str, Any]]) -> None:
-        self.data["jobs"] += entries
-        self.save()
-
-    def find(self, step: str, index: int) -> dict[str, Any]:
-        return next(e for e in self.data["jobs"] if e["step"] == step and e["index"] == index)
-
-    def cancel_rest(self, why: str) -> None:
-        for e in self.data["jobs"]:
-            if e["state"] == "PENDING":
-                e.update(state="CANCELLED", error=why)
-        self.save()
-
-    def save(self) -> None:
-        atomic_write_json(self.path, self.data)
+def run_plan(cfg: Config, exp: Path, steps: list[Step], book: JobBook) -> Path:
+    """Submit (Slurm) or run (local/debug) ``steps`` whose entries ``book`` holds."""
+    if cfg.executor.kind == "slurm":
+        submit_all(cfg, exp, steps, book)
+        return exp
+    failed = run_in_order(cfg, exp, steps, book)
+    if failed:
+        raise StagesFailed(failure_message(failed), exp)
+    return exp
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,33 +246,27 @@ def prepare_experiment(cfg: Config) -> Path:
     exp = experiment_dir(cfg.results_dir, cfg.experiment)
     if (exp / JOBS_FILE).exists():
         raise RunError(f"experiment directory {exp} already holds a submission ({JOBS_FILE}); "
-                       "choose a new name with experiment=NAME")
+                       f"choose a new name with experiment=NAME, or run what did not complete: hsd submit resume {exp}")
     ensure_writable(exp)
     atomic_write_text(exp / "config.yaml", dump_config(cfg))
     return exp
 
 
-def submit_command(command: str, cfg: Config) -> Path:
-    """Build the plan for ``command``, run or submit it; return the experiment directory."""
+def make_plan(command: str, cfg: Config, exp: Path) -> list[Step]:
+    """The plan of ``command`` (baseline | pipeline | sweep), every job's settings checked."""
     module, func = PLANS[command].split(":")
     plan_fn: Callable[[Config, Path], list[Step]] = getattr(importlib.import_module(module), func)
-    check_executor(cfg.executor)  # before anything is written
-    exp = prepare_experiment(cfg)
+    check_executor(cfg.executor)
     steps = plan_fn(cfg, exp)
-    book = JobBook(exp, command, cfg)
-    (submit_all if cfg.executor.kind == "slurm" else run_in_order)(cfg, exp, steps, book)
-    return exp
+    check_plan(cfg, steps)
+    return steps
 
 
-def load_book(exp: Path) -> dict[str, Any]:
-    path = exp / JOBS_FILE
-    if not path.exists():
-        raise RunError(f"{exp} has no {JOBS_FILE}: not an experiment submitted with `hsd submit`")
-    return json.loads(path.read_text())
-
-
-def main(args: Any) -> int:
-    cfg = load_config(args.config, args.overrides)
-    exp = submit_command(args.submit_command, cfg)
-    print(exp)
-    return 0
+def submit_command(command: str, cfg: Config) -> Path:
+    """Build and check the plan for ``command``, then run or submit it; return the experiment directory."""
+    steps = make_plan(command, cfg, experiment_dir(cfg.results_dir, cfg.experiment))  # before anything is written
+    exp = prepare_experiment(cfg)
+    book = JobBook.new(exp, command, cfg.executor.kind)
+    for step in steps:
+        book.add(entries(step))
+    return run_plan(cfg, exp, steps, book)

@@ -1,6 +1,6 @@
 """``hsd status [EXPERIMENT_DIR]``: where each job of a submitted experiment stands.
 
-Reads ``<exp>/jobs.json`` (written by ``hsd submit``) and asks the scheduler for each job's
+Reads ``<exp>/jobs.json`` (written by ``hsd submit``, attempts added by ``hsd submit resume``) and asks the scheduler for each job's
 state: ``sacct`` (accounting, also for finished jobs) and ``squeue`` (why a job is pending).
 Local/debug experiments record their states in ``jobs.json`` as they go. For a running
 validation it counts the lines of each rank's shard file against the rank's share of the
@@ -20,7 +20,7 @@ from typing import Any
 from hsd.errors import HsdError
 from hsd.runs import iter_jsonl
 from jobs.executor import LOG_DIR, exception_line
-from jobs.pipeline import JOBS_FILE, load_book
+from jobs.book import JOBS_FILE, load_book
 
 FAILED = {"FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE"}
 
@@ -167,13 +167,25 @@ def collect(exp: Path) -> tuple[dict[str, Any], list[tuple[str, str, str, str]]]
     return book, rows
 
 
+def attempts(entry: dict[str, Any]) -> str:
+    """``2 (1: 41 FAILED)``: this is the entry's 2nd attempt; earlier job ids and how they ended."""
+    earlier = entry.get("attempts", [])
+    if not earlier:
+        return "1"
+    parts = [f"{i + 1}: {a['job_id']} {a['state']}" for i, a in enumerate(earlier)]
+    return f"{len(earlier) + 1} ({', '.join(parts)})"
+
+
 def main(args: Any) -> int:
     exp = Path(args.experiment_dir) if args.experiment_dir else newest_experiment(Path(args.results_dir))
     book, rows = collect(exp.resolve())
     print(f"experiment {book['experiment_dir']}  ({book['command']}, {book['executor']} executor, "
           f"submitted {book['submitted']})")
     width = max(len(r[0]) for r in rows) + 2
-    print(f"{'STAGE':<{width}}{'JOB':<12}{'STATE':<12}DETAIL")
-    for stage, job_id, state, text in rows:
-        print(f"{stage:<{width}}{job_id:<12}{state:<12}{text}")
+    print(f"{'STAGE':<{width}}{'JOB':<12}{'STATE':<12}{'ATTEMPT':<9}DETAIL")
+    for entry, (stage, job_id, state, text) in zip(book["jobs"], rows):
+        print(f"{stage:<{width}}{job_id:<12}{state:<12}{attempts(entry).split(' ')[0]:<9}{text}")
+    retried = [f"{e['stage']} attempt {attempts(e)}" for e in book["jobs"] if e.get("attempts")]
+    if retried:
+        print("earlier attempts: " + "; ".join(retried))
     return 0

@@ -23,15 +23,27 @@ def tiny_model_dir() -> Path:
     Several pytest sessions may start at once (CI, other developers): a file lock makes one
     build while the others wait, and build_tiny renames a finished directory into place.
     """
+    return _cached_tiny("safetensors")
+
+
+@pytest.fixture(scope="session")
+def tiny_mxfp4_dir() -> Path:
+    """The same tiny model (same seed, same weights) written as gpt-oss's release is: MXFP4
+    experts, bf16 elsewhere (``hsd model tiny --format mxfp4``)."""
+    return _cached_tiny("mxfp4")
+
+
+def _cached_tiny(fmt: str) -> Path:
     from hsd.models.tiny import TINY_VERSION, build_tiny
 
     cache = REPO / ".cache" / "tests"
     cache.mkdir(parents=True, exist_ok=True)
-    path = cache / f"tiny-model-v{TINY_VERSION}-seed0"
-    with open(cache / f".tiny-model-v{TINY_VERSION}.lock", "w") as lock:
+    suffix = "" if fmt == "safetensors" else f"-{fmt}"
+    path = cache / f"tiny-model-v{TINY_VERSION}-seed0{suffix}"
+    with open(cache / f".tiny-model-v{TINY_VERSION}{suffix}.lock", "w") as lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         if not (path / "hsd_tiny.json").exists():
-            build_tiny(path, seed=0)
+            build_tiny(path, seed=0, fmt=fmt)
     return path
 
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 BACKENDS: dict[str, str] = {
     "hf": "hsd.inference.hf:HFBackend",
     "deepspeed": "hsd.inference.deepspeed_backend:DeepSpeedBackend",
+    "tp": "hsd.inference.tp_backend:TPBackend",
 }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from hsd.config import Config
 
@@ -37,6 +37,7 @@ class Output:
     prompt_tokens: int
     new_tokens: int
     p_hate: Optional[float] = None  # score mode
+    stop_reason: Optional[str] = None  # "stop" | "length" (generate mode)
 
 
 class Backend(ABC):
@@ -59,6 +60,13 @@ class Backend(ABC):
     @abstractmethod
     def generate(self, prompts: list[str], settings: GenerationSettings) -> list[Output]:
         """Reasoning + answer for each prompt (raw text with harmony markers kept)."""
+
+    def generate_stream(self, prompts: list[str], settings: GenerationSettings,
+                        batches: list[list[int]]) -> Iterator[list[tuple[int, Output]]]:
+        """``(prompt index, output)`` pairs as they finish. Here: one group per batch of indices;
+        a backend that refills rows as they finish (hf) yields each step's finished samples."""
+        for idx in batches:
+            yield list(zip(idx, self.generate([prompts[i] for i in idx], settings)))
 
     def score(self, prompts: list[str]) -> list[Output]:
         """P(hate) from one forward pass over each score prefix (prompt + answer opening)."""

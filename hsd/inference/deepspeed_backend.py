@@ -6,11 +6,13 @@ rank still evaluates its *own* samples: data parallel over a sharded model.
 
 Because every forward pass is a collective (the all-gathers), all ranks must make the same
 number of them: ``generate`` runs with ``synced_gpus=True`` (a rank whose batch is done keeps
-stepping until every rank's is), and before each batch the ranks agree that someone still has
-work. A rank that runs out of samples first keeps joining with a one-token dummy batch in
-:meth:`finish` until every rank is done. Score mode does the same with dummy score batches
-(one forward pass per distinct label continuation per batch, identical on every rank; the
-shared-prefix cache is off here because ranks could disagree on when to build it).
+stepping until every rank's is), and batches run as lock-step steps
+(:class:`hsd.inference.lockstep.LockstepBackoff`): the ranks agree before and after each one,
+so an out-of-memory error on any rank makes every rank halve its batch and retry, another error
+ends every rank, and a rank that runs out of samples first keeps joining with a one-token dummy
+batch in :meth:`finish` until every rank is done. Score mode does the same with dummy score
+batches (one forward pass per distinct label continuation per batch, identical on every rank;
+the shared-prefix cache is off here because ranks could disagree on when to build it).
 
 Use it when the model does not fit one GPU's memory; when it fits, ``backend: hf`` on each GPU
 (data parallel, replicas) is faster — no all-gathers, CUDA-graph decode (README, "Backends").
@@ -23,9 +25,10 @@ import json
 from typing import Any
 
 from hsd.config import Config, ConfigError
+from hsd.inference import generation
 from hsd.inference.base import Backend, GenerationSettings, Output
-from hsd.inference.hf import _stop_ids
-from hsd.inference.score import Scorer, score_outputs
+from hsd.inference.lockstep import Agreement, LockstepBackoff, empty_cuda_cache, log_partition
+from hsd.inference.score import ANSWER_OPENING, Scorer, score_outputs
 
 DEFAULT_DS_CONFIG = "ds_configs/zero3_inference.json"
 
@@ -60,71 +63,39 @@ class DeepSpeedBackend(Backend):
         super().__init__(cfg, device, rank, tokenizer)
         self.engine = _load_engine(cfg, device)
         self.model = self.engine.module
-        self.stop_ids = _stop_ids(tokenizer)
+        log_partition(self.model, rank)
+        self.stop_ids = generation.stop_ids(tokenizer)
         self.scorer = Scorer(self.model, tokenizer, reuse_prefix=False)
+        self.steps = LockstepBackoff(cfg.inference.batch_size, rank, Agreement(), on_oom=empty_cuda_cache)
         self._dummy = tokenizer.decode([tokenizer.pad_token_id or 0])
+        self._settings = GenerationSettings(1, 0.0, 1.0)  # the dummies' settings until a real batch comes
 
     def generate(self, prompts: list[str], settings: GenerationSettings) -> list[Output]:
-        self._agree(has_work=True)
         self._settings = settings
-        return self._generate(prompts, settings)
+        return self.steps(prompts, self._prepare_generate, self._run_generate)
 
     def score(self, prompts: list[str]) -> list[Output]:
-        self._agree(has_work=True)
-        return score_outputs(self.scorer, prompts)
+        return self.steps(prompts, self._prepare_score, self._run_score)
 
     def finish(self) -> None:
         """Join the other ranks' remaining batches with dummy ones until nobody has work left."""
-        while self._agree(has_work=False):
-            if self.cfg.inference.mode == "score":
-                score_outputs(self.scorer, [self._dummy_score_prompt()])
-            else:
-                settings = getattr(self, "_settings", GenerationSettings(1, 0.0, 1.0))
-                self._generate([self._dummy], settings)
-
-    def _dummy_score_prompt(self) -> str:
-        from hsd.inference.score import ANSWER_OPENING
-
-        return self._dummy + ANSWER_OPENING
-
-    def _agree(self, has_work: bool) -> bool:
-        """All-reduce: does any rank still have a batch? (every rank calls this once per batch)."""
-        import torch
-        import torch.distributed as dist
-
-        if not (dist.is_available() and dist.is_initialized()):
-            return has_work
-        flag = torch.tensor([int(has_work)], device=self.device if self.device.startswith("cuda") else "cpu")
-        dist.all_reduce(flag)
-        return bool(flag.item())
-
-    def _generate(self, prompts: list[str], settings: GenerationSettings) -> list[Output]:
-        import torch
-
-        enc = self.tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
-        enc = enc.to(self.device)
-        kwargs: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens, "eos_token_id": self.stop_ids,
-                                  "pad_token_id": self.tokenizer.pad_token_id, "do_sample": not settings.greedy,
-                                  "synced_gpus": _distributed()}
-        if settings.min_new_tokens is not None:
-            kwargs["min_new_tokens"] = settings.min_new_tokens
-        if settings.greedy:
-            kwargs.update(temperature=None, top_p=None, top_k=None)
+        if self.cfg.inference.mode == "score":
+            self.steps.finish(self._prepare_score, self._run_score)
         else:
-            kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
-        with torch.inference_mode():
-            out = self.model.generate(**enc, **kwargs)
-        new = out[:, enc["input_ids"].shape[1]:].tolist()
-        lens = enc["attention_mask"].sum(dim=1).tolist()
-        return [self._output(ids, int(n)) for ids, n in zip(new, lens)]
+            self.steps.finish(self._prepare_generate, self._run_generate)
 
-    def _output(self, ids: list[int], prompt_tokens: int) -> Output:
-        for i, tok in enumerate(ids):  # up to and including the first stop token
-            if tok in self.stop_ids:
-                ids = ids[: i + 1]
-                break
-        text = self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
-        return Output(text=text, prompt_tokens=prompt_tokens, new_tokens=len(ids))
+    def _prepare_generate(self, prompts: list[str]) -> Any:
+        return generation.encode(self.tokenizer, list(prompts) or [self._dummy], self.device)
+
+    def _run_generate(self, enc: Any) -> list[Output]:
+        return generation.generate_encoded(self.model, self.tokenizer, enc, self._settings, self.stop_ids,
+                                           synced_gpus=_distributed())
+
+    def _prepare_score(self, prompts: list[str]) -> list[str]:
+        return list(prompts) or [self._dummy + ANSWER_OPENING]
+
+    def _run_score(self, prompts: list[str]) -> list[Output]:
+        return score_outputs(self.scorer, prompts)
 
 
 def _distributed() -> bool:
@@ -140,48 +111,28 @@ def _load_engine(cfg: Config, device: str) -> Any:
     from transformers import AutoModelForCausalLM
     from transformers.integrations import HfDeepSpeedConfig
 
+    from hsd.distributed import init_distributed
     from hsd.models.fullsize import architecture_config, is_random_spec
-    from hsd.models.loader import _apply_adapter, _check_source, _from_pretrained, resolve_dtype
+    from hsd.models.loader import apply_adapter, check_source, from_pretrained, resolve_dtype
 
     m = cfg.model
-    source = _check_source(m.name_or_path)
+    source = check_source(m.name_or_path)
     hidden = (architecture_config(source.split(":", 1)[1]) if is_random_spec(source)
               else _hf_config(source, m.trust_remote_code)).hidden_size
     dtype = resolve_dtype(m, device)
     ds = inference_ds_config(cfg.inference.ds_config, hidden, bf16=dtype == torch.bfloat16)
-    if device.startswith("cuda"):
-        torch.cuda.set_device(device)
-    _ensure_process_group("nccl" if device.startswith("cuda") else "gloo")
+    init_distributed("cuda" if device.startswith("cuda") else "cpu", always=True)  # DeepSpeed needs a group, even of one
     _keep = HfDeepSpeedConfig(ds)  # noqa: F841 - while alive, from_pretrained partitions as it loads
     kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": m.attn_implementation,
                               "trust_remote_code": m.trust_remote_code}
     if m.experts_implementation is not None:
         kwargs["experts_implementation"] = m.experts_implementation
-    model = _from_pretrained(AutoModelForCausalLM, source, "model", **kwargs)
+    model = from_pretrained(AutoModelForCausalLM, source, "model", **kwargs)
     if m.adapter is not None:
-        model = _apply_adapter(model, m.adapter)
+        model = apply_adapter(model, m.adapter)
     engine = deepspeed.initialize(model=model, config_params=ds)[0]
     engine.module.eval()
     return engine
-
-
-def _ensure_process_group(backend: str) -> None:
-    """DeepSpeed needs a process group even for one process: make a group of one if none exists."""
-    import os
-    import socket
-
-    import deepspeed
-    import torch.distributed as dist
-
-    if dist.is_initialized():
-        return
-    if "MASTER_PORT" not in os.environ:
-        with socket.socket() as s:  # a free port: several single-process runs may share a host
-            s.bind(("127.0.0.1", 0))
-            os.environ["MASTER_PORT"] = str(s.getsockname()[1])
-    for key, value in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1"}.items():
-        os.environ.setdefault(key, value)
-    deepspeed.init_distributed(dist_backend=backend)
 
 
 def _hf_config(source: str, trust_remote_code: bool) -> Any:

@@ -42,15 +42,29 @@ def sinks_attention_forward(
     scaling: float,
     dropout: float = 0.0,
     s_aux: Optional[torch.Tensor] = None,
+    hsd_prefix: Any = None,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
     """Attention with per-head sinks, equal to gpt-oss ``eager`` up to float rounding.
 
     ``query`` (b, h, q, d); ``key``/``value`` (b, kv, k, d); ``attention_mask`` a boolean
     (b, 1, q, k) mask (True = attend) from :func:`_sinks_mask`. Returns (b, q, h, d).
+    ``hsd_prefix`` (a :class:`hsd.inference.slotcache.SlotCache`, passed as a model kwarg by the
+    refill decoder): on full-attention layers every query also sees the shared prefix K/V it
+    holds once, ``(1, kv, P, d)``, visible to all (the rows' positions all lie after it).
     """
     sinks = module.sinks if s_aux is None else s_aux
-    if query.shape[2] == 1:
+    shared = hsd_prefix.prefix(module.layer_idx) if hsd_prefix is not None else None
+    if shared is not None and query.shape[2] == 1:
+        out = _decode_shared_prefix(query, key, value, attention_mask, sinks, scaling, shared)
+    elif shared is not None:  # a refill's prefill: the few admitted rows see the prefix, expanded (no copy kept)
+        b, q_len = query.shape[0], query.shape[2]
+        key = torch.cat([shared[0].expand(b, -1, -1, -1), key], dim=2)
+        value = torch.cat([shared[1].expand(b, -1, -1, -1), value], dim=2)
+        seen = attention_mask.new_ones(b, 1, q_len, shared[0].shape[2])
+        out = _prefill_attention(module, query, key, value, torch.cat([seen, attention_mask], dim=-1),
+                                 sinks, scaling, dropout)
+    elif query.shape[2] == 1:
         out = _decode_attention(query, key, value, attention_mask, sinks, scaling)
     else:
         out = _prefill_attention(module, query, key, value, attention_mask, sinks, scaling, dropout)
@@ -68,6 +82,31 @@ def _decode_attention(query, key, value, mask, sinks, scaling):
     logits = torch.cat([scores, sink], dim=-1)
     probs = torch.softmax(logits.float(), dim=-1)[..., :-1].to(value.dtype)
     out = torch.matmul(probs, value)  # (b, kv, group, d)
+    return out.reshape(b, h, 1, d)
+
+
+def _decode_shared_prefix(query, key, value, mask, sinks, scaling, shared):
+    """Decode attention over a shared prefix (read once for all rows) + each row's own keys.
+
+    The two parts are combined as one softmax (common max, summed normalisers), so the result
+    equals attention over the concatenation; the prefix product is one (kv, b*group, P) GEMM.
+    """
+    b, h, _, d = query.shape
+    kv, group = key.shape[1], h // key.shape[1]
+    q = query.view(b, kv, group, d)
+    own = torch.matmul(q, key.transpose(2, 3)).float() * scaling  # (b, kv, group, k)
+    if mask is not None:
+        own = own.masked_fill(~mask[:, :, 0, :][:, :, None, :], float("-inf"))
+    qp = q.transpose(0, 1).reshape(kv, b * group, d)
+    pre = torch.matmul(qp, shared[0][0].transpose(1, 2)).float() * scaling  # (kv, b*group, P)
+    pre = pre.view(kv, b, group, -1).transpose(0, 1)  # (b, kv, group, P)
+    sink = sinks.float().view(1, kv, group, 1)
+    top = torch.maximum(torch.maximum(own.amax(-1, keepdim=True), pre.amax(-1, keepdim=True)), sink)
+    e_own, e_pre = torch.exp(own - top), torch.exp(pre - top)
+    norm = e_own.sum(-1, keepdim=True) + e_pre.sum(-1, keepdim=True) + torch.exp(sink - top)
+    out = torch.matmul((e_own / norm).to(value.dtype), value)  # (b, kv, group, d)
+    p_pre = (e_pre / norm).to(value.dtype).transpose(0, 1).reshape(kv, b * group, -1)
+    out = out + torch.matmul(p_pre, shared[1][0]).view(kv, b, group, d).transpose(0, 1)
     return out.reshape(b, h, 1, d)
 
 
@@ -186,6 +225,7 @@ class Sampling:
     top_p: float
     stop_ids: tuple[int, ...]
     pad_id: int
+    reserve_new: int = 0  # size caches for at least this many new tokens (one shape, one graph per run)
 
 
 class GraphDecoder:
@@ -214,7 +254,7 @@ class GraphDecoder:
 
         rows, plen = input_ids.shape
         with torch.inference_mode():
-            self._prepare(rows, plen + s.max_new_tokens)
+            self._prepare(rows, plen + max(s.max_new_tokens, s.reserve_new))
             self.mask[:] = 1
             self.mask[:, :plen] = attention_mask
             pos = attention_mask.long().cumsum(-1) - 1  # as generate: positions count real tokens only
@@ -283,10 +323,20 @@ class GraphDecoder:
 
 def _select(logits: Any, s: Sampling, step: int, stops: Any) -> Any:
     """Next token per row: min_new_tokens, then greedy or temperature + top-p."""
-    import torch
-
     if step < s.min_new_tokens:
         logits = logits.index_fill(-1, stops, float("-inf"))
+    return select_tokens(logits, s)
+
+
+def select_tokens(logits: Any, s: Sampling, blocked: Any = None, stops: Any = None) -> Any:
+    """Greedy argmax or temperature + top-p sampling, as transformers' generate selects.
+
+    ``blocked`` (rows,) bool: rows whose stop tokens are masked (min_new_tokens not reached yet).
+    """
+    import torch
+
+    if blocked is not None:
+        logits = torch.where(blocked[:, None], logits.index_fill(-1, stops, float("-inf")), logits)
     if s.temperature == 0:
         return logits.argmax(-1)
     logits = logits / s.temperature

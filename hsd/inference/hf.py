@@ -2,24 +2,23 @@
 
 Batches arrive left-padded-ready (sorted by length by the caller); decoding is greedy when the
 temperature is 0, else sampling with temperature/top_p from a per-rank seed. Generation stops
-at the harmony stop tokens ``<|return|>`` / ``<|call|>``, looked up by name because the tiny
-tokenizer's ids differ from gpt-oss's. The new tokens are decoded with special tokens KEPT:
-the parser reads the final channel by its markers, and stripping them is what made the old
-pipeline lose answers.
+at the harmony stop tokens ``<|return|>`` / ``<|call|>`` and the new tokens are decoded with
+special tokens kept: both rules live in :mod:`hsd.inference.generation`, shared by every backend.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 from hsd.config import Config
 from hsd.inference.base import Backend, GenerationSettings, Output
-from hsd.inference.batching import OomBackoff
-from hsd.inference.fastgen import GraphDecoder, Sampling, pad_rows
+from hsd.inference.batching import OomBackoff, is_cuda_oom
+from hsd.inference.fastgen import ATTN_NAME, GraphDecoder, Sampling, pad_rows
+from hsd.inference.generation import generate_kwargs, stop_ids, to_output
+from hsd.inference.refill import Finished, Job, RefillDecoder
 from hsd.inference.score import Scorer, score_outputs
 
-STOP_TOKENS = ("<|return|>", "<|call|>")
 log = logging.getLogger(__name__)
 
 
@@ -33,17 +32,59 @@ class HFBackend(Backend):
 
         super().__init__(cfg, device, rank, tokenizer)
         self.model = load_model(cfg.model, device)
-        self.stop_ids = _stop_ids(tokenizer)
+        self.stop_ids = stop_ids(tokenizer)
         self.backoff = OomBackoff(cfg.inference.batch_size, on_oom=_empty_cuda_cache)
         inf = cfg.inference  # the fast path (hsd.inference.fastgen) and score mode (hsd.inference.score)
         self.decoder = GraphDecoder(self.model, cuda_graphs=inf.cuda_graphs) if inf.static_cache else None
+        # Slots refilled as samples finish, the shared prompt prefix once (hsd.inference.refill); it
+        # reads the prefix inside hsd's own attention kernel, so it needs that kernel.
+        use_refill = inf.refill and inf.static_cache and self.model.config._attn_implementation == ATTN_NAME
+        self.refill = RefillDecoder(self.model, inf.cuda_graphs, inf.prefix_cache) if use_refill else None
         self.scorer = Scorer(self.model, tokenizer, reuse_prefix=inf.prefix_cache)
+        self.reserve_new_tokens = 0  # benchmarks: size caches for this many new tokens up front
         # Each rank samples from its own stream; greedy runs do not depend on it.
         self.generator_seed = cfg.inference.seed + rank
         torch.manual_seed(self.generator_seed)
 
     def generate(self, prompts: list[str], settings: GenerationSettings) -> list[Output]:
         return self.backoff(prompts, lambda chunk: self._generate(chunk, settings))
+
+    def generate_stream(self, prompts: list[str], settings: GenerationSettings, batches: list[list[int]],
+                        forced_new_tokens: Optional[Sequence[int]] = None) -> Iterator[list[tuple[int, Output]]]:
+        """Samples as they finish. With refill: in the order of ``batches`` (flattened), at most
+        ``inference.batch_size`` rows at once. ``forced_new_tokens`` (benchmarks): per-prompt exact
+        output lengths, emulating a stop token at a drawn length."""
+        if self.refill is None:
+            yield from super().generate_stream(prompts, settings, batches)
+            return
+        order = [i for idx in batches for i in idx]
+        ids = self.tokenizer([prompts[i] for i in order], add_special_tokens=False)["input_ids"]
+        jobs = [Job(i, tuple(t), *_limits(settings, forced_new_tokens, i)) for i, t in zip(order, ids)]
+        prompt_tokens = {j.index: len(j.ids) for j in jobs}
+        for group in self._refill_with_backoff(jobs, self._sampling(settings)):
+            yield [(f.index, self._finished_output(f, prompt_tokens[f.index])) for f in group]
+
+    def _refill_with_backoff(self, jobs: list[Job], sampling: Sampling) -> Iterator[list[Finished]]:
+        """Run the refill decoder; on CUDA OOM halve the slots and go on with the unfinished jobs."""
+        while jobs:
+            finished: set[int] = set()
+            try:
+                for group in self.refill.run(jobs, sampling, self.backoff.size):
+                    finished.update(f.index for f in group)
+                    yield group
+                return
+            except Exception as exc:  # noqa: BLE001 - re-raised unless it is an OOM we can shrink
+                if not is_cuda_oom(exc) or self.backoff.size == 1:
+                    raise
+                self.refill.release()
+                self.backoff.size = max(1, self.backoff.size // 2)
+                log.warning("out of memory with refill; retrying with %d rows", self.backoff.size)
+                _empty_cuda_cache()
+                jobs = [j for j in jobs if j.index not in finished]
+
+    def _finished_output(self, f: Finished, prompt_tokens: int) -> Output:
+        text = self.tokenizer.decode(f.tokens, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        return Output(text=text, prompt_tokens=prompt_tokens, new_tokens=len(f.tokens), stop_reason=f.stop_reason)
 
     def score(self, prompts: list[str]) -> list[Output]:
         return self.backoff(prompts, lambda chunk: score_outputs(self.scorer, chunk))
@@ -59,52 +100,24 @@ class HFBackend(Backend):
                 ids, mask, n = pad_rows(ids, mask, self.backoff.size)
                 new = self.decoder.generate(ids, mask, self._sampling(settings))[:n].tolist()
             else:
-                out = self.model.generate(input_ids=ids, attention_mask=mask, **self._generate_kwargs(settings))
+                kwargs = generate_kwargs(settings, self.stop_ids, self.tokenizer.pad_token_id)
+                out = self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
                 new = out[:n, ids.shape[1] :].tolist()
         prompt_lens = mask[:n].sum(dim=1).tolist()
-        return [self._output(ids, n) for ids, n in zip(new, prompt_lens)]
-
-    def _generate_kwargs(self, s: GenerationSettings) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {
-            "max_new_tokens": s.max_new_tokens,
-            "eos_token_id": self.stop_ids,
-            "pad_token_id": self.tokenizer.pad_token_id,
-            "do_sample": not s.greedy,
-        }
-        if s.min_new_tokens is not None:
-            kwargs["min_new_tokens"] = s.min_new_tokens
-        if s.greedy:  # None clears sampling values a model's generation_config may carry
-            kwargs.update(temperature=None, top_p=None, top_k=None)
-        else:
-            kwargs.update(temperature=s.temperature, top_p=s.top_p)
-        return kwargs
+        return [to_output(self.tokenizer, ids, n, self.stop_ids) for ids, n in zip(new, prompt_lens)]
 
     def _sampling(self, s: GenerationSettings) -> Sampling:
         return Sampling(max_new_tokens=s.max_new_tokens, min_new_tokens=s.min_new_tokens or 0,
                         temperature=0.0 if s.greedy else s.temperature, top_p=s.top_p,
-                        stop_ids=tuple(self.stop_ids), pad_id=self.tokenizer.pad_token_id)
-
-    def _output(self, ids: list[int], prompt_tokens: int) -> Output:
-        # Up to and including the first stop token; what follows is padding added after it.
-        for i, tok in enumerate(ids):
-            if tok in self.stop_ids:
-                ids = ids[: i + 1]
-                break
-        text = self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
-        return Output(text=text, prompt_tokens=int(prompt_tokens), new_tokens=len(ids))
+                        stop_ids=tuple(self.stop_ids), pad_id=self.tokenizer.pad_token_id,
+                        reserve_new=self.reserve_new_tokens)
 
 
-def _stop_ids(tokenizer: Any) -> list[int]:
-    ids = []
-    for token in STOP_TOKENS:
-        tid = tokenizer.convert_tokens_to_ids(token)
-        if tid is None or tid == tokenizer.unk_token_id:
-            log.warning("tokenizer has no %s token; generation stops at eos/max_new_tokens only", token)
-            continue
-        ids.append(tid)
-    if not ids and tokenizer.eos_token_id is not None:
-        ids.append(tokenizer.eos_token_id)
-    return ids
+def _limits(s: GenerationSettings, forced: Optional[Sequence[int]], i: int) -> tuple[int, int]:
+    """(max_new, min_new) of prompt ``i``: the settings', or exactly ``forced[i]``."""
+    if forced is not None:
+        return int(forced[i]), int(forced[i])
+    return s.max_new_tokens, s.min_new_tokens or 0
 
 
 def _empty_cuda_cache() -> None:

@@ -44,10 +44,14 @@ class GenerateMode:
     def run(self, backend: Any, prompts: list[str], settings: Any) -> list[Any]:
         return backend.generate(prompts, settings)
 
+    def stream(self, backend: Any, prompts: list[str], settings: Any, batches: list[list[int]]) -> Any:
+        """``(index, output)`` groups as samples finish (validate writes each group at once)."""
+        return backend.generate_stream(prompts, settings, batches)
+
     def judge(self, out: Any) -> Judgement:
         from hsd.parsing import parse_response
 
-        parsed = parse_response(out.text)
+        parsed = parse_response(out.text, stop_reason=out.stop_reason, new_tokens=out.new_tokens)
         return Judgement(parsed.label, parsed.rationale, parsed.status, out.text)
 
     def manifest(self) -> dict[str, Any]:
@@ -68,6 +72,10 @@ class ScoreMode(GenerateMode):
 
     def run(self, backend: Any, prompts: list[str], settings: Any) -> list[Any]:
         return backend.score(prompts)
+
+    def stream(self, backend: Any, prompts: list[str], settings: Any, batches: list[list[int]]) -> Any:
+        for idx in batches:
+            yield list(zip(idx, backend.score([prompts[i] for i in idx])))
 
     def judge(self, out: Any) -> Judgement:
         label = POSITIVE if out.p_hate >= self.threshold else "normal"

@@ -37,6 +37,38 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
         "layer_types": ["sliding_attention", "full_attention"] * 12,
         "tie_word_embeddings": False,
     },
+    # ~117B parameters, ~234 GB in bf16: no single GPU holds it; built sharded (build_random_sharded)
+    # or partitioned (ZeRO-3), never whole on one device.
+    # The GptOssConfig defaults are this model; spelt out so a transformers default change cannot move it.
+    "gpt-oss-120b": {
+        "hidden_size": 2880,
+        "intermediate_size": 2880,
+        "num_hidden_layers": 36,
+        "num_attention_heads": 64,
+        "num_key_value_heads": 8,
+        "head_dim": 64,
+        "num_local_experts": 128,
+        "num_experts_per_tok": 4,
+        "vocab_size": 201088,
+        "sliding_window": 128,
+        "layer_types": ["sliding_attention", "full_attention"] * 18,
+        "tie_word_embeddings": False,
+    },
+    # The tiny test model's shape (hsd.models.tiny), for tests of the random: path on CPU.
+    "gpt-oss-tiny": {
+        "hidden_size": 64,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 16,
+        "num_local_experts": 4,
+        "num_experts_per_tok": 2,
+        "vocab_size": 201088,  # gpt-oss's o200k_harmony embedding rows (hsd.models.o200k)
+        "sliding_window": 32,
+        "layer_types": ["sliding_attention", "full_attention"],
+        "tie_word_embeddings": False,
+    },
 }
 
 
@@ -98,6 +130,38 @@ def build_random(
     return model.eval()
 
 
+def build_random_sharded(name: str, tokenizer: Any, distributed_config: Any, dtype: Any,
+                         attn_implementation: str, experts_implementation: str, seed: int = 0) -> Any:
+    """The architecture with random weights, each rank materialising only its own shards.
+
+    transformers' own parallel loading with an empty state dict: the model is laid out on the
+    meta device, the parallel plans (``distributed_config``) turn the sharded parameters into
+    DTensors, and only this rank's slices are allocated and initialised. Every rank seeds the
+    same generator, so the replicated parameters (attention, router, norms) are equal on all
+    ranks — they must be, since every rank computes them on the same tokens.
+    """
+    import torch
+    from transformers import GenerationConfig, GptOssForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    config = architecture_config(name, tokenizer)
+    torch.manual_seed(seed)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the load report would list every parameter as "missing"
+    try:
+        model = GptOssForCausalLM.from_pretrained(
+            None, config=config, state_dict={}, distributed_config=distributed_config, dtype=dtype,
+            attn_implementation=attn_implementation, experts_implementation=experts_implementation)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    model.generation_config = GenerationConfig(
+        bos_token_id=config.bos_token_id, pad_token_id=config.pad_token_id,
+        eos_token_id=config.eos_token_id, do_sample=False,
+    )
+    model.name_or_path = PREFIX + name
+    return model.eval()
+
+
 @functools.lru_cache(maxsize=1)
 def harmony_tokenizer() -> Any:
     """gpt-oss's real tokenizer (o200k_harmony, 201,088 entries, built offline once; ~2 s to load)."""
@@ -111,7 +175,11 @@ def random_from_pretrained(what: str, name_or_path: str, **kwargs: Any) -> Any:
 
     Takes the loader's keyword arguments (``dtype``, ``attn_implementation``,
     ``experts_implementation``, ``device_map``). Without a device map (DeepSpeed training) the
-    model is built on the GPU when there is one; under ZeRO-3, ``_from_config`` partitions it.
+    model is built on the GPU when there is one. Under ZeRO-3 (an ``HfDeepSpeedConfig`` alive, as
+    accelerate's plugin keeps one during training) ``_from_config`` builds it inside
+    ``deepspeed.zero.Init``, the path ``from_pretrained`` takes for a real checkpoint: each module's
+    weights are split across the ranks as soon as it is built, so gpt-oss-120b (234 GB) is never
+    whole on one GPU (tests/integration/test_train.py checks each of 2 ranks holds half).
     """
     import torch
 

@@ -9,6 +9,7 @@ the fix instead of a deep transformers traceback.
 
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ def resolve_dtype(model_cfg: ModelConfig, device: str) -> Any:
     return getattr(torch, model_cfg.dtype)
 
 
-def _check_source(name_or_path: str) -> str:
+def check_source(name_or_path: str) -> str:
     """A local model directory, or a hub id; ModelError when it can be neither."""
     from hsd.models.fullsize import is_random_spec
 
@@ -62,17 +63,37 @@ def _check_source(name_or_path: str) -> str:
     return name_or_path
 
 
-def _from_pretrained(loader: Any, source: str, what: str, **kwargs: Any) -> Any:
-    from hsd.inference.fastgen import resolve_attn_implementation, resolve_experts_implementation
+# from_pretrained argument -> "module:function" mapping hsd's names (auto, None) to a registered kernel.
+# Named lazily, as the inference backends are: the kernels live with the inference code that
+# registers them, which itself loads models through this module.
+KERNEL_RESOLVERS: dict[str, str] = {
+    "attn_implementation": "hsd.inference.fastgen:resolve_attn_implementation",
+    "experts_implementation": "hsd.inference.fastgen:resolve_experts_implementation",
+}
+
+
+def _kernel(argument: str) -> Any:
+    module, func = KERNEL_RESOLVERS[argument].split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def from_pretrained(loader: Any, source: str, what: str, mxfp4_kernels: bool = False, **kwargs: Any) -> Any:
+    """``loader.from_pretrained`` with hsd's kernels resolved, errors a user can act on, and MXFP4
+    checkpoints loaded on purpose (hsd.models.mxfp4_load): kept MXFP4 only where ``mxfp4_kernels``
+    allows it and transformers' kernels can run, else dequantized (public: training and the
+    deepspeed backend build their models through it too)."""
+    from hsd.models import mxfp4_load
     from hsd.models.fullsize import is_random_spec, random_from_pretrained
 
     if "attn_implementation" in kwargs:  # "auto" -> hsd's sink-aware SDPA kernel, registered first
-        kwargs["attn_implementation"] = resolve_attn_implementation(kwargs["attn_implementation"])
+        kwargs["attn_implementation"] = _kernel("attn_implementation")(kwargs["attn_implementation"])
         # no experts_implementation (None) -> hsd's fused grouped_mm experts (hsd.inference.experts)
-        kwargs["experts_implementation"] = resolve_experts_implementation(kwargs.get("experts_implementation"))
+        kwargs["experts_implementation"] = _kernel("experts_implementation")(kwargs.get("experts_implementation"))
     if is_random_spec(source):
         return random_from_pretrained(what, source, **kwargs)
     try:
+        if what == "model" and mxfp4_load.is_mxfp4_checkpoint(source, kwargs.get("trust_remote_code", False)):
+            return mxfp4_load.load(loader, source, kwargs, allow_kernels=mxfp4_kernels)
         return loader.from_pretrained(source, **kwargs)
     except OSError as exc:
         raise ModelError(
@@ -87,8 +108,8 @@ def load_tokenizer(model_cfg: ModelConfig) -> Any:
     """The tokenizer, left-padded (decoder-only batches must end at the prompt's last token)."""
     from transformers import AutoTokenizer
 
-    source = _check_source(model_cfg.name_or_path)
-    tok = _from_pretrained(AutoTokenizer, source, "tokenizer", trust_remote_code=model_cfg.trust_remote_code)
+    source = check_source(model_cfg.name_or_path)
+    tok = from_pretrained(AutoTokenizer, source, "tokenizer", trust_remote_code=model_cfg.trust_remote_code)
     tok.padding_side = "left"
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
@@ -99,7 +120,7 @@ def load_model(model_cfg: ModelConfig, device: str | None = None) -> Any:
     """The model on ``device`` in eval mode, with the LoRA adapter applied when configured."""
     from transformers import AutoModelForCausalLM
 
-    source = _check_source(model_cfg.name_or_path)
+    source = check_source(model_cfg.name_or_path)
     device = device or resolve_device(model_cfg)
     kwargs: dict[str, Any] = {
         "dtype": resolve_dtype(model_cfg, device),
@@ -109,9 +130,11 @@ def load_model(model_cfg: ModelConfig, device: str | None = None) -> Any:
     }
     if model_cfg.experts_implementation is not None:  # None: let transformers choose
         kwargs["experts_implementation"] = model_cfg.experts_implementation
-    model = _from_pretrained(AutoModelForCausalLM, source, "model", **kwargs)
+    # MXFP4 experts stay MXFP4 only for inference without an adapter (peft needs dense weights)
+    kernels = model_cfg.adapter is None
+    model = from_pretrained(AutoModelForCausalLM, source, "model", mxfp4_kernels=kernels, **kwargs)
     if model_cfg.adapter is not None:
-        model = _apply_adapter(model, model_cfg.adapter)
+        model = apply_adapter(model, model_cfg.adapter)
     return model.eval()
 
 
@@ -138,7 +161,8 @@ def check_adapter(adapter: str) -> Path:
     return path
 
 
-def _apply_adapter(model: Any, adapter: str) -> Any:
+def apply_adapter(model: Any, adapter: str) -> Any:
+    """The model with the checked LoRA adapter on it, frozen (for inference)."""
     from peft import PeftModel
 
     path = check_adapter(adapter)

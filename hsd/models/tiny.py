@@ -35,6 +35,7 @@ HARMONY_TOKENS = (
     CALL, "<|endofprompt|>",
 )
 
+FORMATS = ("safetensors", "mxfp4")  # save_pretrained's dense weights | gpt-oss's release layout
 
 def build_tokenizer() -> Any:
     """gpt-oss's tokenizer with hsd's harmony chat template (built once into the project cache)."""
@@ -66,8 +67,13 @@ def build_config(tokenizer: Any) -> Any:
     )
 
 
-def build_tiny(out_dir: str | Path, seed: int = 0) -> Path:
-    """Build the tiny model + tokenizer into ``out_dir`` (written to a temp dir, then renamed)."""
+def build_tiny(out_dir: str | Path, seed: int = 0, fmt: str = "safetensors") -> Path:
+    """Build the tiny model + tokenizer into ``out_dir`` (written to a temp dir, then renamed).
+
+    ``fmt="mxfp4"`` writes the same weights the way gpt-oss's release is written (hsd.models.mxfp4).
+    """
+    if fmt not in FORMATS:
+        raise ModelError(f"unknown tiny model format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     out = Path(out_dir).resolve()
     if out.exists() and any(out.iterdir()):
         raise ModelError(f"{out} exists and is not empty; choose another --out or pass --force")
@@ -88,9 +94,15 @@ def build_tiny(out_dir: str | Path, seed: int = 0) -> Path:
         do_sample=False,
     )
     with publish_dir(out) as tmp:
-        model.save_pretrained(tmp)
+        if fmt == "mxfp4":
+            from hsd.models.mxfp4 import save_mxfp4
+
+            save_mxfp4(model, tmp)
+        else:
+            model.save_pretrained(tmp)
         o200k.save_tokenizer(tokenizer, tmp)
-        stamp = {"tiny_version": TINY_VERSION, "seed": seed, "tokenizer": f"o200k_harmony-v{o200k.RECIPE_VERSION}",
+        stamp = {"tiny_version": TINY_VERSION, "seed": seed, "format": fmt,
+                 "tokenizer": f"o200k_harmony-v{o200k.RECIPE_VERSION}",
                  "parameters": sum(p.numel() for p in model.parameters())}
         (tmp / "hsd_tiny.json").write_text(json.dumps(stamp, indent=2) + "\n")
     return out
@@ -105,12 +117,12 @@ def is_current(path: Path) -> bool:
 
 
 def main(args: Any) -> int:
-    """``hsd model tiny --out DIR [--seed N] [--force]``; prints the directory."""
+    """``hsd model tiny --out DIR [--seed N] [--format safetensors|mxfp4] [--force]``; prints the directory."""
     out = Path(args.out)
     if out.exists() and args.force:
         if not (out / "hsd_tiny.json").exists() and any(out.iterdir()):
             raise ModelError(f"--force refuses to delete {out}: it is not a tiny model built by hsd")
         shutil.rmtree(out)
-    path = build_tiny(out, seed=args.seed)
+    path = build_tiny(out, seed=args.seed, fmt=args.format)
     print(path)
     return 0

@@ -7,7 +7,8 @@ from typing import Any, Mapping
 
 from hsd.reporting import plots
 from hsd.reporting.document import Bullets, Document, Figure, Heading, Paragraph, Table
-from hsd.reporting.fmt import interval, pct, rate_interval
+from hsd.reporting.fmt import interval, num, pct, rate_interval
+from hsd.reporting.parse_status import comparison_rows
 from hsd.reporting.run_report import METRIC_HEADERS, REFERENCE_IN_PLOTS, method_notes, metric_row
 
 DELTA_LABELS = {"accuracy": "accuracy", "f1": "F1", "mcc": "MCC", "eod": "EO difference",
@@ -26,6 +27,14 @@ def _runs(comp: Mapping[str, Any]) -> list:
             Table(["run", "role", "strategy", "template", "model", "samples", "unknown"], rows), *extra]
 
 
+def _statuses(comp: Mapping[str, Any]) -> list:
+    counts = {r["info"]["name"]: r["metrics"]["parse_status_counts"] for r in comp["runs"]}
+    return [Heading("Parse status"),
+            Table(["parse status", *counts, "meaning"], comparison_rows(counts),
+                  caption="Samples per parse status in each run: ok_unframed counts answers whose harmony frame "
+                          "was broken, no_final_answer_truncated those cut at the token limit")]
+
+
 def _metrics(comp: Mapping[str, Any], plot_dir: Path) -> list:
     level = comp["bootstrap"]["level"]
     rows = [metric_row(r["info"]["name"], r["metrics"]) for r in comp["runs"]]
@@ -39,10 +48,22 @@ def _metrics(comp: Mapping[str, Any], plot_dir: Path) -> list:
             Figure(fig, "Accuracy, F1 and MCC per run and reference")]
 
 
+def _unfinished(comp: Mapping[str, Any]) -> list:
+    """The stages that did not complete: what this comparison is missing, and why."""
+    rows = [[u["stage"], u["state"], u.get("error") or ""] for u in comp.get("unfinished", [])]
+    if not rows:
+        return []
+    return [Heading("Stages that did not finish"),
+            Paragraph("This comparison holds only the runs that finished. `hsd submit resume <experiment>` "
+                      "runs the rest again (finished runs are reused)."),
+            Table(["stage", "state", "error or reason"], rows)]
+
+
 def _criterion(comp: Mapping[str, Any]) -> list:
     crit = comp["criterion"]
     items = [f"{v['candidate']} vs {crit['baseline']}: F1 difference {interval(v['delta'], sign=True)} - "
              f"{v['text']}." + (f" ({v['note']})" if v["note"] else "") for v in crit["verdicts"]]
+    items = items or ["Not judged: no fine-tuned run in this comparison."]
     return [Heading("Success criterion"),
             Paragraph(f"The old pipeline's rule: {crit['rule']}. Roles {crit['roles']}."), Bullets(items)]
 
@@ -108,6 +129,32 @@ def build(comp: Mapping[str, Any], out_dir: Path) -> Document:
     plot_dir = out_dir / "plots"
     names = " vs ".join(r["info"]["name"] for r in comp["runs"])
     doc = Document(f"hsd comparison: {names}")
-    doc.add(*_runs(comp), *_criterion(comp), *_metrics(comp, plot_dir), *_deltas(comp, plot_dir),
-            *_groups(comp, plot_dir), *_pictures(comp, plot_dir), *method_notes(comp["bootstrap"]))
+    doc.add(*_runs(comp), *_unfinished(comp), *_criterion(comp), *_metrics(comp, plot_dir), *_deltas(comp, plot_dir),
+            *_groups(comp, plot_dir), *_statuses(comp), *_pictures(comp, plot_dir), *method_notes(comp["bootstrap"]))
     return doc
+
+
+def _short_verdict(v: Mapping[str, Any]) -> str:
+    if v["met"] is None:
+        return "cannot be judged"
+    return ("MET" if v["met"] else "NOT MET") + (" (beyond noise)" if v["beyond_noise"] else " (within noise)")
+
+
+def terminal_table(comp: Mapping[str, Any], report: Path) -> str:
+    """A few lines for the terminal: each run's answered rate, F1 and MCC, the TF-IDF reference,
+    the success-criterion verdict, what did not finish, and where the full report is."""
+    verdicts = {v["candidate"]: _short_verdict(v) for v in comp["criterion"]["verdicts"]}
+    rows = [(r["info"]["name"], r["info"]["role"], r["metrics"], verdicts.get(r["info"]["name"], "-"))
+            for r in comp["runs"]]
+    rows += [(name, "reference", ref["metrics"], "-") for name, ref in comp["references"].items()
+             if name == "tfidf_logreg"]
+    width = max(len(r[0]) for r in rows) + 2
+    lines = [f"{'run':<{width}}{'role':<12}{'answered':>9}{'F1':>8}{'MCC':>8}  success criterion"]
+    for name, role, m, verdict in rows:
+        ivs, unknown = m["intervals"], m["unknown_rate"]
+        lines.append(f"{name:<{width}}{role:<12}{pct(None if unknown is None else 1 - unknown):>9}{num(ivs['f1']['estimate']):>8}"
+                     f"{num(ivs['mcc']['estimate']):>8}  {verdict}")
+    lines.append(f"success criterion: {comp['criterion']['rule']}")
+    lines += [f"did not finish: {u['stage']} ({u['state']}): {u.get('error') or '-'}" for u in comp.get("unfinished", [])]
+    lines.append(f"report: {report}")
+    return "\n".join(lines)

@@ -2,8 +2,9 @@
 
 Same shape as the old pipeline's report (header, per-strategy performance, per-group error
 rates) with what it lacked: MCC, balanced accuracy, the unknown count and rate with a sentence
-saying unknowns are excluded from the confusion counts, the strict numbers, the parse statuses,
-and per-group counts next to every rate. It states facts; it gives no fairness verdict.
+saying unknowns are excluded from the confusion counts, the strict numbers, the parse statuses
+(a line per strategy, and at the end a table with what each status means), and per-group counts
+next to every rate. It states facts; it gives no fairness verdict.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, Mapping, Sequence
 
 from hsd.metrics.bias import GroupMetrics
 from hsd.metrics.performance import Performance
+from hsd.reporting.parse_status import text_table
 
 _RULE = "=" * 60
 # Header lines: meta key -> label, in this order; other meta keys follow under their own names.
@@ -36,6 +38,9 @@ def render_report(results: Mapping[str, tuple[Performance, Sequence[GroupMetrics
               "Counts are over answered samples; 'strict' counts an unknown as an error."]
     for strategy, (_, bias) in results.items():
         lines += [""] + _bias(strategy, bias)
+    lines += ["", "", "PARSE STATUS (how each response was read):", "-" * 40]
+    for strategy in results:
+        lines += ["", f"{strategy.upper()} Strategy:"] + text_table(status_counts[strategy])
     return "\n".join(lines) + "\n"
 
 

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 from hsd.reporting import plots
 from hsd.reporting.document import Bullets, Document, Figure, Heading, Paragraph, Table
 from hsd.reporting.fmt import interval, num, pct, rate_interval
+from hsd.reporting.parse_status import HEADERS as STATUS_HEADERS, status_rows, summary as status_summary
 
 METRIC_HEADERS = ["classifier", "answered / samples", "accuracy", "precision", "recall", "F1", "MCC",
                   "balanced acc.", "unknown rate", "ROC-AUC", "EO difference"]
@@ -102,9 +103,9 @@ def _groups(full: Mapping[str, Any], plot_dir: Path) -> list:
 
 
 def _statuses(full: Mapping[str, Any]) -> list:
-    counts, n = full["metrics"]["parse_status_counts"], full["metrics"]["n_samples"]
-    rows = [[status, str(c), pct(c / n)] for status, c in sorted(counts.items(), key=lambda kv: -kv[1])]
-    return [Heading("Parse status"), Table(["parse status", "samples", "share"], rows)]
+    counts = full["metrics"]["parse_status_counts"]
+    return [Heading("Parse status"), Paragraph(status_summary(counts) + " The label comes only from the final answer."),
+            Table(STATUS_HEADERS, status_rows(counts))]
 
 
 def _errors(full: Mapping[str, Any]) -> list:

@@ -36,7 +36,7 @@ BIAS_NEW_COLUMNS = ["unknown_count", "strict_false_positive_rate", "strict_false
 UNIFIED_COLUMNS = ["strategy", "input_text", "true_label", "predicted_label", "response_time", "rationale",
                    "target_group_norm", "persona_tag", "source_dataset", "status"]
 UNIFIED_NEW_COLUMNS = ["sample_id", "parse_status", "prompt_hash", "p_hate", "rank", "prompt_tokens",
-                       "new_tokens"]
+                       "new_tokens", "stop_reason"]
 # Record field -> old column of strategy_unified_results (the rest keep their names).
 _UNIFIED_RENAME = {"text": "input_text", "latency_s": "response_time", "target_group": "target_group_norm",
                    "source": "source_dataset"}

@@ -55,6 +55,7 @@ def render(comp: Mapping[str, Any]) -> dict[str, str]:
                                                    f"success_criterion: {crit['rule']}", f"roles: {crit['roles']}"]
     if not crit["verdicts"]:
         ft.append("no fine-tuned run in this comparison")
+    ft += [f"did_not_finish: {u['stage']} ({u['state']}): {u.get('error') or '-'}" for u in comp.get("unfinished", [])]
     for v in crit["verdicts"]:
         ft += ["", f"[{v['candidate']}]"] + _metric_lines(by_name[v["candidate"]])
         ft += [f"f1_difference_vs_baseline: {interval(v['delta'], sign=True)}",

@@ -12,30 +12,29 @@ from __future__ import annotations
 import copy
 import json
 import os
-import socket
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
-from hsd.config import ConfigError, TrainConfig
+from hsd.config import Config, ConfigError
+from hsd.distributed import DistEnv
+from hsd.training.memory import DsChoice
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BUILTIN_DIR = PROJECT_ROOT / "ds_configs"
 
 
 AUTO = "auto"
+# Benchmark switches of the faster ZeRO-3 (tools/bench_train_multi.sh measures each): "0" turns one off.
+LEAF_ENV = "HSD_Z3_LEAF"  # each MoE block one ZeRO-3 leaf: its experts gathered once, not per parameter hook
+TUNE_ENV = "HSD_Z3_TUNE"  # prefetch / live / reuse / persistence sized from the model's layers
 
 
-def auto_ds_config(world_size: int) -> str:
-    """``train.ds_config: auto``: ZeRO-3 across ranks, ZeRO-2 on a single one.
-
-    ZeRO-3 splits the 20B model's weights across GPUs, which is what lets it train on 4 x A100;
-    on one rank it splits nothing, yet its hooks still gather and release every weight around
-    every module: measured on the H100 (BENCHMARKS.md), 1.46 s per step against ZeRO-2's 0.55 s
-    for the same model, batch and kernels. ZeRO-2 leaves the weights whole and keeps the rest
-    of DeepSpeed (bf16 optimizer, clipping, checkpoints).
-    """
-    return "zero3" if world_size > 1 else "zero2"
+def _switch(name: str) -> bool:
+    value = os.environ.get(name, "1")
+    if value not in ("0", "1"):
+        raise ConfigError(f"environment variable {name}={value!r}: use 1 (default) or 0")
+    return value == "1"
 
 
 def resolve_ds_config(name: str) -> Path:
@@ -53,16 +52,22 @@ def resolve_ds_config(name: str) -> Path:
     raise ConfigError(f"train.ds_config: no DeepSpeed config {name!r}; give a JSON path, auto, or one of: {builtins}")
 
 
-def load_ds_config(train: TrainConfig, world_size: int | None = None) -> dict[str, Any]:
-    """The DeepSpeed config with the batch settings filled in from ``train``.
+def load_ds_config(cfg: Config, device_kind: str = "cpu", world_size: int = 1,
+                   local_world: int = 1) -> tuple[dict[str, Any], Optional[DsChoice]]:
+    """The DeepSpeed config with the batch settings filled in from ``cfg.train``, and ``auto``'s
+    choice (None for a named config).
 
     A number written in the JSON where hsd has its own setting is refused: two sources for
-    one value is how a run ends up with a batch size nobody chose. ``auto`` picks by
-    ``world_size`` (default: the launcher's WORLD_SIZE).
+    one value is how a run ends up with a batch size nobody chose. ``auto`` picks by memory
+    (:mod:`hsd.training.memory`).
     """
+    from hsd.training import memory
+
+    train, choice = cfg.train, None
     name = train.ds_config
     if name == AUTO:
-        name = auto_ds_config(world_size if world_size is not None else int(os.environ.get("WORLD_SIZE", "1")))
+        choice = memory.plan(cfg, device_kind, world_size, local_world)
+        name = choice.name
     path = resolve_ds_config(name)
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
@@ -85,26 +90,58 @@ def load_ds_config(train: TrainConfig, world_size: int | None = None) -> dict[st
         config[key] = value
     config.setdefault("train_batch_size", "auto")
     config["zero_allow_untested_optimizer"] = True  # a torch AdamW: no DeepSpeed op to compile
-    return config
+    if zero_stage(config) == 3:
+        _fill_zero3(config["zero_optimization"], cfg, device_kind)
+    return config, choice
+
+
+def zero3_settings(layer_params: int, hidden: int, tuned: bool) -> dict[str, int]:
+    """The ZeRO-3 values a JSON may leave ``"auto"``.
+
+    Tuned for a MoE model: prefetch the whole next layer while this one computes (its 32 or
+    128 experts are most of its weights); keep two layers live, and a layer that gradient
+    checkpointing recomputes right before its backward gathered in between (reuse distance
+    one layer); never partition a parameter below 128 x hidden elements — LoRA matrices up to
+    r 64, routers, norms, sinks, biases — each of which would otherwise be its own all-gather.
+    Untuned: accelerate's hidden-size values and DeepSpeed's 1e9 live / reuse.
+    """
+    if not tuned:
+        return {"stage3_prefetch_bucket_size": int(0.9 * hidden * hidden),
+                "stage3_param_persistence_threshold": 10 * hidden,
+                "stage3_max_live_parameters": 10**9, "stage3_max_reuse_distance": 10**9}
+    return {"stage3_prefetch_bucket_size": layer_params, "stage3_param_persistence_threshold": 128 * hidden,
+            "stage3_max_live_parameters": 2 * layer_params, "stage3_max_reuse_distance": layer_params}
+
+
+def _fill_zero3(zero: dict[str, Any], cfg: Config, device_kind: str) -> None:
+    from hsd.training import memory
+
+    autos = [k for k in ("stage3_prefetch_bucket_size", "stage3_param_persistence_threshold",
+                         "stage3_max_live_parameters", "stage3_max_reuse_distance") if zero.get(k) == "auto"]
+    if not autos:
+        return
+    shape = memory.model_shape(cfg, device_kind)
+    values = zero3_settings(shape.layer_params, shape.hidden, _switch(TUNE_ENV))
+    for key in autos:
+        zero[key] = values[key]
+
+
+def set_zero3_leaves(model: Any, ds_config: dict[str, Any]) -> list[str]:
+    """Under ZeRO-3, make every MoE block (a module with an ``experts`` child) a leaf: DeepSpeed
+    then gathers the block's weights (router, experts, their LoRA) in one go at its forward and
+    backward instead of through a hook per submodule. Returns the leaf class names (the manifest's)."""
+    if zero_stage(ds_config) != 3 or not _switch(LEAF_ENV):
+        return []
+    from deepspeed.utils import set_z3_leaf_modules
+
+    classes = sorted({type(m) for m in model.modules() if hasattr(m, "experts")}, key=lambda c: c.__name__)
+    if classes:
+        set_z3_leaf_modules(model, classes)
+    return [c.__name__ for c in classes]
 
 
 def zero_stage(ds_config: dict[str, Any]) -> int:
     return int(ds_config["zero_optimization"].get("stage", 0))
-
-
-def single_process_env() -> None:
-    """Started without a launcher (plain ``hsd train``): make this process a world of one.
-
-    DeepSpeed needs a process group even for one rank; a launcher (torchrun, submitit's
-    TorchDistributedEnvironment, accelerate launch) sets these variables itself.
-    """
-    if "WORLD_SIZE" in os.environ:
-        return
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1",
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
 
 
 def _forget_accelerate_state() -> None:
@@ -116,58 +153,44 @@ def _forget_accelerate_state() -> None:
     GradientState._reset_state()
 
 
-def release(owns_process_group: bool) -> None:
+def release() -> None:
     """Undo what :func:`make_accelerator` set up process-wide, so later code starts clean.
 
     transformers remembers the ZeRO-3 config globally (a later ``from_pretrained`` would
-    partition); the process group is destroyed only if training created it, else the
-    launcher may report exit 250 on CPU (deepspeed-cpu notes) — or a caller loses its group.
+    partition). The process group is :func:`hsd.distributed.teardown`'s.
     """
-    import torch.distributed as dist
     from transformers.integrations.deepspeed import unset_hf_deepspeed_config
 
     unset_hf_deepspeed_config()
     _forget_accelerate_state()
-    if owns_process_group and dist.is_initialized():
-        dist.destroy_process_group()
-        _forget_deepspeed_groups()
 
 
-def _forget_deepspeed_groups() -> None:
-    # DeepSpeed caches sub-groups of the process group in module globals; once the group is
-    # destroyed they are dangling, and a second training run in this process would use them.
-    from deepspeed.utils import groups
-
-    for name, value in list(vars(groups).items()):
-        if name.startswith("_") and name.endswith(("_GROUP", "_GROUP_RANKS")) and name.isupper():
-            setattr(groups, name, {} if isinstance(value, dict) else None)
-
-
-def make_accelerator(train: TrainConfig) -> Any:
-    """Accelerator + DeepSpeed plugin; gloo process group when there is no CUDA (trap 1)."""
-    import torch
+def make_accelerator(cfg: Config, env: DistEnv) -> tuple[Any, Optional[DsChoice]]:
+    """Accelerator + DeepSpeed plugin on the group ``env`` joined; gloo without CUDA (trap 1)."""
     from accelerate import Accelerator
     from accelerate.utils import DeepSpeedPlugin, InitProcessGroupKwargs
 
     # DeepSpeed calls torch.distributed's deprecated collectives on every step: one warning
     # per call and rank would bury the log.
     warnings.filterwarnings("ignore", category=FutureWarning, module="torch.distributed")
-    single_process_env()
-    ds_config = load_ds_config(train)
-    cuda = torch.cuda.is_available()
+    cuda = env.device.startswith("cuda")
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", env.world_size) or env.world_size)
+    ds_config, choice = load_ds_config(cfg, "cuda" if cuda else "cpu", env.world_size, local_world)
+    train = cfg.train
     plugin = DeepSpeedPlugin(
         hf_ds_config=ds_config,
         gradient_accumulation_steps=train.grad_accum,
         gradient_clipping=train.max_grad_norm,
-        # Under ZeRO-3, from_pretrained partitions weights as it loads them (a 20B model
-        # never sits whole in each rank's memory).
+        # Under ZeRO-3, from_pretrained (and random:) partitions weights as it builds them (a
+        # model never sits whole in each rank's memory).
         zero3_init_flag=zero_stage(ds_config) == 3,
     )
     handlers = [] if cuda else [InitProcessGroupKwargs(backend="gloo")]
     _forget_accelerate_state()
-    return Accelerator(
+    accelerator = Accelerator(
         deepspeed_plugin=plugin,
         mixed_precision="bf16" if cuda else "no",
         gradient_accumulation_steps=train.grad_accum,
         kwargs_handlers=handlers,
     )
+    return accelerator, choice

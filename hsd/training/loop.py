@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from hsd.config import Config
+from hsd.distributed import gather
 from hsd.errors import TrainingDataError
 from hsd.runs import atomic_write_text, iter_jsonl, update_manifest
 from hsd.training import checkpoint
@@ -51,6 +52,8 @@ class Session:
     plan: StepPlan
     total_steps: int
     pad_id: int
+    zero3_leaves: tuple[str, ...] = ()  # module classes DeepSpeed gathers whole (set_zero3_leaves)
+    loaded_elements_per_rank: tuple[int, ...] = ()
 
 
 def answer_loss_sum(model: Any, batch: dict[str, Any]) -> tuple[Any, Any]:
@@ -89,16 +92,22 @@ def setup(accelerator: Any, cfg: Config, data_dir: Path) -> Session:
     import torch
 
     from hsd.models.loader import load_tokenizer
+    from hsd.training.accel import set_zero3_leaves
     from hsd.training.lora import apply_lora, load_base
 
     tokenizer = load_tokenizer(cfg.model)
     train_set, eval_set = _load_sets(cfg, data_dir, tokenizer)  # bad data fails before the model loads
     model = load_base(cfg.model, cfg.train.gradient_checkpointing)
+    # Parameter elements this rank holds as loaded: about 1/world each when ZeRO-3 partitioned
+    # the model while it was built, all of them when it was built whole.
+    loaded = tuple(gather(sum(p.ds_tensor.numel() if hasattr(p, "ds_tensor") else p.numel()
+                              for p in model.parameters())))
     model = apply_lora(model, cfg.train.lora, cfg.train.seed)
     # from_pretrained returns a model in eval mode, where transformers skips gradient
     # checkpointing and peft skips LoRA dropout — silently. The engine must train in train mode.
     model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
+    leaves = set_zero3_leaves(model, accelerator.state.deepspeed_plugin.deepspeed_config)  # before DeepSpeed installs its hooks
+    params = [p for p in model.parameters() if p.requires_grad]  # frozen weights: no optimizer state, no gradients
     optimizer = torch.optim.AdamW(params, lr=cfg.train.learning_rate, weight_decay=cfg.train.weight_decay)
     engine, optimizer = accelerator.prepare(model, optimizer)
     t = cfg.train
@@ -111,7 +120,7 @@ def setup(accelerator: Any, cfg: Config, data_dir: Path) -> Session:
             "lower the batch settings or train on more rows"
         )
     total = t.max_steps or max(1, round(t.epochs * plan.steps_per_epoch))
-    return Session(engine, optimizer, train_set, eval_set, plan, total, tokenizer.pad_token_id)
+    return Session(engine, optimizer, train_set, eval_set, plan, total, tokenizer.pad_token_id, tuple(leaves), loaded)
 
 
 def _train_step(accelerator: Any, s: Session, cfg: Config, step: int, stop: bool) -> dict[str, Any]:

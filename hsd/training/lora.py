@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hsd.config import ConfigError, LoraConfig, ModelConfig
-from hsd.models.loader import _check_source, _from_pretrained, resolve_dtype
+from hsd.models.loader import check_source, from_pretrained, resolve_dtype
 from hsd.models.norm import fuse_rms_norms
 
 
@@ -30,7 +30,7 @@ def load_base(model_cfg: ModelConfig, gradient_checkpointing: bool) -> Any:
             f"model.adapter is set ({model_cfg.adapter}) but training starts a new adapter from the base "
             "model; set model.adapter=null for hsd train (post-FT validation sets it)"
         )
-    source = _check_source(model_cfg.name_or_path)
+    source = check_source(model_cfg.name_or_path)
     if Path(source).exists():
         source = str(Path(source).resolve())  # the adapter records it; merge finds the base from anywhere
     device = "cuda" if torch.cuda.is_available() and model_cfg.device != "cpu" else "cpu"
@@ -41,7 +41,7 @@ def load_base(model_cfg: ModelConfig, gradient_checkpointing: bool) -> Any:
     }
     if model_cfg.experts_implementation is not None:
         kwargs["experts_implementation"] = model_cfg.experts_implementation
-    model = _from_pretrained(AutoModelForCausalLM, source, "model", **kwargs)
+    model = from_pretrained(AutoModelForCausalLM, source, "model", **kwargs)
     model.config.use_cache = False  # no KV cache in training (and it conflicts with checkpointing)
     fuse_rms_norms(model)
     if gradient_checkpointing:
@@ -50,19 +50,25 @@ def load_base(model_cfg: ModelConfig, gradient_checkpointing: bool) -> Any:
     return model
 
 
+def check_lora(lora: LoraConfig, where: str = "train.lora") -> None:
+    """Settings peft would refuse, checked without a model so ``hsd submit`` refuses a bad sweep
+    entry before anything is queued (``where`` names the entry: ``sweep.lora[3]``)."""
+    if not lora.target_modules and not lora.target_parameters:
+        raise ConfigError(f"{where}: set target_modules (e.g. [q_proj, v_proj]) and/or target_parameters")
+    if lora.target_parameters and lora.dropout:
+        raise ConfigError(
+            f"{where}.target_parameters ({', '.join(lora.target_parameters)}) needs {where}.dropout: 0.0: "
+            f"peft applies no dropout to expert weights (got dropout {lora.dropout}); add dropout: 0.0 to it"
+        )
+
+
 def apply_lora(model: Any, lora: LoraConfig, seed: int) -> Any:
     """``get_peft_model`` with the LoRA init seeded (it draws lora_A at random)."""
     import torch
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model
 
-    if not lora.target_modules and not lora.target_parameters:
-        raise ConfigError("train.lora: set target_modules (e.g. [q_proj, v_proj]) and/or target_parameters")
-    if lora.target_parameters and lora.dropout:
-        raise ConfigError(
-            f"train.lora.target_parameters ({', '.join(lora.target_parameters)}) needs train.lora.dropout=0: "
-            f"peft applies no dropout to expert weights (got dropout {lora.dropout})"
-        )
+    check_lora(lora)
     peft_cfg = PeftLoraConfig(
         r=lora.r,
         lora_alpha=lora.alpha,
@@ -84,6 +90,15 @@ def trainable_counts(model: Any) -> dict[str, int]:
     total = sum(p.ds_numel if hasattr(p, "ds_numel") else p.numel() for p in model.parameters())
     train = sum(p.ds_numel if hasattr(p, "ds_numel") else p.numel() for p in model.parameters() if p.requires_grad)
     return {"parameters": total, "trainable_parameters": train}
+
+
+def optimizer_parameters(engine: Any) -> int:
+    """Parameter elements DeepSpeed's optimizer holds fp32 master, Adam state and gradient
+    partitions for. Equal to the trainable count: frozen weights get no gradient buffers."""
+    opt = engine.optimizer
+    groups = getattr(opt, "fp16_groups", None) or getattr(opt, "bit16_groups", None) \
+        or [g["params"] for g in opt.param_groups]
+    return sum(p.ds_numel if hasattr(p, "ds_numel") else p.numel() for group in groups for p in group)
 
 
 def training_modes(model: Any) -> dict[str, bool]:

@@ -20,15 +20,16 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from hsd.config import Config, ConfigError, dump_config, load_config, read_yaml, to_dict
-from hsd.errors import HsdError
+from hsd.distributed import main_only
 from hsd.runs import RunLock, atomic_write_json, atomic_write_text, base_manifest, ensure_writable
 from hsd.runs import run_dir as make_run_dir
 from hsd.runs import new_run_dir, timestamp, update_manifest
 from hsd.training import checkpoint
 from hsd.training.dataset import read_chat_jsonl
+from hsd.watchdog import on_abort
 
 LOG = "train_log.jsonl"
 ADAPTER = "adapter"
@@ -36,24 +37,6 @@ ADAPTER = "adapter"
 WEIGHT_DEFINING_MODEL_KEYS = ("name_or_path", "dtype")  # kernels (attention, experts) may change
 RESUMABLE_CHANGES = {"stop_after_steps", "eval_every", "save_every", "keep_checkpoints", "early_stopping_patience",
                      "early_stopping_min_delta"}
-
-
-def _main_only(accelerator: Any, fn: Callable[[], Any]) -> Any:
-    """Run ``fn`` on rank 0 and hand every rank its result — or its error, so that a problem
-    found on rank 0 stops all ranks with the same message instead of leaving them in a barrier."""
-    from accelerate.utils import broadcast_object_list
-
-    payload: list[Any] = [None]
-    if accelerator.is_main_process:
-        try:
-            payload = [("ok", fn())]
-        except HsdError as exc:
-            payload = [("error", exc)]
-    broadcast_object_list(payload)
-    kind, value = payload[0]
-    if kind == "error":
-        raise value
-    return value
 
 
 def _check_same_settings(saved: dict[str, Any], cfg: Config, where: Path) -> None:
@@ -105,17 +88,22 @@ def _resume(accelerator: Any, newest: Optional[str]) -> Any:
     return state
 
 
-def _start_manifest(accelerator: Any, cfg: Config, run: Path, data_dir: Path, s: Any, state: Any) -> None:
+def _start_manifest(accelerator: Any, cfg: Config, run: Path, data_dir: Path, s: Any, state: Any,
+                    choice: Any) -> None:
+    from hsd.models.mxfp4_load import record_for
     from hsd.training.accel import zero_stage
-    from hsd.training.lora import trainable_counts, training_modes
+    from hsd.training.lora import optimizer_parameters, trainable_counts, training_modes
 
     import torch.distributed as dist
 
-    counts = {**trainable_counts(s.engine), **training_modes(s.engine)}
+    counts = {**trainable_counts(s.engine), **training_modes(s.engine),
+              "optimizer_parameters": optimizer_parameters(s.engine)}
     # What each rank itself reads at this step, gathered over the process group: the proof
     # that the ranks form one job and split the data (the silent trap is N copies of a world of 1).
     rows = [None] * dist.get_world_size()
     dist.all_gather_object(rows, sorted(i for mb in s.plan.micro_batches(state.step) for i in mb))
+    loads = [None] * dist.get_world_size()  # an MXFP4 base: who dequantized, what each rank holds
+    dist.all_gather_object(loads, record_for(cfg.model.name_or_path))
     if accelerator.is_main_process:
         if s.train.truncated:
             print(f"warning: {s.train.truncated} of {len(s.train.examples)} training rows exceed train.max_length="
@@ -128,7 +116,10 @@ def _start_manifest(accelerator: Any, cfg: Config, run: Path, data_dir: Path, s:
             steps_per_epoch=s.plan.steps_per_epoch, global_batch=s.plan.global_batch,
             zero_stage=zero_stage(accelerator.deepspeed_config), ds_config=accelerator.deepspeed_config,
             resumed_at=list(state.resumed_at), deepspeed_dp_world_size=s.engine.dp_world_size,
-            rows_per_rank_at_start=rows, **counts,
+            rows_per_rank_at_start=rows, zero3_leaf_modules=list(s.zero3_leaves),
+            loaded_elements_per_rank=list(s.loaded_elements_per_rank),
+            ds_choice=choice.as_dict() if choice else None, **counts,
+            **({"mxfp4_load_per_rank": loads} if any(loads) else {}),
         )
 
 
@@ -155,18 +146,18 @@ def _finish(accelerator: Any, cfg: Config, run: Path, s: Any, state: Any, outcom
     )
 
 
-def _train(accelerator: Any, cfg: Config, run: Path, data_dir: Optional[str]) -> Path:
+def _train(accelerator: Any, choice: Any, cfg: Config, run: Path, data_dir: Optional[str]) -> Path:
     from hsd.training import ftdata
     from hsd.training.loop import TrainLog, setup, train_loop
 
     start = time.perf_counter()
-    completed, newest = _main_only(accelerator, lambda: _prepare_dir(cfg, run, accelerator.num_processes))
+    completed, newest = main_only(lambda: _prepare_dir(cfg, run, accelerator.num_processes))
     if completed:
         return run
-    data = Path(data_dir) if data_dir else _main_only(accelerator, lambda: ftdata.run(cfg, run / "ftdata"))
+    data = Path(data_dir) if data_dir else main_only(lambda: ftdata.run(cfg, run / "ftdata"))
     s = setup(accelerator, cfg, data)
     state = _resume(accelerator, newest)
-    _start_manifest(accelerator, cfg, run, data, s, state)
+    _start_manifest(accelerator, cfg, run, data, s, state, choice)
     log = TrainLog(run / LOG, accelerator.is_main_process, state.step)
     try:
         outcome = train_loop(accelerator, s, cfg, state, log, run)
@@ -176,43 +167,60 @@ def _train(accelerator: Any, cfg: Config, run: Path, data_dir: Optional[str]) ->
     return run
 
 
-def _agree_run_dir(accelerator: Any, cfg: Config, run_dir: Optional[str | Path]) -> Path:
+def _agree_run_dir(cfg: Config, run_dir: Optional[str | Path]) -> Path:
     """The run directory; a default name (with a timestamp) is chosen by rank 0 for all."""
     if run_dir is not None:
         return Path(run_dir).resolve()
     if cfg.run_name:  # a named run is created or resumed
-        return _main_only(accelerator, lambda: make_run_dir(cfg.results_dir, cfg.experiment, cfg.run_name))
+        return main_only(lambda: make_run_dir(cfg.results_dir, cfg.experiment, cfg.run_name))
     # A default (timestamped) name is always a new directory, even for two runs in one second.
     name = f"train_{cfg.train.format}_{timestamp()}"
-    return _main_only(accelerator, lambda: new_run_dir(cfg.results_dir, cfg.experiment, name))
+    return main_only(lambda: new_run_dir(cfg.results_dir, cfg.experiment, name))
 
 
 def run(cfg: Config, run_dir: Optional[str | Path] = None, data_dir: Optional[str | Path] = None) -> Path:
     """Train (or resume) into ``run_dir``; returns it. Every rank of the job calls this."""
-    import torch.distributed as dist
+    import torch
 
+    from hsd import distributed
     from hsd.training.accel import make_accelerator, release
 
     if data_dir is not None:  # fail in a second, before DeepSpeed and the model load
         for part in ("train", "eval"):
             read_chat_jsonl(Path(data_dir) / cfg.train.format / f"{part}.jsonl")
-    owns_group = not dist.is_initialized()
-    accelerator = make_accelerator(cfg.train)
-    run = _agree_run_dir(accelerator, cfg, run_dir)
+    kind = "cuda" if torch.cuda.is_available() and cfg.model.device != "cpu" else "cpu"
+    env = distributed.init_distributed(kind, always=True)  # DeepSpeed needs a group, even of one
     held: list[RunLock] = []  # rank 0 holds the lock; the others learn only whether it was taken
-    _main_only(accelerator, lambda: held.append(RunLock(run / ".lock").acquire()))
+    unhook = lambda: None  # noqa: E731
+    ok, run = False, None
     try:
-        _train(accelerator, cfg, run, str(data_dir) if data_dir else None)
+        accelerator, choice = make_accelerator(cfg, env)
+        run = _agree_run_dir(cfg, run_dir)
+        main_only(lambda: held.append(RunLock(run / ".lock").acquire()))
+        if held:  # a peer found dead or failed: the manifest says so, not "running"
+            unhook = on_abort(lambda message: _mark_failed(run, message))
+        _train(accelerator, choice, cfg, run, str(data_dir) if data_dir else None)
         accelerator.wait_for_everyone()
-    except Exception as exc:
-        if held and (run / "manifest.json").exists():
-            update_manifest(run, status="failed", error=f"{type(exc).__name__}: {exc}")
+        ok = True
+    except BaseException as exc:
+        cause = distributed.announce_failure(exc)  # the other ranks stop now, not at the collective timeout
+        if held and isinstance(cause, Exception):  # not the preemption exit (SystemExit): its manifest says "preempted"
+            _mark_failed(run, f"{type(cause).__name__}: {cause}")
+        if cause is not exc:  # this error only echoes another rank's failure: report that one
+            raise cause from exc
         raise
     finally:
+        unhook()
         for lock in held:
             lock.release()
-        release(owns_group)
+        release()
+        distributed.teardown(env, ok)
     return run
+
+
+def _mark_failed(run: Path, error: str) -> None:
+    if (run / "manifest.json").exists():
+        update_manifest(run, status="failed", error=error)
 
 
 def main(args: Any) -> int:

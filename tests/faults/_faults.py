@@ -43,6 +43,18 @@ FAULTS: tuple[Fault, ...] = (
     Fault("integration/test_resume.py::test_sigkill_then_resume_equals_uninterrupted",
           "validation SIGKILLed mid-run plus a torn line, one resume",
           "every sample once, records equal an uninterrupted run, both attempts in the log"),
+    Fault("integration/test_sharded_validate.py::test_resume_shard_and_injected_oom_give_the_single_process_records",
+          "out of memory injected on rank 1 of 2 (`HSD_INJECT_FAULT=oom:1:2`) in a lock-step backend "
+          "(`deepspeed`, `tp`), in a run resumed from a single process's partial shard",
+          "every rank halves its batch and retries; the run completes with records equal to a single-process "
+          "`hf` run, each sample once, the resumed ones not redone"),
+    Fault("integration/test_lockstep.py::test_an_error_on_one_rank_ends_every_rank",
+          "an error (or out of memory at batch size 1) on one rank of a lock-step backend",
+          "every rank stops with an error after the same number of collective calls: no rank is left waiting"),
+    Fault("integration/test_sharded_validate.py::test_a_killed_rank_ends_the_job",
+          "one of 2 ranks of a `tp` validation SIGKILLed at its second batch, ranks started without torchrun "
+          "(as submitit's local executor does)",
+          "the surviving rank exits with an error instead of waiting; nothing is merged"),
     Fault("faults/test_kill_train.py::test_sigkill_while_saving_checkpoint_resumes_from_last_complete",
           "training SIGKILLed while a checkpoint is being written (its temp dir exists), and the newest "
           "finished checkpoint left without its COMPLETE marker",

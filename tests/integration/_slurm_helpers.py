@@ -43,6 +43,7 @@ def tiny_config(results: Path, model_dir: Path, experiment: str, *overrides: str
         "train.learning_rate=0.001",
         # timeout_min > 10: a USR2 then counts as a preemption, not as one of the few timeouts
         "executor.kind=slurm", "executor.cpus_per_task=1", "executor.mem_gb=2", "executor.timeout_min=30",
+        "executor.cpu_stage.cpus_per_task=1", "executor.cpu_stage.mem_gb=1", "executor.cpu_stage.timeout_min=30",
         *overrides,
     ])
 

@@ -26,20 +26,14 @@ def hf(tiny_model_dir):
     return backend(tiny_model_dir)
 
 
-def test_output_is_cut_after_the_first_stop_token_with_markers_kept(hf):
-    tok = hf.tokenizer
-    ids = tok("<|channel|>final<|message|>{\"classification\": \"hate\"}<|return|>", add_special_tokens=False).input_ids
-    padded = ids + [tok.pad_token_id] * 3
-    out = hf._output(padded, prompt_tokens=11)
-    assert out.text == '<|channel|>final<|message|>{"classification": "hate"}<|return|>'
-    assert out.new_tokens == len(ids) and out.prompt_tokens == 11
-    call = tok.convert_tokens_to_ids("<|call|>")
-    assert hf._output([ids[0], call, ids[1]], 3).text.endswith("<|call|>")
+def test_outputs_say_why_they_stopped(hf):  # the cut itself: tests/unit/test_generation.py
+    outs = hf.generate(PROMPTS, GenerationSettings(max_new_tokens=3, temperature=0.0, top_p=1.0, min_new_tokens=3))
+    assert [o.stop_reason for o in outs] == ["length", "length"]
 
 
 def test_greedy_honours_min_and_max_new_tokens(hf):
     outs = hf.generate(PROMPTS, GenerationSettings(max_new_tokens=6, temperature=0.0, top_p=1.0, min_new_tokens=6))
-    assert [o.new_tokens for o in outs] == [6, 6]
+    assert [(o.new_tokens, o.stop_reason) for o in outs] == [(6, "length"), (6, "length")]
     assert outs[0].prompt_tokens < outs[1].prompt_tokens
     again = hf.generate(PROMPTS[::-1], GenerationSettings(max_new_tokens=6, temperature=0.0, top_p=1.0))
     assert [o.text for o in again[::-1]] == [o.text for o in outs]

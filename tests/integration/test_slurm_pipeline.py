@@ -46,7 +46,7 @@ def test_status_shows_a_running_validation_and_the_jobs_waiting_for_it(submitted
         nonlocal seen
         seen = status_text(exp)
         lines = {line.split()[0]: line for line in seen.splitlines()[2:] if line.strip()}
-        return (re.search(r"RUNNING\s+rank0 \d/6 \(\d/6 samples\)", lines.get("baseline", "")) is not None
+        return (re.search(r"RUNNING\s+1\s+rank0 \d/6 \(\d/6 samples\)", lines.get("baseline", "")) is not None
                 and "waiting: Dependency" in lines.get("collate", ""))
 
     deadline = time.monotonic() + 120

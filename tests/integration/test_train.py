@@ -57,12 +57,13 @@ def setup(tmp_path_factory, tiny_model_dir):
     return root, cfg_path, data
 
 
-def _launch(setup, run: str, *overrides: str, nproc: int = 2) -> subprocess.Popen:
+def _launch(setup, run: str, *overrides: str, nproc: int = 2, env: dict[str, str] | None = None) -> subprocess.Popen:
     root, cfg_path, data = setup
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
     cmd = launcher + ["-m", "hsd.cli", "train", "--config", str(cfg_path), "--data", str(data),
                       "--run-dir", str(root / run), *overrides]
-    return subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(cmd, cwd=REPO, env={**_env(), **(env or {})}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
 
 
 def _finish(proc: subprocess.Popen, expect_ok: bool = True) -> str:
@@ -89,26 +90,36 @@ def _interrupt_with_sigusr2(run: Path, proc: subprocess.Popen) -> None:
     os.kill(rank0, signal.SIGUSR2)
 
 
+RANDOM = ("model.name_or_path=random:gpt-oss-tiny", "train.ds_config=zero3")  # built partitioned under ZeRO-3
+UNTUNED = {"HSD_Z3_LEAF": "0", "HSD_Z3_TUNE": "0"}  # DeepSpeed's per-module hooks and hidden-size thresholds
+
+
 @pytest.fixture(scope="module")
 def runs(setup):
-    """Six launches in three waves (two at a time, to keep the suite short):
-    ZeRO-3 uninterrupted | ZeRO-3 stopped after 3 steps; ZeRO-3 resumed | ZeRO-2 interrupted by
-    SIGUSR2; ZeRO-2 resumed | ZeRO-3 with parameters and optimizer offloaded to the CPU."""
+    """Nine launches in five waves (two at a time, to keep the suite short):
+    ZeRO-3 uninterrupted | ZeRO-3 stopped after 3 steps; ZeRO-3 resumed | auto (ZeRO-2 here)
+    interrupted by SIGUSR2; auto resumed | random: model under ZeRO-3 stopped after 3 steps;
+    ZeRO-3 with parameters and optimizer offloaded to the CPU | that random: run resumed;
+    the random: model uninterrupted with the ZeRO-3 speed-ups off."""
     root = setup[0]
-    full, part = _launch(setup, "z3_full"), _launch(setup, "z3_resumed", "train.stop_after_steps=3")
+    z3 = "train.ds_config=zero3"
+    full, part = _launch(setup, "z3_full", z3), _launch(setup, "z3_resumed", z3, "train.stop_after_steps=3")
     _finish(full), _finish(part)
     stopped = dict(_manifest(root / "z3_resumed"), adapter_written=(root / "z3_resumed" / "adapter").exists())
-    resume = _launch(setup, "z3_resumed")
-    sig = _launch(setup, "z2_resumed", "train.ds_config=zero2")
+    resume = _launch(setup, "z3_resumed", z3)
+    sig = _launch(setup, "z2_resumed")
     _interrupt_with_sigusr2(root / "z2_resumed", sig)
     sig_out = _finish(sig, expect_ok=False)
     interrupted = dict(_manifest(root / "z2_resumed"), returncode=sig.returncode, output=sig_out)
     _finish(resume)
-    z2, offload = _launch(setup, "z2_resumed", "train.ds_config=zero2"), _launch(setup, "z3_offload",
-                                                                                  "train.ds_config=zero3_offload")
-    _finish(z2), _finish(offload)
+    z2, rp_part = _launch(setup, "z2_resumed"), _launch(setup, "random", *RANDOM, "train.stop_after_steps=3")
+    _finish(z2), _finish(rp_part)
+    offload, rp = _launch(setup, "z3_offload", "train.ds_config=zero3_offload"), _launch(setup, "random", *RANDOM)
+    _finish(offload), _finish(rp)
+    _finish(_launch(setup, "random_untuned", *RANDOM, env=UNTUNED))
     return {"full": root / "z3_full", "z3": root / "z3_resumed", "z2": root / "z2_resumed",
-            "offload": root / "z3_offload", "stopped": stopped, "interrupted": interrupted}
+            "offload": root / "z3_offload", "stopped": stopped, "interrupted": interrupted,
+            "random": root / "random", "random_untuned": root / "random_untuned"}
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +130,7 @@ def zero3(runs):
 def test_zero3_is_one_world_of_two_ranks_on_different_rows(zero3):
     manifest = _manifest(zero3[0])
     assert manifest["world_size"] == 2 and manifest["deepspeed_dp_world_size"] == 2
-    assert manifest["zero_stage"] == 3 and manifest["status"] == "completed"  # train.ds_config auto, 2 ranks
+    assert manifest["zero_stage"] == 3 and manifest["status"] == "completed"
     # from_pretrained hands over an eval-mode model: trained as such, no layer recomputes, no dropout
     assert manifest["train_mode"] and manifest["gradient_checkpointing_active"]
     first, second = manifest["rows_per_rank_at_start"]
@@ -244,6 +255,9 @@ def test_zero2_sigusr2_checkpoints_exits_and_resumes_with_the_same_losses(runs):
     assert (run / "checkpoints" / f"step_{interrupted['steps']:07d}" / "COMPLETE").is_file()
     manifest = _manifest(run)
     assert manifest["zero_stage"] == 2 and manifest["world_size"] == 2 and manifest["status"] == "completed"
+    # train.ds_config auto, by memory: the tiny model's replica fits the host's RAM many times over
+    assert manifest["ds_choice"]["name"] == "zero2" and "host memory / 2" in manifest["ds_choice"]["memory_source"]
+    assert manifest["ds_choice"]["estimate_gib"]["zero2"] <= manifest["ds_choice"]["usable_gib"]
     assert manifest["deepspeed_dp_world_size"] == 2 and manifest["resumed_at"] == [interrupted["steps"]]
     # The uninterrupted reference is the ZeRO-3 run: ZeRO-2 sums gradients in another order
     # (measured: losses equal to 5e-7); a resume bug (wrong rows, LR or state) moves them by far more.
@@ -251,6 +265,38 @@ def test_zero2_sigusr2_checkpoints_exits_and_resumes_with_the_same_losses(runs):
     assert [s for s, _ in got] == [s for s, _ in expected]
     assert [v for _, v in got] == pytest.approx([v for _, v in expected], abs=1e-5, rel=0)
     assert (run / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_zero3_moe_blocks_are_leaves_and_thresholds_are_sized_from_the_model(runs):
+    tuned, untuned = _manifest(runs["z3"]), _manifest(runs["random_untuned"])
+    assert tuned["zero3_leaf_modules"] == ["GptOssMLP"] and untuned["zero3_leaf_modules"] == []
+    zero, hidden = tuned["ds_config"]["zero_optimization"], 64
+    layer = zero["stage3_prefetch_bucket_size"]  # one decoder layer: 4 experts (and their biases), attention
+    assert 4 * 3 * hidden * hidden < layer < 2 * 4 * 3 * hidden * hidden
+    assert (zero["stage3_max_live_parameters"], zero["stage3_max_reuse_distance"]) == (2 * layer, layer)
+    assert zero["stage3_param_persistence_threshold"] == 128 * hidden
+    plain = untuned["ds_config"]["zero_optimization"]
+    assert plain["stage3_prefetch_bucket_size"] == int(0.9 * hidden * hidden) and plain["stage3_max_live_parameters"] == 10**9
+    for name in ("z3", "z2", "random"):  # frozen weights: no fp32 copy, Adam state or gradient partition
+        manifest = _manifest(runs[name])
+        assert manifest["optimizer_parameters"] == manifest["trainable_parameters"] > 0
+
+
+def test_random_model_is_built_partitioned_and_its_resume_equals_an_untuned_uninterrupted_run(runs):
+    """random:gpt-oss-tiny under ZeRO-3 is built as from_pretrained loads a checkpoint: each rank
+    holds half the elements from the start. Stopped after 3 steps and resumed with the speed-ups
+    on, it logs the losses of an uninterrupted run with them off: neither changes the arithmetic."""
+    resumed, reference = _manifest(runs["random"]), _manifest(runs["random_untuned"])
+    assert resumed["status"] == reference["status"] == "completed" and resumed["resumed_at"] == [3]
+    for manifest in (resumed, reference):
+        per_rank = manifest["loaded_elements_per_rank"]
+        base = manifest["parameters"] - manifest["trainable_parameters"]
+        assert len(per_rank) == 2 and sum(per_rank) == pytest.approx(base, rel=0.01)
+        assert max(per_rank) == pytest.approx(base / 2, rel=0.01)
+    got = _losses(runs["random"]) + _losses(runs["random"], "eval_loss")
+    expected = _losses(runs["random_untuned"]) + _losses(runs["random_untuned"], "eval_loss")
+    assert [s for s, _ in got] == [s for s, _ in expected] and len(got) == STEPS + 2
+    assert [v for _, v in got] == pytest.approx([v for _, v in expected], abs=1e-6, rel=0)
 
 
 def test_bad_training_data_gives_one_clear_error(setup, tmp_path):
@@ -289,7 +335,7 @@ def test_early_stopping_in_one_process(setup, monkeypatch):
     manifest = _manifest(run)
     evals = _losses(run, "eval_loss")
     assert manifest["status"] == "early_stopped" and manifest["world_size"] == 1
-    assert manifest["zero_stage"] == 2  # train.ds_config auto on one rank: nothing to partition
+    assert manifest["zero_stage"] == 2 and manifest["ds_choice"]["name"] == "zero2"  # auto: the replica fits
     assert manifest["train_mode"] and manifest["gradient_checkpointing_active"]
     assert [s for s, _ in evals] == [2, 4]
     assert manifest["steps"] == 4 and manifest["best_step"] == 2 and manifest["best_eval_loss"] == evals[0][1]

@@ -55,6 +55,8 @@ def test_records_keep_special_tokens_and_parse(cli_run):
     assert len(records) == N_SAMPLES
     for rec in records.values():
         assert 0 < rec["new_tokens"] <= 16 and rec["prompt_tokens"] > 50
+        assert rec["stop_reason"] == "stop" or (rec["stop_reason"], rec["new_tokens"]) == ("length", 16)
+        assert (rec["parse_status"] == "no_final_answer_truncated") <= (rec["stop_reason"] == "length")
         assert rec["raw_response"] and len(rec["prompt_hash"]) == 16
         assert rec["predicted_label"] in ("hate", "normal", "unknown") and rec["parse_status"]
         assert rec["strategy"] == "simple" and rec["latency_s"] > 0

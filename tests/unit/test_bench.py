@@ -69,3 +69,42 @@ def test_write_markdown_appends_when_no_markers(tmp_path):
     write_markdown(md, f"{MD_BEGIN}\nT\n{MD_END}")
     write_markdown(md, f"{MD_BEGIN}\nU\n{MD_END}")
     assert md.read_text().count(MD_BEGIN) == 1 and "U" in md.read_text() and "\nT\n" not in md.read_text()
+
+
+def test_cpu_smoke_of_the_workload_cases(tiny_model_dir, tmp_path):
+    """hsd's own simple prompts, recorded lengths (capped): refill and static rows, their ratio."""
+    from pathlib import Path
+
+    data = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+    if not (data / "unified").is_dir():
+        pytest.skip(f"{data} not present")
+    out = tmp_path / "b.json"
+    bench("--allow-cpu", "--model", str(tiny_model_dir), "--cases", "simple_static,simple", "--workload-samples", "6",
+          "--workload-cap", "5", "--slots", "2", "--batch-size", "2", "--data-dir", str(data), "--out", str(out),
+          "--markdown", "")
+    rows = {r["case"]: r for r in json.loads(out.read_text())["results"]}
+    assert set(rows) == {"simple", "simple_static"} and all("error" not in r for r in rows.values())
+    assert rows["simple"]["samples"] == 6 and rows["simple"]["shared_prefix_tokens"] > 32
+    assert rows["simple"]["ratio_vs_static"] > 0 and rows["simple_static"]["ratio_vs_static"] == 1.0
+    assert rows["simple"]["refill"]["steps"] > 0 and 0 < rows["simple"]["refill"]["slot_use"] <= 1
+
+
+def test_workload_lengths_come_from_the_recorded_table(tiny_model_dir):
+    import types
+
+    from hsd.bench import workload_prompts
+    from hsd.bench_lengths import RESPONSE_TOKENS
+    from hsd.config import from_dict
+    from hsd.models.loader import load_tokenizer
+
+    data = __import__("pathlib").Path(__file__).resolve().parents[2].parent / "shared" / "data"
+    if not (data / "unified").is_dir():
+        pytest.skip(f"{data} not present")
+    cfg = from_dict({"model": {"name_or_path": str(tiny_model_dir)}})
+    tok = load_tokenizer(cfg.model)
+    args = types.SimpleNamespace(data_dir=str(data), workload_samples=20, seed=0, workload_cap=0)
+    prompts, lengths = workload_prompts(cfg, "rich", tok, args)
+    sizes = [len(tok(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+    assert len(prompts) == 20 and sizes == sorted(sizes, reverse=True)
+    assert set(lengths) <= set(RESPONSE_TOKENS) and len(set(lengths)) > 5
+    assert all(p.endswith("<|start|>assistant") for p in prompts)

@@ -114,3 +114,51 @@ def test_the_same_run_twice_is_refused(tmp_path, data, capsys):
     a = make_run(tmp_path / "exp", "a", data, "rich", 0.7, 0.0, seed=1)
     assert cli.main(["compare", str(a), str(a)]) == 2
     assert "twice" in capsys.readouterr().err
+
+
+def test_a_pipeline_with_a_failed_stage_still_gets_a_comparison_of_what_finished(tmp_path, data):
+    from hsd.collate import collate_experiment
+
+    exp = tmp_path / "exp"
+    base = make_run(exp, "baseline", data, "rich", 0.70, 0.03, seed=1)
+    make_run(exp, "finetuned", data, "simple", 0.90, 0.0, seed=2)  # partial records of a failed run: left alone
+    unfinished = [{"stage": "train", "state": "FAILED", "run_dir": str(exp / "train"),
+                   "error": "RuntimeError: CUDA out of memory"},
+                  {"stage": "finetuned", "state": "CANCELLED", "run_dir": str(exp / "finetuned"),
+                   "error": "never ran: train did not complete"}]
+    report = collate_experiment(exp, [base], unfinished, str(data))
+    assert report == exp / "comparison" / "report.html"
+    comp = json.loads((exp / "comparison" / "comparison.json").read_text())
+    assert [r["info"]["name"] for r in comp["runs"]] == ["baseline"] and comp["criterion"]["verdicts"] == []
+    assert [(u["stage"], u["state"], u["error"]) for u in comp["unfinished"]] == [
+        (u["stage"], u["state"], u["error"]) for u in unfinished]
+    md = (exp / "comparison" / "report.md").read_text()
+    assert "Stages that did not finish" in md and "RuntimeError: CUDA out of memory" in md
+    assert "did_not_finish: train (FAILED): RuntimeError: CUDA out of memory" in (
+        exp / "comparison" / "FINETUNING_RESULTS.txt").read_text()
+    assert not (exp / "finetuned" / "report.html").exists()
+    with pytest.raises(Exception, match="no validation run of .* finished.*train FAILED: RuntimeError"):
+        collate_experiment(exp, [], unfinished, str(data))
+
+
+def test_the_terminal_table_shows_rates_f1_mcc_tfidf_verdict_and_report(tmp_path, data):
+    from hsd.reporting.comparison_report import terminal_table
+
+    exp = tmp_path / "exp"
+    adapter = make_train_run(exp)
+    base = make_run(exp, "base", data, "rich", 0.70, 0.25, seed=1)
+    better = make_run(exp, "ft_better", data, "simple", 0.90, 0.0, seed=2, adapter=str(adapter))
+    assert cli.main(["compare", str(base), str(better)]) == 0
+    comp = json.loads((exp / "comparison" / "comparison.json").read_text())
+    lines = terminal_table(comp, exp / "comparison" / "report.html").splitlines()
+    assert lines[0].split() == ["run", "role", "answered", "F1", "MCC", "success", "criterion"]
+    rows = {line.split()[0]: line.split() for line in lines[1:4]}
+    m = {r["info"]["name"]: r["metrics"] for r in comp["runs"]}
+    tf = comp["references"]["tfidf_logreg"]["metrics"]
+    assert rows["base"][1:6] == ["baseline", f"{100 * (1 - m['base']['unknown_rate']):.1f}%",
+                                 f"{m['base']['intervals']['f1']['estimate']:.3f}",
+                                 f"{m['base']['intervals']['mcc']['estimate']:.3f}", "-"]
+    assert rows["ft_better"][5:] == ["MET", "(beyond", "noise)"]
+    assert rows["tfidf_logreg"][1:5] == ["reference", "100.0%", f"{tf['intervals']['f1']['estimate']:.3f}",
+                                         f"{tf['intervals']['mcc']['estimate']:.3f}"]
+    assert lines[-1] == f"report: {exp / 'comparison' / 'report.html'}"

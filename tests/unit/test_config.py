@@ -92,3 +92,16 @@ def test_frozen():
     cfg = load_config(None)
     with pytest.raises(Exception):
         cfg.experiment = "x"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("text, key, lines", [
+    ("experiment: a\ninference:\n  batch_size: 4\n  mode: score\n  batch_size: 8\n", "batch_size", (3, 5)),
+    ("experiment: a\ntrain: {}\nexperiment: b\n", "experiment", (1, 3)),
+    ("sweep:\n  lora:\n    - {r: 8, r: 16}\n", "r", (3, 3)),
+])
+def test_a_key_set_twice_is_one_error_naming_the_key_and_both_lines(tmp_path, text, key, lines):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value) == (f"{path}: key '{key}' is set twice in one mapping, on line {lines[0]} "
+                              f"and line {lines[1]}; keep one of them")

@@ -35,6 +35,10 @@ def test_local_executor_logs_under_the_experiment_and_maps_resources(tmp_path: P
     cpu_only = make_executor(exe, tmp_path, "collate", gpus=False)
     assert cpu_only._executor.parameters["tasks_per_node"] == 1
     assert cpu_only._executor.parameters["gpus_per_node"] == 0
+    # a CPU stage asks for executor.cpu_stage's small resources, not the GPU stages'
+    assert {k: cpu_only._executor.parameters[k] for k in ("cpus_per_task", "mem_gb", "timeout_min")} == {
+        "cpus_per_task": 2, "mem_gb": 8, "timeout_min": 60}
+    assert ex._executor.parameters["mem_gb"] == 5 and ex._executor.parameters["cpus_per_task"] == 3
 
 
 def test_slurm_parameters_carry_partition_account_qos_and_dependencies() -> None:
@@ -50,6 +54,18 @@ def test_slurm_parameters_carry_partition_account_qos_and_dependencies() -> None
     assert extra["dependency"] == "afterany:7,afterok:12:13"  # both must hold
     assert extra["kill-on-invalid-dep"] == "yes"  # a failed dependency cancels instead of hanging
     assert "dependency" not in _slurm_params(ExecutorConfig(kind="slurm"), None)["slurm_additional_parameters"]
+    assert _slurm_params(exe, None, partition="cpu")["slurm_partition"] == "cpu"  # executor.cpu_stage.partition
+    assert params["slurm_srun_args"] == ["--kill-on-bad-exit=1"]  # one failed task ends the step's others
+
+
+def test_the_sbatch_script_runs_its_tasks_with_kill_on_bad_exit(tmp_path: Path) -> None:
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    params = {k.removeprefix("slurm_"): v for k, v in _slurm_params(ExecutorConfig(kind="slurm"), None).items()}
+    params.pop("additional_parameters")
+    script = _make_sbatch_string(command="python -m x", folder=tmp_path, **params)
+    srun = [line for line in script.splitlines() if line.startswith("srun")]
+    assert len(srun) == 1 and "--kill-on-bad-exit=1" in srun[0].split()
 
 
 def test_a_wrong_executor_name_is_one_config_error(tmp_path: Path) -> None:
@@ -95,6 +111,10 @@ def test_the_failure_line_is_the_exception_not_the_log_paths() -> None:
     assert error_summary(ValueError("bad")) == "ValueError: bad"
     assert error_summary(None) is None
     assert exception_line("submitit ERROR (x) - Submitted job triggered an exception\nall good") is None
+    # a rank's traceback under torch.distributed: every line prefixed "[rank0]: " (a real training log)
+    ranked = ("[rank0]:     os.mkdir(self, mode)\n[rank0]: FileExistsError: [Errno 17] File exists: '/r/train'\n"
+              "srun: error: vm: task 0: Exited with exit code 1\n")
+    assert exception_line(ranked) == "FileExistsError: [Errno 17] File exists: '/r/train'"
 
 
 def test_jobs_pickle_and_checkpoint_to_a_fresh_instance_on_the_same_paths() -> None:

@@ -91,15 +91,15 @@ def _broken(tmp_path: Path, name: str, text: str) -> Path:
 
 
 @pytest.mark.parametrize("name,text,message", [
-    (f"intermediate_results_{TS}.jsonl", '{"text": "a", "true_label": "hate"\n', "line 1 is not valid JSON"),
-    (f"intermediate_results_{TS}.jsonl", '{"text": "a", "true_label": "hate", "target_group": "x"}\n', "lacks ['raw_response']"),
+    (f"intermediate_results_{TS}.jsonl", '{"text": "a", "true_la\n', "no record with a true_label"),
     (f"intermediate_results_{TS}.jsonl", '{"text": "a", "true_label": "bad", "target_group": "x", "raw_response": ""}\n',
-     "true_label 'bad'"),
+     "no record with a true_label"),
+    (f"intermediate_results_{TS}.jsonl", "[1, 2]\n\n", "no record with a true_label"),
     ("notes.txt", "nothing", "not an old pipeline run directory"),
 ])
-def test_malformed_old_dir_is_one_clear_error(tmp_path, name, text, message):
+def test_a_directory_with_nothing_to_score_is_one_clear_error(tmp_path, name, text, message):
     old = _broken(tmp_path, name, text)
-    with pytest.raises(LegacyError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")):
+    with pytest.raises(LegacyError, match=message):
         import_run(old, tmp_path / "out", False, "test")
     assert not (tmp_path / "out").exists()
 
@@ -121,3 +121,58 @@ def test_csv_without_old_columns_is_refused(tmp_path):
     old = _broken(tmp_path, f"strategy_unified_results_{TS}.csv", "strategy,text\nx,y\n")
     with pytest.raises(LegacyError, match="lacks columns"):
         import_run(old, tmp_path / "out", True, "test")
+
+
+def _row(k: int, **fields) -> dict:
+    row = {"sample_id": k, "text": f"text {k}", "true_label": "hate" if k % 2 else "normal", "prediction": "hate",
+           "rationale": "JSON parse failed", "strategy": "s", "target_group": "lgbtq", "source": "toxigen"}
+    return {**row, **fields}
+
+
+# (raw_response or a missing marker, label, status): whatever an old row holds as its response.
+MISSING = object()
+ANY_RESPONSE = [
+    ("{{'classification': 'normal', 'rationale': 'x'}}", "normal", "ok_unframed"),  # the old parser's crash
+    ('",final{"classification": "hate", "rationale": "x"}', "hate", "ok_unframed"),
+    ('{"final": "{"classification": \\"hate\\"}"}', "hate", "ok_unframed"),
+    ("Classification: normal\nRationale: x", "normal", "ok_plain_text"),
+    ("analysisWe need to classify. It is hateful. So classification: hate. Provide", "unknown",
+     "no_final_answer_likely_truncated"),
+    (None, "unknown", "empty"),
+    ({"classification": "hate"}, "hate", "ok_json"),
+    (42, "unknown", "no_final_answer_likely_truncated"),
+    (["hate"], "unknown", "no_final_answer_likely_truncated"),
+    ("{" * 50_000, "unknown", "unparsable_final"),
+    ("\x00final\x00{\ud800", "unknown", "unparsable_final"),
+    (MISSING, "unknown", "empty"),
+]
+
+
+def test_reparse_finishes_whatever_the_rows_hold(tmp_path, capsys):
+    rows = []
+    for k, (raw, _, _) in enumerate(ANY_RESPONSE):
+        rows.append(_row(k) if raw is MISSING else _row(k, raw_response=raw, response=raw))
+    odd = [_row(20, true_label="HATE ", text=5, sample_id={"rank": 1}, target_group=None, strategy=None,
+                raw_response="assistantfinal{\"classification\": \"hate\"}"),
+           _row(21, text="line\u2028separator inside", raw_response="{\"classification\": \"normal\"}")]
+    lines = [json.dumps(r) for r in rows + odd[:1]] + [json.dumps(odd[1], ensure_ascii=False)]  # raw U+2028
+    lines += ["[1, 2]", json.dumps(_row(30, true_label="offensive", raw_response="hate")),
+              json.dumps(_row(31, raw_response="analysisWe need to classify the text. It"))[:-30]]  # killed mid-write
+    old = _broken(tmp_path, f"intermediate_results_{TS}.jsonl", "\n".join(lines) + "\n")
+    (old / f"strategy_unified_results_{TS}.csv").write_text("strategy,text\nx,y\n")  # unreadable: only personas
+    assert cli(["import-legacy", str(old), "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert "persona tags are taken from the jsonl" in err and "4 rows of the old jsonl" in err
+    out_jsonl = (tmp_path / "out" / f"intermediate_results_{TS}.jsonl").read_text(encoding="utf-8")
+    records = [json.loads(line) for line in out_jsonl.split("\n") if line]  # not splitlines: U+2028
+    got = {r["text"]: (r["predicted_label"], r["parse_status"]) for r in records}
+    assert len(records) == len(got) == len(ANY_RESPONSE) + 3
+    assert [got[f"text {k}"] for k in range(len(ANY_RESPONSE))] == [(label, status) for _, label, status in ANY_RESPONSE]
+    assert got["5"] == ("hate", "ok_stripped_final") and got["line\u2028separator inside"] == ("normal", "ok_json")
+    assert got["text 31"] == ("unknown", "legacy_unreadable_row")  # the line cut off mid-write
+    odd_record = next(r for r in records if r["text"] == "5")
+    assert (odd_record["strategy"], odd_record["true_label"], odd_record["target_group"]) == ("legacy", "hate", "unknown")
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["n_unreadable_rows"] == 4  # the missing response, [1, 2], 'offensive', the cut-off line
+    assert [(u["line"], u["kept"]) for u in manifest["unreadable_rows"]] == [
+        (len(ANY_RESPONSE), True), (len(lines) - 2, False), (len(lines) - 1, False), (len(lines), True)]

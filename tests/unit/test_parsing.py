@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hsd.parsing import ParseStatus, parse_response
+from hsd.parsing import ParseStatus, describe_status, parse_response
 
 SHARED = Path(__file__).parents[2].parent / "shared"
 RECORDED = SHARED / "reference" / "recorded_runs"
@@ -24,6 +24,8 @@ K_FINAL = "<|start|>assistant<|channel|>final<|message|>"
 
 OK_FINAL, OK_STRIPPED = ParseStatus.OK_FINAL_CHANNEL.value, ParseStatus.OK_STRIPPED_FINAL.value
 OK_JSON, OK_TEXT = ParseStatus.OK_JSON.value, ParseStatus.OK_PLAIN_TEXT.value
+OK_UNFRAMED = ParseStatus.OK_UNFRAMED.value
+TRUNCATED, LIKELY_TRUNCATED = ParseStatus.NO_FINAL_ANSWER_TRUNCATED.value, ParseStatus.NO_FINAL_ANSWER_LIKELY_TRUNCATED.value
 
 # (id, response, expected label, expected status)
 CASES = [
@@ -51,33 +53,34 @@ CASES = [
     ("stripped-commentary-to-final-constrain-kept",
      f"analysis{REASONING_SAYS_HATE}assistantcommentary to=final <|constrain|>json{NORMAL_JSON}", "normal", OK_STRIPPED),
     ("stripped-final-json-word", f"analysis{REASONING_SAYS_HATE}assistantfinal json{NORMAL_JSON}", "normal", OK_STRIPPED),
-    ("leading-final", f"final{HATE_JSON}", "hate", OK_STRIPPED),
-    ("leading-final-capital", f"Final {NORMAL_JSON}", "normal", OK_STRIPPED),
-    ("leading-quote-final", f'"final{NORMAL_JSON}', "normal", OK_STRIPPED),
+    ("leading-final", f"final{HATE_JSON}", "hate", OK_UNFRAMED),
+    ("leading-final-capital", f"Final {NORMAL_JSON}", "normal", OK_UNFRAMED),
+    ("leading-quote-final", f'"final{NORMAL_JSON}', "normal", OK_UNFRAMED),
     ("stripped-last-final-wins", f"analysisxassistantfinal{HATE_JSON}assistantfinal{NORMAL_JSON}", "normal", OK_STRIPPED),
     # direct answers
     ("json", HATE_JSON, "hate", OK_JSON),
     ("json-fenced", f"```json\n{NORMAL_JSON}\n```", "normal", OK_JSON),
     ("json-fence-no-lang", f"```\n{HATE_JSON}\n```", "hate", OK_JSON),
-    ("json-final-key", '{"final": "classification: normal"}', "normal", OK_JSON),
+    ("json-final-key", '{"final": "classification: normal"}', "normal", OK_UNFRAMED),
     ("json-extra-keys", '{"classification": "hate", "confidence": 0.9, "target": "lgbtq", "rationale": "x"}', "hate", OK_JSON),
     ("json-trailing-text", f"{NORMAL_JSON}\nI hope this helps.", "normal", OK_JSON),
     ("json-single-quotes", "{'classification': 'hate', 'rationale': 'demeaning'}", "hate", OK_JSON),
     ("json-single-quotes-apostrophe", "{'classification': 'normal', 'rationale': 'it's fine'}", "normal", OK_JSON),
     ("json-upper-case", '{"Classification": "HATE"}', "hate", OK_JSON),
+    ("json-label-punctuation", '{"classification": "Normal."}', "normal", OK_JSON),
     ("plain-text", "classification: hate", "hate", OK_TEXT),
     ("plain-text-rationale", "Classification: NORMAL\nRationale: neutral", "normal", OK_TEXT),
     ("bare-label", "Hate", "hate", OK_TEXT),
     # no final answer: unknown, whatever the reasoning says
     ("kept-truncated", "<|channel|>analysis<|message|>So classification: hate. Provide", "unknown",
-     ParseStatus.NO_FINAL_ANSWER_TRUNCATED.value),
+     LIKELY_TRUNCATED),
     ("kept-no-final", f"{K_ANALYSIS}<|return|>", "unknown", ParseStatus.NO_FINAL_ANSWER.value),
     ("stripped-truncated", f"analysis{REASONING_SAYS_HATE} But maybe", "unknown",
-     ParseStatus.NO_FINAL_ANSWER_TRUNCATED.value),
+     LIKELY_TRUNCATED),
     ("stripped-truncated-no-analysis-word", f"{REASONING_SAYS_HATE} So", "unknown",
-     ParseStatus.NO_FINAL_ANSWER_TRUNCATED.value),
+     LIKELY_TRUNCATED),
     ("reasoning-starting-with-key-word", "Classification of this text: it says hate? So", "unknown",
-     ParseStatus.NO_FINAL_ANSWER_TRUNCATED.value),
+     LIKELY_TRUNCATED),
     ("empty", "", "unknown", ParseStatus.EMPTY.value),
     ("whitespace", " \n ", "unknown", ParseStatus.EMPTY.value),
     ("none", None, "unknown", ParseStatus.EMPTY.value),
@@ -98,6 +101,109 @@ def test_forms(text, label, status):
     assert result.status.startswith("ok") == (label != "unknown")
 
 
+# Complete answers written by the LoRA-tuned gpt-oss with its harmony frame broken (issue 13), as the
+# whole response, special tokens stripped: every one is an answer, none a truncation.
+HATE_BODY = '{"classification": "hate", "rationale": "slur against a group"}'
+NORMAL_BODY = '{"classification": "normal", "rationale": "a neutral remark"}'
+ESCAPED = '{"classification": \\"hate\\", \\"rationale\\": \\"slur against a group\\"}'
+BROKEN_FRAME = [
+    ("junk-quote-comma", f'",final{HATE_BODY}', "hate", "slur against a group"),
+    ("junk-name", f'",name{NORMAL_BODY}', "normal", "a neutral remark"),
+    ("junk-hash", f"#final{HATE_BODY}", "hate", "slur against a group"),
+    ("junk-dash", f"-final{NORMAL_BODY}", "normal", "a neutral remark"),
+    ("junk-digit", f"1final{HATE_BODY}", "hate", "slur against a group"),
+    ("junk-equals", f'",=final{NORMAL_BODY}', "normal", "a neutral remark"),
+    ("junk-close", f'"}}final{HATE_BODY}', "hate", "slur against a group"),
+    ("junk-replacement-char", f"\ufffdfinal{NORMAL_BODY}", "normal", "a neutral remark"),
+    ("junk-then-role", f'analysisshort.assistant",final{HATE_BODY}', "hate", "slur against a group"),
+    ("nested-string-invalid-json", f'{{"final": "{ESCAPED}"}}', "hate", "slur against a group"),
+    ("nested-string-valid-json", json.dumps({"final": NORMAL_BODY}), "normal", "a neutral remark"),
+    ("nested-object", f'{{"final": {HATE_BODY}}}', "hate", "slur against a group"),
+    ("nested-key-value", '{"final": "classification: normal"}', "normal", None),
+    ("doubled-braces", f"{{{HATE_BODY}}}", "hate", "slur against a group"),
+    ("doubled-braces-junk", f'",final{{{NORMAL_BODY}}}', "normal", "a neutral remark"),
+    ("doubled-braces-trailing-newline", f"{{{NORMAL_BODY}}}\n", "normal", "a neutral remark"),
+    ("kept-tokens-junk", f'<|channel|>",final{HATE_BODY}<|return|>', "hate", "slur against a group"),
+    ("key-colon-object", f'"final": {HATE_BODY}', "hate", "slur against a group"),
+    ("word-equals-object", f"answer={NORMAL_BODY}", "normal", "a neutral remark"),
+    ("role-without-channel", f"<|start|>assistant<|message|>{HATE_BODY}<|return|>", "hate", "slur against a group"),
+    ("frame-word-key-value", "final\nClassification: normal\nRationale: a neutral remark", "normal", "a neutral remark"),
+    ("junk-key-value", '",classification: hate', "hate", None),
+]
+
+
+@pytest.mark.parametrize("text,label,rationale", [c[1:] for c in BROKEN_FRAME], ids=[c[0] for c in BROKEN_FRAME])
+def test_broken_frame_answers_are_read_as_unframed(text, label, rationale):
+    for stop_reason in (None, "stop", "length"):  # a complete answer is never "truncated"
+        result = parse_response(text, stop_reason=stop_reason)
+        assert (result.label, result.rationale, result.status) == (label, rationale, OK_UNFRAMED), stop_reason
+
+
+def test_plain_key_value_answer():
+    result = parse_response("Classification: hate\nRationale: demeans a group by origin")
+    assert (result.label, result.rationale, result.status) == ("hate", "demeans a group by origin", OK_TEXT)
+
+
+@pytest.mark.parametrize("text", [
+    f'{K_FINAL}",final{HATE_BODY}<|return|>', f"{K_ANALYSIS}{K_FINAL}{{{HATE_BODY}}}<|return|>",
+    f'analysisxassistantfinal{{"final": "{ESCAPED}"}}',
+], ids=["kept-final-junk", "kept-final-doubled", "stripped-final-nested"])
+def test_broken_answers_inside_a_final_channel_keep_the_channel_status(text):
+    assert parse_response(text).label == "hate" and parse_response(text).status in (OK_FINAL, OK_STRIPPED)
+
+
+# Reasoning that mentions the answer format is not an answer, whatever it holds.
+REASONING_ONLY = [
+    "analysis{\"classification\": \"hate\"}",
+    f'analysisWe must output {HATE_BODY} maybe. The text',
+    f"<|channel|>analysis<|message|>Output {HATE_BODY}? Let's",
+    "<|channel|>analysis<|message|>classification: hate",
+    "We need to classify. final{\"classification\": \"hate\"} would be",
+    "The user wants a classification: hate or normal. Let's",
+    "So classification: hate. Provide rationale",
+    "We classification: hate",
+]
+
+
+@pytest.mark.parametrize("text", REASONING_ONLY)
+def test_reasoning_only_stays_unknown(text):
+    assert parse_response(text).label == "unknown"
+    assert parse_response(text, stop_reason="length").status == TRUNCATED
+    assert parse_response(text, stop_reason="stop").status == ParseStatus.NO_FINAL_ANSWER.value
+
+
+@pytest.mark.parametrize("stop_reason,status", [
+    ("length", TRUNCATED), ("stop", ParseStatus.NO_FINAL_ANSWER.value), (None, LIKELY_TRUNCATED),
+    ("garbage", LIKELY_TRUNCATED),
+])
+def test_truncated_only_when_generation_hit_the_length_limit(stop_reason, status):
+    cut = "<|channel|>analysis<|message|>So classification: hate. Provide"
+    assert parse_response(cut, stop_reason=stop_reason, new_tokens=512).status == status
+    # an answer cut off before its label: truncated when the limit cut it, else an unreadable answer
+    begun = f'{K_FINAL}{{"classif'
+    want = TRUNCATED if stop_reason == "length" else ParseStatus.UNPARSABLE_FINAL.value
+    assert parse_response(begun, stop_reason=stop_reason).status == want
+    # an answer cut off after its label is still an answer
+    assert parse_response(f'{K_FINAL}{{"classification":"hate","ration', stop_reason=stop_reason).status == OK_FINAL
+
+
+@pytest.mark.parametrize("value,label,status", [
+    (b'{"classification": "hate"}', "hate", OK_JSON), ({"classification": "normal"}, "normal", OK_JSON),
+    ({"a": {"b": 1}}, "unknown", ParseStatus.UNPARSABLE_FINAL.value), (42, "unknown", LIKELY_TRUNCATED),
+    (["hate"], "unknown", LIKELY_TRUNCATED), (float("nan"), "unknown", LIKELY_TRUNCATED),
+])
+def test_any_value_is_a_response(value, label, status):
+    """Old records hold whatever their writer put there; the parser takes it, never raises."""
+    assert (parse_response(value).label, parse_response(value).status) == (label, status)
+
+
+def test_the_crash_of_the_old_parser():
+    """``ast.literal_eval`` raised TypeError (unhashable dict) on this single-quoted doubled-brace answer."""
+    text = "{{'classification': 'normal', 'rationale': 'not hateful'}}"
+    result = parse_response(text)
+    assert (result.label, result.rationale, result.status) == ("normal", "not hateful", OK_UNFRAMED)
+
+
 def test_rationale_is_read():
     assert parse_response(f"analysisxassistantfinal{HATE_JSON}").rationale == "slur against a group"
     assert parse_response("Classification: NORMAL\nRationale: neutral").rationale == "neutral"
@@ -114,6 +220,7 @@ def test_every_status_is_documented():
     for status in ParseStatus:
         assert status.value in ParseStatus.__doc__, status
         assert status.ok == status.value.startswith("ok")
+        assert describe_status(status.value), status
 
 
 def _recorded_rows() -> list[dict]:
@@ -148,7 +255,7 @@ def test_recorded_responses_without_final_are_truncated_unknown():
     assert len(rows) == 3
     for row in rows:
         result = parse_response(row["raw_response"])
-        assert (result.label, result.status) == ("unknown", ParseStatus.NO_FINAL_ANSWER_TRUNCATED.value)
+        assert (result.label, result.status) == ("unknown", LIKELY_TRUNCATED)
 
 
 def test_recorded_responses_with_special_tokens_restored():

@@ -114,18 +114,24 @@ def test_lr_schedule():
 
 
 def test_ds_config_takes_batch_settings_from_hsd_config(tmp_path):
-    train = load_config(None, ["train.micro_batch_size=3", "train.grad_accum=5", "train.max_grad_norm=0.5"]).train
-    ds = load_ds_config(train, world_size=4)
+    big = ["model.name_or_path=random:gpt-oss-20b", "train.micro_batch_size=3", "train.grad_accum=5",
+           "train.max_grad_norm=0.5"]
+    cfg = load_config(None, big + ["train.device_memory_gib=40"])
+    ds, choice = load_ds_config(cfg, "cuda", world_size=4)
     assert (ds["train_micro_batch_size_per_gpu"], ds["gradient_accumulation_steps"], ds["gradient_clipping"]) == (3, 5, 0.5)
-    assert train.ds_config == "auto" and ds["zero_optimization"]["stage"] == 3  # auto: several ranks -> ZeRO-3
-    assert load_ds_config(train, world_size=1)["zero_optimization"]["stage"] == 2  # one rank -> ZeRO-2
-    zero3 = load_config(None, ["train.ds_config=zero3"]).train
-    assert load_ds_config(zero3, world_size=1)["zero_optimization"]["stage"] == 3  # named: taken as given
+    assert cfg.train.ds_config == "auto" and ds["zero_optimization"]["stage"] == 3 == choice.name.count("3") + 2
+    assert "auto" not in {ds["zero_optimization"][k] for k in ("stage3_max_live_parameters", "stage3_max_reuse_distance",
+                                                                "stage3_prefetch_bucket_size")}
+    roomy = load_config(None, big + ["train.device_memory_gib=80"])
+    assert load_ds_config(roomy, "cuda", world_size=4)[0]["zero_optimization"]["stage"] == 2  # auto: by memory
+    zero3 = load_config(None, ["model.name_or_path=random:gpt-oss-tiny", "train.ds_config=zero3"])
+    ds, choice = load_ds_config(zero3, world_size=1)
+    assert ds["zero_optimization"]["stage"] == 3 and choice is None  # named: taken as given
     for name in ("zero2", "zero3_offload", "ds_configs/zero3.json"):
         assert resolve_ds_config(name).is_file()
     fixed = tmp_path / "fixed.json"
     fixed.write_text(json.dumps({"zero_optimization": {"stage": 2}, "train_micro_batch_size_per_gpu": 8}))
     with pytest.raises(ConfigError, match="must be \"auto\""):
-        load_ds_config(load_config(None, [f"train.ds_config={fixed}"]).train)
+        load_ds_config(load_config(None, [f"train.ds_config={fixed}"]))
     with pytest.raises(ConfigError, match="zero2, zero3"):
         resolve_ds_config("zero9")

@@ -1,0 +1,136 @@
+"""Read a label and rationale out of an answer's text, tolerantly, without ever raising.
+
+:mod:`hsd.parsing` decides *where* the final answer is; this module reads *what* it says. The
+old parser fell back to ``ast.literal_eval`` on model text, which raised ``TypeError`` on a
+doubled-brace answer (``{{"classification": …}}`` evaluates to a set holding a dict) and can
+recurse without bound. Here an answer is read in two bounded steps:
+
+1. JSON: the first object, or the one after doubled braces, read with ``json``'s decoder on at
+   most :data:`MAX_ANSWER` characters and only when nesting is shallow (deep nesting is what
+   makes a recursive decoder blow up). An object with no label but a ``final`` key is read
+   again from that key's value (the fine-tuned model nests its answer there, often as a string).
+2. Key/value text: ``classification: hate`` / ``"classification": \\"hate\\"`` / single quotes,
+   found with linear regular expressions; the rationale is the text after ``rationale:`` up to
+   its closing quote.
+
+A reading is ``repaired`` when the answer's structure had to be fixed (doubled braces, nested
+under ``final``): :mod:`hsd.parsing` then calls a direct answer ``ok_unframed``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Optional
+
+MAX_ANSWER = 20_000  # characters of an answer that are read; real answers are a few hundred
+MAX_BRACKETS = 256  # more [ or { than this: skip the JSON decoder (its recursion is the risk)
+MAX_NESTED_FINAL = 3  # {"final": "{\"final\": …}"} levels followed
+
+LABEL_KEYS = ("classification", "label", "prediction", "class")
+RATIONALE_KEYS = ("rationale", "reason", "explanation")
+_SPECIAL = re.compile(r"<\|[a-z_]{1,20}\|>")
+_FENCE = re.compile(r"```[a-zA-Z]{0,20}\s*")
+_Q = r"[\"'\\]{0,4}"  # quotes around a key or value, escaped when nested in a string
+_LABEL_TEXT = re.compile(rf"{_Q}\b(?:classification|label|prediction)\b{_Q}\s*[:=]\s*{_Q}([A-Za-z_-]{{1,40}})", re.I)
+_RATIONALE_KEY = re.compile(rf"{_Q}\b(?:rationale|reason|explanation)\b{_Q}\s*[:=]\s*", re.I)
+_RATIONALE_END = re.compile(r"\\?[\"']\s*[,}]")
+_NESTED_FINAL = re.compile(rf"{_Q}\bfinal\b{_Q}\s*:", re.I)
+_DOUBLED = re.compile(r"[^{]{0,40}\{\s*\{")
+_BARE_LABEL = re.compile(r"\A[\s\"'`]*([A-Za-z]{1,40})[\s\"'`.]*\Z")
+
+
+@dataclass(frozen=True)
+class Reading:
+    label: Optional[str]  # as written (not yet lower-cased or checked); None: no label found
+    rationale: Optional[str]
+    repaired: bool = False
+
+
+def strip_special(text: str) -> str:
+    """The text without harmony special tokens (``<|constrain|>`` and the like)."""
+    return _SPECIAL.sub("", text)
+
+
+def read_answer(answer: str, depth: int = 0) -> Reading:
+    """Label and rationale from one answer's text; never raises, reads at most MAX_ANSWER characters."""
+    body = _unfence(strip_special(answer[: MAX_ANSWER * 2]).strip()[:MAX_ANSWER])
+    obj, doubled = _json_object(body)
+    if obj is not None:
+        label = _value(obj, LABEL_KEYS)
+        if label is not None:
+            return Reading(_text(label), _text(_value(obj, RATIONALE_KEYS)), doubled)
+        nested = _value(obj, ("final",))
+        if nested is not None and depth < MAX_NESTED_FINAL:
+            inner = read_answer(nested if isinstance(nested, str) else _dumps(nested), depth + 1)
+            return Reading(inner.label, inner.rationale, True)
+    return _key_value(body, doubled)
+
+
+def _key_value(body: str, doubled: bool) -> Reading:
+    match = _LABEL_TEXT.search(body)
+    if match is None:
+        bare = _BARE_LABEL.match(body)
+        return Reading(bare.group(1) if bare else None, None, False)
+    nested = _NESTED_FINAL.search(body, 0, match.start()) is not None
+    doubled = doubled or _DOUBLED.match(body) is not None
+    return Reading(match.group(1), _rationale(body), doubled or nested)
+
+
+def _rationale(body: str) -> Optional[str]:
+    key = _RATIONALE_KEY.search(body)
+    if key is None:
+        return None
+    rest = body[key.end(): key.end() + 4000].lstrip("\"'\\")
+    end = _RATIONALE_END.search(rest)
+    text = (rest[: end.start()] if end else rest).rstrip("\"'}\\ \t\r\n")
+    return text or None
+
+
+def _unfence(body: str) -> str:
+    """The inside of a Markdown code fence around the whole answer."""
+    if not body.startswith("```"):
+        return body
+    inner = body[_FENCE.match(body).end():]
+    close = inner.find("```")
+    return (inner[:close] if close >= 0 else inner).strip()
+
+
+def _json_object(body: str) -> tuple[Optional[dict[str, Any]], bool]:
+    """The first JSON object (or the one inside doubled braces), and whether braces were doubled."""
+    start = body.find("{")
+    if start < 0 or body.count("{") + body.count("[") > MAX_BRACKETS:
+        return None, False
+    decoder = json.JSONDecoder()
+    for extra in range(3):  # {, {{, {{{
+        if body[start + extra: start + extra + 1] != "{":
+            break
+        try:
+            obj, _ = decoder.raw_decode(body, start + extra)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(obj, dict):
+            return obj, extra > 0
+    return None, False
+
+
+def _value(obj: dict[str, Any], keys: tuple[str, ...]) -> Any:
+    lowered = {str(k).strip().lower(): v for k, v in obj.items()}
+    for key in keys:
+        if lowered.get(key) is not None:
+            return lowered[key]
+    return None
+
+
+def _text(value: Any) -> Optional[str]:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else _dumps(value)
+
+
+def _dumps(value: Any) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):
+        return repr(value)[:MAX_ANSWER]

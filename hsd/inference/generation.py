@@ -1,0 +1,101 @@
+"""What every backend's ``model.generate`` shares: kwargs, stop tokens, the cut at the stop.
+
+Generation stops at the harmony stop tokens ``<|return|>`` / ``<|call|>``, looked up by name
+because the tiny tokenizer's ids differ from gpt-oss's. The new tokens are decoded with special
+tokens KEPT: the parser reads the final channel by its markers, and stripping them is what
+made the old pipeline lose answers. One copy of these rules, so the ``hf``, ``deepspeed`` and
+``tp`` backends cannot drift apart (a backend that cut its answers differently would change
+records with the backend, which resume would not notice).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Sequence
+
+from hsd.inference.base import GenerationSettings, Output
+
+STOP_TOKENS = ("<|return|>", "<|call|>")
+log = logging.getLogger(__name__)
+
+
+def stop_ids(tokenizer: Any) -> list[int]:
+    """Ids of the harmony stop tokens (the eos token when the tokenizer has neither)."""
+    ids = []
+    for token in STOP_TOKENS:
+        tid = tokenizer.convert_tokens_to_ids(token)
+        if tid is None or tid == tokenizer.unk_token_id:
+            log.warning("tokenizer has no %s token; generation stops at eos/max_new_tokens only", token)
+            continue
+        ids.append(tid)
+    if not ids and tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+    return ids
+
+
+def generate_kwargs(s: GenerationSettings, stops: Sequence[int], pad_token_id: Any,
+                    synced_gpus: bool = False) -> dict[str, Any]:
+    """``model.generate`` keyword arguments for these settings.
+
+    ``synced_gpus``: every rank keeps stepping until all ranks' rows are done — needed when each
+    forward pass is a collective (ZeRO-3's all-gathers, expert parallelism's all-reduces).
+    """
+    kwargs: dict[str, Any] = {
+        "max_new_tokens": s.max_new_tokens,
+        "eos_token_id": list(stops),
+        "pad_token_id": pad_token_id,
+        "do_sample": not s.greedy,
+    }
+    if synced_gpus:
+        kwargs["synced_gpus"] = True
+    if s.min_new_tokens is not None:
+        kwargs["min_new_tokens"] = s.min_new_tokens
+    if s.greedy:  # None clears sampling values a model's generation_config may carry
+        kwargs.update(temperature=None, top_p=None, top_k=None)
+    else:
+        kwargs.update(temperature=s.temperature, top_p=s.top_p)
+    return kwargs
+
+
+def to_output(tokenizer: Any, ids: Sequence[int], prompt_tokens: int, stops: Sequence[int]) -> Output:
+    """One row of new tokens, cut after its first stop token (what follows is padding), decoded.
+
+    ``stop_reason`` is ``"stop"`` when a stop token ended the answer, else ``"length"`` (the
+    token budget ran out: the answer may be cut off).
+    """
+    ids = list(ids)
+    reason = "length"
+    for i, tok in enumerate(ids):
+        if tok in stops:
+            ids, reason = ids[: i + 1], "stop"
+            break
+    text = tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    return Output(text=text, prompt_tokens=int(prompt_tokens), new_tokens=len(ids), stop_reason=reason)
+
+
+def encode(tokenizer: Any, prompts: Sequence[str], device: Any) -> Any:
+    """One left-padded batch of prompts (already rendered: no special tokens added) on ``device``."""
+    enc = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
+    return enc.to(device)
+
+
+def generate_encoded(model: Any, tokenizer: Any, enc: Any, settings: GenerationSettings, stops: Sequence[int],
+                     synced_gpus: bool = False) -> list[Output]:
+    """Plain ``model.generate`` over an :func:`encode`-d batch; one :class:`Output` per row."""
+    import torch
+
+    kwargs = generate_kwargs(settings, stops, tokenizer.pad_token_id, synced_gpus)
+    with torch.inference_mode():
+        out = model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], **kwargs)
+    new = out[:, enc["input_ids"].shape[1]:].tolist()
+    lens = enc["attention_mask"].sum(dim=1).tolist()
+    return [to_output(tokenizer, row, n, stops) for row, n in zip(new, lens)]
+
+
+def sampling(s: GenerationSettings, stops: Sequence[int], pad_token_id: int) -> Any:
+    """The same settings for :class:`hsd.inference.fastgen.GraphDecoder` (static cache, CUDA graphs)."""
+    from hsd.inference.fastgen import Sampling
+
+    return Sampling(max_new_tokens=s.max_new_tokens, min_new_tokens=s.min_new_tokens or 0,
+                    temperature=0.0 if s.greedy else s.temperature, top_p=s.top_p,
+                    stop_ids=tuple(stops), pad_id=pad_token_id)

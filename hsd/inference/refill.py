@@ -1,0 +1,279 @@
+"""Generate with continuous refill: a fixed number of slots, each refilled as its sample finishes.
+
+Why (issue 17, measured shapes in ../shared/notes/measured-2xh200.md): a static batch runs until
+its longest row, and the rich prompt's reasoning lengths vary ten-fold (p10 ~500, p90 ~1,500
+characters), so most rows of a batch sit idle most of the time; and every batch prefilled the
+~1,724 prompt tokens all samples share. :class:`RefillDecoder` instead
+
+* computes the shared token prefix of all prompts once (:class:`~hsd.inference.slotcache.SlotCache`
+  keeps its KV once and every row attends to it without a copy);
+* keeps ``rows`` slots decoding; when a row stops (stop token, or its own token limit) the
+  sample is handed back at once and, once ``rows // ADMIT_EVERY`` slots are free, the next
+  samples' tails are prefilled into the free slots (one eager forward for all of them: a
+  refill per freed row would cost a full forward each);
+* decodes with one fixed-shape step (every slot, one token, each at its own position) that is
+  captured as a CUDA graph once and replayed across refills;
+* once nothing is left to admit, halves the step as rows finish (the running rows move into the
+  lower slots; a graph per size, captured up front), so the drain at the end of a run does not pay
+  for hundreds of steps of mostly idle rows.
+
+Greedy outputs equal the plain path's (``tests/integration/test_refill.py``): every sample sees
+exactly its own prompt at positions ``0..n-1``, as in an unpadded batch of one.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator, Optional, Sequence
+
+import torch
+
+from hsd.inference.fastgen import CACHE_ROUND, Sampling, select_tokens
+from hsd.inference.slotcache import SlotCache, SlotShape
+
+MIN_SHARED_PREFIX = 32  # below this a prefix saves nothing worth a separate code path
+ADMIT_EVERY = 8  # admit new samples once rows // ADMIT_EVERY slots (at least 1) are free
+# Once no sample is left to admit, the step shrinks to the rows still running (halving, down to
+# rows // SHRINK_FLOOR): call 3 in BENCHMARKS.md had 53% of its slot-steps idle, mostly in this drain.
+SHRINK_FLOOR = 8
+
+
+@dataclass(frozen=True)
+class Job:
+    """One sample: its prompt's token ids (no padding) and its limits on new tokens."""
+
+    index: int
+    ids: tuple[int, ...]
+    max_new: int
+    min_new: int = 0
+
+
+@dataclass(frozen=True)
+class Finished:
+    index: int
+    tokens: list[int]  # new tokens, up to and including the stop token
+    stop_reason: str  # "stop" (a stop token ended it) | "length" (its limit did)
+
+
+def shared_prefix(jobs: Sequence[Job]) -> tuple[int, ...]:
+    """The longest token prefix of every prompt that leaves each at least one token of its own."""
+    first, limit = jobs[0].ids, min(len(j.ids) for j in jobs) - 1
+    n = 0
+    while n < limit and all(j.ids[n] == first[n] for j in jobs):
+        n += 1
+    return tuple(first[:n]) if n >= MIN_SHARED_PREFIX else ()
+
+
+class RefillDecoder:
+    """Slots refilled as samples finish; the shared prefix once; a CUDA-graph decode step."""
+
+    def __init__(self, model: Any, cuda_graphs: bool = True, reuse_prefix: bool = True) -> None:
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        self.model = model
+        self.decoder = base.get_decoder()  # peft injects LoRA in place: the adapter still applies
+        self.lm_head = base.get_output_embeddings()
+        self.device = self.lm_head.weight.device
+        self.use_graph = cuda_graphs and self.device.type == "cuda"
+        self.reuse_prefix = reuse_prefix
+        self.cache: Optional[SlotCache] = None
+        self.prefix_ids: tuple[int, ...] = ()
+        self.graphs: dict[int, tuple[Any, torch.Tensor]] = {}  # decode rows -> (CUDA graph, its logits)
+        self.stats: dict[str, float] = {}  # of the last run: where its time went (hsd bench reports it)
+
+    def run(self, jobs: Sequence[Job], s: Sampling, rows: int) -> Iterator[list[Finished]]:
+        """Yield the samples finished at each step (in order of finishing) until all are done."""
+        if not jobs:
+            return
+        prefix = shared_prefix(jobs) if self.reuse_prefix else ()
+        need = max(len(j.ids) for j in jobs) + max(s.reserve_new, max(j.max_new for j in jobs))
+        rows = min(rows, len(jobs))
+        with torch.inference_mode():
+            self._prepare(SlotShape(rows, -(-need // CACHE_ROUND) * CACHE_ROUND, len(prefix)), prefix)
+            self.stats = {"steps": 0, "busy_row_steps": 0, "row_steps": 0, "shrinks": 0, "admits": 0,
+                          "admitted": 0, "admit_s": 0.0}
+            yield from _Run(self, jobs, s).loop()
+
+    def release(self) -> None:
+        """Drop the cache and graphs (after an out-of-memory error; the next run rebuilds them)."""
+        self.cache, self.graphs, self.prefix_ids = None, {}, ()
+
+    # ------------------------------------------------------------------ set-up
+
+    def _prepare(self, shape: SlotShape, prefix: tuple[int, ...]) -> None:
+        if self.cache is None or self.cache.shape != shape:
+            self.cache, self.graphs = None, {}  # free the old ones first
+            dtype = self.lm_head.weight.dtype
+            self.cache = SlotCache(self.model.config, shape, dtype, self.device)
+            self.prefix_ids = ()
+            self.tok = torch.zeros(shape.rows, 1, dtype=torch.long, device=self.device)
+            self.advance = torch.zeros(shape.rows, 1, dtype=torch.long, device=self.device)
+        self.cache.pos.fill_(shape.length - 1)  # idle slots write to a column no sample reads before writing it
+        self.advance.zero_()
+        if prefix and prefix != self.prefix_ids:
+            from transformers import DynamicCache
+
+            full = DynamicCache()  # no config: every layer keeps all columns (sliding ones included)
+            self.decoder(input_ids=torch.tensor([prefix], device=self.device), past_key_values=full,
+                         use_cache=True)  # a plain forward: exact as any prefill
+            self.cache.set_prefix(full)
+            self.prefix_ids = prefix
+
+    # ------------------------------------------------------------------ forwards
+
+    def admit_logits(self, slots: list[int], tails: list[tuple[int, ...]]) -> torch.Tensor:
+        """Prefill the tails (right-padded) into ``slots``; next-token logits per admitted row."""
+        cache, p = self.cache, self.cache.shape.prefix
+        width = max(len(t) for t in tails)
+        ids = torch.zeros(len(tails), width, dtype=torch.long)
+        for i, t in enumerate(tails):
+            ids[i, : len(t)] = torch.tensor(t)
+        positions = (torch.arange(width) + p).expand(len(tails), -1).to(self.device)
+        cache.admit_mode(torch.tensor(slots, device=self.device), positions)
+        h = self.decoder(input_ids=ids.to(self.device), attention_mask=cache.masks(positions),
+                         position_ids=positions, past_key_values=cache, use_cache=True,
+                         hsd_prefix=cache if p else None).last_hidden_state
+        last = torch.tensor([len(t) - 1 for t in tails], device=self.device)
+        return self.lm_head(h[torch.arange(len(tails), device=self.device), last]).float()
+
+    def sizes(self) -> list[int]:
+        """The decode step's row counts: all slots, then halves down to rows // SHRINK_FLOOR."""
+        rows = self.cache.shape.rows
+        out = [rows]
+        while out[-1] // 2 >= max(1, rows // SHRINK_FLOOR):
+            out.append(out[-1] // 2)
+        return out
+
+    def _forward_step(self, n: int) -> torch.Tensor:
+        cache = self.cache
+        cache.decode_mode()
+        cache.n = n
+        pos = cache.pos[:n]
+        h = self.decoder(input_ids=self.tok[:n], attention_mask=cache.masks(pos), position_ids=pos,
+                         past_key_values=cache, use_cache=True,
+                         hsd_prefix=cache if cache.shape.prefix else None).last_hidden_state
+        pos.add_(self.advance[:n])
+        return self.lm_head(h[:, -1]).float()
+
+    def step_logits(self, n: int) -> torch.Tensor:
+        """One decode step for slots [0, n) (eager on CPU; on GPU a CUDA graph per size in
+        :meth:`sizes`, all captured at the run's first step, so later runs only replay)."""
+        if not self.use_graph:
+            return self._forward_step(n)
+        if not self.graphs:
+            pos = self.cache.pos.clone()
+            for size in self.sizes():  # warm up on a side stream (lazy set-up stays out of the graph), capture
+                side = torch.cuda.Stream()
+                side.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(side):
+                    self._forward_step(size)
+                torch.cuda.current_stream().wait_stream(side)
+                self.cache.pos.copy_(pos)  # the warm-up advanced it; its writes are rewritten by the replay
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph):
+                    logits = self._forward_step(size)
+                self.graphs[size] = (graph, logits)
+                self.cache.pos.copy_(pos)
+        graph, logits = self.graphs[n]
+        graph.replay()
+        return logits
+
+
+class _Run:
+    """The state of one :meth:`RefillDecoder.run`: which job is in which slot, tokens so far."""
+
+    def __init__(self, dec: RefillDecoder, jobs: Sequence[Job], s: Sampling) -> None:
+        self.dec, self.jobs, self.s = dec, list(jobs), s
+        rows, dev = dec.cache.shape.rows, dec.device
+        self.queue = list(range(len(jobs)))[::-1]  # pop() takes the next job
+        self.slot_job: list[Optional[int]] = [None] * rows
+        self.stops = torch.tensor(s.stop_ids, device=dev)
+        self.out = torch.full((rows, max(j.max_new for j in jobs)), s.pad_id, dtype=torch.long, device=dev)
+        self.steps = torch.zeros(rows, dtype=torch.long, device=dev)
+        self.max_new = torch.ones(rows, dtype=torch.long, device=dev)
+        self.min_new = torch.zeros(rows, dtype=torch.long, device=dev)
+        self.active = torch.zeros(rows, dtype=torch.bool, device=dev)
+        self.admit_at = max(1, rows // ADMIT_EVERY)
+        self.sizes = dec.sizes()
+        self.n = rows  # the decode step covers slots [0, n)
+
+    def loop(self) -> Iterator[list[Finished]]:
+        done = self._admit()
+        while True:
+            if done:
+                yield done
+            free = self.slot_job.count(None)
+            if self.queue and (free >= self.admit_at or free == len(self.slot_job)):
+                done = self._admit()
+                continue
+            if free == len(self.slot_job):
+                return
+            busy = len(self.slot_job) - free
+            while not self.queue and self.n in self.sizes[:-1] and busy <= self.n // 2:
+                self._shrink()
+            st = self.dec.stats
+            st["steps"], st["busy_row_steps"], st["row_steps"] = st["steps"] + 1, st["busy_row_steps"] + busy, \
+                st["row_steps"] + self.n
+            done = self._record(self.dec.step_logits(self.n), torch.arange(self.n, device=self.dec.device))
+
+    def _shrink(self) -> None:
+        """Halve the decode step: the running rows of the upper half move into free lower slots."""
+        half = self.n // 2
+        src = [i for i in range(half, self.n) if self.slot_job[i] is not None]
+        dst = [i for i in range(half) if self.slot_job[i] is None][: len(src)]
+        if src:
+            self.dec.cache.move_rows(src, dst)
+            s, d = (torch.tensor(x, device=self.dec.device) for x in (src, dst))
+            for t in (self.out, self.steps, self.max_new, self.min_new, self.active, self.dec.tok, self.dec.advance):
+                t[d] = t[s]
+            for i, j in zip(src, dst):
+                self.slot_job[j], self.slot_job[i] = self.slot_job[i], None
+        self.n = half
+        self.dec.stats["shrinks"] += 1
+
+    def _admit(self) -> list[Finished]:
+        """Prefill the next jobs into the free slots; their first tokens are chosen right away."""
+        t0 = time.perf_counter()
+        slots = [i for i, j in enumerate(self.slot_job) if j is None][: len(self.queue)]
+        picked = [self.queue.pop() for _ in slots]
+        p = self.dec.cache.shape.prefix
+        tails = [self.jobs[k].ids[p:] for k in picked]
+        for slot, k in zip(slots, picked):
+            self.slot_job[slot] = k
+        idx = torch.tensor(slots, device=self.dec.device)
+        logits = self.dec.admit_logits(slots, tails)
+        self.steps[idx] = 0
+        self.max_new[idx] = torch.tensor([self.jobs[k].max_new for k in picked], device=self.dec.device)
+        self.min_new[idx] = torch.tensor([self.jobs[k].min_new for k in picked], device=self.dec.device)
+        self.dec.cache.pos[idx, 0] = torch.tensor([p + len(t) for t in tails], device=self.dec.device)
+        self.active[idx] = True
+        self.dec.advance[idx, 0] = 1
+        done = self._record(logits, idx)  # ends in a host sync: the admit's time is measured whole
+        st = self.dec.stats
+        st["admits"], st["admitted"] = st["admits"] + 1, st["admitted"] + len(slots)
+        st["admit_s"] += time.perf_counter() - t0
+        return done
+
+    def _record(self, logits: torch.Tensor, idx: torch.Tensor) -> list[Finished]:
+        """Choose the next token of rows ``idx``, store it, and hand back the rows that finished."""
+        steps = self.steps[idx]
+        tok = select_tokens(logits, self.s, steps < self.min_new[idx], self.stops)
+        active = self.active[idx]
+        tok = torch.where(active, tok, torch.full_like(tok, self.s.pad_id))
+        self.out[idx, steps.clamp(max=self.out.shape[1] - 1)] = torch.where(active, tok, self.out[idx, 0])
+        self.steps[idx] = steps + active.long()
+        self.dec.tok[idx, 0] = tok
+        stopped = torch.isin(tok, self.stops)
+        ended = active & (stopped | (self.steps[idx] >= self.max_new[idx]))
+        rows = idx[ended].tolist()  # the one host sync of a step
+        if not rows:
+            return []
+        r = torch.tensor(rows, device=self.dec.device)
+        self.active[r] = False
+        self.dec.advance[r, 0] = 0
+        counts, stop_flags, tokens = self.steps[r].tolist(), stopped[ended].tolist(), self.out[r].tolist()
+        finished = []
+        for row, n, by_stop, toks in zip(rows, counts, stop_flags, tokens):
+            finished.append(Finished(self.jobs[self.slot_job[row]].index, toks[:n], "stop" if by_stop else "length"))
+            self.slot_job[row] = None
+        return finished

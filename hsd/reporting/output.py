@@ -1,0 +1,22 @@
+"""Writing a report document: its plots first, then Markdown and HTML, each written atomically.
+
+Shared by a run's report (:mod:`hsd.collate`) and the comparison (:mod:`hsd.compare`), so
+neither imports the other for it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from hsd.reporting import html, markdown
+from hsd.runs import atomic_write_text
+
+
+def write_report(doc_dir: Path, full: dict[str, Any], build: Callable[[dict[str, Any], Path], Any]) -> list[Path]:
+    """``build(full, doc_dir)`` draws the plots into ``doc_dir`` and returns the document."""
+    doc = build(full, doc_dir)
+    outputs = {doc_dir / "report.md": markdown.render(doc, doc_dir), doc_dir / "report.html": html.render(doc)}
+    for path, text in outputs.items():
+        atomic_write_text(path, text)
+    return list(outputs)

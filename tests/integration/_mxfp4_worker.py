@@ -20,7 +20,8 @@ def main(model_dir: str, out_dir: str, broken_dir: str) -> None:
     import deepspeed
     from transformers import AutoModelForCausalLM, Mxfp4Config
 
-    from hsd.config import ModelConfig, TrainConfig
+    from hsd import distributed
+    from hsd.config import ModelConfig, from_dict
     from hsd.errors import ModelError
     from hsd.models.mxfp4_load import record_for
     from hsd.training.accel import make_accelerator, release
@@ -29,7 +30,8 @@ def main(model_dir: str, out_dir: str, broken_dir: str) -> None:
     reference = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32,
                                                      quantization_config=Mxfp4Config(dequantize=True))
     expected = {name: p.detach().clone() for name, p in reference.named_parameters()}
-    accelerator = make_accelerator(TrainConfig(ds_config="zero3"))
+    env = distributed.init_distributed("cpu", always=True)
+    accelerator, _ = make_accelerator(from_dict({"train": {"ds_config": "zero3"}}), env)
     model = load_base(ModelConfig(name_or_path=model_dir, dtype="float32"), gradient_checkpointing=False)
     params = dict(model.named_parameters())
     held_whole = [n for n, p in params.items() if p.numel() > 0]  # ZeRO-3 leaves an empty .data when partitioned
@@ -48,7 +50,8 @@ def main(model_dir: str, out_dir: str, broken_dir: str) -> None:
     with open(os.path.join(out_dir, f"rank{accelerator.process_index}.json"), "w") as f:
         json.dump(report, f)
     accelerator.wait_for_everyone()
-    release(owns_process_group=True)
+    release()
+    distributed.teardown(env)
 
 
 if __name__ == "__main__":

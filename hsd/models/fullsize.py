@@ -108,7 +108,7 @@ def build_random(
 ) -> Any:
     """Instantiate the architecture with random weights directly on ``device`` in ``dtype``."""
     import torch
-    from transformers import GenerationConfig, GptOssForCausalLM
+    from transformers import GptOssForCausalLM
 
     config = architecture_config(name, tokenizer)
     torch_dtype = getattr(torch, dtype)
@@ -122,6 +122,14 @@ def build_random(
             )
     finally:
         torch.set_default_dtype(previous)
+    return _as_served(model, config, name)
+
+
+def _as_served(model: Any, config: Any, name: str) -> Any:
+    """Greedy, stopping at the harmony stop tokens, named by its spec, in eval mode — as the
+    released checkpoint's generation_config would have it."""
+    from transformers import GenerationConfig
+
     model.generation_config = GenerationConfig(
         bos_token_id=config.bos_token_id, pad_token_id=config.pad_token_id,
         eos_token_id=config.eos_token_id, do_sample=False,
@@ -141,7 +149,7 @@ def build_random_sharded(name: str, tokenizer: Any, distributed_config: Any, dty
     ranks — they must be, since every rank computes them on the same tokens.
     """
     import torch
-    from transformers import GenerationConfig, GptOssForCausalLM
+    from transformers import GptOssForCausalLM
     from transformers.utils import logging as hf_logging
 
     config = architecture_config(name, tokenizer)
@@ -154,12 +162,7 @@ def build_random_sharded(name: str, tokenizer: Any, distributed_config: Any, dty
             attn_implementation=attn_implementation, experts_implementation=experts_implementation)
     finally:
         hf_logging.set_verbosity(verbosity)
-    model.generation_config = GenerationConfig(
-        bos_token_id=config.bos_token_id, pad_token_id=config.pad_token_id,
-        eos_token_id=config.eos_token_id, do_sample=False,
-    )
-    model.name_or_path = PREFIX + name
-    return model.eval()
+    return _as_served(model, config, name)
 
 
 @functools.lru_cache(maxsize=1)

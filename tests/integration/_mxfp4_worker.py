@@ -31,7 +31,8 @@ def main(model_dir: str, out_dir: str, broken_dir: str) -> None:
                                                      quantization_config=Mxfp4Config(dequantize=True))
     expected = {name: p.detach().clone() for name, p in reference.named_parameters()}
     env = distributed.init_distributed("cpu", always=True)
-    accelerator, _ = make_accelerator(from_dict({"train": {"ds_config": "zero3"}}), env)
+    cfg = from_dict({"model": {"name_or_path": model_dir, "dtype": "float32"}, "train": {"ds_config": "zero3"}})
+    accelerator, _ = make_accelerator(cfg, env)  # ZeRO-3 thresholds are sized from this model
     model = load_base(ModelConfig(name_or_path=model_dir, dtype="float32"), gradient_checkpointing=False)
     params = dict(model.named_parameters())
     held_whole = [n for n, p in params.items() if p.numel() > 0]  # ZeRO-3 leaves an empty .data when partitioned

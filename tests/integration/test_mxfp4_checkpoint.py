@@ -147,8 +147,8 @@ def zero3(setup, tiny_mxfp4_dir, tmp_path_factory):
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     worker = subprocess.Popen(launcher + [str(WORKER), str(tiny_mxfp4_dir), str(out), str(broken)], cwd=REPO,
                               env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    train = _launch(setup, "mxfp4_z3", f"model.name_or_path={tiny_mxfp4_dir}", f"train.max_steps={STEPS}",
-                    f"train.eval_every={STEPS}")
+    train = _launch(setup, "mxfp4_z3", f"model.name_or_path={tiny_mxfp4_dir}", "train.ds_config=zero3",
+                    f"train.max_steps={STEPS}", f"train.eval_every={STEPS}")  # auto would pick ZeRO-2 here
     _finish(worker), _finish(train)
     return [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)], setup[0] / "mxfp4_z3"
 

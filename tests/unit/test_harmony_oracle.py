@@ -207,7 +207,11 @@ def test_hsds_parser_reads_the_final_answer_openai_harmony_reads(tok, harmony):
         kept = parse_response(tok.decode(tokens, skip_special_tokens=False))
         stripped = parse_response(tok.decode(tokens, skip_special_tokens=True))
         assert theirs["classification"] == label == kept.label == stripped.label
-        assert kept.status == "ok_final_channel" and stripped.status == "ok_stripped_final"
+        assert kept.status == "ok_final_channel"
+        # Stripped of its special tokens, an answer with no message before it reads "final{…}": the
+        # same text a fine-tuned model writes when it breaks its frame, so hsd calls it unframed.
+        only_final = len(messages) == 1
+        assert stripped.status == ("ok_unframed" if only_final else "ok_stripped_final"), (len(messages), stripped)
         assert (kept.rationale or "") == theirs["rationale"] == (stripped.rationale or "")
         seen.add((label, len(messages)))
     assert {n for _, n in seen} == {1, 2, 3, 4} and {lab for lab, _ in seen} == {"hate", "normal"}

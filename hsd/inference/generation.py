@@ -92,10 +92,11 @@ def generate_encoded(model: Any, tokenizer: Any, enc: Any, settings: GenerationS
     return [to_output(tokenizer, row, n, stops) for row, n in zip(new, lens)]
 
 
-def sampling(s: GenerationSettings, stops: Sequence[int], pad_token_id: int) -> Any:
-    """The same settings for :class:`hsd.inference.fastgen.GraphDecoder` (static cache, CUDA graphs)."""
+def sampling(s: GenerationSettings, stops: Sequence[int], pad_token_id: int, reserve_new: int = 0) -> Any:
+    """The same settings for :class:`hsd.inference.fastgen.GraphDecoder` (static cache, CUDA graphs);
+    ``reserve_new`` sizes its caches for at least that many new tokens (one shape per run)."""
     from hsd.inference.fastgen import Sampling
 
     return Sampling(max_new_tokens=s.max_new_tokens, min_new_tokens=s.min_new_tokens or 0,
                     temperature=0.0 if s.greedy else s.temperature, top_p=s.top_p,
-                    stop_ids=tuple(stops), pad_id=pad_token_id)
+                    stop_ids=tuple(stops), pad_id=pad_token_id, reserve_new=reserve_new)

@@ -15,7 +15,7 @@ from hsd.config import Config
 from hsd.inference.base import Backend, GenerationSettings, Output
 from hsd.inference.batching import OomBackoff, is_cuda_oom
 from hsd.inference.fastgen import ATTN_NAME, GraphDecoder, Sampling, pad_rows
-from hsd.inference.generation import generate_kwargs, stop_ids, to_output
+from hsd.inference.generation import generate_kwargs, sampling, stop_ids, to_output
 from hsd.inference.refill import Finished, Job, RefillDecoder
 from hsd.inference.score import Scorer, score_outputs
 
@@ -107,10 +107,7 @@ class HFBackend(Backend):
         return [to_output(self.tokenizer, ids, n, self.stop_ids) for ids, n in zip(new, prompt_lens)]
 
     def _sampling(self, s: GenerationSettings) -> Sampling:
-        return Sampling(max_new_tokens=s.max_new_tokens, min_new_tokens=s.min_new_tokens or 0,
-                        temperature=0.0 if s.greedy else s.temperature, top_p=s.top_p,
-                        stop_ids=tuple(self.stop_ids), pad_id=self.tokenizer.pad_token_id,
-                        reserve_new=self.reserve_new_tokens)
+        return sampling(s, self.stop_ids, self.tokenizer.pad_token_id, reserve_new=self.reserve_new_tokens)
 
 
 def _limits(s: GenerationSettings, forced: Optional[Sequence[int]], i: int) -> tuple[int, int]:

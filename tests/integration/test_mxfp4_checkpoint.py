@@ -24,7 +24,7 @@ from _validate_helpers import N_SAMPLES, merged_records, write_config
 from hsd.cli import main as hsd
 from hsd.models.mxfp4 import pack_expert, unpack_expert
 from test_sharded_validate import torchrun as sharded_torchrun
-from test_train import REPO, SETTINGS, _env, _finish, _launch, _manifest, setup  # noqa: F401 - setup: a fixture
+from test_train import REPO, SETTINGS, _env, _finish, _launch, _manifest, holdout_loss, setup  # noqa: F401 - setup: a fixture
 
 pytestmark = pytest.mark.integration
 
@@ -190,16 +190,9 @@ def test_train_under_zero3_and_merge(zero3, tmp_path, capsys):
 def _holdout_loss(model, tokenizer_dir: Path, run: Path) -> float:
     from transformers import AutoTokenizer
 
-    from hsd.training.dataset import collate, read_chat_jsonl, tokenize_rows
+    from hsd.training.dataset import read_chat_jsonl, tokenize_rows
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     path = Path(_manifest(run)["data_dir"]) / "simple" / "eval.jsonl"
     rows = tokenize_rows(read_chat_jsonl(path), tok, SETTINGS["max_length"], "truncate", path).examples
-    total = torch.zeros(2, dtype=torch.float64)
-    with torch.no_grad():
-        for i in range(0, len(rows), 8):
-            b = collate(rows[i:i + 8], tok.pad_token_id)
-            n = (b["labels"][:, 1:] != -100).sum()  # HF's loss is the mean over the shifted labels
-            loss = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], labels=b["labels"]).loss * n
-            total += torch.tensor([loss.item(), n.item()], dtype=torch.float64)
-    return (total[0] / total[1]).item()
+    return holdout_loss(model, tok, rows)

@@ -180,7 +180,7 @@ def test_zero3_adapter_is_complete(zero3, setup):
 
     from hsd.config import ModelConfig
     from hsd.models.loader import load_model_and_tokenizer
-    from hsd.training.dataset import collate, read_chat_jsonl, tokenize_rows
+    from hsd.training.dataset import read_chat_jsonl, tokenize_rows
 
     run, data = zero3[0], setup[2]
     weights = load_file(str(run / "adapter" / "adapter_model.safetensors"))
@@ -191,18 +191,24 @@ def test_zero3_adapter_is_complete(zero3, setup):
     path = data / "simple" / "eval.jsonl"
     rows = tokenize_rows(read_chat_jsonl(path), tok, SETTINGS["max_length"], "truncate", path).examples
 
-    def holdout_loss():
-        total = torch.zeros(2, dtype=torch.float64)
-        with torch.no_grad():
-            for i in range(0, len(rows), 8):
-                b = collate(rows[i:i + 8], tok.pad_token_id)
-                n = (b["labels"][:, 1:] != -100).sum()  # HF's loss is the mean over the shifted labels
-                loss = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], labels=b["labels"]).loss * n
-                total += torch.tensor([loss.item(), n.item()], dtype=torch.float64)
-        return (total[0] / total[1]).item()
-
     trained = _manifest(run)["final_eval_loss"]
-    assert holdout_loss() == pytest.approx(trained, abs=1e-5)
+    assert holdout_loss(model, tok, rows) == pytest.approx(trained, abs=1e-5)
+
+
+def holdout_loss(model, tok, rows) -> float:
+    """The mean token loss over ``rows`` as the trainer's hold-out evaluation computes it."""
+    import torch
+
+    from hsd.training.dataset import collate
+
+    total = torch.zeros(2, dtype=torch.float64)
+    with torch.no_grad():
+        for i in range(0, len(rows), 8):
+            b = collate(rows[i:i + 8], tok.pad_token_id)
+            n = (b["labels"][:, 1:] != -100).sum()  # HF's loss is the mean over the shifted labels
+            loss = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], labels=b["labels"]).loss * n
+            total += torch.tensor([loss.item(), n.item()], dtype=torch.float64)
+    return (total[0] / total[1]).item()
     with model.disable_adapter():
         assert abs(holdout_loss() - trained) > 1e-3  # the adapter changes the model
 

@@ -48,11 +48,13 @@ class Case:
     workload: Optional[str] = None  # rich | simple: hsd's own prompts, recorded output lengths (run_workload)
 
 
-def cases(batch_size: int, old_batch_size: int, slots: int = 128) -> list[Case]:
+def cases(batch_size: int, old_batch_size: int, slots: Optional[int] = None) -> list[Case]:
+    """``slots`` None: the refill cases size their slots by free memory, as validate does."""
+    what = f"{slots} slots" if slots else "slots by memory"
     workload = [  # listed after the synthetic cases
         c for t in ("rich", "simple") for c in (
-            Case(t, f"real workload, {t} prompt: hsd generate, shared prefix + refill, {slots} slots", "generate",
-                 {"inference.batch_size": slots}, workload=t),
+            Case(t, f"real workload, {t} prompt: hsd generate, shared prefix + refill, {what}", "generate",
+                 {"inference.slots": slots}, workload=t),
             Case(f"{t}_static", f"real workload, {t} prompt: static batches of {batch_size} (before refill)",
                  "generate", {"inference.batch_size": batch_size, "inference.refill": False}, workload=t))]
     return [*synthetic(batch_size, old_batch_size), *workload]
@@ -153,7 +155,10 @@ def run_workload(cfg: Config, case: Case, tokenizer: Any, args: Any) -> list[dic
                              GenerationSettings(max_new_tokens=m, temperature=0.0, top_p=1.0, min_new_tokens=m))
 
     try:
-        warm = list(range(0, n, max(1, n // bs)))[:bs]  # spread over the set: its shared prefix is the set's
+        if ccfg.inference.refill:  # every prompt, 8 tokens each: the timed run's slots, prefix and graphs
+            warm = list(range(n))
+        else:  # one batch spread over the set: its shared prefix is the set's
+            warm = list(range(0, n, max(1, n // bs)))[:bs]
         warm_s = _timed(lambda: run(warm, [8] * len(warm)))
         seconds = _timed(lambda: run(list(range(n)), lengths))
         row = {"case": case.name, "what": case.what, "mode": "generate", "batch_size": bs, "samples": n,
@@ -163,6 +168,8 @@ def run_workload(cfg: Config, case: Case, tokenizer: Any, args: Any) -> list[dic
                "prompt_tokens_per_s": round(sum(sizes) / seconds, 1), "warmup_s": round(warm_s, 2),
                "build_s": round(build_s, 2), "peak_gib": _peak_gib(), "workload": case.workload}
         if getattr(backend, "refill", None) is not None and backend.refill.cache is not None:
+            bs = row["slots"] = backend.refill.rows
+            del row["batch_size"]
             row["shared_prefix_tokens"] = backend.refill.cache.shape.prefix
             st = backend.refill.stats  # where the time went: admits (prefill) vs decode steps, slot use
             row["refill"] = {**st, "admit_s": round(st["admit_s"], 2),
@@ -170,7 +177,8 @@ def run_workload(cfg: Config, case: Case, tokenizer: Any, args: Any) -> list[dic
                              "ms_per_step": round(1000 * (seconds - st["admit_s"]) / max(1, st["steps"]), 2)}
         print(json.dumps(row), flush=True)
         if args.profile and torch.cuda.is_available():
-            row["profile"] = _profile(lambda: run(list(range(min(n, 2 * bs))), lengths[: 2 * bs]))
+            # one fill of the slots, outputs capped at 64 tokens: the kernel mix, in a table that summarises in seconds
+            row["profile"] = _profile(lambda: run(list(range(min(n, bs))), [min(64, x) for x in lengths[:bs]]))
         return [row]
     finally:
         del backend

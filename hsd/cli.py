@@ -103,7 +103,8 @@ def _bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", action="store_true", help="add a torch.profiler table of one batch per case")
     p.add_argument("--keep-going", action="store_true", help="record a failing case and measure the others")
     p.add_argument("--allow-cpu", action="store_true", help="run without CUDA (smoke test of the harness)")
-    p.add_argument("--slots", type=int, default=128, help="rows decoding at once in the refill cases (rich, simple)")
+    p.add_argument("--slots", type=int, default=None,
+                   help="rows decoding at once in the refill cases (rich, simple; default: as many as fit, up to 512)")
     p.add_argument("--workload-samples", type=int, default=512, help="test-split samples of the rich/simple cases")
     p.add_argument("--data-dir", default=None, help="dataset directory of the rich/simple cases (default: data.dir)")
     p.add_argument("--tokenizer", default=None, help="tokenizer directory for the prompts (default: the model's)")

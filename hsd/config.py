@@ -95,6 +95,7 @@ class InferenceConfig:
     static_cache: bool = True  # generate: one fixed-shape KV cache reused by every batch (short batches padded)
     cuda_graphs: bool = True  # generate on CUDA: decode step replayed as a CUDA graph (needs static_cache)
     refill: bool = True  # generate: a finished row's slot takes the next sample at once (needs static_cache)
+    slots: Optional[int] = None  # refill: rows decoding at once; None = as many as fit in GPU memory, up to 512
     ds_config: str = "ds_configs/zero3_inference.json"  # backend deepspeed: the ZeRO-3 inference JSON
     progress: bool = True  # a progress bar per rank
 
@@ -234,6 +235,7 @@ class Config:
 
 _POSITIVE = {
     "inference.batch_size",
+    "inference.slots",
     "inference.max_new_tokens",
     "inference.min_new_tokens",
     "inference.top_p",

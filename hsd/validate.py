@@ -42,7 +42,7 @@ log = logging.getLogger("hsd.validate")
 # later is refused on change until someone decides it is speed-only.
 RESULT_SECTIONS = ("data", "prompt", "model", "inference")
 SPEED_ONLY_KEYS = frozenset({
-    "inference.batch_size", "inference.prefix_cache", "inference.static_cache", "inference.cuda_graphs",
+    "inference.batch_size", "inference.slots", "inference.prefix_cache", "inference.static_cache", "inference.cuda_graphs",
     "inference.progress", "inference.ds_config", "model.attn_implementation", "model.experts_implementation",
 })
 

@@ -24,6 +24,7 @@ Why each piece (measured on the lent H100, see BENCHMARKS.md):
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any, Optional
 
 import torch
@@ -56,7 +57,8 @@ def sinks_attention_forward(
     sinks = module.sinks if s_aux is None else s_aux
     shared = hsd_prefix.prefix(module.layer_idx) if hsd_prefix is not None else None
     if shared is not None and query.shape[2] == 1:
-        out = _decode_shared_prefix(query, key, value, attention_mask, sinks, scaling, shared)
+        out = _fused("shared", _decode_shared_prefix, query.is_cuda, query, key, value, attention_mask, sinks,
+                     scaling, shared[0], shared[1])
     elif shared is not None:  # a refill's prefill: the few admitted rows see the prefix, expanded (no copy kept)
         b, q_len = query.shape[0], query.shape[2]
         key = torch.cat([shared[0].expand(b, -1, -1, -1), key], dim=2)
@@ -65,7 +67,7 @@ def sinks_attention_forward(
         out = _prefill_attention(module, query, key, value, torch.cat([seen, attention_mask], dim=-1),
                                  sinks, scaling, dropout)
     elif query.shape[2] == 1:
-        out = _decode_attention(query, key, value, attention_mask, sinks, scaling)
+        out = _fused("decode", _decode_attention, query.is_cuda, query, key, value, attention_mask, sinks, scaling)
     else:
         out = _prefill_attention(module, query, key, value, attention_mask, sinks, scaling, dropout)
     return out.transpose(1, 2).contiguous(), None
@@ -85,7 +87,33 @@ def _decode_attention(query, key, value, mask, sinks, scaling):
     return out.reshape(b, h, 1, d)
 
 
-def _decode_shared_prefix(query, key, value, mask, sinks, scaling, shared):
+COMPILE_ENV = "HSD_COMPILE_ATTENTION"  # "0": decode attention runs as separate eager kernels
+_FUSED: dict[str, Any] = {}
+
+
+def _fused(name: str, fn: Any, cuda: bool, *args: Any) -> Any:
+    """``fn(*args)``, compiled once per process (dynamic shapes) on CUDA so its element-wise
+    passes over the (rows, heads, keys) scores fuse into a few kernels; eager on CPU (tests), when
+    ``HSD_COMPILE_ATTENTION=0``, or after a compiler failure (warned once). Compiled while the
+    decode step is warmed up, before its CUDA graph is captured, so the graph replays the fused
+    kernels."""
+    import os
+
+    if not cuda or os.environ.get(COMPILE_ENV, "1") == "0":
+        return fn(*args)
+    if name not in _FUSED:
+        _FUSED[name] = torch.compile(fn, dynamic=True, fullgraph=True)
+    from torch._dynamo.exc import TorchDynamoException
+
+    try:
+        return _FUSED[name](*args)
+    except TorchDynamoException as exc:  # a compiler problem must not stop an evaluation
+        _FUSED[name] = fn
+        logging.getLogger(__name__).warning("decode attention: torch.compile failed (%s); running eager", exc)
+        return fn(*args)
+
+
+def _decode_shared_prefix(query, key, value, mask, sinks, scaling, prefix_k, prefix_v):
     """Decode attention over a shared prefix (read once for all rows) + each row's own keys.
 
     The two parts are combined as one softmax (common max, summed normalisers), so the result
@@ -98,7 +126,7 @@ def _decode_shared_prefix(query, key, value, mask, sinks, scaling, shared):
     if mask is not None:
         own = own.masked_fill(~mask[:, :, 0, :][:, :, None, :], float("-inf"))
     qp = q.transpose(0, 1).reshape(kv, b * group, d)
-    pre = torch.matmul(qp, shared[0][0].transpose(1, 2)).float() * scaling  # (kv, b*group, P)
+    pre = torch.matmul(qp, prefix_k[0].transpose(1, 2)).float() * scaling  # (kv, b*group, P)
     pre = pre.view(kv, b, group, -1).transpose(0, 1)  # (b, kv, group, P)
     sink = sinks.float().view(1, kv, group, 1)
     top = torch.maximum(torch.maximum(own.amax(-1, keepdim=True), pre.amax(-1, keepdim=True)), sink)
@@ -106,7 +134,7 @@ def _decode_shared_prefix(query, key, value, mask, sinks, scaling, shared):
     norm = e_own.sum(-1, keepdim=True) + e_pre.sum(-1, keepdim=True) + torch.exp(sink - top)
     out = torch.matmul((e_own / norm).to(value.dtype), value)  # (b, kv, group, d)
     p_pre = (e_pre / norm).to(value.dtype).transpose(0, 1).reshape(kv, b * group, -1)
-    out = out + torch.matmul(p_pre, shared[1][0]).view(kv, b, group, d).transpose(0, 1)
+    out = out + torch.matmul(p_pre, prefix_v[0]).view(kv, b, group, d).transpose(0, 1)
     return out.reshape(b, h, 1, d)
 
 

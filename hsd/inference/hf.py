@@ -40,6 +40,8 @@ class HFBackend(Backend):
         # reads the prefix inside hsd's own attention kernel, so it needs that kernel.
         use_refill = inf.refill and inf.static_cache and self.model.config._attn_implementation == ATTN_NAME
         self.refill = RefillDecoder(self.model, inf.cuda_graphs, inf.prefix_cache) if use_refill else None
+        # Refill rows: inference.slots, else sized by free memory on CUDA; off CUDA (tests) batch_size.
+        self.slots = inf.slots or (None if str(device).startswith("cuda") else inf.batch_size)
         self.scorer = Scorer(self.model, tokenizer, reuse_prefix=inf.prefix_cache)
         self.reserve_new_tokens = 0  # benchmarks: size caches for this many new tokens up front
         # Each rank samples from its own stream; greedy runs do not depend on it.
@@ -65,20 +67,22 @@ class HFBackend(Backend):
             yield [(f.index, self._finished_output(f, prompt_tokens[f.index])) for f in group]
 
     def _refill_with_backoff(self, jobs: list[Job], sampling: Sampling) -> Iterator[list[Finished]]:
-        """Run the refill decoder; on CUDA OOM halve the slots and go on with the unfinished jobs."""
+        """Run the refill decoder (``inference.slots`` rows, or as many as fit); on CUDA OOM halve
+        the rows and go on with the unfinished jobs."""
+        rows = self.slots
         while jobs:
             finished: set[int] = set()
             try:
-                for group in self.refill.run(jobs, sampling, self.backoff.size):
+                for group in self.refill.run(jobs, sampling, rows):
                     finished.update(f.index for f in group)
                     yield group
                 return
             except Exception as exc:  # noqa: BLE001 - re-raised unless it is an OOM we can shrink
-                if not is_cuda_oom(exc) or self.backoff.size == 1:
+                if not is_cuda_oom(exc) or self.refill.rows <= 1:
                     raise
+                rows = max(1, self.refill.rows // 2)
                 self.refill.release()
-                self.backoff.size = max(1, self.backoff.size // 2)
-                log.warning("out of memory with refill; retrying with %d rows", self.backoff.size)
+                log.warning("out of memory with refill; retrying with %d rows", rows)
                 _empty_cuda_cache()
                 jobs = [j for j in jobs if j.index not in finished]
 

@@ -35,8 +35,25 @@ from hsd.inference.slotcache import SlotCache, SlotShape
 MIN_SHARED_PREFIX = 32  # below this a prefix saves nothing worth a separate code path
 ADMIT_EVERY = 8  # admit new samples once rows // ADMIT_EVERY slots (at least 1) are free
 # Once no sample is left to admit, the step shrinks to the rows still running (halving, down to
-# rows // SHRINK_FLOOR): call 3 in BENCHMARKS.md had 53% of its slot-steps idle, mostly in this drain.
+# min(MIN_STEP_ROWS, rows // SHRINK_FLOOR)): call 3 in BENCHMARKS.md had 53% of its slot-steps
+# idle, mostly in this drain, and a step of 16 rows costs less than one of 64 (tools/refill_probe.py).
 SHRINK_FLOOR = 8
+MIN_STEP_ROWS = 16
+# Admit prefills run in chunks of at most ADMIT_CHUNK rows, each tail right-padded to a multiple
+# of WIDTH_ROUND tokens, and (while samples remain queued) a multiple of ADMIT_ROUND rows is
+# admitted: a prefill of 512 rows at once needed ~25 GiB of transient attention memory, and
+# shapes that repeat let the allocator and kernels' first-use work be paid once (a second pass
+# over the same admit shapes took 0.10 s per admit instead of 0.23 s, tools/refill_probe.py).
+ADMIT_CHUNK = 64
+# inference.slots unset: as many slots as fit beside the model, at most AUTO_MAX_SLOTS (of 256 /
+# 512 / 768 on one H200, 512 was fastest over the 1,009-sample test split, tools/refill_probe.py),
+# leaving AUTO_RESERVE_GIB for the admit chunks, the CUDA-graph pools and the prefix (measured
+# ~4.7 GiB beside the KV at 512 slots) and SLOT_MARGIN on each slot's KV.
+AUTO_MAX_SLOTS = 512
+AUTO_RESERVE_GIB = 6.0
+SLOT_MARGIN = 1.15
+ADMIT_ROUND = 8
+WIDTH_ROUND = 16
 
 
 @dataclass(frozen=True)
@@ -68,7 +85,8 @@ def shared_prefix(jobs: Sequence[Job]) -> tuple[int, ...]:
 class RefillDecoder:
     """Slots refilled as samples finish; the shared prefix once; a CUDA-graph decode step."""
 
-    def __init__(self, model: Any, cuda_graphs: bool = True, reuse_prefix: bool = True) -> None:
+    def __init__(self, model: Any, cuda_graphs: bool = True, reuse_prefix: bool = True,
+                 admit_every: int = ADMIT_EVERY) -> None:
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         self.model = model
         self.decoder = base.get_decoder()  # peft injects LoRA in place: the adapter still applies
@@ -76,23 +94,40 @@ class RefillDecoder:
         self.device = self.lm_head.weight.device
         self.use_graph = cuda_graphs and self.device.type == "cuda"
         self.reuse_prefix = reuse_prefix
+        self.admit_every = admit_every
         self.cache: Optional[SlotCache] = None
         self.prefix_ids: tuple[int, ...] = ()
         self.graphs: dict[int, tuple[Any, torch.Tensor]] = {}  # decode rows -> (CUDA graph, its logits)
         self.stats: dict[str, float] = {}  # of the last run: where its time went (hsd bench reports it)
+        self.rows = 0  # slots of the last run
 
-    def run(self, jobs: Sequence[Job], s: Sampling, rows: int) -> Iterator[list[Finished]]:
-        """Yield the samples finished at each step (in order of finishing) until all are done."""
+    def run(self, jobs: Sequence[Job], s: Sampling, rows: Optional[int]) -> Iterator[list[Finished]]:
+        """Yield the samples finished at each step (in order of finishing) until all are done.
+
+        ``rows``: slots decoding at once; None sizes them by free GPU memory (:meth:`rows_that_fit`)."""
         if not jobs:
             return
         prefix = shared_prefix(jobs) if self.reuse_prefix else ()
         need = max(len(j.ids) for j in jobs) + max(s.reserve_new, max(j.max_new for j in jobs))
-        rows = min(rows, len(jobs))
+        length = -(-need // CACHE_ROUND) * CACHE_ROUND
+        rows = min(rows or self.rows_that_fit(length, len(prefix)), len(jobs))
+        self.rows = rows  # what this run uses (an out-of-memory retry halves it)
         with torch.inference_mode():
-            self._prepare(SlotShape(rows, -(-need // CACHE_ROUND) * CACHE_ROUND, len(prefix)), prefix)
+            self._prepare(SlotShape(rows, length, len(prefix)), prefix)
             self.stats = {"steps": 0, "busy_row_steps": 0, "row_steps": 0, "shrinks": 0, "admits": 0,
                           "admitted": 0, "admit_s": 0.0}
             yield from _Run(self, jobs, s).loop()
+
+    def rows_that_fit(self, length: int, prefix: int) -> int:
+        """Slots whose KV fits in what the GPU has free (after this decoder's own cache is dropped),
+        at most AUTO_MAX_SLOTS; off CUDA, AUTO_MAX_SLOTS."""
+        if self.device.type != "cuda":
+            return AUTO_MAX_SLOTS
+        self.release()  # an old cache of another shape would count as used
+        free, _ = torch.cuda.mem_get_info(self.device)
+        free += torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device)
+        per_slot = SlotCache.bytes_per_slot(self.model.config, length, prefix, self.lm_head.weight.dtype) * SLOT_MARGIN
+        return max(1, min(AUTO_MAX_SLOTS, int((free - AUTO_RESERVE_GIB * 2**30) // per_slot)))
 
     def release(self) -> None:
         """Drop the cache and graphs (after an out-of-memory error; the next run rebuilds them)."""
@@ -124,7 +159,7 @@ class RefillDecoder:
     def admit_logits(self, slots: list[int], tails: list[tuple[int, ...]]) -> torch.Tensor:
         """Prefill the tails (right-padded) into ``slots``; next-token logits per admitted row."""
         cache, p = self.cache, self.cache.shape.prefix
-        width = max(len(t) for t in tails)
+        width = min(-(-max(len(t) for t in tails) // WIDTH_ROUND) * WIDTH_ROUND, cache.shape.length - p)
         ids = torch.zeros(len(tails), width, dtype=torch.long)
         for i, t in enumerate(tails):
             ids[i, : len(t)] = torch.tensor(t)
@@ -137,10 +172,10 @@ class RefillDecoder:
         return self.lm_head(h[torch.arange(len(tails), device=self.device), last]).float()
 
     def sizes(self) -> list[int]:
-        """The decode step's row counts: all slots, then halves down to rows // SHRINK_FLOOR."""
+        """The decode step's row counts: all slots, then halves down to the floor (see MIN_STEP_ROWS)."""
         rows = self.cache.shape.rows
-        out = [rows]
-        while out[-1] // 2 >= max(1, rows // SHRINK_FLOOR):
+        out, floor = [rows], max(1, min(MIN_STEP_ROWS, rows // SHRINK_FLOOR))
+        while out[-1] // 2 >= floor:
             out.append(out[-1] // 2)
         return out
 
@@ -193,7 +228,7 @@ class _Run:
         self.max_new = torch.ones(rows, dtype=torch.long, device=dev)
         self.min_new = torch.zeros(rows, dtype=torch.long, device=dev)
         self.active = torch.zeros(rows, dtype=torch.bool, device=dev)
-        self.admit_at = max(1, rows // ADMIT_EVERY)
+        self.admit_at = max(1, rows // dec.admit_every)
         self.sizes = dec.sizes()
         self.n = rows  # the decode step covers slots [0, n)
 
@@ -234,14 +269,18 @@ class _Run:
     def _admit(self) -> list[Finished]:
         """Prefill the next jobs into the free slots; their first tokens are chosen right away."""
         t0 = time.perf_counter()
-        slots = [i for i, j in enumerate(self.slot_job) if j is None][: len(self.queue)]
-        picked = [self.queue.pop() for _ in slots]
+        free = [i for i, j in enumerate(self.slot_job) if j is None]
+        count = min(len(free), len(self.queue))
+        if count < len(self.queue) and count >= ADMIT_ROUND:  # more will follow: a repeating row count
+            count -= count % ADMIT_ROUND
+        slots, picked = free[:count], [self.queue.pop() for _ in range(count)]
         p = self.dec.cache.shape.prefix
         tails = [self.jobs[k].ids[p:] for k in picked]
         for slot, k in zip(slots, picked):
             self.slot_job[slot] = k
         idx = torch.tensor(slots, device=self.dec.device)
-        logits = self.dec.admit_logits(slots, tails)
+        logits = torch.cat([self.dec.admit_logits(slots[i : i + ADMIT_CHUNK], tails[i : i + ADMIT_CHUNK])
+                            for i in range(0, count, ADMIT_CHUNK)])
         self.steps[idx] = 0
         self.max_new[idx] = torch.tensor([self.jobs[k].max_new for k in picked], device=self.dec.device)
         self.min_new[idx] = torch.tensor([self.jobs[k].min_new for k in picked], device=self.dec.device)
@@ -250,7 +289,7 @@ class _Run:
         self.dec.advance[idx, 0] = 1
         done = self._record(logits, idx)  # ends in a host sync: the admit's time is measured whole
         st = self.dec.stats
-        st["admits"], st["admitted"] = st["admits"] + 1, st["admitted"] + len(slots)
+        st["admits"], st["admitted"] = st["admits"] + 1, st["admitted"] + count
         st["admit_s"] += time.perf_counter() - t0
         return done
 

@@ -40,6 +40,14 @@ class SlotShape:
     prefix: int  # P: tokens shared by every sample, held once for full-attention layers
 
 
+def column_start(layer_type: str, prefix: int, window: int) -> int:
+    """The first absolute column a layer stores per slot (full: after the shared prefix; sliding:
+    the prefix's last ``window - 1`` columns too)."""
+    if layer_type == "sliding_attention":
+        return max(0, prefix - window + 1)
+    return prefix
+
+
 class SlotCache:
     """Per-layer KV storage for ``rows`` slots; see the module docstring for the layout.
 
@@ -66,13 +74,19 @@ class SlotCache:
         self._mode: tuple[Any, Any, int] = ("decode", None, 0)
         self.n = shape.rows  # a decode step covers slots [0, n): fewer once the run drains (RefillDecoder)
 
+    @staticmethod
+    def bytes_per_slot(config: Any, length: int, prefix: int, dtype: Any) -> int:
+        """KV bytes one slot of a cache of ``length`` columns and a ``prefix`` adds (sizing by memory)."""
+        text = config.get_text_config(decoder=True)
+        kv, d = text.num_key_value_heads, getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+        window, item = int(text.sliding_window or 0), torch.empty((), dtype=dtype).element_size()
+        return sum(2 * kv * d * (length - column_start(t, prefix, window)) * item for t in text.layer_types)
+
     def _shares(self, layer_type: str) -> bool:
         return self.shape.prefix > 0 and layer_type != "sliding_attention"
 
     def _start(self, layer_type: str) -> int:
-        if layer_type == "sliding_attention":
-            return max(0, self.shape.prefix - self.window + 1)
-        return self.shape.prefix
+        return column_start(layer_type, self.shape.prefix, self.window)
 
     # ---------------------------------------------------------------- prefix
 

@@ -109,8 +109,8 @@ def greedy_reference(model, ids: list[int], new: int, stops: set[int]) -> list[i
     return out
 
 
-@pytest.mark.parametrize("window", [4, 64])  # smaller than the 40-token prefix, and larger
-def test_sliding_window_around_the_prefix_is_exact(tiny_model_dir, window):
+def sliding_model(tiny_model_dir, window: int):
+    """The tiny model with 3 layers (sliding, full, sliding) of the given window, made peaky."""
     from transformers import AutoConfig, GptOssForCausalLM
 
     from hsd.models.loader import load_tokenizer
@@ -125,17 +125,88 @@ def test_sliding_window_around_the_prefix_is_exact(tiny_model_dir, window):
     model = GptOssForCausalLM._from_config(config, attn_implementation=register_attention(),
                                            experts_implementation=resolve_experts_implementation(None)).eval()
     make_peaky(model, tok)
+    return model, tok
+
+
+def prefixed_jobs(tails: list[int], new: int) -> list[Job]:
     gen = torch.Generator().manual_seed(5)
     prefix = torch.randint(10, 2000, (40,), generator=gen).tolist()
-    jobs = [Job(i, tuple(prefix + torch.randint(10, 2000, (n,), generator=gen).tolist()), max_new=12)
-            for i, n in enumerate([1, 7, 3, 12, 5])]
+    return [Job(i, tuple(prefix + torch.randint(10, 2000, (n,), generator=gen).tolist()), max_new=new)
+            for i, n in enumerate(tails)]
+
+
+def greedy_settings(tok, new: int) -> Sampling:
+    return Sampling(max_new_tokens=new, min_new_tokens=0, temperature=0.0, top_p=1.0,
+                    stop_ids=(tok.convert_tokens_to_ids("<|return|>"),), pad_id=tok.pad_token_id)
+
+
+@pytest.mark.parametrize("window", [4, 64])  # smaller than the 40-token prefix, and larger
+def test_sliding_window_around_the_prefix_is_exact(tiny_model_dir, window):
+    model, tok = sliding_model(tiny_model_dir, window)
+    jobs = prefixed_jobs([1, 7, 3, 12, 5], 12)
     assert len(shared_prefix(jobs)) == 40
-    stops = (tok.convert_tokens_to_ids("<|return|>"),)
-    s = Sampling(max_new_tokens=12, min_new_tokens=0, temperature=0.0, top_p=1.0, stop_ids=stops,
-                 pad_id=tok.pad_token_id)
+    s = greedy_settings(tok, 12)
     dec = RefillDecoder(model, cuda_graphs=False)
     got = {f.index: f.tokens for group in dec.run(jobs, s, rows=4) for f in group}
     assert dec.sizes() == [4, 2, 1] and dec.stats["shrinks"] > 0
     assert model.config._attn_implementation == ATTN_NAME and dec.cache.shape.prefix == 40
     for j in jobs:
-        assert got[j.index] == greedy_reference(model, list(j.ids), 12, set(stops)), f"job {j.index}"
+        assert got[j.index] == greedy_reference(model, list(j.ids), 12, set(s.stop_ids)), f"job {j.index}"
+
+
+def test_admits_in_chunks_of_rounded_shapes_are_exact(tiny_model_dir, monkeypatch):
+    """Admit prefills split into chunks, row counts rounded, tails padded to a width multiple:
+    every sample still gets exactly its greedy continuation."""
+    from hsd.inference import refill
+
+    monkeypatch.setattr(refill, "ADMIT_CHUNK", 2)
+    monkeypatch.setattr(refill, "ADMIT_ROUND", 2)
+    monkeypatch.setattr(refill, "WIDTH_ROUND", 8)
+    model, tok = sliding_model(tiny_model_dir, 4)
+    jobs = prefixed_jobs([1, 7, 3, 12, 5, 2, 9, 4, 6], 10)
+    s = greedy_settings(tok, 10)
+    dec = RefillDecoder(model, cuda_graphs=False, admit_every=3)  # 2 of 6 slots free -> admit
+    widths: list[int] = []
+    spy = dec.admit_logits
+    dec.admit_logits = lambda slots, tails: widths.append((len(slots), max(map(len, tails)))) or spy(slots, tails)
+    got = {f.index: f.tokens for group in dec.run(jobs, s, rows=6) for f in group}
+    assert sorted(got) == list(range(9))
+    assert widths[:3] == [(2, 7), (2, 12), (2, 5)], widths  # the first admit of 6 rows: three chunks of 2
+    assert all(rows <= 2 for rows, _ in widths) and dec.stats["admits"] > 1
+    for j in jobs:
+        assert got[j.index] == greedy_reference(model, list(j.ids), 10, set(s.stop_ids)), f"job {j.index}"
+
+
+def test_out_of_memory_halves_the_slots_and_finishes_every_sample(fast, monkeypatch):
+    """A CUDA OOM while the slots are built: retried with half the rows, same outputs, no sample
+    lost or handed back twice."""
+    prompts = render(fast.tokenizer, "simple", 5)
+    s = GenerationSettings(max_new_tokens=12, temperature=0.0, top_p=1.0)
+    want = dict(pair for group in fast.generate_stream(prompts, s, [list(range(5))]) for pair in group)
+    real, seen = fast.refill._prepare, []
+
+    def prepare(shape, prefix):
+        seen.append(shape.rows)
+        if shape.rows > 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected)")
+        return real(shape, prefix)
+
+    monkeypatch.setattr(fast.refill, "_prepare", prepare)
+    got: dict[int, object] = {}
+    for group in fast.generate_stream(prompts, s, [list(range(5))]):
+        for i, out in group:
+            assert i not in got
+            got[i] = out
+    assert seen == [3, 1]
+    assert [(got[i].text, got[i].new_tokens) for i in range(5)] == [(want[i].text, want[i].new_tokens) for i in range(5)]
+
+
+def test_bytes_per_slot_is_what_a_slot_allocates(tiny_model_dir):
+    """The memory sizing of inference.slots (unset) counts exactly the KV a slot holds."""
+    from hsd.inference.slotcache import SlotCache, SlotShape
+
+    model, _ = sliding_model(tiny_model_dir, 4)
+    for prefix in (0, 40):
+        cache = SlotCache(model.config, SlotShape(rows=3, length=256, prefix=prefix), torch.bfloat16, "cpu")
+        held = sum(t.numel() * t.element_size() for t in cache.keys + cache.values)
+        assert held == 3 * SlotCache.bytes_per_slot(model.config, 256, prefix, torch.bfloat16)

@@ -102,6 +102,35 @@ def attention_check(dec: Any) -> dict[str, Any]:
                 "argmax_equal": float((a.argmax(-1) == b.argmax(-1)).float().mean())}
 
 
+def kernel_check(rows: int = 512, prefix: int = 1724, own: int = 708) -> dict[str, Any]:
+    """The shared-prefix decode attention at the real shapes on this GPU vs a float64 reference."""
+    import torch
+
+    from hsd.inference.fastgen import _decode_shared_prefix
+
+    g = torch.Generator(device="cuda").manual_seed(0)
+    kv, group, d, dt = 8, 8, 64, torch.bfloat16
+
+    def rnd(*shape: int, scale: float = 1.0) -> Any:
+        return (torch.randn(*shape, generator=g, device="cuda") * scale).to(dt)
+
+    q, k, v = rnd(rows, kv * group, 1, d, scale=2), rnd(rows, kv, own, d, scale=2), rnd(rows, kv, own, d)
+    pk, pv, sinks = rnd(1, kv, prefix, d, scale=2), rnd(1, kv, prefix, d), rnd(kv * group)
+    mask = torch.rand(rows, 1, 1, own, generator=g, device="cuda") > 0.5
+    mask[..., 0] = True
+    with torch.inference_mode():
+        got = _decode_shared_prefix(q, k, v, mask, sinks, 0.125, pk, pv).double()
+        qd = q.double().view(rows, kv, group, d)
+        keys = torch.cat([pk.double().expand(rows, -1, -1, -1), k.double()], 2)
+        vals = torch.cat([pv.double().expand(rows, -1, -1, -1), v.double()], 2)
+        full = torch.cat([torch.ones(rows, 1, 1, prefix, dtype=torch.bool, device="cuda"), mask], -1)
+        sc = (qd @ keys.transpose(-1, -2) * 0.125).masked_fill(~full[:, :, 0, :][:, :, None, :], float("-inf"))
+        sc = torch.cat([sc, sinks.double().view(1, kv, group, 1).expand(rows, -1, -1, -1)], -1)
+        ref = (torch.softmax(sc, -1)[..., :-1] @ vals).reshape(rows, kv * group, 1, d)
+    return {"what": "kernel_check", "rows": rows, "max_abs_err": float((got - ref).abs().max()),
+            "ref_scale": float(ref.abs().max())}
+
+
 def profile_admit(dec: Any, tails: list[tuple[int, ...]]) -> str:
     import torch
     from torch.profiler import ProfilerActivity, profile
@@ -207,6 +236,8 @@ def main() -> int:
                                     for x in admits[:6]]})
         emit(out, {"what": "steps", "slots": slots, "attention": attn, "sizes": step_times(dec, a.reps)})
     emit(out, {"what": "attention_check", **attention_check(dec)})
+    if dev != "cpu":
+        emit(out, kernel_check())
     p = dec.cache.shape.prefix
     tails = [tuple(x[p:]) for x in tok(prompts[: min(a.profile_rows, dec.cache.shape.rows)], add_special_tokens=False)["input_ids"]]
     for rows in [r for r in (8, 32, 64) if r <= dec.cache.shape.rows]:

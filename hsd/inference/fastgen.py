@@ -116,26 +116,42 @@ def _fused(name: str, fn: Any, cuda: bool, *args: Any) -> Any:
 def _decode_shared_prefix(query, key, value, mask, sinks, scaling, prefix_k, prefix_v):
     """Decode attention over a shared prefix (read once for all rows) + each row's own keys.
 
-    The two parts are combined as one softmax (common max, summed normalisers), so the result
-    equals attention over the concatenation; the prefix product is one (kv, b*group, P) GEMM.
+    The prefix part is one attention of batch 1 (a head per KV head, ``b * group`` queries, no
+    mask) run by the fused flash kernel, which also returns its log-sum-exp: the (kv, b*group, P)
+    score matrix is never written out (as separate passes it was ~30% of a 512-row decode step,
+    tools/refill_probe.py). The own keys' softmax, the sink and the prefix's log-sum-exp are
+    combined as one softmax (common max, summed normalisers): equal to attention over the
+    concatenation.
     """
     b, h, _, d = query.shape
     kv, group = key.shape[1], h // key.shape[1]
     q = query.view(b, kv, group, d)
+    qp = q.transpose(0, 1).reshape(1, kv, b * group, d)
+    out_pre, lse_pre = _attention_with_lse(qp, prefix_k, prefix_v, scaling)  # (1, kv, b*group, d), (1, kv, b*group)
+    out_pre = out_pre[0].view(kv, b, group, d).transpose(0, 1)  # (b, kv, group, d)
+    lse_pre = lse_pre[0].view(kv, b, group).transpose(0, 1).unsqueeze(-1).float()  # (b, kv, group, 1)
     own = torch.matmul(q, key.transpose(2, 3)).float() * scaling  # (b, kv, group, k)
     if mask is not None:
         own = own.masked_fill(~mask[:, :, 0, :][:, :, None, :], float("-inf"))
-    qp = q.transpose(0, 1).reshape(kv, b * group, d)
-    pre = torch.matmul(qp, prefix_k[0].transpose(1, 2)).float() * scaling  # (kv, b*group, P)
-    pre = pre.view(kv, b, group, -1).transpose(0, 1)  # (b, kv, group, P)
     sink = sinks.float().view(1, kv, group, 1)
-    top = torch.maximum(torch.maximum(own.amax(-1, keepdim=True), pre.amax(-1, keepdim=True)), sink)
-    e_own, e_pre = torch.exp(own - top), torch.exp(pre - top)
-    norm = e_own.sum(-1, keepdim=True) + e_pre.sum(-1, keepdim=True) + torch.exp(sink - top)
+    top = torch.maximum(torch.maximum(own.amax(-1, keepdim=True), lse_pre), sink)
+    e_own, w_pre = torch.exp(own - top), torch.exp(lse_pre - top)
+    norm = e_own.sum(-1, keepdim=True) + w_pre + torch.exp(sink - top)
     out = torch.matmul((e_own / norm).to(value.dtype), value)  # (b, kv, group, d)
-    p_pre = (e_pre / norm).to(value.dtype).transpose(0, 1).reshape(kv, b * group, -1)
-    out = out + torch.matmul(p_pre, prefix_v[0]).view(kv, b, group, d).transpose(0, 1)
+    out = out + (out_pre.float() * (w_pre / norm)).to(value.dtype)
     return out.reshape(b, h, 1, d)
+
+
+def _attention_with_lse(q, k, v, scaling):
+    """Unmasked attention (b, h, L, d) and its log-sum-exp (b, h, L), from torch's fused flash
+    kernel (the one ``scaled_dot_product_attention`` dispatches to; its public API drops the
+    log-sum-exp the merge with the own keys needs)."""
+    if q.is_cuda:
+        res = torch.ops.aten._scaled_dot_product_flash_attention(q, k, v, 0.0, False, False, scale=scaling)
+    else:
+        res = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, False, attn_mask=None,
+                                                                         scale=scaling)
+    return res[0], res[1]
 
 
 def _prefill_attention(module, query, key, value, mask, sinks, scaling, dropout):

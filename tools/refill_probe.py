@@ -182,6 +182,9 @@ def main() -> int:
     p.add_argument("--profile-rows", type=int, default=32)
     p.add_argument("--out", default="refill_probe.jsonl")
     p.add_argument("--template", default="rich")
+    p.add_argument("--shards", type=int, default=0,
+                   help="also run each of N round-robin shards alone (what each rank of N-GPU data parallel runs)")
+    p.add_argument("--quick", action="store_true", help="skip the per-size step timings, admit timings and profiles")
     a = p.parse_args()
     out = open(a.out, "a")
     base = from_dict({"model": {"name_or_path": a.model}, "inference": {"progress": False}})
@@ -213,7 +216,7 @@ def main() -> int:
         attn = fields[2] if len(fields) > 2 else "c"
         os.environ[COMPILE_ENV] = "1" if attn == "c" else "0"
         dec.graphs = {}  # recaptured at the next step with this attention
-        backend.backoff.size = slots
+        backend.slots = slots  # inference.slots
         dec.admit_every = every
         n = len(prompts)
         warm = list(range(0, n, max(1, n // slots)))[:slots]
@@ -234,7 +237,16 @@ def main() -> int:
                    "decode_ms_per_step": round(1000 * (secs - sum(adm)) / max(1, st["steps"]), 2),
                    "admit_detail": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in x.items()}
                                     for x in admits[:6]]})
-        emit(out, {"what": "steps", "slots": slots, "attention": attn, "sizes": step_times(dec, a.reps)})
+        if a.shards:
+            n_all = list(range(n))
+            times = [run(n_all[i :: a.shards], lengths[i :: a.shards]) for i in range(a.shards)]
+            emit(out, {"what": "shards", "slots": slots, "shards": a.shards, "whole_s": round(secs, 2),
+                       "shard_s": [round(t, 2) for t in times],
+                       "data_parallel_speedup": round(secs / max(times), 2)})
+        if not a.quick:
+            emit(out, {"what": "steps", "slots": slots, "attention": attn, "sizes": step_times(dec, a.reps)})
+    if a.quick:
+        return 0
     emit(out, {"what": "attention_check", **attention_check(dec)})
     if dev != "cpu":
         emit(out, kernel_check())

@@ -95,35 +95,40 @@ def attention_check(dec: Any) -> dict[str, Any]:
         pos = dec.cache.pos.clone()
         for flag in ("0", "1"):
             os.environ[COMPILE_ENV] = flag
-            res[flag] = dec._forward_step(n).clone()
+            dec.use_graph = False  # an eager step through the attention this flag selects
+            res[flag] = dec.step_logits(n).clone()
             dec.cache.pos.copy_(pos)
+        dec.use_graph = True
         a, b = res["0"], res["1"]
         return {"rows": n, "max_abs_diff": float((a - b).abs().max()), "logit_scale": float(a.abs().max()),
                 "argmax_equal": float((a.argmax(-1) == b.argmax(-1)).float().mean())}
 
 
-def kernel_check(rows: int = 512, prefix: int = 1724, own: int = 708) -> dict[str, Any]:
+def kernel_check(device: str, rows: int = 512, prefix: int = 1724, own: int = 708) -> dict[str, Any]:
     """The shared-prefix decode attention at the real shapes on this GPU vs a float64 reference."""
     import torch
 
-    from hsd.inference.fastgen import _decode_shared_prefix
+    from hsd.inference.fastgen import sinks_attention_forward
 
-    g = torch.Generator(device="cuda").manual_seed(0)
+    g = torch.Generator(device=device).manual_seed(0)
     kv, group, d, dt = 8, 8, 64, torch.bfloat16
 
     def rnd(*shape: int, scale: float = 1.0) -> Any:
-        return (torch.randn(*shape, generator=g, device="cuda") * scale).to(dt)
+        return (torch.randn(*shape, generator=g, device=device) * scale).to(dt)
 
     q, k, v = rnd(rows, kv * group, 1, d, scale=2), rnd(rows, kv, own, d, scale=2), rnd(rows, kv, own, d)
     pk, pv, sinks = rnd(1, kv, prefix, d, scale=2), rnd(1, kv, prefix, d), rnd(kv * group)
-    mask = torch.rand(rows, 1, 1, own, generator=g, device="cuda") > 0.5
+    mask = torch.rand(rows, 1, 1, own, generator=g, device=device) > 0.5
     mask[..., 0] = True
     with torch.inference_mode():
-        got = _decode_shared_prefix(q, k, v, mask, sinks, 0.125, pk, pv).double()
+        layer = SimpleNamespace(sinks=sinks, layer_idx=0, training=False)
+        shared = SimpleNamespace(prefix=lambda i: (pk, pv))  # what the refill decoder's SlotCache provides
+        got, _ = sinks_attention_forward(layer, q, k, v, mask, 0.125, hsd_prefix=shared)
+        got = got.transpose(1, 2).double()  # (b, q, h, d) -> (b, h, 1, d)
         qd = q.double().view(rows, kv, group, d)
         keys = torch.cat([pk.double().expand(rows, -1, -1, -1), k.double()], 2)
         vals = torch.cat([pv.double().expand(rows, -1, -1, -1), v.double()], 2)
-        full = torch.cat([torch.ones(rows, 1, 1, prefix, dtype=torch.bool, device="cuda"), mask], -1)
+        full = torch.cat([torch.ones(rows, 1, 1, prefix, dtype=torch.bool, device=device), mask], -1)
         sc = (qd @ keys.transpose(-1, -2) * 0.125).masked_fill(~full[:, :, 0, :][:, :, None, :], float("-inf"))
         sc = torch.cat([sc, sinks.double().view(1, kv, group, 1).expand(rows, -1, -1, -1)], -1)
         ref = (torch.softmax(sc, -1)[..., :-1] @ vals).reshape(rows, kv * group, 1, d)
@@ -248,8 +253,7 @@ def main() -> int:
     if a.quick:
         return 0
     emit(out, {"what": "attention_check", **attention_check(dec)})
-    if dev != "cpu":
-        emit(out, kernel_check())
+    emit(out, kernel_check(dev) if dev != "cpu" else kernel_check(dev, 8, 40, 12))
     p = dec.cache.shape.prefix
     tails = [tuple(x[p:]) for x in tok(prompts[: min(a.profile_rows, dec.cache.shape.rows)], add_special_tokens=False)["input_ids"]]
     for rows in [r for r in (8, 32, 64) if r <= dec.cache.shape.rows]:

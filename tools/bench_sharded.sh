@@ -3,9 +3,9 @@
 # torchrun, on the gpt-oss-120b architecture in random bf16 weights (~234 GB: built sharded by the
 # `tp` backend, partitioned by ZeRO-3 in the `deepspeed` one, never whole on one GPU) with each
 # sharded backend, and gpt-oss-20b sharded vs data-parallel `hf` for scale. Prompts: the rich
-# template without few-shot examples (~1,530 tokens with the tiny harmony tokenizer `random:` models
-# use; the real rich prompt is ~1,780 with gpt-oss's tokenizer, the tiny one makes it ~3,500),
-# 128 new tokens forced (min_new_tokens), greedy.
+# template without few-shot examples, in gpt-oss's own o200k_harmony tokens (`random:` models use
+# that tokenizer; the full rich prompt is ~1,780 tokens), 128 new tokens forced (min_new_tokens),
+# greedy. The prompt-token median is in the table.
 #
 # samples/s is the manifest's (evaluated / generation seconds: model build excluded, its wall time
 # is reported too); peak GiB per GPU is nvidia-smi's memory.used sampled every 0.5 s during the run.

@@ -145,13 +145,22 @@ def _decode_shared_prefix(query, key, value, mask, sinks, scaling, prefix_k, pre
 def _attention_with_lse(q, k, v, scaling):
     """Unmasked attention (b, h, L, d) and its log-sum-exp (b, h, L), from torch's fused flash
     kernel (the one ``scaled_dot_product_attention`` dispatches to; its public API drops the
-    log-sum-exp the merge with the own keys needs)."""
-    if q.is_cuda:
+    log-sum-exp the merge with the own keys needs). CUDA's flash kernel takes half precision
+    only: a float32 model on a GPU gets :func:`_math_attention_with_lse`."""
+    if q.is_cuda and q.dtype in (torch.float16, torch.bfloat16) and q.shape[-1] <= 256:
         res = torch.ops.aten._scaled_dot_product_flash_attention(q, k, v, 0.0, False, False, scale=scaling)
-    else:
-        res = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, False, attn_mask=None,
-                                                                         scale=scaling)
+        return res[0], res[1]
+    if q.is_cuda:
+        return _math_attention_with_lse(q, k, v, scaling)
+    res = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, False, attn_mask=None,
+                                                                     scale=scaling)
     return res[0], res[1]
+
+
+def _math_attention_with_lse(q, k, v, scaling):
+    scores = torch.matmul(q, k.transpose(-1, -2)).float() * scaling
+    lse = torch.logsumexp(scores, dim=-1)
+    return torch.matmul(torch.exp(scores - lse.unsqueeze(-1)).to(v.dtype), v), lse
 
 
 def _prefill_attention(module, query, key, value, mask, sinks, scaling, dropout):

@@ -1,0 +1,75 @@
+"""Decode attention over a shared prefix equals attention over [prefix, own keys, sink].
+
+The refill decoder's full-attention layers keep the prompts' shared prefix once and each row's
+own keys per slot; ``sinks_attention_forward`` (with ``hsd_prefix``) runs the prefix part as one
+attention with its log-sum-exp and merges it with the own keys and gpt-oss's per-head sink.
+Checked against the same attention written out in float64 (masked own keys included), and the
+log-sum-exp helpers against each other (the CPU flash kernel vs the plain-math one a float32 model
+gets on a GPU).
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from hsd.inference.fastgen import _attention_with_lse, _math_attention_with_lse, sinks_attention_forward
+
+
+def reference(q, k, v, mask, sinks, scale, pk, pv):
+    """float64 softmax over [prefix keys, own keys (masked), sink]; the sink has no value."""
+    b, h, _, d = q.shape
+    kv, group, p = k.shape[1], h // k.shape[1], pk.shape[2]
+    qd = q.double().view(b, kv, group, d)
+    keys = torch.cat([pk.double().expand(b, -1, -1, -1), k.double()], 2)
+    vals = torch.cat([pv.double().expand(b, -1, -1, -1), v.double()], 2)
+    seen = torch.cat([torch.ones(b, 1, 1, p, dtype=torch.bool), mask], -1)[:, :, 0, :][:, :, None, :]
+    scores = (qd @ keys.transpose(-1, -2) * scale).masked_fill(~seen, float("-inf"))
+    scores = torch.cat([scores, sinks.double().view(1, kv, group, 1).expand(b, -1, -1, -1)], -1)
+    return (torch.softmax(scores, -1)[..., :-1] @ vals).reshape(b, h, 1, d)
+
+
+def inputs(dtype, b=6, kv=2, group=4, d=16, prefix=40, own=12, seed=0):
+    g = torch.Generator().manual_seed(seed)
+
+    def rnd(*shape, scale=1.0):
+        return (torch.randn(*shape, generator=g) * scale).to(dtype)
+
+    mask = torch.rand(b, 1, 1, own, generator=g) > 0.4
+    mask[..., 0] = True  # a decoding row always sees its own newest key
+    return (rnd(b, kv * group, 1, d, scale=2), rnd(b, kv, own, d, scale=2), rnd(b, kv, own, d), mask,
+            rnd(kv * group), 0.25, rnd(1, kv, prefix, d, scale=2), rnd(1, kv, prefix, d))
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 0.05)])
+def test_shared_prefix_decode_equals_attention_over_the_concatenation(dtype, tol):
+    q, k, v, mask, sinks, scale, pk, pv = inputs(dtype)
+    layer = SimpleNamespace(sinks=sinks, layer_idx=0, training=False)
+    got, _ = sinks_attention_forward(layer, q, k, v, mask, scale, hsd_prefix=SimpleNamespace(prefix=lambda i: (pk, pv)))
+    want = reference(q, k, v, mask, sinks, scale, pk, pv)
+    err = (got.transpose(1, 2).double() - want).abs().max().item()
+    assert err < tol, err
+
+
+def test_a_strong_sink_and_a_masked_row_stay_finite():
+    q, k, v, mask, sinks, scale, pk, pv = inputs(torch.float32)
+    sinks = torch.full_like(sinks, 60.0)  # the sink takes nearly all the weight
+    mask[:, :, :, 1:] = False
+    layer = SimpleNamespace(sinks=sinks, layer_idx=0, training=False)
+    got, _ = sinks_attention_forward(layer, q, k, v, mask, scale, hsd_prefix=SimpleNamespace(prefix=lambda i: (pk, pv)))
+    want = reference(q, k, v, mask, sinks, scale, pk, pv)
+    assert torch.isfinite(got).all()
+    assert (got.transpose(1, 2).double() - want).abs().max().item() < 1e-5
+
+
+def test_log_sum_exp_helpers_agree():
+    q, _, _, _, _, scale, pk, pv = inputs(torch.float32)
+    qp = q.view(6, 2, 4, 16).transpose(0, 1).reshape(1, 2, 24, 16)
+    out_a, lse_a = _attention_with_lse(qp, pk, pv, scale)  # CPU: torch's flash kernel
+    out_b, lse_b = _math_attention_with_lse(qp, pk, pv, scale)
+    scores = (qp.double() @ pk.double().transpose(-1, -2)) * scale
+    assert torch.allclose(lse_a.double(), torch.logsumexp(scores, -1), atol=1e-5)
+    assert torch.allclose(lse_b.double(), torch.logsumexp(scores, -1), atol=1e-5)
+    assert torch.allclose(out_a, out_b, atol=1e-5)

@@ -7,10 +7,11 @@ characters), so most rows of a batch sit idle most of the time; and every batch 
 
 * computes the shared token prefix of all prompts once (:class:`~hsd.inference.slotcache.SlotCache`
   keeps its KV once and every row attends to it without a copy);
-* keeps ``rows`` slots decoding; when a row stops (stop token, or its own token limit) the
-  sample is handed back at once and, once ``rows // ADMIT_EVERY`` slots are free, the next
-  samples' tails are prefilled into the free slots (one eager forward for all of them: a
-  refill per freed row would cost a full forward each);
+* keeps ``rows`` slots decoding (``inference.slots``, or as many as fit in GPU memory); when a
+  row stops (stop token, or its own token limit) the sample is handed back at once and, once
+  ``rows // ADMIT_EVERY`` slots are free, the next samples' tails are prefilled into the free
+  slots (eager forwards of up to ADMIT_CHUNK rows at shapes that repeat: a refill per freed row
+  would cost a full forward each);
 * decodes with one fixed-shape step (every slot, one token, each at its own position) that is
   captured as a CUDA graph once and replayed across refills;
 * once nothing is left to admit, halves the step as rows finish (the running rows move into the
@@ -45,6 +46,8 @@ MIN_STEP_ROWS = 16
 # shapes that repeat let the allocator and kernels' first-use work be paid once (a second pass
 # over the same admit shapes took 0.10 s per admit instead of 0.23 s, tools/refill_probe.py).
 ADMIT_CHUNK = 64
+ADMIT_ROUND = 8
+WIDTH_ROUND = 16
 # inference.slots unset: as many slots as fit beside the model, at most AUTO_MAX_SLOTS (of 256 /
 # 512 / 768 on one H200, 512 was fastest over the 1,009-sample test split, tools/refill_probe.py),
 # leaving AUTO_RESERVE_GIB for the admit chunks, the CUDA-graph pools and the prefix (measured
@@ -52,8 +55,6 @@ ADMIT_CHUNK = 64
 AUTO_MAX_SLOTS = 512
 AUTO_RESERVE_GIB = 6.0
 SLOT_MARGIN = 1.15
-ADMIT_ROUND = 8
-WIDTH_ROUND = 16
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,8 @@ class RefillDecoder:
         return rows
 
     def release(self) -> None:
-        """Drop the cache and graphs (after an out-of-memory error; the next run rebuilds them)."""
+        """Drop the cache and graphs (after an out-of-memory error, or before sizing a new cache by
+        free memory; the next run rebuilds them)."""
         self.cache, self.graphs, self.prefix_ids = None, {}, ()
 
     # ------------------------------------------------------------------ set-up

@@ -247,7 +247,7 @@ def run_case(cfg: Config, case: Case, tokenizer: Any, args: Any) -> list[dict[st
                          "new_tokens_per_s": round(produced / seconds, 1) if new else None,
                          "prompt_tokens_per_s": round(prompt_tokens * n / seconds, 1),
                          "warmup_s": round(warm_s, 2), "build_s": round(build_s, 2),
-                         "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
+                         "peak_gib": _peak_gib(),
                          "min_new_tokens_held": all(o.new_tokens == new for o in outs) if new else None})
             print(json.dumps(rows[-1]), flush=True)
         # old / deepspeed: ~10^6 kernel events per batch, minutes to summarise; the hsd paths only
@@ -331,11 +331,9 @@ def _tokenizer(path: str) -> Any:
     o200k_harmony for ``random:`` models, whose ids fit the 201,088-entry vocabulary)."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(path)
-    tok.padding_side = "left"
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    return tok
+    from hsd.models.loader import left_padded
+
+    return left_padded(AutoTokenizer.from_pretrained(path))
 
 
 def main(args: Any) -> int:

@@ -28,6 +28,14 @@ def is_cuda_oom(exc: BaseException) -> bool:
     return isinstance(exc, torch.cuda.OutOfMemoryError)
 
 
+def empty_cuda_cache() -> None:
+    """After an out-of-memory error: hand the allocator's cached blocks back before the retry."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 class OomBackoff:
     """Run ``fn`` on chunks of a batch; on CUDA OOM halve the chunk size and retry.
 

@@ -27,7 +27,8 @@ from typing import Any
 from hsd.config import Config, ConfigError
 from hsd.inference import generation
 from hsd.inference.base import Backend, GenerationSettings, Output
-from hsd.inference.lockstep import Agreement, LockstepBackoff, empty_cuda_cache, log_partition
+from hsd.inference.batching import empty_cuda_cache
+from hsd.inference.lockstep import Agreement, LockstepBackoff, log_partition
 from hsd.inference.score import ANSWER_OPENING, Scorer, score_outputs
 
 DEFAULT_DS_CONFIG = "ds_configs/zero3_inference.json"
@@ -89,19 +90,13 @@ class DeepSpeedBackend(Backend):
 
     def _run_generate(self, enc: Any) -> list[Output]:
         return generation.generate_encoded(self.model, self.tokenizer, enc, self._settings, self.stop_ids,
-                                           synced_gpus=_distributed())
+                                           synced_gpus=self.steps.agreement.distributed)
 
     def _prepare_score(self, prompts: list[str]) -> list[str]:
         return list(prompts) or [self._dummy + ANSWER_OPENING]
 
     def _run_score(self, prompts: list[str]) -> list[Output]:
         return score_outputs(self.scorer, prompts)
-
-
-def _distributed() -> bool:
-    import torch.distributed as dist
-
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def _load_engine(cfg: Config, device: str) -> Any:

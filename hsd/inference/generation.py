@@ -92,6 +92,18 @@ def generate_encoded(model: Any, tokenizer: Any, enc: Any, settings: GenerationS
     return [to_output(tokenizer, row, n, stops) for row, n in zip(new, lens)]
 
 
+def generate_static(decoder: Any, tokenizer: Any, enc: Any, sampling: Any, rows: int,
+                    stops: Sequence[int]) -> list[Output]:
+    """An :func:`encode`-d batch through a :class:`hsd.inference.fastgen.GraphDecoder`, its rows
+    padded to ``rows`` so one static cache (and CUDA graph) serves every batch of a run."""
+    from hsd.inference.fastgen import pad_rows
+
+    ids, mask, n = pad_rows(enc["input_ids"], enc["attention_mask"], rows)
+    new = decoder.generate(ids, mask, sampling)[:n].tolist()
+    lens = mask[:n].sum(dim=1).tolist()
+    return [to_output(tokenizer, row, k, stops) for row, k in zip(new, lens)]
+
+
 def sampling(s: GenerationSettings, stops: Sequence[int], pad_token_id: int, reserve_new: int = 0) -> Any:
     """The same settings for :class:`hsd.inference.fastgen.GraphDecoder` (static cache, CUDA graphs);
     ``reserve_new`` sizes its caches for at least that many new tokens (one shape per run)."""

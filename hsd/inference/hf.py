@@ -13,9 +13,9 @@ from typing import Any, Iterator, Optional, Sequence
 
 from hsd.config import Config
 from hsd.inference.base import Backend, GenerationSettings, Output
-from hsd.inference.batching import OomBackoff, is_cuda_oom
-from hsd.inference.fastgen import ATTN_NAME, GraphDecoder, Sampling, pad_rows
-from hsd.inference.generation import generate_kwargs, sampling, stop_ids, to_output
+from hsd.inference.batching import OomBackoff, empty_cuda_cache, is_cuda_oom
+from hsd.inference.fastgen import ATTN_NAME, GraphDecoder, Sampling
+from hsd.inference.generation import encode, generate_encoded, generate_static, sampling, stop_ids, to_output
 from hsd.inference.refill import Finished, Job, RefillDecoder
 from hsd.inference.score import Scorer, score_outputs
 
@@ -33,7 +33,7 @@ class HFBackend(Backend):
         super().__init__(cfg, device, rank, tokenizer)
         self.model = load_model(cfg.model, device)
         self.stop_ids = stop_ids(tokenizer)
-        self.backoff = OomBackoff(cfg.inference.batch_size, on_oom=_empty_cuda_cache)
+        self.backoff = OomBackoff(cfg.inference.batch_size, on_oom=empty_cuda_cache)
         inf = cfg.inference  # the fast path (hsd.inference.fastgen) and score mode (hsd.inference.score)
         self.decoder = GraphDecoder(self.model, cuda_graphs=inf.cuda_graphs) if inf.static_cache else None
         # Slots refilled as samples finish, the shared prompt prefix once (hsd.inference.refill); it
@@ -64,7 +64,7 @@ class HFBackend(Backend):
         jobs = [Job(i, tuple(t), *_limits(settings, forced_new_tokens, i)) for i, t in zip(order, ids)]
         prompt_tokens = {j.index: len(j.ids) for j in jobs}
         for group in self._refill_with_backoff(jobs, self._sampling(settings)):
-            yield [(f.index, self._finished_output(f, prompt_tokens[f.index])) for f in group]
+            yield [(f.index, to_output(self.tokenizer, f.tokens, prompt_tokens[f.index], self.stop_ids)) for f in group]
 
     def _refill_with_backoff(self, jobs: list[Job], sampling: Sampling) -> Iterator[list[Finished]]:
         """Run the refill decoder (``inference.slots`` rows, or as many as fit); on CUDA OOM halve
@@ -83,32 +83,19 @@ class HFBackend(Backend):
                 rows = max(1, self.refill.rows // 2)
                 self.refill.release()
                 log.warning("out of memory with refill; retrying with %d rows", rows)
-                _empty_cuda_cache()
+                empty_cuda_cache()
                 jobs = [j for j in jobs if j.index not in finished]
-
-    def _finished_output(self, f: Finished, prompt_tokens: int) -> Output:
-        text = self.tokenizer.decode(f.tokens, skip_special_tokens=False, clean_up_tokenization_spaces=False)
-        return Output(text=text, prompt_tokens=prompt_tokens, new_tokens=len(f.tokens), stop_reason=f.stop_reason)
 
     def score(self, prompts: list[str]) -> list[Output]:
         return self.backoff(prompts, lambda chunk: score_outputs(self.scorer, chunk))
 
     def _generate(self, prompts: Sequence[str], settings: GenerationSettings) -> list[Output]:
-        import torch
-
-        enc = self.tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
-        enc = enc.to(self.model.device)
-        ids, mask, n = enc["input_ids"], enc["attention_mask"], len(prompts)
-        with torch.inference_mode():
-            if self.decoder is not None:  # fast path: rows padded to a fixed count, static cache, CUDA graph
-                ids, mask, n = pad_rows(ids, mask, self.backoff.size)
-                new = self.decoder.generate(ids, mask, self._sampling(settings))[:n].tolist()
-            else:
-                kwargs = generate_kwargs(settings, self.stop_ids, self.tokenizer.pad_token_id)
-                out = self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
-                new = out[:n, ids.shape[1] :].tolist()
-        prompt_lens = mask[:n].sum(dim=1).tolist()
-        return [to_output(self.tokenizer, ids, n, self.stop_ids) for ids, n in zip(new, prompt_lens)]
+        enc = encode(self.tokenizer, prompts, self.model.device)
+        if self.decoder is None:
+            return generate_encoded(self.model, self.tokenizer, enc, settings, self.stop_ids)
+        # the fast path: rows padded to a fixed count, static cache, CUDA graph
+        return generate_static(self.decoder, self.tokenizer, enc, self._sampling(settings), self.backoff.size,
+                               self.stop_ids)
 
     def _sampling(self, s: GenerationSettings) -> Sampling:
         return sampling(s, self.stop_ids, self.tokenizer.pad_token_id, reserve_new=self.reserve_new_tokens)
@@ -119,10 +106,3 @@ def _limits(s: GenerationSettings, forced: Optional[Sequence[int]], i: int) -> t
     if forced is not None:
         return int(forced[i]), int(forced[i])
     return s.max_new_tokens, s.min_new_tokens or 0
-
-
-def _empty_cuda_cache() -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()

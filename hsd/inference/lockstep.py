@@ -120,13 +120,11 @@ class LockstepBackoff:
     """Run this rank's items in chunks, in lock-step with the other ranks (module docstring)."""
 
     def __init__(self, batch_size: int, rank: int, agreement: Agreement,
-                 on_oom: Callable[[], None] | None = None,
-                 is_oom: Callable[[BaseException], bool] = is_cuda_oom) -> None:
+                 on_oom: Callable[[], None] | None = None) -> None:
         self.size = batch_size
         self.rank = rank
         self.agreement = agreement
         self._on_oom = on_oom
-        self._is_oom = is_oom
         self._fault = Fault.from_env()
         self._attempts = 0  # non-empty chunks prepared by this rank (the fault hook counts them)
 
@@ -184,7 +182,7 @@ class LockstepBackoff:
         raise HsdError(f"another rank {what}; rank {self.rank} stops with it (that rank's log has the error)")
 
     def _status(self, exc: BaseException) -> int:
-        return OOM if self._is_oom(exc) else ERROR
+        return OOM if is_cuda_oom(exc) else ERROR
 
     def _inject(self, chunk: Sequence[Any]) -> None:
         if not chunk:
@@ -213,11 +211,3 @@ def log_partition(model: Any, rank: int) -> None:
         held += (local if local is not None else p).numel()
         total += getattr(p, "ds_numel", None) or p.numel()
     log.info("rank %d holds %d of %d parameters (%.1f%%)", rank, held, total, 100.0 * held / max(total, 1))
-
-
-def empty_cuda_cache() -> None:
-    """After an out-of-memory error: hand the allocator's cached blocks back before the retry."""
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()

@@ -41,9 +41,6 @@ class GenerateMode:
     def render(self, prompter: Any, sample: Any) -> str:
         return prompter.render(sample)
 
-    def run(self, backend: Any, prompts: list[str], settings: Any) -> list[Any]:
-        return backend.generate(prompts, settings)
-
     def stream(self, backend: Any, prompts: list[str], settings: Any, batches: list[list[int]]) -> Any:
         """``(index, output)`` groups as samples finish (validate writes each group at once)."""
         return backend.generate_stream(prompts, settings, batches)
@@ -69,9 +66,6 @@ class ScoreMode(GenerateMode):
 
     def render(self, prompter: Any, sample: Any) -> str:
         return prompter.render_score_prefix(sample)
-
-    def run(self, backend: Any, prompts: list[str], settings: Any) -> list[Any]:
-        return backend.score(prompts)
 
     def stream(self, backend: Any, prompts: list[str], settings: Any, batches: list[list[int]]) -> Any:
         for idx in batches:

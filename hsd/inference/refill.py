@@ -31,9 +31,9 @@ from typing import Any, Iterator, Optional, Sequence
 import torch
 
 from hsd.inference.fastgen import CACHE_ROUND, Sampling, select_tokens
+from hsd.inference.score import MIN_SHARED_PREFIX, common_prefix_len, decoder_and_head
 from hsd.inference.slotcache import SlotCache, SlotShape
 
-MIN_SHARED_PREFIX = 32  # below this a prefix saves nothing worth a separate code path
 ADMIT_EVERY = 8  # admit new samples once rows // ADMIT_EVERY slots (at least 1) are free
 # Once no sample is left to admit, the step shrinks to the rows still running (halving, down to
 # min(MIN_STEP_ROWS, rows // SHRINK_FLOOR)): call 3 in BENCHMARKS.md had 53% of its slot-steps
@@ -70,17 +70,13 @@ class Job:
 @dataclass(frozen=True)
 class Finished:
     index: int
-    tokens: list[int]  # new tokens, up to and including the stop token
-    stop_reason: str  # "stop" (a stop token ended it) | "length" (its limit did)
+    tokens: list[int]  # new tokens, up to and including the stop token (its only one) if one ended it
 
 
 def shared_prefix(jobs: Sequence[Job]) -> tuple[int, ...]:
     """The longest token prefix of every prompt that leaves each at least one token of its own."""
-    first, limit = jobs[0].ids, min(len(j.ids) for j in jobs) - 1
-    n = 0
-    while n < limit and all(j.ids[n] == first[n] for j in jobs):
-        n += 1
-    return tuple(first[:n]) if n >= MIN_SHARED_PREFIX else ()
+    n = common_prefix_len([j.ids for j in jobs], 1)
+    return tuple(jobs[0].ids[:n]) if n >= MIN_SHARED_PREFIX else ()
 
 
 class RefillDecoder:
@@ -88,10 +84,8 @@ class RefillDecoder:
 
     def __init__(self, model: Any, cuda_graphs: bool = True, reuse_prefix: bool = True,
                  admit_every: int = ADMIT_EVERY) -> None:
-        base = model.get_base_model() if hasattr(model, "get_base_model") else model
         self.model = model
-        self.decoder = base.get_decoder()  # peft injects LoRA in place: the adapter still applies
-        self.lm_head = base.get_output_embeddings()
+        self.decoder, self.lm_head = decoder_and_head(model)
         self.device = self.lm_head.weight.device
         self.use_graph = cuda_graphs and self.device.type == "cuda"
         self.reuse_prefix = reuse_prefix
@@ -319,9 +313,9 @@ class _Run:
         r = torch.tensor(rows, device=self.dec.device)
         self.active[r] = False
         self.dec.advance[r, 0] = 0
-        counts, stop_flags, tokens = self.steps[r].tolist(), stopped[ended].tolist(), self.out[r].tolist()
+        counts, tokens = self.steps[r].tolist(), self.out[r].tolist()
         finished = []
-        for row, n, by_stop, toks in zip(rows, counts, stop_flags, tokens):
-            finished.append(Finished(self.jobs[self.slot_job[row]].index, toks[:n], "stop" if by_stop else "length"))
+        for row, n, toks in zip(rows, counts, tokens):
+            finished.append(Finished(self.jobs[self.slot_job[row]].index, toks[:n]))
             self.slot_job[row] = None
         return finished

@@ -63,6 +63,21 @@ def split_opening(prefix: str, opening: str = ANSWER_OPENING) -> str:
     return prefix[: len(prefix) - len(opening)]
 
 
+def decoder_and_head(model: Any) -> tuple[Any, Any]:
+    """The decoder stack and the output layer of a plain or peft model (peft injects LoRA in
+    place: the adapter still applies through them)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base.get_decoder(), base.get_output_embeddings()
+
+
+def common_prefix_len(seqs: Sequence[Sequence[int]], keep: int) -> int:
+    """Tokens every sequence starts with, leaving at least ``keep`` tokens of each its own."""
+    first, n, limit = seqs[0], min(len(s) for s in seqs) - keep, 0
+    while limit < n and all(s[limit] == first[limit] for s in seqs):
+        limit += 1
+    return limit
+
+
 def p_hate_from_logprobs(logp_hate: float, logp_normal: float) -> float:
     """p_h / (p_h + p_n) from log-probabilities, without underflow."""
     return 1.0 / (1.0 + math.exp(min(700.0, logp_normal - logp_hate)))
@@ -76,9 +91,7 @@ class Scorer:
         self.tokenizer = tokenizer
         self.labels = LabelTokens.from_tokenizer(tokenizer)
         self.reuse_prefix = reuse_prefix
-        base = model.get_base_model() if hasattr(model, "get_base_model") else model
-        self.decoder = base.get_decoder()  # peft injects LoRA in place: the adapter still applies
-        self.lm_head = base.get_output_embeddings()
+        self.decoder, self.lm_head = decoder_and_head(model)
         self._prefix: Optional[tuple[tuple[int, ...], Any]] = None  # (token ids, batch-1 KV cache)
 
     def encode(self, prefix: str) -> list[int]:
@@ -148,10 +161,7 @@ class Scorer:
         """The longest token prefix of every row (leaving >= k tokens per row), if worth caching."""
         if not self.reuse_prefix:
             return ()
-        first, n = seqs[0], min(len(s) for s in seqs) - k
-        limit = 0
-        while limit < n and all(s[limit] == first[limit] for s in seqs):
-            limit += 1
+        first, limit = seqs[0], common_prefix_len(seqs, k)
         if self._prefix is not None:  # a cached prefix that still fits is reused as is
             cached = self._prefix[0]
             if len(cached) <= limit and tuple(first[: len(cached)]) == cached:

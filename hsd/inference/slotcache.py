@@ -40,6 +40,11 @@ class SlotShape:
     prefix: int  # P: tokens shared by every sample, held once for full-attention layers
 
 
+def kv_dims(text: Any) -> tuple[int, int]:
+    """(KV heads, head dim) of a text config."""
+    return text.num_key_value_heads, getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+
+
 def column_start(layer_type: str, prefix: int, window: int) -> int:
     """The first absolute column a layer stores per slot (full: after the shared prefix; sliding:
     the prefix's last ``window - 1`` columns too)."""
@@ -61,7 +66,7 @@ class SlotCache:
         self.shape = shape
         self.layer_types = list(text.layer_types)
         self.window = int(text.sliding_window or 0)
-        kv, d = text.num_key_value_heads, getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+        kv, d = kv_dims(text)
         self.start = [self._start(t) for t in self.layer_types]  # first absolute column each layer stores
         self.keys = [torch.zeros(shape.rows, kv, shape.length - s, d, dtype=dtype, device=device) for s in self.start]
         self.values = [torch.zeros_like(k) for k in self.keys]
@@ -78,7 +83,7 @@ class SlotCache:
     def bytes_per_slot(config: Any, length: int, prefix: int, dtype: Any) -> int:
         """KV bytes one slot of a cache of ``length`` columns and a ``prefix`` adds (sizing by memory)."""
         text = config.get_text_config(decoder=True)
-        kv, d = text.num_key_value_heads, getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+        kv, d = kv_dims(text)
         window, item = int(text.sliding_window or 0), torch.empty((), dtype=dtype).element_size()
         return sum(2 * kv * d * (length - column_start(t, prefix, window)) * item for t in text.layer_types)
 

@@ -31,8 +31,9 @@ from hsd.config import Config, ConfigError
 from hsd.errors import ModelError
 from hsd.inference import generation
 from hsd.inference.base import Backend, GenerationSettings, Output
-from hsd.inference.fastgen import GraphDecoder, pad_rows
-from hsd.inference.lockstep import Agreement, LockstepBackoff, empty_cuda_cache, log_partition
+from hsd.inference.fastgen import GraphDecoder
+from hsd.inference.batching import empty_cuda_cache
+from hsd.inference.lockstep import Agreement, LockstepBackoff, log_partition
 from hsd.inference.score import Scorer, score_outputs
 
 EP_EXPERTS = "grouped_mm"  # the default experts implementation here (see the module docstring)
@@ -85,15 +86,10 @@ class TPBackend(Backend):
             outs = generation.generate_encoded(self.model, self.tokenizer, enc, self._settings, self.stop_ids,
                                                synced_gpus=self.world > 1)
             return outs[rows]
-        import torch
-
         # Rows padded to every rank's full share, so one static cache (and CUDA graph) serves every step.
-        ids, mask, n = pad_rows(enc["input_ids"], enc["attention_mask"], self.steps.size * self.world)
         sampling = generation.sampling(self._settings, self.stop_ids, self.tokenizer.pad_token_id)
-        with torch.inference_mode():
-            new = self.decoder.generate(ids, mask, sampling)[:n].tolist()
-        lens = mask[:n].sum(dim=1).tolist()
-        outs = [generation.to_output(self.tokenizer, r, k, self.stop_ids) for r, k in zip(new, lens)]
+        outs = generation.generate_static(self.decoder, self.tokenizer, enc, sampling, self.steps.size * self.world,
+                                          self.stop_ids)
         return outs[rows]
 
     def _run_score(self, mine: list[str]) -> list[Output]:

@@ -109,7 +109,11 @@ def load_tokenizer(model_cfg: ModelConfig) -> Any:
     from transformers import AutoTokenizer
 
     source = check_source(model_cfg.name_or_path)
-    tok = from_pretrained(AutoTokenizer, source, "tokenizer", trust_remote_code=model_cfg.trust_remote_code)
+    return left_padded(from_pretrained(AutoTokenizer, source, "tokenizer", trust_remote_code=model_cfg.trust_remote_code))
+
+
+def left_padded(tok: Any) -> Any:
+    """``tok`` set up for decoder-only batches: padded on the left, eos as pad when it has none."""
     tok.padding_side = "left"
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token

@@ -18,7 +18,8 @@ import copy
 import os
 import socket
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Optional
 
 from hsd.errors import HsdError
 
@@ -162,6 +163,25 @@ def announce_failure(exc: BaseException) -> BaseException:
         return PeerFailedError(f"rank {_WATCH[-1].rank} stops the job: {earlier}")
     _WATCH[-1].announce(f"{type(exc).__name__}: {exc}")
     return exc
+
+
+@contextmanager
+def session(device_kind: str, always: bool = False) -> Iterator[DistEnv]:
+    """:func:`init_distributed`, then the body; a failure is announced to the other ranks (and an
+    error that only echoes another rank's failure is replaced by that one), and the group is torn
+    down either way. The job entry points (validate, the fault tests' worker) run inside it."""
+    env = init_distributed(device_kind, always=always)
+    ok = False
+    try:
+        yield env
+        ok = True
+    except BaseException as exc:
+        cause = announce_failure(exc)  # the other ranks stop now, not at the collective timeout
+        if cause is not exc:  # this error only echoes another rank's failure: report that one
+            raise cause from exc
+        raise
+    finally:
+        teardown(env, ok)
 
 
 def teardown(env: DistEnv, ok: bool = True) -> None:

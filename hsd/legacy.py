@@ -130,8 +130,11 @@ def _row(line: str) -> tuple[Optional[dict[str, Any]], Optional[str]]:
         why = f"not valid JSON ({getattr(exc, 'msg', type(exc).__name__)})"
         if label is None or text is None:
             return None, why + "; no text and true_label in it: left out"
-        return {"text": json.loads(text.group(1)), "true_label": label.group(1).lower(),
-                UNREADABLE_ROW: True}, why + "; kept as unknown"
+        try:
+            salvaged = json.loads(text.group(1))
+        except ValueError:  # e.g. an escape JSON does not have (\q) inside the cut-off text
+            return None, why + "; its text is not a readable JSON string: left out"
+        return {"text": salvaged, "true_label": label.group(1).lower(), UNREADABLE_ROW: True}, why + "; kept as unknown"
     if not isinstance(obj, dict):
         return None, f"a JSON {type(obj).__name__}, not an object: left out"
     label = str(obj.get("true_label", "")).strip().lower()
@@ -173,7 +176,7 @@ def reparsed_records(old: OldRun) -> list[Record]:
     align = _csv_rows_by_text(old.table)
     records = []
     for n, row in enumerate(old.rows):
-        raw = _str(response_text(row.get("raw_response", row.get("response"))))
+        raw = _raw_response(row)
         parsed = parse_response(raw)
         if row.get(UNREADABLE_ROW):
             parsed = replace(parsed, label="unknown", rationale=None, status=UNREADABLE_ROW)
@@ -189,6 +192,11 @@ def reparsed_records(old: OldRun) -> list[Record]:
     return records
 
 
+def _raw_response(row: dict[str, Any]) -> str:
+    """An old row's response as text (newer files call it raw_response, older ones response)."""
+    return _str(response_text(row.get("raw_response", row.get("response"))))
+
+
 def _str(value: Any) -> str:
     """A field of an old row as text: None is "", anything else its string form, writable as UTF-8
     (a JSON ``\\ud800`` escape loads as a lone surrogate, which no UTF-8 file can hold: it becomes U+FFFD)."""
@@ -202,8 +210,7 @@ def kept_records(old: OldRun) -> list[Record]:
         raise LegacyError(f"--keep-predictions needs strategy_unified_results_{old.ts}.csv in {old.path}")
     raws = defaultdict(deque)
     for row in old.rows:
-        raws[(_str(row.get("strategy")), _str(row["text"]))].append(_str(response_text(row.get("raw_response",
-                                                                                            row.get("response")))))
+        raws[(_str(row.get("strategy")), _str(row["text"]))].append(_raw_response(row))
     records = []
     for i, row in old.table.iterrows():
         queue = raws.get((row["strategy"], row["input_text"]))
@@ -213,7 +220,7 @@ def kept_records(old: OldRun) -> list[Record]:
             sample_id=str(i), text=row["input_text"], true_label=row["true_label"],
             target_group=row["target_group_norm"], persona_tag=row["persona_tag"] or row["target_group_norm"],
             source=row["source_dataset"], strategy=row["strategy"], prompt_hash="",
-            raw_response=(queue.popleft() if queue else "") or "",
+            raw_response=queue.popleft() if queue else "",
             predicted_label=predicted if ok else "unknown", rationale=row["rationale"] or None,
             parse_status=(ParseStatus.OK_LEGACY_PREDICTION if ok else ParseStatus.LEGACY_UNKNOWN).value,
             latency_s=_seconds(row["response_time"], i, old.csv)))

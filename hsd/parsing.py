@@ -154,7 +154,7 @@ _FINAL_MARKERS: tuple[tuple[re.Pattern[str], ParseStatus], ...] = (
 # (never the analysis channel's name) before an object, a fence or a "classification:" key.
 _JUNK = r"[^A-Za-z{`]{0,16}"
 _ANSWER_START = re.compile(
-    rf"\A{_JUNK}(?:(?!analysis)(?P<word>[A-Za-z]{{1,12}})[^A-Za-z{{`]{{0,6}}(?:json[^A-Za-z{{`]{{0,3}})?)?(?=[{{`])", re.I)
+    rf"\A{_JUNK}(?:(?!analysis)[A-Za-z]{{1,12}}[^A-Za-z{{`]{{0,6}}(?:json[^A-Za-z{{`]{{0,3}})?)?(?=[{{`])", re.I)
 # Before a plain "classification:" only a word of the frame may stand: reasoning such as
 # "So classification: hate. Provide" must not become an answer.
 _FRAME_WORD = r"(?:final|name|assistant|answer|output|response|json)[^A-Za-z]{0,6}"
@@ -164,15 +164,12 @@ _BARE_LABEL = re.compile(r"\A[\s\"'`]*(?:hate|normal)[\s\"'`.]*\Z", re.I)
 _MAX_TEXT = 1_000_000  # longer responses are read from their last million characters
 
 
-def parse_response(text: Any, stop_reason: Optional[str] = None,
-                   new_tokens: Optional[int] = None) -> ParseResult:
+def parse_response(text: Any, stop_reason: Optional[str] = None) -> ParseResult:
     """Read the label from a response's final answer; ``unknown`` with a status when there is none.
 
-    ``stop_reason`` is the backend's ``"stop"`` or ``"length"`` (None when not recorded);
-    ``new_tokens`` is accepted for symmetry with the record and is not needed to decide.
-    Never raises: any input gives a result.
+    ``stop_reason`` is the backend's ``"stop"`` or ``"length"`` (None when not recorded): truncation
+    is decided by it alone. Never raises: any input gives a result.
     """
-    del new_tokens  # truncation is decided by the stop reason alone
     try:
         return _parse(response_text(text)[-_MAX_TEXT:], stop_reason if stop_reason in STOP_REASONS else None)
     except Exception as exc:  # noqa: BLE001 - the last guard: a bad response must never stop a run
@@ -204,11 +201,12 @@ def _parse(text: str, stop_reason: Optional[str]) -> ParseResult:
     bare = strip_special(text).strip()
     start = _ANSWER_START.match(bare)
     key = _KEY_START.match(bare)
-    if start or key or _BARE_LABEL.match(bare):
+    label_only = _BARE_LABEL.match(bare)
+    if start or key or label_only:
         clean = (start and not start.group(0).strip()) or (key and not key.group("junk").strip())
         reading = read_answer(bare)
         direct = ParseStatus.OK_JSON if bare.startswith(("{", "`")) else ParseStatus.OK_PLAIN_TEXT
-        return _result(reading, direct if clean or _BARE_LABEL.match(bare) else ParseStatus.OK_UNFRAMED, stop_reason)
+        return _result(reading, direct if clean or label_only else ParseStatus.OK_UNFRAMED, stop_reason)
     return ParseResult(UNKNOWN, None, _no_final_status(text, stop_reason).value)
 
 

@@ -80,22 +80,11 @@ def run(cfg: Config, run_dir: Path | None = None) -> Path:
 
     started = time.time()
     kind = "cuda" if resolve_device(cfg.model).startswith("cuda") else "cpu"
-    env = dist.init_distributed(kind)  # binds this rank's GPU (hsd.distributed.device_index)
-    ok = False
-    try:
-        path = _run(cfg, run_dir, env, env.device, started)
-        ok = True
-        return path
-    except BaseException as exc:
-        cause = dist.announce_failure(exc)  # the other ranks stop now, not at the collective timeout
-        if cause is not exc:  # this error only echoes another rank's failure: report that one
-            raise cause from exc
-        raise
-    finally:
-        dist.teardown(env, ok)
+    with dist.session(kind) as env:  # binds this rank's GPU (hsd.distributed.device_index)
+        return _run(cfg, run_dir, env, started)
 
 
-def _run(cfg: Config, run_dir: Path | None, env: dist.DistEnv, device: str, started: float) -> Path:
+def _run(cfg: Config, run_dir: Path | None, env: dist.DistEnv, started: float) -> Path:
     from hsd.data import select_samples
     from hsd.models.loader import check_adapter, load_tokenizer
     from hsd.prompts import Prompter
@@ -118,7 +107,7 @@ def _run(cfg: Config, run_dir: Path | None, env: dist.DistEnv, device: str, star
             mine = shard_for_rank(samples, env.rank, env.world_size, done)
             log.info("rank %d/%d: %d samples to evaluate (%d of %d already recorded)",
                      env.rank, env.world_size, len(mine), len(done), len(samples))
-            stats = _evaluate(cfg, env, device, tokenizer, prompter, setup.path, mine, mode)
+            stats = _evaluate(cfg, env, tokenizer, prompter, setup.path, mine, mode)
             all_stats = dist.gather(stats)  # also the barrier before merging
             if env.is_main:
                 _finish(cfg, setup, samples, prompter.strategy, all_stats, len(done), started)
@@ -232,7 +221,7 @@ def generation_settings(cfg: Config, params: Any) -> GenerationSettings:
                               top_p=float(params.top_p), min_new_tokens=cfg.inference.min_new_tokens)
 
 
-def _evaluate(cfg: Config, env: dist.DistEnv, device: str, tokenizer: Any, prompter: Any,
+def _evaluate(cfg: Config, env: dist.DistEnv, tokenizer: Any, prompter: Any,
               run_path: Path, mine: list[Sample], mode: Any) -> RankStats:
     """Generate for this rank's samples, longest prompts first, appending as samples finish."""
     from tqdm.auto import tqdm
@@ -240,7 +229,7 @@ def _evaluate(cfg: Config, env: dist.DistEnv, device: str, tokenizer: Any, promp
     backend_cls = get_backend(cfg.inference.backend)
     if not mine and not backend_cls.collective:  # nothing left: do not load a 40 GB model to do nothing
         return RankStats(env.rank, 0, 0.0)
-    backend = backend_cls(cfg, device, env.rank, tokenizer)
+    backend = backend_cls(cfg, env.device, env.rank, tokenizer)
     settings = generation_settings(cfg, prompter.generation)
     prompts = [mode.render(prompter, s) for s in mine]
     lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]

@@ -37,10 +37,6 @@ class JobBook:
         return cls(exp, {"experiment_dir": str(exp), "command": command, "executor": executor,
                          "submitted": _dt.datetime.now().isoformat(timespec="seconds"), "jobs": []})
 
-    @classmethod
-    def load(cls, exp: Path) -> "JobBook":
-        return cls(exp, load_book(exp))
-
     def add(self, entries: list[dict[str, Any]]) -> None:
         self.data["jobs"] += entries
         self.save()

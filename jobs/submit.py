@@ -26,6 +26,7 @@ def print_summary(exp: Path) -> None:
 
 
 def main(args: Any) -> int:
+    from jobs.book import load_book
     from jobs.pipeline import StagesFailed, submit_command
     from jobs.resume import resume_experiment
 
@@ -37,7 +38,7 @@ def main(args: Any) -> int:
     except StagesFailed as exc:
         print_summary(exc.exp)
         raise
-    if json.loads((exp / "jobs.json").read_text())["executor"] != "slurm":
+    if load_book(exp)["executor"] != "slurm":
         print_summary(exp)
     print(exp)
     return 0

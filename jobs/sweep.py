@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hsd.config import Config, ConfigError, from_dict, to_dict
-from jobs.preflight import check_training
+from hsd.training.lora import check_lora
 from jobs.pipeline import Step, baseline_step, collate_step, finetune_steps, ftdata_step
 
 
@@ -31,8 +31,8 @@ def sweep_plan(cfg: Config, exp: Path) -> list[Step]:
         raise ConfigError("sweep.lora is empty: list the LoRA settings to train, e.g. "
                           "sweep: {lora: [{r: 8, alpha: 16}, {r: 32, alpha: 64}]}")
     cfgs = [setting_config(cfg, i, s) for i, s in enumerate(cfg.sweep.lora)]
-    for i, c in enumerate(cfgs):  # an impossible entry is refused here, before anything is queued
-        check_training(c, f"sweep.lora[{i}]")
+    for i, c in enumerate(cfgs):  # an impossible LoRA entry is refused by its name (the rest: check_plan)
+        check_lora(c.train.lora, f"sweep.lora[{i}]")
     steps = [baseline_step(cfg, exp)] if cfg.pipeline.run_baseline else []
     steps += [ftdata_step(cfg, exp), *finetune_steps(cfgs, exp, [f"_{i:02d}" for i in range(len(cfgs))])]
     validations = [s for s in steps if s.name in ("baseline", "finetuned")]

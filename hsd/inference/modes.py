@@ -48,7 +48,7 @@ class GenerateMode:
     def judge(self, out: Any) -> Judgement:
         from hsd.parsing import parse_response
 
-        parsed = parse_response(out.text, stop_reason=out.stop_reason, new_tokens=out.new_tokens)
+        parsed = parse_response(out.text, stop_reason=out.stop_reason)
         return Judgement(parsed.label, parsed.rationale, parsed.status, out.text)
 
     def manifest(self) -> dict[str, Any]:

@@ -21,15 +21,16 @@ from hsd.errors import ModelError
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 
 
-def resolve_device(model_cfg: ModelConfig, local_rank: int = 0) -> str:
-    """``auto`` -> ``cuda:<local_rank>`` when CUDA is available, else ``cpu``."""
+def resolve_device(model_cfg: ModelConfig) -> str:
+    """``auto`` -> ``cuda:0`` when CUDA is available, else ``cpu`` (a rank's own GPU is bound by
+    :func:`hsd.distributed.init_distributed`)."""
     import torch
 
     if model_cfg.device == "cpu" or (model_cfg.device == "auto" and not torch.cuda.is_available()):
         return "cpu"
     if not torch.cuda.is_available():
         raise ModelError("model.device is 'cuda' but no CUDA device is visible; set model.device=cpu or auto")
-    return f"cuda:{local_rank}"
+    return "cuda:0"
 
 
 def resolve_dtype(model_cfg: ModelConfig, device: str) -> Any:

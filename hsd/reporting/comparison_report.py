@@ -146,8 +146,8 @@ def terminal_table(comp: Mapping[str, Any], report: Path) -> str:
     verdicts = {v["candidate"]: _short_verdict(v) for v in comp["criterion"]["verdicts"]}
     rows = [(r["info"]["name"], r["info"]["role"], r["metrics"], verdicts.get(r["info"]["name"], "-"))
             for r in comp["runs"]]
-    rows += [(name, "reference", ref["metrics"], "-") for name, ref in comp["references"].items()
-             if name == "tfidf_logreg"]
+    if REFERENCE_IN_PLOTS in comp["references"]:
+        rows.append((REFERENCE_IN_PLOTS, "reference", comp["references"][REFERENCE_IN_PLOTS]["metrics"], "-"))
     width = max(len(r[0]) for r in rows) + 2
     lines = [f"{'run':<{width}}{'role':<12}{'answered':>9}{'F1':>8}{'MCC':>8}  success criterion"]
     for name, role, m, verdict in rows:

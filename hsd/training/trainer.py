@@ -94,16 +94,14 @@ def _start_manifest(accelerator: Any, cfg: Config, run: Path, data_dir: Path, s:
     from hsd.training.accel import zero_stage
     from hsd.training.lora import optimizer_parameters, trainable_counts, training_modes
 
-    import torch.distributed as dist
+    from hsd.distributed import gather
 
     counts = {**trainable_counts(s.engine), **training_modes(s.engine),
               "optimizer_parameters": optimizer_parameters(s.engine)}
     # What each rank itself reads at this step, gathered over the process group: the proof
     # that the ranks form one job and split the data (the silent trap is N copies of a world of 1).
-    rows = [None] * dist.get_world_size()
-    dist.all_gather_object(rows, sorted(i for mb in s.plan.micro_batches(state.step) for i in mb))
-    loads = [None] * dist.get_world_size()  # an MXFP4 base: who dequantized, what each rank holds
-    dist.all_gather_object(loads, record_for(cfg.model.name_or_path))
+    rows = gather(sorted(i for mb in s.plan.micro_batches(state.step) for i in mb))
+    loads = gather(record_for(cfg.model.name_or_path))  # an MXFP4 base: who dequantized, what each rank holds
     if accelerator.is_main_process:
         if s.train.truncated:
             print(f"warning: {s.train.truncated} of {len(s.train.examples)} training rows exceed train.max_length="

@@ -16,9 +16,7 @@ from hsd import distributed
 
 
 def job(mode: str, victim: int = 1) -> str:
-    env = distributed.init_distributed("cpu")
-    ok = False
-    try:
+    with distributed.session("cpu") as env:  # the bootstrap validate runs in
         distributed.barrier()  # everyone is up and watching
         if mode == "raise" and env.rank == victim:
             raise ValueError(f"boom on rank {env.rank}")  # not an HsdError: any exception counts
@@ -31,14 +29,6 @@ def job(mode: str, victim: int = 1) -> str:
             if env.rank == 1:
                 time.sleep(4)  # a slow but live peer is no failure
         distributed.barrier()
-        ok = True
-    except BaseException as exc:
-        cause = distributed.announce_failure(exc)  # the other ranks stop now, not at the collective timeout
-        if cause is not exc:  # this error only echoes another rank's failure: report that one
-            raise cause from exc
-        raise
-    finally:
-        distributed.teardown(env, ok)
     return f"rank {env.rank} done"
 
 

@@ -176,3 +176,16 @@ def test_reparse_finishes_whatever_the_rows_hold(tmp_path, capsys):
     assert manifest["n_unreadable_rows"] == 4  # the missing response, [1, 2], 'offensive', the cut-off line
     assert [(u["line"], u["kept"]) for u in manifest["unreadable_rows"]] == [
         (len(ANY_RESPONSE), True), (len(lines) - 2, False), (len(lines) - 1, False), (len(lines), True)]
+
+
+def test_a_cut_off_line_whose_text_is_no_json_string_is_left_out(tmp_path):
+    """The salvage of a cut-off line reads its text as a JSON string; a bad escape in it (\\q)
+    must leave the line out with a note, not stop the import."""
+    good = json.dumps(_row(1, raw_response='{"classification": "hate"}'))
+    cut = '{"text": "a\\qb", "true_label": "hate", "raw_respo'
+    old = _broken(tmp_path, f"intermediate_results_{TS}.jsonl", good + "\n" + cut + "\n")
+    (old / f"strategy_unified_results_{TS}.csv").write_text("strategy,text\nx,y\n")
+    assert cli(["import-legacy", str(old), "--out", str(tmp_path / "out")]) == 0
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert [(u["line"], u["kept"]) for u in manifest["unreadable_rows"]] == [(2, False)]
+    assert "not a readable JSON string" in manifest["unreadable_rows"][0]["reason"]

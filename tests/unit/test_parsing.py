@@ -178,7 +178,7 @@ def test_reasoning_only_stays_unknown(text):
 ])
 def test_truncated_only_when_generation_hit_the_length_limit(stop_reason, status):
     cut = "<|channel|>analysis<|message|>So classification: hate. Provide"
-    assert parse_response(cut, stop_reason=stop_reason, new_tokens=512).status == status
+    assert parse_response(cut, stop_reason=stop_reason).status == status
     # an answer cut off before its label: truncated when the limit cut it, else an unreadable answer
     begun = f'{K_FINAL}{{"classif'
     want = TRUNCATED if stop_reason == "length" else ParseStatus.UNPARSABLE_FINAL.value

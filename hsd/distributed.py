@@ -30,7 +30,7 @@ class DistEnv:
 
     rank: int
     world_size: int
-    local_rank: int
+    local_world_size: int  # ranks on this node (sizes the per-GPU memory choice of training)
     initialized_here: bool  # we created the process group, so we destroy it
     device: str = "cpu"  # cuda:<i> (see device_index) or cpu
 
@@ -110,7 +110,7 @@ def single_process_env() -> None:
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
 
 
-def init_distributed(device_kind: str, timeout_min: int = TIMEOUT_MIN, always: bool = False) -> DistEnv:
+def init_distributed(device_kind: str, always: bool = False) -> DistEnv:
     """Join the process group the launcher described: gloo on CPU, nccl on CUDA.
 
     ``device_kind`` is ``"cpu"`` or ``"cuda"``. A single process gets no group unless
@@ -125,15 +125,16 @@ def init_distributed(device_kind: str, timeout_min: int = TIMEOUT_MIN, always: b
     world = _env_int("WORLD_SIZE", 1)
     device = bind_device(device_kind)  # before the group: NCCL binds a communicator to the current device
     if dist.is_initialized():
-        return DistEnv(dist.get_rank(), dist.get_world_size(), _env_int("LOCAL_RANK", 0), False, device)
+        world = dist.get_world_size()
+        return DistEnv(dist.get_rank(), world, _env_int("LOCAL_WORLD_SIZE", world), False, device)
     if world <= 1 and not always:
-        return DistEnv(0, 1, _env_int("LOCAL_RANK", 0), False, device)
+        return DistEnv(0, 1, 1, False, device)
     for name in ("MASTER_ADDR", "MASTER_PORT"):
         if not os.environ.get(name):
             raise HsdError(f"WORLD_SIZE={world} but {name} is not set: launch with torchrun, accelerate launch or submitit")
     rank = _env_int("RANK", 0)
     kwargs: dict[str, Any] = {"backend": "nccl" if device_kind == "cuda" else "gloo",
-                              "timeout": _dt.timedelta(minutes=timeout_min)}
+                              "timeout": _dt.timedelta(minutes=TIMEOUT_MIN)}
     if device_kind == "cuda":
         kwargs["device_id"] = torch.device(device)
     dist.init_process_group(rank=rank, world_size=world, **kwargs)
@@ -141,7 +142,7 @@ def init_distributed(device_kind: str, timeout_min: int = TIMEOUT_MIN, always: b
         from hsd.watchdog import PeerWatch
 
         _WATCH.append(PeerWatch.start(rank, world))
-    return DistEnv(rank, world, _env_int("LOCAL_RANK", 0), True, device)
+    return DistEnv(rank, world, _env_int("LOCAL_WORLD_SIZE", world), True, device)
 
 
 def announce_failure(exc: BaseException) -> BaseException:

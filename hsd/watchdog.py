@@ -106,9 +106,13 @@ class PeerWatch:
         """Another rank's announced failure, or the store's loss; None if neither (this rank's own
         error may be an echo of either)."""
         try:
-            return self.store.get(FAILED).decode() if self.store.check([FAILED]) else None
+            return self._failed_message()
         except Exception as exc:  # noqa: BLE001 - any store error: its host is gone
             return _store_lost(exc)
+
+    def _failed_message(self) -> str | None:
+        """The failure a rank announced, if any (store errors propagate to the caller)."""
+        return self.store.get(FAILED).decode() if self.store.check([FAILED]) else None
 
     def stop(self) -> None:
         self._stop.set()
@@ -129,8 +133,9 @@ class PeerWatch:
 
     def _check(self, seen: dict[int, tuple[int, float]]) -> str | None:
         self.store.add(f"beat/{self.rank}", 1)
-        if self.store.check([FAILED]):
-            return self.store.get(FAILED).decode()
+        failed = self._failed_message()
+        if failed:
+            return failed
         now = time.monotonic()
         for peer, (count, since) in seen.items():
             current = int(self.store.add(f"beat/{peer}", 0))

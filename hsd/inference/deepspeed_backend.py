@@ -36,20 +36,15 @@ DEFAULT_DS_CONFIG = "ds_configs/zero3_inference.json"
 
 def inference_ds_config(path_or_name: str, hidden_size: int, bf16: bool) -> dict[str, Any]:
     """The ZeRO-3 inference JSON with its ``"auto"`` values filled as transformers does for training."""
-    from hsd.training.accel import resolve_ds_config
+    from hsd.training.accel import fill_autos, hidden_size_autos, resolve_ds_config
 
     path = resolve_ds_config(path_or_name)
     config = json.loads(path.read_text(encoding="utf-8"))
     zero = config.get("zero_optimization", {})
     if zero.get("stage") != 3:
         raise ConfigError(f"{path}: the deepspeed inference backend needs zero_optimization.stage 3")
-    autos = {"reduce_bucket_size": hidden_size * hidden_size,
-             "stage3_prefetch_bucket_size": int(0.9 * hidden_size * hidden_size),
-             "stage3_param_persistence_threshold": 10 * hidden_size}
     config = copy.deepcopy(config)
-    for key, value in autos.items():
-        if config["zero_optimization"].get(key) == "auto":
-            config["zero_optimization"][key] = value
+    fill_autos(config["zero_optimization"], hidden_size_autos(hidden_size))
     if config.get("bf16", {}).get("enabled") == "auto":
         config["bf16"]["enabled"] = bf16
     return config

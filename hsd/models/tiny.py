@@ -37,34 +37,12 @@ HARMONY_TOKENS = (
 
 FORMATS = ("safetensors", "mxfp4")  # save_pretrained's dense weights | gpt-oss's release layout
 
-def build_tokenizer() -> Any:
-    """gpt-oss's tokenizer with hsd's harmony chat template (built once into the project cache)."""
-    return o200k.load_tokenizer()
-
-
 def build_config(tokenizer: Any) -> Any:
-    """gpt-oss-20b's shape in miniature (the GptOssConfig defaults are the 120b model)."""
-    from transformers import GptOssConfig
+    """gpt-oss-20b's shape in miniature (``random:gpt-oss-tiny``'s; the GptOssConfig defaults are
+    the 120b model), its special token ids from ``tokenizer``."""
+    from hsd.models.fullsize import architecture_config
 
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in HARMONY_TOKENS}
-    return GptOssConfig(
-        vocab_size=o200k.VOCAB_SIZE,  # gpt-oss's embedding rows, = len(tokenizer)
-        hidden_size=64,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        layer_types=["sliding_attention", "full_attention"],
-        sliding_window=32,  # short, so test prompts actually cross the window
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
-        num_local_experts=4,
-        num_experts_per_tok=2,
-        max_position_embeddings=131072,
-        bos_token_id=ids[BOS],
-        pad_token_id=ids[PAD],
-        eos_token_id=[ids[RETURN], ids[CALL]],
-        tie_word_embeddings=False,
-    )
+    return architecture_config("gpt-oss-tiny", tokenizer)
 
 
 def build_tiny(out_dir: str | Path, seed: int = 0, fmt: str = "safetensors") -> Path:
@@ -80,19 +58,16 @@ def build_tiny(out_dir: str | Path, seed: int = 0, fmt: str = "safetensors") -> 
     import torch
     from transformers import GenerationConfig, GptOssForCausalLM
 
+    from hsd.models.fullsize import harmony_tokenizer
+
     out.parent.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer()
+    tokenizer = harmony_tokenizer()
     config = build_config(tokenizer)
     torch.manual_seed(seed)
     model = GptOssForCausalLM(config).to(torch.float32).eval()
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in HARMONY_TOKENS}
-    model.generation_config = GenerationConfig(
-        bos_token_id=ids[BOS],
-        pad_token_id=ids[PAD],
-        # As the real gpt-oss: stop at <|return|> (answer done) or <|call|> (tool call).
-        eos_token_id=[ids[RETURN], ids[CALL]],
-        do_sample=False,
-    )
+    model.generation_config = GenerationConfig(  # as the real gpt-oss: stop at <|return|> or <|call|>
+        bos_token_id=config.bos_token_id, pad_token_id=config.pad_token_id, eos_token_id=config.eos_token_id,
+        do_sample=False)
     with publish_dir(out) as tmp:
         if fmt == "mxfp4":
             from hsd.models.mxfp4 import save_mxfp4

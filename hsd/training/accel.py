@@ -95,6 +95,19 @@ def load_ds_config(cfg: Config, device_kind: str = "cpu", world_size: int = 1,
     return config, choice
 
 
+def hidden_size_autos(hidden: int) -> dict[str, int]:
+    """The values accelerate / transformers give ZeRO-3's ``"auto"`` keys from the hidden size."""
+    return {"reduce_bucket_size": hidden * hidden, "stage3_prefetch_bucket_size": int(0.9 * hidden * hidden),
+            "stage3_param_persistence_threshold": 10 * hidden}
+
+
+def fill_autos(zero: dict[str, Any], values: dict[str, int]) -> None:
+    """Replace the ``"auto"`` values of a ``zero_optimization`` section that ``values`` names."""
+    for key, value in values.items():
+        if zero.get(key) == "auto":
+            zero[key] = value
+
+
 def zero3_settings(layer_params: int, hidden: int, tuned: bool) -> dict[str, int]:
     """The ZeRO-3 values a JSON may leave ``"auto"``.
 
@@ -106,9 +119,9 @@ def zero3_settings(layer_params: int, hidden: int, tuned: bool) -> dict[str, int
     Untuned: accelerate's hidden-size values and DeepSpeed's 1e9 live / reuse.
     """
     if not tuned:
-        return {"stage3_prefetch_bucket_size": int(0.9 * hidden * hidden),
-                "stage3_param_persistence_threshold": 10 * hidden,
-                "stage3_max_live_parameters": 10**9, "stage3_max_reuse_distance": 10**9}
+        autos = hidden_size_autos(hidden)
+        return {key: autos[key] for key in ("stage3_prefetch_bucket_size", "stage3_param_persistence_threshold")} | {
+            "stage3_max_live_parameters": 10**9, "stage3_max_reuse_distance": 10**9}
     return {"stage3_prefetch_bucket_size": layer_params, "stage3_param_persistence_threshold": 128 * hidden,
             "stage3_max_live_parameters": 2 * layer_params, "stage3_max_reuse_distance": layer_params}
 
@@ -121,9 +134,7 @@ def _fill_zero3(zero: dict[str, Any], cfg: Config, device_kind: str) -> None:
     if not autos:
         return
     shape = memory.model_shape(cfg, device_kind)
-    values = zero3_settings(shape.layer_params, shape.hidden, _switch(TUNE_ENV))
-    for key in autos:
-        zero[key] = values[key]
+    fill_autos(zero, zero3_settings(shape.layer_params, shape.hidden, _switch(TUNE_ENV)))
 
 
 def set_zero3_leaves(model: Any, ds_config: dict[str, Any]) -> list[str]:
@@ -174,8 +185,7 @@ def make_accelerator(cfg: Config, env: DistEnv) -> tuple[Any, Optional[DsChoice]
     # per call and rank would bury the log.
     warnings.filterwarnings("ignore", category=FutureWarning, module="torch.distributed")
     cuda = env.device.startswith("cuda")
-    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", env.world_size) or env.world_size)
-    ds_config, choice = load_ds_config(cfg, "cuda" if cuda else "cpu", env.world_size, local_world)
+    ds_config, choice = load_ds_config(cfg, "cuda" if cuda else "cpu", env.world_size, env.local_world_size)
     train = cfg.train
     plugin = DeepSpeedPlugin(
         hf_ds_config=ds_config,

@@ -135,9 +135,9 @@ def test_thirty_thousand_adversarial_strings_raise_zero_times():
 @pytest.fixture(scope="module")
 def harmony_tokenizer():
     """gpt-oss's o200k_harmony tokenizer as the tiny model uses it (built once, then cached)."""
-    from hsd.models.tiny import build_tokenizer
+    from hsd.models.fullsize import harmony_tokenizer as load
 
-    return build_tokenizer()
+    return load()
 
 
 def test_any_token_sequence_decodes_to_a_well_formed_result(harmony_tokenizer):

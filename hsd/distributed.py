@@ -103,11 +103,20 @@ def single_process_env() -> None:
     """
     if "WORLD_SIZE" in os.environ:
         return
+    os.environ.update(world_of_one())
+
+
+def world_of_one() -> dict[str, str]:
+    """The launcher variables of a one-process job on this host (a free port for its store)."""
+    return {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1",
+            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
+
+
+def free_port() -> int:
+    """A TCP port free on this host now (for a process group's store)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1",
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        return sock.getsockname()[1]
 
 
 def init_distributed(device_kind: str, always: bool = False) -> DistEnv:

@@ -10,13 +10,14 @@ directory (validation shards, training checkpoints); the resubmitted fresh insta
 from __future__ import annotations
 
 import os
-import socket
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
 import submitit
 from submitit.helpers import Checkpointable, DelayedSubmission, TorchDistributedEnvironment
+
+from hsd.distributed import world_of_one
 
 
 DIST_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
@@ -39,8 +40,7 @@ def distributed_environment() -> Iterator[None]:
         yield
         return
     saved = {k: os.environ.get(k) for k in DIST_VARS}
-    os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", LOCAL_WORLD_SIZE="1",
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()))
+    os.environ.update(world_of_one())
     try:
         yield
     finally:
@@ -56,12 +56,6 @@ def _job_environment() -> Any:
         return submitit.JobEnvironment()
     except RuntimeError:  # called outside any submitit job (debug executor's exception())
         return None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class HsdJob(Checkpointable):

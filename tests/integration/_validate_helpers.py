@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -36,11 +37,40 @@ def write_config(tmp_path: Path, model_dir: Path, name: str = "config.yaml", **i
     return path
 
 
-def hsd_env() -> dict[str, str]:
+def hsd_env(**extra: str) -> dict[str, str]:
+    """This environment without a launcher's rank variables, plus ``extra`` (which may set them)."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
     for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(var, None)
+    # DeepSpeed JIT-builds its CPU comm op once (~30 s); keep it between runs.
+    env.setdefault("TORCH_EXTENSIONS_DIR", str(REPO / ".cache" / "torch_extensions"))
+    env.update(extra)
     return env
+
+
+LAUNCHERS = {
+    "torchrun": [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"],
+    # --multi_gpu on a CPU box: accelerate still starts 2 processes (its --cpu mode starts one)
+    "accelerate": [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2",
+                   "--num_machines", "1", "--multi_gpu", "--mixed_precision", "no", "--dynamo_backend", "no",
+                   "--main_process_port", "0"],
+}
+
+
+def launch(launcher: str, cfg: Path, run_dir: Path, *overrides: str, **extra_env: str) -> subprocess.CompletedProcess:
+    """``hsd validate`` on 2 ranks started by ``launcher``; asserts it succeeded."""
+    cmd = LAUNCHERS[launcher] + ["-m", "hsd.cli", "validate", "--config", str(cfg), "--run-dir", str(run_dir),
+                                 *overrides]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=hsd_env(**extra_env), timeout=600, cwd=REPO)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-6000:]
+    return res
+
+
+def seed_shard(run_dir: Path, records: dict[str, dict], n: int) -> None:
+    """A single-process run stopped after ``n`` samples: its rank-0 shard holds their records."""
+    (run_dir / "shards").mkdir(parents=True)
+    first = [records[k] for k in sorted(records)[:n]]
+    (run_dir / "shards" / "rank0.jsonl").write_text("".join(json.dumps(r) + "\n" for r in first))
 
 
 def hsd_cmd(*args: str) -> list[str]:

@@ -6,13 +6,14 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from hsd.distributed import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -26,16 +27,10 @@ def _env(**extra: str) -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=path, OMP_NUM_THREADS="1", HSD_PEER_TIMEOUT_S=PEER_TIMEOUT_S, **extra)
 
 
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _start_ranks(mode: str, victim: int = 1) -> list[subprocess.Popen]:
     """Two plain processes with the rank variables set, as submitit's local executor starts tasks
     (no torchrun agent to end the job for us)."""
-    port = str(_port())
+    port = str(free_port())
     return [subprocess.Popen([sys.executable, str(HERE / "_dist_worker.py"), mode, str(victim)], cwd=REPO,
                              env=_env(RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2",
                                       MASTER_ADDR="127.0.0.1", MASTER_PORT=port),

@@ -11,36 +11,21 @@ SIGKILLed mid-run ends the whole job instead of leaving the other waiting.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 
 import pytest
 
-from _validate_helpers import N_SAMPLES, REPO, comparable, hsd_cmd, hsd_env, merged_records, shard_ids, write_config
+from _validate_helpers import (N_SAMPLES, REPO, comparable, hsd_cmd, hsd_env, launch, merged_records, seed_shard,
+                               shard_ids, write_config)
 from hsd.config import load_config
+from hsd.distributed import free_port
 from hsd.validate import run
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 BACKENDS = ("deepspeed", "tp")
 RESUMED = 7
-
-
-def env(**extra: str) -> dict[str, str]:
-    # DeepSpeed JIT-builds its CPU comm op once (~30 s); keep it between runs.
-    return dict(hsd_env(), TORCH_EXTENSIONS_DIR=os.environ.get("TORCH_EXTENSIONS_DIR",
-                                                               str(REPO / ".cache" / "torch_extensions")), **extra)
-
-
-def torchrun(cfg, run_dir, *overrides: str, **extra_env: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "hsd.cli", "validate", "--config", str(cfg), "--run-dir", str(run_dir), *overrides]
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env(**extra_env), timeout=600, cwd=REPO)
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-6000:]
-    return res
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +42,8 @@ def reference(tiny_model_dir, tmp_path_factory):
 def test_resume_shard_and_injected_oom_give_the_single_process_records(reference, tmp_path, backend):
     cfg, expected, _ = reference
     run_dir = tmp_path / "run"
-    (run_dir / "shards").mkdir(parents=True)  # a single-process run stopped after 7 samples
-    first = [expected[k] for k in sorted(expected)[:RESUMED]]
-    (run_dir / "shards" / "rank0.jsonl").write_text("".join(json.dumps(r) + "\n" for r in first))
-    res = torchrun(cfg, run_dir, f"inference.backend={backend}", HSD_INJECT_FAULT="oom:1:2")
+    seed_shard(run_dir, expected, RESUMED)  # a single-process run stopped after 7 samples
+    res = launch("torchrun", cfg, run_dir, f"inference.backend={backend}", HSD_INJECT_FAULT="oom:1:2")
 
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["world_size"] == 2
@@ -83,7 +66,7 @@ def test_resume_shard_and_injected_oom_give_the_single_process_records(reference
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_score_mode_equals_the_single_process_probabilities(reference, tmp_path, backend):
     cfg, _, expected = reference
-    torchrun(cfg, tmp_path / "run", f"inference.backend={backend}", "inference.mode=score")
+    launch("torchrun", cfg, tmp_path / "run", f"inference.backend={backend}", "inference.mode=score")
     records = merged_records(tmp_path / "run")
     assert sorted(records) == sorted(expected)
     for k, rec in records.items():
@@ -95,12 +78,10 @@ def test_a_killed_rank_ends_the_job(reference, tmp_path):
     """Two ranks started as submitit's local executor does (no torchrun to kill the survivor):
     rank 1 SIGKILLs itself at its second batch; rank 0 must stop with an error, not wait."""
     cfg, _, _ = reference
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     cmd = hsd_cmd("validate", "--config", str(cfg), "--run-dir", str(tmp_path / "run"), "inference.backend=tp")
     procs = [subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=env(RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                              env=hsd_env(RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
                                       MASTER_PORT=str(port), HSD_INJECT_FAULT="kill:1:2"))
              for r in (0, 1)]
     started = time.monotonic()

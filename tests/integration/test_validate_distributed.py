@@ -3,32 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-from _validate_helpers import N_SAMPLES, comparable, hsd_env, merged_records, shard_ids, write_config
+from _validate_helpers import N_SAMPLES, comparable, launch, merged_records, seed_shard, shard_ids, write_config
 from hsd.config import load_config
 from hsd.validate import run
 
 pytestmark = pytest.mark.integration
-
-
-LAUNCHERS = {
-    "torchrun": [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"],
-    # --multi_gpu on a CPU box: accelerate still starts 2 processes (its --cpu mode starts one)
-    "accelerate": [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2",
-                   "--num_machines", "1", "--multi_gpu", "--mixed_precision", "no", "--dynamo_backend", "no",
-                   "--main_process_port", "0"],
-}
-
-
-def launch(launcher, cfg, run_dir):
-    cmd = LAUNCHERS[launcher] + ["-m", "hsd.cli", "validate", "--config", str(cfg), "--run-dir", str(run_dir)]
-    res = subprocess.run(cmd, capture_output=True, text=True, env=hsd_env(), timeout=600)
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
-    return res
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +41,7 @@ def test_resume_with_another_world_size_reads_every_shard(single, tmp_path):
     the other supported launcher): nothing redone, nothing lost."""
     cfg, reference = single
     run_dir = tmp_path / "requeued"
-    (run_dir / "shards").mkdir(parents=True)
-    first = [reference[k] for k in sorted(reference)[:7]]
-    (run_dir / "shards" / "rank0.jsonl").write_text("".join(json.dumps(r) + "\n" for r in first))
+    seed_shard(run_dir, reference, 7)
     launch("accelerate", cfg, run_dir)
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["resumed"] == 7 and manifest["evaluated_this_attempt"] == N_SAMPLES - 7

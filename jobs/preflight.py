@@ -59,8 +59,9 @@ def check_resources(exe: ExecutorConfig) -> None:
     stages = (("executor", exe.partition, exe.cpus_per_task * tasks_per_node(exe), exe.mem_gb, exe.gpus_per_node),
               ("executor.cpu_stage", exe.cpu_stage.partition or exe.partition, exe.cpu_stage.cpus_per_task,
                exe.cpu_stage.mem_gb, 0))
+    limits = {partition: node_limits(partition) for partition in {stage[1] for stage in stages}}  # sinfo once each
     for key, partition, cpus, mem_gb, gpus in stages:
-        limit = node_limits(partition)
+        limit = limits[partition]
         name = partition or "the default partition"
         if cpus > limit.cpus:
             raise ConfigError(f"{key}: {cpus} CPUs per node requested but the largest node of {name} has "

@@ -184,7 +184,7 @@ def main(args: Any) -> int:
     width = max(len(r[0]) for r in rows) + 2
     print(f"{'STAGE':<{width}}{'JOB':<12}{'STATE':<12}{'ATTEMPT':<9}DETAIL")
     for entry, (stage, job_id, state, text) in zip(book["jobs"], rows):
-        print(f"{stage:<{width}}{job_id:<12}{state:<12}{attempts(entry).split(' ')[0]:<9}{text}")
+        print(f"{stage:<{width}}{job_id:<12}{state:<12}{len(entry.get('attempts', [])) + 1:<9}{text}")
     retried = [f"{e['stage']} attempt {attempts(e)}" for e in book["jobs"] if e.get("attempts")]
     if retried:
         print("earlier attempts: " + "; ".join(retried))

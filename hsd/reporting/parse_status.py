@@ -9,7 +9,7 @@ were cut off at the token limit.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Iterable, Mapping
 
 from hsd.parsing import ParseStatus, describe_status
 
@@ -17,32 +17,26 @@ HEADERS = ["parse status", "samples", "share", "label read", "meaning"]
 _ORDER = {s.value: i for i, s in enumerate(ParseStatus)}
 
 
+def ordered(statuses: Iterable[str]) -> list[str]:
+    """Answers first, then in the order of :class:`hsd.parsing.ParseStatus` (unknown names last)."""
+    return sorted(statuses, key=lambda s: (not s.startswith("ok"), _ORDER.get(s, len(_ORDER)), s))
+
+
 def status_rows(counts: Mapping[str, int]) -> list[list[str]]:
-    """One row per status: answers first, then in the order of :class:`hsd.parsing.ParseStatus`."""
+    """One row per status, in :func:`ordered` order."""
     total = sum(counts.values())
-
-    def key(status: str) -> tuple[bool, int, str]:
-        return (not status.startswith("ok"), _ORDER.get(status, len(_ORDER)), status)
-
     return [[status, str(counts[status]), f"{100 * counts[status] / total:.1f}%" if total else "n/a",
              "yes" if status.startswith("ok") else "no", describe_status(status)]
-            for status in sorted(counts, key=key)]
+            for status in ordered(counts)]
 
 
 def comparison_rows(counts_by_run: Mapping[str, Mapping[str, int]]) -> list[list[str]]:
     """One row per status seen in any run, a "count (share)" cell per run: did fine-tuning break the format?"""
-    seen: dict[str, int] = {}
-    for counts in counts_by_run.values():
-        for status, n in counts.items():
-            seen[status] = seen.get(status, 0) + n
-    rows = []
-    for row in status_rows(seen):
-        cells = []
-        for counts in counts_by_run.values():
-            total, n = sum(counts.values()), counts.get(row[0], 0)
-            cells.append(f"{n} ({100 * n / total:.1f}%)" if total else "n/a")
-        rows.append([row[0], *cells, row[4]])
-    return rows
+    totals = [sum(counts.values()) for counts in counts_by_run.values()]
+    seen = {status for counts in counts_by_run.values() for status in counts}
+    return [[status, *(f"{counts.get(status, 0)} ({100 * counts.get(status, 0) / total:.1f}%)" if total else "n/a"
+                       for counts, total in zip(counts_by_run.values(), totals)), describe_status(status)]
+            for status in ordered(seen)]
 
 
 def summary(counts: Mapping[str, int]) -> str:

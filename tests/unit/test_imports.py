@@ -11,6 +11,7 @@ A registry of lazy ``"module:function"`` names (``hsd.inference.BACKENDS``, ``jo
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,16 +99,19 @@ def package_edges(edges: dict[str, set[str]]) -> dict[str, set[str]]:
     return out
 
 
+project_graph = functools.cache(lambda: graph(ROOT))  # parsed once for the three checks below (read-only)
+
+
 def test_no_module_imports_another_in_a_cycle() -> None:
-    assert cycles(graph(ROOT)[0]) == []
+    assert cycles(project_graph()[0]) == []
 
 
 def test_no_two_packages_import_each_other() -> None:
-    assert cycles(package_edges(graph(ROOT)[0])) == []
+    assert cycles(package_edges(project_graph()[0])) == []
 
 
 def test_no_module_imports_another_modules_private_name() -> None:
-    assert graph(ROOT)[1] == []
+    assert project_graph()[1] == []
 
 
 def test_the_checks_see_a_cycle_and_a_private_import(tmp_path: Path) -> None:

@@ -119,7 +119,7 @@ def load_sharded(cfg: Config, device: str) -> Any:
     import torch.distributed as dist
 
     from hsd.inference.fastgen import resolve_attn_implementation
-    from hsd.models.fullsize import build_random_sharded, harmony_tokenizer, is_random_spec
+    from hsd.models.fullsize import build_random_sharded, harmony_tokenizer, is_random_spec, random_from_pretrained
     from hsd.models.loader import resolve_dtype
 
     m = cfg.model
@@ -136,21 +136,17 @@ def load_sharded(cfg: Config, device: str) -> Any:
                               "attn_implementation": resolve_attn_implementation(m.attn_implementation)}
     if world > 1:
         kwargs["distributed_config"] = parallel_config(world)
+    else:
+        kwargs["device_map"] = {"": device}
     try:
-        if is_random_spec(m.name_or_path):
+        if is_random_spec(m.name_or_path) and world > 1:
             name = m.name_or_path.split(":", 1)[1]
-            if world == 1:
-                from hsd.models.fullsize import build_random
-
-                model = build_random(name, harmony_tokenizer(), device=device, dtype=str(kwargs["dtype"]).split(".")[-1],
-                                     attn_implementation=kwargs["attn_implementation"], experts_implementation=experts)
-            else:
-                model = build_random_sharded(name, harmony_tokenizer(), kwargs.pop("distributed_config"), **kwargs)
+            model = build_random_sharded(name, harmony_tokenizer(), kwargs.pop("distributed_config"), **kwargs)
+        elif is_random_spec(m.name_or_path):  # what from_pretrained would give on one device
+            model = random_from_pretrained("model", m.name_or_path, **kwargs)
         else:
             from transformers import AutoModelForCausalLM
 
-            if world == 1:
-                kwargs["device_map"] = {"": device}
             model = AutoModelForCausalLM.from_pretrained(m.name_or_path, trust_remote_code=m.trust_remote_code, **kwargs)
     except (OSError, ValueError) as exc:  # e.g. experts not divisible by the world size; not cached offline
         raise ModelError(f"cannot load {m.name_or_path} tensor/expert-parallel over {world} ranks "

@@ -20,10 +20,9 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from _validate_helpers import N_SAMPLES, merged_records, write_config
+from _validate_helpers import N_SAMPLES, launch, merged_records, write_config
 from hsd.cli import main as hsd
 from hsd.models.mxfp4 import pack_expert, unpack_expert
-from test_sharded_validate import torchrun as sharded_torchrun
 from test_train import REPO, SETTINGS, _env, _finish, _launch, _manifest, holdout_loss, setup  # noqa: F401 - setup: a fixture
 
 pytestmark = pytest.mark.integration
@@ -128,7 +127,7 @@ def test_deepspeed_backend_loads_it_partitioned(tiny_mxfp4_dir, tmp_path):
 
     cfg = write_config(tmp_path, tiny_mxfp4_dir)
     ref = merged_records(run(load_config(cfg, ["inference.mode=score"]), tmp_path / "ref"))
-    res = sharded_torchrun(cfg, tmp_path / "ds", "inference.backend=deepspeed", "inference.mode=score")
+    res = launch("torchrun", cfg, tmp_path / "ds", "inference.backend=deepspeed", "inference.mode=score")
     for rank in (0, 1):
         held = [line for line in res.stderr.splitlines() if f"rank {rank} holds " in line]
         assert held, res.stderr[-3000:]

@@ -38,7 +38,7 @@ data: $(STAMP) ## link the prepared dataset from ../shared/data into $HSD_DATA_D
 	$(HSD) data
 
 demo: $(STAMP) ## the whole chain on the tiny model with the local executor
-	$(PY) -m hsd.demo
+	$(PY) -m hsd.commands.demo
 
 test: $(STAMP) ## every test: unit, integration (tiny model, multi-process) and real Slurm
 	bash tests/run_all.sh $(PYTEST_ARGS)

@@ -38,7 +38,6 @@ def _model(p: argparse.ArgumentParser) -> None:
     tok = sub.add_parser("tokenizer", help="build gpt-oss's tokenizer (o200k_harmony) offline from the installed "
                                            "quicktok-v1 package into the project cache; prints its directory")
     tok.add_argument("--cache-dir", default=None, help="cache root (default: $HSD_CACHE_DIR or the project's .cache/)")
-    tok.set_defaults(handler="hsd.models.o200k:main")
 
 
 def _import_legacy(p: argparse.ArgumentParser) -> None:
@@ -135,28 +134,28 @@ def _status(p: argparse.ArgumentParser) -> None:
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]] = {
     "validate": ("run one validation (generate or score) and write metrics", _validate,
-                 "hsd.validate:main"),
-    "model": ("model utilities (the tiny test model, gpt-oss's tokenizer)", _model, "hsd.models.tiny:main"),
+                 "hsd.commands.validate:main"),
+    "model": ("model utilities (the tiny test model, gpt-oss's tokenizer)", _model, "hsd.commands.model:main"),
     "import-legacy": ("re-parse an old pipeline run into an hsd run directory", _import_legacy,
-                      "hsd.legacy:main"),
-    "data": ("link or copy the prepared dataset into the data directory", _data, "hsd.data.setup:main"),
+                      "hsd.commands.import_legacy:main"),
+    "data": ("link or copy the prepared dataset into the data directory", _data, "hsd.commands.data:main"),
     "bench": ("GPU speed of the old setting, hsd's generate path and score mode (full-size random gpt-oss-20b)",
               _bench, "hsd.bench:main"),
     "ftdata": ("write the fine-tuning chat data (simple and optimized formats, stratified hold-out)", _ftdata,
-               "hsd.training.ftdata:main"),
+               "hsd.commands.ftdata:main"),
     "train": ("LoRA fine-tuning under DeepSpeed via Accelerate (launch with torchrun for several ranks)", _train,
-              "hsd.training.trainer:main"),
+              "hsd.commands.train:main"),
     "merge": ("merge a LoRA adapter into its base model and save it (safetensors)", _merge,
-              "hsd.training.merge:main"),
+              "hsd.commands.merge:main"),
     "collate": ("merge shards, compute metrics, references and intervals, write reports (+ comparison)",
-                _collate, "hsd.collate:main"),
+                _collate, "hsd.commands.collate:main"),
     "report": ("regenerate the reports of runs or experiments from their records alone (no model)", _collate,
-               "hsd.collate:report_main"),
+               "hsd.commands.collate:report_main"),
     "compare": ("compare runs over the same samples: paired-bootstrap deltas, success criterion, summaries",
-                _compare, "hsd.compare:main"),
+                _compare, "hsd.commands.compare:main"),
     "submit": ("submit jobs (Slurm, or the local executor): baseline | pipeline | sweep | resume", _submit,
-               "jobs.submit:main"),
-    "status": ("state and progress of each job of a submitted experiment", _status, "jobs.status:main"),
+               "hsd.commands.submit:main"),
+    "status": ("state and progress of each job of a submitted experiment", _status, "hsd.commands.status:main"),
 }
 
 

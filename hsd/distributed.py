@@ -60,6 +60,12 @@ def _env_int(name: str, default: int) -> int:
         raise HsdError(f"environment variable {name}={raw!r} is not an integer (set by the launcher?)") from None
 
 
+def launcher_rank() -> int:
+    """This process's global rank as its launcher set it (0 outside any launcher): a command
+    prints its result once, from rank 0, before or after the process group exists."""
+    return _env_int("RANK", 0)
+
+
 def device_index(local_rank: int, visible: int) -> int:
     """The CUDA device of a rank among the ``visible`` ones: ``local_rank`` modulo ``visible``.
 

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -31,6 +32,48 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 class RunError(HsdError):
     """A problem with a run directory (name, lock, permissions); the message says how to fix it."""
+
+
+class Status(str, Enum):
+    """The one spelling of where a run or a job stands: run manifests (validate, train, ftdata,
+    import-legacy) and ``jobs.json`` entries alike. Slurm's words, since users read them in
+    ``squeue``/``sacct`` too; :meth:`parse` also reads what runs written before this enum say."""
+
+    PENDING = "PENDING"  # a job not started yet
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"  # every output written; the one "done"
+    FAILED = "FAILED"  # an error; the manifest's ``error`` says which
+    CANCELLED = "CANCELLED"  # a job stopped by the user (or never run: its dependency failed)
+    INTERRUPTED = "INTERRUPTED"  # Ctrl-C or SIGTERM: what was recorded is kept, the same command resumes
+    PREEMPTED = "PREEMPTED"  # checkpointed on the scheduler's signal; requeued, it resumes
+    STOPPED = "STOPPED"  # train.stop_after_steps reached: a checkpoint, no adapter
+    LOST = "LOST"  # a local job recorded as running whose process is gone
+
+    @classmethod
+    def parse(cls, text: str | None) -> "Status":
+        """Any spelling hsd ever wrote (``complete``, ``completed``, ``early_stopped``, lower case)
+        or a scheduler state (``TIMEOUT``, ``NODE_FAIL``, ``CANCELLED by 0`` ...)."""
+        word = (text or "").split(" ")[0].strip().upper()
+        if word in _LEGACY:
+            return _LEGACY[word]
+        try:
+            return cls(word)
+        except ValueError:
+            return cls.FAILED if word in SCHEDULER_FAILURES else cls.PENDING if word in SCHEDULER_WAITING else cls.RUNNING
+
+    @property
+    def finished(self) -> bool:
+        """Ended and will not go on by itself (a resume may still redo it, unless COMPLETED)."""
+        return self not in (Status.PENDING, Status.RUNNING)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_LEGACY = {"COMPLETE": Status.COMPLETED, "EARLY_STOPPED": Status.COMPLETED}
+SCHEDULER_FAILURES = frozenset({"TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "UNKNOWN"})
+SCHEDULER_WAITING = frozenset({"SUBMITTED", "REQUEUED", "CONFIGURING", "SUSPENDED", "RESIZING", "REQUEUE_HOLD",
+                               "REQUEUE_FED"})
 
 
 def timestamp() -> str:

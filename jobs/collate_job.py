@@ -40,7 +40,7 @@ class CollateJob(HsdJob):
     stage_kind = "collate"
 
     def run(self, cfg: Any, exp_dir: str) -> Path:
-        from hsd.collate import collate_experiment
+        from hsd.recipes.collate import collate_experiment
 
         finished, unfinished = outcomes(Path(exp_dir))
         return collate_experiment(Path(exp_dir), finished, unfinished, cfg.data.dir)

@@ -174,18 +174,3 @@ def attempts(entry: dict[str, Any]) -> str:
         return "1"
     parts = [f"{i + 1}: {a['job_id']} {a['state']}" for i, a in enumerate(earlier)]
     return f"{len(earlier) + 1} ({', '.join(parts)})"
-
-
-def main(args: Any) -> int:
-    exp = Path(args.experiment_dir) if args.experiment_dir else newest_experiment(Path(args.results_dir))
-    book, rows = collect(exp.resolve())
-    print(f"experiment {book['experiment_dir']}  ({book['command']}, {book['executor']} executor, "
-          f"submitted {book['submitted']})")
-    width = max(len(r[0]) for r in rows) + 2
-    print(f"{'STAGE':<{width}}{'JOB':<12}{'STATE':<12}{'ATTEMPT':<9}DETAIL")
-    for entry, (stage, job_id, state, text) in zip(book["jobs"], rows):
-        print(f"{stage:<{width}}{job_id:<12}{state:<12}{len(entry.get('attempts', [])) + 1:<9}{text}")
-    retried = [f"{e['stage']} attempt {attempts(e)}" for e in book["jobs"] if e.get("attempts")]
-    if retried:
-        print("earlier attempts: " + "; ".join(retried))
-    return 0

@@ -21,6 +21,6 @@ class TrainJob(HsdJob):
     stage_kind = "train"
 
     def run(self, cfg: Any, run_dir: str, data_dir: str) -> Path:
-        from hsd.training.trainer import run
+        from hsd.recipes.train import run
 
         return run(cfg, Path(run_dir), Path(data_dir))

@@ -1,6 +1,6 @@
 """Validation as a job: ``hsd submit baseline --config F`` (also a stage of the pipeline/sweep).
 
-Resume needs nothing here: ``hsd.validate.run`` appends every batch to
+Resume needs nothing here: ``hsd.recipes.validate.run`` appends every batch to
 ``<run_dir>/shards/rank<k>.jsonl`` and skips recorded sample ids, so the fresh instance that
 ``checkpoint()`` resubmits after a preemption continues where the shards stop.
 """
@@ -19,6 +19,6 @@ class ValidateJob(HsdJob):
     stage_kind = "validate"
 
     def run(self, cfg: Any, run_dir: str) -> Path:
-        from hsd.validate import run
+        from hsd.recipes.validate import run
 
         return run(cfg, Path(run_dir))

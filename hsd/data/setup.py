@@ -13,14 +13,13 @@ reason). An explicit ``--source`` that does not exist is an error (exit 2).
 
 from __future__ import annotations
 
-import argparse
 import filecmp
 import os
 import shutil
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
-from hsd.data.loader import SPLITS, resolve_data_dir, split_path
+from hsd.data.loader import SPLITS, split_path
 from hsd.errors import DataError
 
 ITEMS = ("unified", "canned")
@@ -81,7 +80,7 @@ def copy_item(src: Path, dst: Path) -> str:
     return f"copied {copied} files, {same} already identical{kept}"
 
 
-def _missing_message(dest: Path) -> str:
+def missing_message(dest: Path) -> str:
     tried = "\n".join(f"  {p}" for p in default_sources())
     return (
         "hsd data: no prepared dataset found. Looked for <source>/unified in:\n"
@@ -92,33 +91,3 @@ def _missing_message(dest: Path) -> str:
         "  - run `hsd data --source DIR` with DIR holding unified/ and canned/, or\n"
         "  - set HSD_DATA_DIR to a directory that already holds them."
     )
-
-
-def main(args: argparse.Namespace) -> int:
-    dest = resolve_data_dir(args.dest)
-    source = find_source(args.source)
-    if source is None:
-        if has_splits(dest):
-            print(f"hsd data: {dest} already holds the splits; nothing to link (no ../shared/data here)")
-            return 0
-        print(_missing_message(dest))
-        return 1
-    try:
-        dest.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DataError(f"cannot create data directory {dest}: {exc.strerror}; pass --dest or set HSD_DATA_DIR") from None
-    place: Callable[[Path, Path], str] = copy_item if args.copy else link_item
-    for item in ITEMS:
-        src = source / item
-        if not src.is_dir():
-            print(f"{dest / item}: skipped, {src} does not exist")
-            continue
-        try:
-            print(f"{dest / item}: {place(src, dest / item)}")
-        except OSError as exc:
-            raise DataError(f"cannot write {dest / item}: {exc.strerror}; check permissions of {dest}") from None
-    if not has_splits(dest):
-        print(f"warning: {dest / 'unified'} still lacks some of unified_{{{','.join(SPLITS)}}}.json")
-        return 1
-    print(f"hsd data: dataset ready in {dest}")
-    return 0

@@ -3,7 +3,7 @@
 A backend turns rendered prompt strings into :class:`Output` objects, one per prompt, in the
 same order. It owns the model (how it is loaded and placed: plain HF, DeepSpeed ZeRO-3, ...)
 but nothing else: data, prompts, parsing, shard files and resume live in
-:mod:`hsd.validate`, so a new backend is one class of two methods.
+:mod:`hsd.recipes.validate`, so a new backend is one class of two methods.
 """
 
 from __future__ import annotations

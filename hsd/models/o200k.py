@@ -235,9 +235,3 @@ def load_tokenizer(root: Path | None = None) -> Any:
     from transformers import PreTrainedTokenizerFast
 
     return PreTrainedTokenizerFast.from_pretrained(ensure_built(root) / "tokenizer")
-
-
-def main(args: Any) -> int:
-    """``hsd model tokenizer``: build (or check) the cache; prints its directory."""
-    print(ensure_built(Path(args.cache_dir) if args.cache_dir else None))
-    return 0

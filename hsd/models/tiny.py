@@ -16,7 +16,6 @@ The result is deterministic for a given seed and loads with
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -89,15 +88,3 @@ def is_current(path: Path) -> bool:
         return json.loads((path / "hsd_tiny.json").read_text())["tiny_version"] == TINY_VERSION
     except (OSError, ValueError, KeyError):
         return False
-
-
-def main(args: Any) -> int:
-    """``hsd model tiny --out DIR [--seed N] [--format safetensors|mxfp4] [--force]``; prints the directory."""
-    out = Path(args.out)
-    if out.exists() and args.force:
-        if not (out / "hsd_tiny.json").exists() and any(out.iterdir()):
-            raise ModelError(f"--force refuses to delete {out}: it is not a tiny model built by hsd")
-        shutil.rmtree(out)
-    path = build_tiny(out, seed=args.seed, fmt=args.format)
-    print(path)
-    return 0

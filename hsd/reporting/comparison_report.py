@@ -1,4 +1,4 @@
-"""The comparison report, built from ``comparison.json`` content only (see :mod:`hsd.compare`)."""
+"""The comparison report, built from ``comparison.json`` content only (see :mod:`hsd.recipes.compare`)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Writing a report document: its plots first, then Markdown and HTML, each written atomically.
 
-Shared by a run's report (:mod:`hsd.collate`) and the comparison (:mod:`hsd.compare`), so
+Shared by a run's report (:mod:`hsd.recipes.collate`) and the comparison (:mod:`hsd.recipes.compare`), so
 neither imports the other for it.
 """
 

@@ -32,11 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from hsd.config import Config, ConfigError, dump_config, load_config, replace, to_dict
+from hsd.config import Config, ConfigError, dump_config, replace, to_dict
 from hsd.data import load_split, resolve_data_dir, select_samples, stratified_sample
 from hsd.errors import TemplateError, TrainingDataError
 from hsd.records import Sample
-from hsd.runs import RunError, atomic_write_json, new_run_dir, run_dir, timestamp
+from hsd.runs import RunError, atomic_write_json
 
 MANIFEST = "ftdata.json"
 
@@ -203,20 +203,3 @@ def _strata(split: Carve) -> dict[str, dict[str, int]]:
             counts[key] = counts.get(key, 0) + 1
         out[part] = dict(sorted(counts.items()))
     return out
-
-
-def main(args: Any) -> int:
-    """``hsd ftdata``: prints the output directory as its last line."""
-    cfg = load_config(args.config, args.overrides)
-    if args.out:
-        out = Path(args.out)
-    elif cfg.run_name:
-        out = run_dir(cfg.results_dir, cfg.experiment, cfg.run_name)
-    else:  # a fresh directory even for two runs started in the same second
-        out = new_run_dir(cfg.results_dir, cfg.experiment, f"ftdata_{timestamp()}")
-    path = run(cfg, out)
-    manifest = json.loads((path / MANIFEST).read_text())
-    print(f"train rows {manifest['train_rows']}, hold-out rows {manifest['eval_rows']}, "
-          f"evaluated rows excluded {manifest['excluded_evaluated_rows']}")
-    print(path)
-    return 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 from hsd.config import ModelConfig
 from hsd.errors import ModelError
@@ -47,9 +47,3 @@ def merge(adapter: str | Path, out: str | Path, base: Optional[str] = None, dtyp
         meta = {"base": base, "adapter": str(adapter), "dtype": cfg.dtype}
         (tmp / "hsd_merge.json").write_text(json.dumps(meta, indent=2) + "\n")
     return out
-
-
-def main(args: Any) -> int:
-    """``hsd merge``: prints the merged model directory."""
-    print(merge(args.adapter, args.out, args.base, args.dtype))
-    return 0

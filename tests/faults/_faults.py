@@ -100,7 +100,7 @@ def one_thread():
 def run_here(cfg: Path, run_dir: Path | None = None) -> Path:
     """``hsd validate`` in this process (no interpreter start-up)."""
     from hsd.config import load_config
-    from hsd.validate import run
+    from hsd.recipes.validate import run
 
     with one_thread():
         return run(load_config(cfg), run_dir)

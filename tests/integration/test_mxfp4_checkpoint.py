@@ -109,7 +109,7 @@ def test_a_missing_tensor_is_one_clear_error(tiny_mxfp4_dir, tmp_path):
 
 def test_validate_records_that_transformers_dequantized(tmp_path, tiny_mxfp4_dir):
     from hsd.config import load_config
-    from hsd.validate import run
+    from hsd.recipes.validate import run
 
     run_dir = run(load_config(write_config(tmp_path, tiny_mxfp4_dir)))
     manifest = json.loads((run_dir / "manifest.json").read_text())
@@ -123,7 +123,7 @@ def test_deepspeed_backend_loads_it_partitioned(tiny_mxfp4_dir, tmp_path):
     checkpoint: about half the parameters per rank, and P(hate) equal to the single-process hf
     backend's on transformers' dequantization."""
     from hsd.config import load_config
-    from hsd.validate import run
+    from hsd.recipes.validate import run
 
     cfg = write_config(tmp_path, tiny_mxfp4_dir)
     ref = merged_records(run(load_config(cfg, ["inference.mode=score"]), tmp_path / "ref"))

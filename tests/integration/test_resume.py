@@ -12,7 +12,7 @@ import pytest
 
 from _validate_helpers import N_SAMPLES, comparable, hsd_cmd, hsd_env, merged_records, shard_ids, write_config
 from hsd.config import load_config
-from hsd.validate import run
+from hsd.recipes.validate import run
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 

@@ -189,7 +189,7 @@ def test_validate_in_score_mode_writes_probabilities_and_applies_the_threshold(t
 
     from hsd.config import load_config
     from hsd.inference import store
-    from hsd.validate import run
+    from hsd.recipes.validate import run
 
     cfg = load_config(write_config(tmp_path, tiny_model_dir, mode="score", threshold=0.3))
     run_dir = run(cfg)

@@ -21,7 +21,7 @@ from _validate_helpers import (N_SAMPLES, REPO, comparable, hsd_cmd, hsd_env, la
                                shard_ids, write_config)
 from hsd.config import load_config
 from hsd.distributed import free_port
-from hsd.validate import run
+from hsd.recipes.validate import run
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 BACKENDS = ("deepspeed", "tp")

@@ -13,7 +13,7 @@ from _validate_helpers import N_SAMPLES, comparable, hsd_cmd, hsd_env, merged_re
 from hsd.config import load_config
 from hsd.errors import HsdError
 from hsd.runs import RunError
-from hsd.validate import run
+from hsd.recipes.validate import run
 
 pytestmark = pytest.mark.integration
 

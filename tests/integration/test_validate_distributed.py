@@ -8,7 +8,7 @@ import pytest
 
 from _validate_helpers import N_SAMPLES, comparable, launch, merged_records, seed_shard, shard_ids, write_config
 from hsd.config import load_config
-from hsd.validate import run
+from hsd.recipes.validate import run
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ import pytest
 
 from _report_helpers import make_dataset, make_run, make_train_run
 from hsd import cli
-from hsd.compare import CompareError, check_same_samples, criterion_roles, verdict
+from hsd.recipes.compare import CompareError, check_same_samples, criterion_roles, verdict
 from hsd.metrics.intervals import Interval
 from hsd.reporting.rundata import load_run
 
@@ -117,7 +117,7 @@ def test_the_same_run_twice_is_refused(tmp_path, data, capsys):
 
 
 def test_a_pipeline_with_a_failed_stage_still_gets_a_comparison_of_what_finished(tmp_path, data):
-    from hsd.collate import collate_experiment
+    from hsd.recipes.collate import collate_experiment
 
     exp = tmp_path / "exp"
     base = make_run(exp, "baseline", data, "rich", 0.70, 0.03, seed=1)

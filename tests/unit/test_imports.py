@@ -1,7 +1,7 @@
 """No import cycles in hsd/ and jobs/, and no module importing another module's private name.
 
 Every ``import`` counts, also the ones inside functions: a lazy import still ties the two
-modules together (``hsd.collate`` and ``hsd.compare`` each needing the other is a design knot
+modules together (``hsd.recipes.collate`` and ``hsd.recipes.compare`` each needing the other is a design knot
 even when Python can load them). Packages count too: ``hsd.models`` importing from
 ``hsd.inference`` while ``hsd.inference`` imports from ``hsd.models`` is a cycle of packages.
 A registry of lazy ``"module:function"`` names (``hsd.inference.BACKENDS``, ``jobs.pipeline.PLANS``,

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from hsd.cli import main as cli
-from hsd.legacy import LegacyError, import_run
+from hsd.recipes.import_legacy import LegacyError, import_run
 
 SHARED = Path(__file__).parents[2].parent / "shared"
 OLD = SHARED / "reference" / "recorded_runs" / "baseline_std_20251025_175009"

@@ -32,7 +32,7 @@ def test_unknown_backend_lists_the_valid_names():
 
 
 def test_importing_the_registry_imports_no_engine():
-    code = "import sys, hsd.inference, hsd.validate; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    code = "import sys, hsd.inference, hsd.recipes.validate; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"

@@ -1,11 +1,11 @@
-"""hsd.validate.changed_result_keys: which setting changes a resumed validation refuses."""
+"""hsd.recipes.validate.changed_result_keys: which setting changes a resumed validation refuses."""
 
 from __future__ import annotations
 
 import pytest
 
 from hsd.config import load_config, to_dict
-from hsd.validate import changed_result_keys
+from hsd.recipes.validate import changed_result_keys
 
 REFUSED = ["inference.seed=7", "inference.temperature=0.7", "inference.top_p=0.9", "inference.backend=deepspeed",
            "inference.mode=score", "inference.max_new_tokens=9", "inference.threshold=0.3",

@@ -119,7 +119,7 @@ torch.save(model.state_dict(), out)
 
 
 def test_sources_found():
-    assert len(PACKAGE) > 30 and "hsd/validate.py" in PACKAGE
+    assert len(PACKAGE) > 30 and "hsd/commands/validate.py" in PACKAGE
 
 
 @pytest.mark.parametrize("rule", RULES, ids=lambda r: r.__name__)

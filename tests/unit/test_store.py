@@ -10,7 +10,7 @@ from hsd.inference import store
 from hsd.inference.batching import OomBackoff, length_sorted_batches
 from hsd.records import Record, Sample
 from hsd.runs import RunError
-from hsd.validate import shard_for_rank
+from hsd.recipes.validate import shard_for_rank
 
 
 def rec(i: int, rank: int = 0) -> Record:

@@ -22,7 +22,7 @@ from hsd.metrics.references import REFERENCES, as_records
 from hsd.metrics.summary import encode, evaluate, nan_to_none, paired, settings
 from hsd.reporting import comparison_report, refcache, summary_files
 from hsd.reporting.output import write_report
-from hsd.reporting.rundata import RunData, load_run
+from hsd.reporting.rundata import RunData
 from hsd.runs import atomic_write_json, atomic_write_text, timestamp
 
 DELTA_METRICS = ("accuracy", "f1", "mcc", "eod", "unknown_rate")
@@ -168,17 +168,3 @@ def default_out(runs: Sequence[RunData]) -> Path:
     if len(parents) != 1:
         raise CompareError("the runs are in different directories: pass --out DIR for the comparison")
     return parents.pop() / "comparison"
-
-
-def main(args: Any) -> int:
-    runs = [load_run(Path(p)) for p in args.runs]
-    if len({r.path for r in runs}) != len(runs):
-        raise CompareError("the same run is given twice")
-    if len(runs) < 2:
-        raise CompareError("compare needs at least two runs")
-    check_same_samples(runs)  # before anything slow: the most common mistake, caught first
-    out = Path(args.out) if args.out else default_out(runs)
-    refs, provenance = refcache.references_for(runs[0], args.data_dir, use_cache=True)
-    comp = compare(runs, refs, provenance, runs[0].cfg.report if runs[0].cfg else ReportConfig())
-    print(write(comp, out), flush=True)
-    return 0

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import sys
 import time
@@ -34,7 +33,7 @@ from hsd.inference.modes import GenerateMode, get_mode
 from hsd.records import Record, Sample
 from hsd.watchdog import on_abort
 
-log = logging.getLogger("hsd.validate")
+log = logging.getLogger("hsd.recipes.validate")
 
 # A resumed run must not mix two settings, so every key of these sections must equal the first
 # attempt's (seed, sampling, backend, mode, model, adapter, prompt, data selection, ...), except
@@ -312,12 +311,3 @@ def write_outputs(run_path: Path, records: list[Record], strategy: str, ts: str,
     from hsd.reporting.seed_files import write_run_outputs
 
     return write_run_outputs(run_path, records, strategy, ts, meta)
-
-
-def main(args: Any) -> int:
-    """CLI entry: the run directory is the last line of stdout (rank 0 only)."""
-    cfg = load_config(args.config, args.overrides)
-    path = run(cfg, Path(args.run_dir) if args.run_dir else None)
-    if int(os.environ.get("RANK", "0") or 0) == 0:
-        print(path, flush=True)
-    return 0

@@ -1,4 +1,4 @@
-"""``python -m hsd.demo`` (``make demo``): the whole chain on the tiny model, on this machine.
+"""``python -m hsd.commands.demo`` (``make demo``): the whole chain on the tiny model, on this machine.
 
 1. builds the tiny gpt-oss (random weights, harmony tokenizer) into ``.cache/tiny-model`` unless
    it is there, 2. links the prepared dataset (``hsd data``), 3. runs ``hsd submit pipeline
@@ -20,7 +20,7 @@ from hsd.config import load_config, replace
 from hsd.errors import HsdError
 from hsd.runs import timestamp
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "demo.yaml"
 
 
@@ -61,7 +61,7 @@ def run(overrides: list[str]) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     from jobs.pipeline import StagesFailed
-    from jobs.submit import print_summary
+    from hsd.commands.submit import print_summary
 
     overrides = list(sys.argv[1:] if argv is None else argv)
     start = time.time()

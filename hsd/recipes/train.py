@@ -17,12 +17,11 @@ it checkpoints at the next step and exits (code 75, or submitit's requeue).
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any, Optional
 
-from hsd.config import Config, ConfigError, dump_config, load_config, read_yaml, to_dict
+from hsd.config import Config, ConfigError, dump_config, read_yaml, to_dict
 from hsd.distributed import main_only
 from hsd.runs import RunLock, atomic_write_json, atomic_write_text, base_manifest, ensure_writable
 from hsd.runs import run_dir as make_run_dir
@@ -219,12 +218,3 @@ def run(cfg: Config, run_dir: Optional[str | Path] = None, data_dir: Optional[st
 def _mark_failed(run: Path, error: str) -> None:
     if (run / "manifest.json").exists():
         update_manifest(run, status="failed", error=error)
-
-
-def main(args: Any) -> int:
-    """``hsd train``: prints the run directory as its last line (rank 0)."""
-    cfg = load_config(args.config, args.overrides)
-    path = run(cfg, args.run_dir, args.data)
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(path, flush=True)
-    return 0

@@ -5,7 +5,7 @@ rank 0 did not get to it (checked against the run's data selection: every sample
 once), compute every metric from the per-sample records, score the reference classifiers on
 exactly the same samples, and write ``metrics_full.json``, ``report.md``, ``report.html`` and
 ``plots/*.png``. For an experiment directory with several runs, also the comparison
-(:mod:`hsd.compare`) in ``<experiment>/comparison/``.
+(:mod:`hsd.recipes.compare`) in ``<experiment>/comparison/``.
 
 ``hsd report`` does the same from the records alone: it never merges and reuses the reference
 predictions saved by ``collate`` (``reference_predictions.json``), so it needs no model and,
@@ -19,7 +19,7 @@ import logging
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from hsd import compare
+from hsd.recipes import compare
 from hsd.config import ReportConfig
 from hsd.metrics.references import REFERENCES, as_records
 from hsd.metrics.summary import evaluate, nan_to_none, paired, settings
@@ -29,7 +29,7 @@ from hsd.reporting.errors import select_errors, unanswered
 from hsd.reporting.rundata import RunData, find_runs, is_run, load_run, merged_file, read_config
 from hsd.runs import RunError, RunLock, atomic_write_json, timestamp
 
-log = logging.getLogger("hsd.collate")
+log = logging.getLogger("hsd.recipes.collate")
 TFIDF = "tfidf_logreg"  # the reference a run is tested against, paired, in its own report
 
 
@@ -115,21 +115,3 @@ def collate_experiment(exp: Path, finished: Sequence[Path], unfinished: Sequence
     if len(runs) == 1 and not unfinished:  # `hsd submit baseline`: one run, its own report
         return runs[0].path / "report.html"
     return compare.compare_experiment(exp, runs, data_dir, unfinished)
-
-
-def _print(reports: list[Path]) -> None:
-    for path in reports:
-        print(path, flush=True)
-
-
-def main(args: Any) -> int:
-    """``hsd collate``: prints each report path; the last line is the experiment's (or run's)."""
-    _print(run(args.paths, args.data_dir, merge=True))
-    return 0
-
-
-def report_main(args: Any) -> int:
-    """``hsd report``: regenerate every report from the records alone."""
-    _print(run(args.paths, args.data_dir, merge=False))
-    return 0
-

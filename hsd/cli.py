@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 from typing import Callable
 
 from hsd.errors import HsdError
@@ -172,18 +174,32 @@ def _resolve(target: str) -> Callable[[argparse.Namespace], int | None]:
     return getattr(importlib.import_module(module), func)
 
 
+def _sigterm_interrupts() -> None:
+    """SIGTERM (``kill``, ``timeout``, a local job cancelled) unwinds like Ctrl-C, so the run
+    directory records INTERRUPTED and its lock is released instead of the process vanishing
+    mid-write. Only from the command line: inside a submitit job SIGTERM belongs to submitit."""
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # A subcommand may name its own handler (set_defaults(handler=...)); else the command's.
     handler = _resolve(getattr(args, "handler", None) or COMMANDS[args.command][2])
+    _sigterm_interrupts()
     try:
         code = handler(args)
     except HsdError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        how = str(exc) or "Ctrl-C"
+        print(f"interrupted ({how}): what was recorded is kept; the same command resumes it", file=sys.stderr,
+              flush=True)
+        return 143 if how == f"signal {int(signal.SIGTERM)}" else 130
     return int(code or 0)
 
 

@@ -16,57 +16,38 @@ it checkpoints at the next step and exits (code 75, or submitit's requeue).
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Optional
 
-from hsd.config import Config, ConfigError, dump_config, read_yaml, to_dict
+from hsd.config import Config, ConfigError
 from hsd.distributed import main_only
-from hsd.runs import RunLock, atomic_write_json, atomic_write_text, base_manifest, ensure_writable
+from hsd.rundir import ConfigCheck, RunDirectory
+from hsd.runs import Status, new_run_dir, timestamp, update_manifest
 from hsd.runs import run_dir as make_run_dir
-from hsd.runs import new_run_dir, timestamp, update_manifest
 from hsd.training import checkpoint
 from hsd.training.dataset import read_chat_jsonl
-from hsd.watchdog import on_abort
 
 LOG = "train_log.jsonl"
 ADAPTER = "adapter"
-# Settings a resumed run may change: none of them alters the weights it trains.
-WEIGHT_DEFINING_MODEL_KEYS = ("name_or_path", "dtype")  # kernels (attention, experts) may change
-RESUMABLE_CHANGES = {"stop_after_steps", "eval_every", "save_every", "keep_checkpoints", "early_stopping_patience",
-                     "early_stopping_min_delta"}
+# A resumed run must train the same thing: every train setting and the weights' source, except
+# these, none of which alters the weights it trains (kernels — attention, experts — may change too).
+CHECK = ConfigCheck(sections=("train",), keys=("model.name_or_path", "model.dtype"), free=frozenset(
+    f"train.{k}" for k in ("stop_after_steps", "eval_every", "save_every", "keep_checkpoints",
+                           "early_stopping_patience", "early_stopping_min_delta")))
+OUTCOMES = {"completed": Status.COMPLETED, "early_stopped": Status.COMPLETED, "stopped": Status.STOPPED}
 
 
-def _check_same_settings(saved: dict[str, Any], cfg: Config, where: Path) -> None:
-    """A resumed run must train the same thing; list every setting that differs."""
-    now = to_dict(cfg)
-    diffs = [f"model.{k}" for k in WEIGHT_DEFINING_MODEL_KEYS if saved.get("model", {}).get(k) != now["model"][k]]
-    diffs += [f"train.{k}" for k in now["train"]
-              if k not in RESUMABLE_CHANGES and saved.get("train", {}).get(k) != now["train"][k]]
-    if diffs:
-        raise ConfigError(
-            f"{where} was started with other settings ({', '.join(diffs)}); resume it with the same config, "
-            "or train into a new run directory"
-        )
-
-
-def _prepare_dir(cfg: Config, run: Path, world_size: int) -> tuple[bool, Optional[str]]:
-    """(already completed, newest complete checkpoint) — rank 0 only."""
-    ensure_writable(run)
-    saved = run / "config.yaml"
-    if saved.exists():
-        _check_same_settings(read_yaml(saved), cfg, run)
-    else:
-        atomic_write_text(saved, dump_config(cfg))
-    manifest_path = run / "manifest.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else None
-    if manifest and manifest.get("status") == "completed" and (run / ADAPTER / "adapter_config.json").exists():
+def _claim(cfg: Config, path: Path, world_size: int, held: list[RunDirectory]) -> tuple[bool, Optional[str]]:
+    """Rank 0: (already completed, newest complete checkpoint). Refusals change nothing; a
+    completed run with its adapter is left as it is."""
+    run = RunDirectory(path, "train", CHECK).claim(cfg)
+    held.append(run)
+    if run.status is Status.COMPLETED and (run.path / ADAPTER / "adapter_config.json").exists():
         return True, None
-    if manifest is None:
-        atomic_write_json(manifest_path, base_manifest("train", world_size))
-    checkpoint.remove_partial(run)
-    newest = checkpoint.latest(run)
+    run.begin(cfg, world_size, timestamp())
+    checkpoint.remove_partial(run.path)
+    newest = checkpoint.latest(run.path)
     return False, str(newest) if newest else None
 
 
@@ -107,7 +88,7 @@ def _start_manifest(accelerator: Any, cfg: Config, run: Path, data_dir: Path, s:
                   f"{cfg.train.max_length} tokens (longest {s.train.longest}); their prompts were cut from the left",
                   flush=True)
         update_manifest(
-            run, status="running", world_size=accelerator.num_processes, data_dir=str(data_dir),
+            run, world_size=accelerator.num_processes, data_dir=str(data_dir),
             format=cfg.train.format, train_rows=len(s.train.examples), eval_rows=len(s.eval.examples),
             truncated_rows=s.train.truncated, longest_row_tokens=s.train.longest, total_steps=s.total_steps,
             steps_per_epoch=s.plan.steps_per_epoch, global_batch=s.plan.global_batch,
@@ -120,7 +101,8 @@ def _start_manifest(accelerator: Any, cfg: Config, run: Path, data_dir: Path, s:
         )
 
 
-def _finish(accelerator: Any, cfg: Config, run: Path, s: Any, state: Any, outcome: str, wall: float) -> None:
+def _finish(accelerator: Any, cfg: Config, run: Path, s: Any, state: Any, outcome: str, wall: float,
+            held: list[RunDirectory]) -> None:
     from hsd.training.loop import peak_memory_gib
     from hsd.training.lora import export_adapter
     from hsd.training.plots import loss_curve
@@ -132,8 +114,8 @@ def _finish(accelerator: Any, cfg: Config, run: Path, s: Any, state: Any, outcom
         return
     loss_curve(run / LOG, run / "loss_curve.png")
     rate = state.train_time_s or float("nan")
-    update_manifest(
-        run, status=outcome, steps=state.step, train_time_s=round(state.train_time_s, 3),
+    held[0].end(
+        OUTCOMES[outcome], outcome=outcome, steps=state.step, train_time_s=round(state.train_time_s, 3),
         tokens_trained=state.tokens, samples_trained=state.samples,
         tokens_per_s=round(state.tokens / rate, 2), samples_per_s=round(state.samples / rate, 3),
         steady_tokens_per_s=round(state.steady_tokens / state.steady_time_s, 2) if state.steady_time_s else None,
@@ -143,12 +125,13 @@ def _finish(accelerator: Any, cfg: Config, run: Path, s: Any, state: Any, outcom
     )
 
 
-def _train(accelerator: Any, choice: Any, cfg: Config, run: Path, data_dir: Optional[str]) -> Path:
+def _train(accelerator: Any, choice: Any, cfg: Config, run: Path, data_dir: Optional[str],
+           held: list[RunDirectory]) -> Path:
     from hsd.training import ftdata
     from hsd.training.loop import TrainLog, setup, train_loop
 
     start = time.perf_counter()
-    completed, newest = main_only(lambda: _prepare_dir(cfg, run, accelerator.num_processes))
+    completed, newest = main_only(lambda: _claim(cfg, run, accelerator.num_processes, held))
     if completed:
         return run
     data = Path(data_dir) if data_dir else main_only(lambda: ftdata.run(cfg, run / "ftdata"))
@@ -160,7 +143,7 @@ def _train(accelerator: Any, choice: Any, cfg: Config, run: Path, data_dir: Opti
         outcome = train_loop(accelerator, s, cfg, state, log, run)
     finally:
         log.close()
-    _finish(accelerator, cfg, run, s, state, outcome, time.perf_counter() - start)
+    _finish(accelerator, cfg, run, s, state, outcome, time.perf_counter() - start, held)
     return run
 
 
@@ -187,34 +170,25 @@ def run(cfg: Config, run_dir: Optional[str | Path] = None, data_dir: Optional[st
             read_chat_jsonl(Path(data_dir) / cfg.train.format / f"{part}.jsonl")
     kind = "cuda" if torch.cuda.is_available() and cfg.model.device != "cpu" else "cpu"
     env = distributed.init_distributed(kind, always=True)  # DeepSpeed needs a group, even of one
-    held: list[RunLock] = []  # rank 0 holds the lock; the others learn only whether it was taken
-    unhook = lambda: None  # noqa: E731
+    held: list[RunDirectory] = []  # rank 0's; the others learn only its decisions
     ok, run = False, None
     try:
         accelerator, choice = make_accelerator(cfg, env)
         run = _agree_run_dir(cfg, run_dir)
-        main_only(lambda: held.append(RunLock(run / ".lock").acquire()))
-        if held:  # a peer found dead or failed: the manifest says so, not "running"
-            unhook = on_abort(lambda message: _mark_failed(run, message))
-        _train(accelerator, choice, cfg, run, str(data_dir) if data_dir else None)
+        _train(accelerator, choice, cfg, run, str(data_dir) if data_dir else None, held)
         accelerator.wait_for_everyone()
         ok = True
     except BaseException as exc:
         cause = distributed.announce_failure(exc)  # the other ranks stop now, not at the collective timeout
-        if held and isinstance(cause, Exception):  # not the preemption exit (SystemExit): its manifest says "preempted"
-            _mark_failed(run, f"{type(cause).__name__}: {cause}")
+        if not isinstance(exc, SystemExit):  # the preemption exit: its manifest already says PREEMPTED
+            for held_run in held:
+                held_run.fail(cause)
         if cause is not exc:  # this error only echoes another rank's failure: report that one
             raise cause from exc
         raise
     finally:
-        unhook()
-        for lock in held:
-            lock.release()
+        for held_run in held:
+            held_run.release()
         release()
         distributed.teardown(env, ok)
     return run
-
-
-def _mark_failed(run: Path, error: str) -> None:
-    if (run / "manifest.json").exists():
-        update_manifest(run, status="failed", error=error)

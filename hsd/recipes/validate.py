@@ -12,7 +12,6 @@ and at the end the merged outputs, after checking every sample was recorded exac
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import sys
@@ -24,37 +23,25 @@ from typing import Any
 
 from hsd import distributed as dist
 from hsd import runs
-from hsd.config import Config, dump_config, load_config, to_dict
+from hsd.config import Config
 from hsd.errors import HsdError
 from hsd.inference import get_backend, store
 from hsd.inference.base import GenerationSettings
 from hsd.inference.batching import length_sorted_batches
 from hsd.inference.modes import GenerateMode, get_mode
 from hsd.records import Record, Sample
-from hsd.watchdog import on_abort
+from hsd.rundir import ConfigCheck, RunDirectory
+from hsd.runs import Status
 
 log = logging.getLogger("hsd.recipes.validate")
 
 # A resumed run must not mix two settings, so every key of these sections must equal the first
 # attempt's (seed, sampling, backend, mode, model, adapter, prompt, data selection, ...), except
-# the few that change only how fast the same records are produced. An allow-list: a key added
-# later is refused on change until someone decides it is speed-only.
-RESULT_SECTIONS = ("data", "prompt", "model", "inference")
-SPEED_ONLY_KEYS = frozenset({
+# the few that change only how fast the same records are produced.
+CHECK = ConfigCheck(sections=("data", "prompt", "model", "inference"), free=frozenset({
     "inference.batch_size", "inference.slots", "inference.prefix_cache", "inference.static_cache", "inference.cuda_graphs",
     "inference.progress", "inference.ds_config", "model.attn_implementation", "model.experts_implementation",
-})
-
-
-def changed_result_keys(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
-    """Dotted keys of the result sections whose values differ between two resolved configs."""
-    changed = []
-    for section in RESULT_SECTIONS:
-        for key in sorted(set(saved.get(section, {})) | set(now.get(section, {}))):
-            dotted = f"{section}.{key}"
-            if dotted not in SPEED_ONLY_KEYS and saved.get(section, {}).get(key) != now[section].get(key):
-                changed.append(dotted)
-    return changed
+}))
 
 
 @dataclass(frozen=True)
@@ -63,7 +50,7 @@ class RunSetup:
 
     path: Path
     ts: str  # the <ts> of every output file name; kept across resumes
-    attempt: int
+    attempt: int  # 0: nothing to do, the completed run is left exactly as it was
 
 
 @dataclass(frozen=True)
@@ -98,30 +85,21 @@ def _run(cfg: Config, run_dir: Path | None, env: dist.DistEnv, started: float) -
     prompter = Prompter.from_config(cfg, tokenizer, {s.id for s in samples})
     with ExitStack() as stack:
         _attach_log_handler(stack, logging.StreamHandler(sys.stderr), env.rank)
-        setup = dist.main_only(lambda: _prepare_run(cfg, run_dir, prompter.strategy, env, stack))
-        if env.is_main:  # a peer found dead or failed: the manifest says so, not "running"
-            stack.callback(on_abort(lambda message: _record_failure(setup.path, HsdError(message))))
-        try:
-            done = store.recorded_ids(setup.path)
-            mine = shard_for_rank(samples, env.rank, env.world_size, done)
-            log.info("rank %d/%d: %d samples to evaluate (%d of %d already recorded)",
-                     env.rank, env.world_size, len(mine), len(done), len(samples))
-            stats = _evaluate(cfg, env, tokenizer, prompter, setup.path, mine, mode)
-            all_stats = dist.gather(stats)  # also the barrier before merging
-            if env.is_main:
-                _finish(cfg, setup, samples, prompter.strategy, all_stats, len(done), started)
-        except HsdError as exc:  # e.g. the model fails to load: the manifest says so, not "running"
-            if env.is_main:
-                _record_failure(setup.path, exc)
-            raise
+        held: list[RunDirectory] = []  # rank 0's; the others learn the decision only
+        setup = dist.main_only(lambda: _prepare_run(cfg, run_dir, prompter.strategy, env, stack, samples, held))
+        if setup.attempt == 0:
+            log.info("%s is complete and every sample is recorded: nothing to do", setup.path)
+            return setup.path
+        # Leaving the stack with an error records FAILED or INTERRUPTED (hsd.rundir), not RUNNING.
+        done = store.recorded_ids(setup.path)
+        mine = shard_for_rank(samples, env.rank, env.world_size, done)
+        log.info("rank %d/%d: %d samples to evaluate (%d of %d already recorded)",
+                 env.rank, env.world_size, len(mine), len(done), len(samples))
+        stats = _evaluate(cfg, env, tokenizer, prompter, setup.path, mine, mode)
+        all_stats = dist.gather(stats)  # also the barrier before merging
+        if held:
+            _finish(cfg, setup, held[0], samples, prompter.strategy, all_stats, len(done), started)
     return setup.path
-
-
-def _record_failure(path: Path, exc: HsdError) -> None:
-    try:
-        runs.update_manifest(path, status="failed", error=str(exc))
-    except HsdError:  # the disk is full: the error being raised says more than this one
-        pass
 
 
 def _check_unique_ids(samples: list[Sample]) -> None:
@@ -139,8 +117,10 @@ def shard_for_rank(samples: list[Sample], rank: int, world_size: int, done: set[
     return [s for i, s in enumerate(ordered) if i % world_size == rank and s.id not in done]
 
 
-def _prepare_run(cfg: Config, run_dir: Path | None, strategy: str, env: dist.DistEnv, stack: ExitStack) -> RunSetup:
-    """Rank 0: create/lock the run directory, check or save the config, start the manifest."""
+def _prepare_run(cfg: Config, run_dir: Path | None, strategy: str, env: dist.DistEnv, stack: ExitStack,
+                 samples: list[Sample], held: list[RunDirectory]) -> RunSetup:
+    """Rank 0: claim the run directory (refusals change nothing), then begin an attempt unless
+    the run is complete with every sample recorded."""
     ts = runs.timestamp()
     if run_dir is None:
         if cfg.run_name:  # a named run is created or resumed
@@ -149,56 +129,20 @@ def _prepare_run(cfg: Config, run_dir: Path | None, strategy: str, env: dist.Dis
             name = f"validate_{re.sub(r'[^A-Za-z0-9._-]', '-', strategy)}_{ts}"
             path = runs.new_run_dir(cfg.results_dir, cfg.experiment, name)
     else:
-        path = Path(run_dir).resolve()
-    runs.ensure_writable(path)
-    stack.enter_context(runs.RunLock(path / ".lock"))
-    _check_or_save_config(cfg, path)
-    store.read_records(path)  # a corrupt shard line stops the run here, before the manifest or log change
-    ts, attempt = _start_manifest(path, ts, strategy, env)
-    log_file = path / f"validation_log_{ts}.log"  # appended to by every attempt
+        path = Path(run_dir)
+    run = stack.enter_context(RunDirectory(path, "validate", CHECK).claim(cfg))
+    recorded = store.recorded_ids(run.path)  # a corrupt shard line stops the run here, before anything changes
+    if run.status is Status.COMPLETED and recorded >= {s.id for s in samples}:
+        return RunSetup(path=run.path, ts=run.manifest.get("ts", ts), attempt=0)
+    held.append(run)
+    ts = run.begin(cfg, env.world_size, ts, strategy=strategy)
+    log_file = run.path / f"validation_log_{ts}.log"  # appended to by every attempt
     _attach_log_handler(stack, logging.FileHandler(log_file, encoding="utf-8"), env.rank)
-    log.info("run directory %s (attempt %d, world size %d)", path, attempt, env.world_size)
-    for shard in store.shard_files(path):  # nobody writes before the broadcast that follows
+    log.info("run directory %s (attempt %d, world size %d)", run.path, run.attempt, env.world_size)
+    for shard in store.shard_files(run.path):  # nobody writes before the broadcast that follows
         if store.truncate_torn_tail(shard):
             log.warning("%s: dropped a torn last line; that sample will be redone", shard)
-    return RunSetup(path=path, ts=ts, attempt=attempt)
-
-
-def _start_manifest(path: Path, ts: str, strategy: str, env: dist.DistEnv) -> tuple[str, int]:
-    """New run: the base manifest. Resume: count the attempt, keep the first attempt's ``ts``."""
-    manifest_path = path / "manifest.json"
-    now = runs.base_manifest("validate", env.world_size)
-    if not manifest_path.exists():
-        runs.update_manifest(path, **now, ts=ts, attempt=1, strategy=strategy, status="running")
-        return ts, 1
-    previous = json.loads(manifest_path.read_text())
-    ts, attempt = previous.get("ts", ts), int(previous.get("attempt", 1)) + 1
-    # A requeued job may land on another node: host, devices and versions are this attempt's.
-    fields = {k: v for k, v in now.items() if k != "started"}
-    runs.update_manifest(path, **fields, attempt=attempt, attempt_started=now["started"], status="running")
-    return ts, attempt
-
-
-def _check_or_save_config(cfg: Config, path: Path) -> None:
-    saved_path = path / "config.yaml"
-    if not saved_path.exists():
-        runs.atomic_write_text(saved_path, dump_config(cfg))
-        return
-    saved, now = to_dict(load_config(saved_path)), to_dict(cfg)
-    changed = changed_result_keys(saved, now)
-    if changed:
-        detail = "; ".join(f"{k}: saved {_dotted(saved, k)!r}, now {_dotted(now, k)!r}" for k in changed)
-        raise runs.RunError(
-            f"{path} was started with another configuration ({detail}). Resuming would mix results "
-            "of two settings: restore the saved values (see its config.yaml) or use a new run directory. "
-            f"Only these may differ between attempts (speed, not results): {', '.join(sorted(SPEED_ONLY_KEYS))}"
-        )
-
-
-def _dotted(tree: dict[str, Any], key: str) -> Any:
-    for part in key.split("."):
-        tree = tree[part]
-    return tree
+    return RunSetup(path=run.path, ts=ts, attempt=run.attempt)
 
 
 def _attach_log_handler(stack: ExitStack, handler: logging.Handler, rank: int) -> None:
@@ -264,7 +208,7 @@ def make_record(sample: Sample, prompt: str, out: Any, strategy: str, latency_s:
     )
 
 
-def _finish(cfg: Config, setup: RunSetup, samples: list[Sample], strategy: str,
+def _finish(cfg: Config, setup: RunSetup, run: RunDirectory, samples: list[Sample], strategy: str,
             stats: list[RankStats], resumed: int, started: float) -> None:
     """Rank 0: merge shards (each sample exactly once), write outputs, complete the manifest."""
     records = store.merge(setup.path, [s.id for s in samples])
@@ -272,8 +216,8 @@ def _finish(cfg: Config, setup: RunSetup, samples: list[Sample], strategy: str,
     outputs = write_outputs(setup.path, records, strategy, setup.ts, meta)
     evaluated = sum(s.evaluated for s in stats)
     gen_seconds = max(s.seconds for s in stats)
-    runs.update_manifest(
-        setup.path, status="complete", finished=runs.timestamp(), world_size=len(stats),
+    run.end(
+        Status.COMPLETED, world_size=len(stats),
         samples=len(records), evaluated_this_attempt=evaluated, resumed=resumed,
         per_rank={str(s.rank): s.evaluated for s in stats}, wall_time_s=round(time.time() - started, 2),
         generation_s=round(gen_seconds, 2),

@@ -16,7 +16,7 @@ from typing import Any, Optional
 from hsd.config import Config
 from hsd.distributed import gather
 from hsd.errors import TrainingDataError
-from hsd.runs import atomic_write_text, iter_jsonl, update_manifest
+from hsd.runs import Status, atomic_write_text, iter_jsonl, update_manifest
 from hsd.training import checkpoint
 from hsd.training.dataset import IGNORE, StepPlan, TokenizedSet, collate, eval_batches, read_chat_jsonl, tokenize_rows
 from hsd.training.schedule import lr_at
@@ -223,7 +223,7 @@ def train_loop(accelerator: Any, s: Session, cfg: Config, state: TrainState, log
                 checkpoint.save(accelerator, run, state.step, dataclasses.asdict(state), t.keep_checkpoints)
             if preempted:
                 if accelerator.is_main_process:
-                    update_manifest(run, status="preempted", steps=state.step)
+                    update_manifest(run, status=Status.PREEMPTED.value, steps=state.step)
                 guard.hand_over(state.step)
             if early:
                 return "early_stopped"

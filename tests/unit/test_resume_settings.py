@@ -1,11 +1,11 @@
-"""hsd.recipes.validate.changed_result_keys: which setting changes a resumed validation refuses."""
+"""hsd.recipes.validate.CHECK: which setting changes a resumed validation refuses."""
 
 from __future__ import annotations
 
 import pytest
 
 from hsd.config import load_config, to_dict
-from hsd.recipes.validate import changed_result_keys
+from hsd.recipes.validate import CHECK
 
 REFUSED = ["inference.seed=7", "inference.temperature=0.7", "inference.top_p=0.9", "inference.backend=deepspeed",
            "inference.mode=score", "inference.max_new_tokens=9", "inference.threshold=0.3",
@@ -20,9 +20,9 @@ ALLOWED = ["inference.batch_size=2", "inference.cuda_graphs=false", "inference.s
 @pytest.mark.parametrize("override", REFUSED)
 def test_a_setting_that_changes_results_is_named(override: str) -> None:
     saved, now = to_dict(load_config(None)), to_dict(load_config(None, [override]))
-    assert changed_result_keys(saved, now) == [override.split("=")[0]]
+    assert CHECK.changed(saved, now) == [override.split("=")[0]]
 
 
 @pytest.mark.parametrize("override", ALLOWED)
 def test_speed_only_and_non_validation_settings_may_differ(override: str) -> None:
-    assert changed_result_keys(to_dict(load_config(None)), to_dict(load_config(None, [override]))) == []
+    assert CHECK.changed(to_dict(load_config(None)), to_dict(load_config(None, [override]))) == []

@@ -1,0 +1,215 @@
+"""The run lifecycle, written once: what every command that writes a run directory does.
+
+    with RunDirectory(path, "validate", VALIDATE_CHECK).claim(cfg) as run:   # refuse or lock
+        if run.status is Status.COMPLETED and nothing_to_do:
+            return path                      # a no-op resume leaves every figure as it was
+        run.begin(world_size, strategy=...)  # config.yaml, manifest: attempt, RUNNING
+        ...                                  # the work; run.update(...) as it goes
+        run.end(Status.COMPLETED, samples=...)
+
+``claim`` refuses, before it writes anything (no manifest change, no lock file left behind):
+a directory of another kind (a training run given to ``hsd validate``, an experiment root,
+fine-tuning data, an imported legacy run, a folder hsd did not write), a run started with
+settings that would change its results (:class:`ConfigCheck`), and a run another process
+drives (the ``.lock`` flock). Once :meth:`RunDirectory.begin` has run, leaving the ``with``
+block records how it ended: an error is ``FAILED`` with its message, Ctrl-C or SIGTERM is
+``INTERRUPTED`` (the same command resumes), a preemption exit keeps the ``PREEMPTED`` the
+training loop wrote, and a peer rank found dead (:mod:`hsd.watchdog`) is ``FAILED``.
+Only rank 0 holds a RunDirectory; the other ranks write disjoint shard files.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from hsd import runs
+from hsd.config import Config, dump_config, load_config, to_dict
+from hsd.errors import HsdError
+from hsd.runs import RunError, Status
+from hsd.watchdog import on_abort
+
+MANIFEST = "manifest.json"
+CONFIG = "config.yaml"
+LOCK = ".lock"
+# Directories hsd writes that are not runs, known by the file that marks them.
+OTHER_KINDS = {"jobs.json": "an experiment directory (hsd submit)", "ftdata.json": "fine-tuning data (hsd ftdata)"}
+# Files a run directory may hold before its manifest exists (a crash between lock and manifest).
+PRE_MANIFEST = {LOCK, CONFIG}
+
+
+def kind_of(path: Path) -> Optional[str]:
+    """The command that wrote ``path`` (``validate``, ``train``, ``import-legacy``, ...), None for a
+    missing or empty directory; raises RunError naming what it is when it is not a run."""
+    if not path.exists():
+        return None
+    if not path.is_dir():
+        raise RunError(f"{path} is a file, not a run directory: choose a directory (new or an earlier run's)")
+    names = {p.name for p in path.iterdir()}
+    for marker, what in OTHER_KINDS.items():
+        if marker in names:
+            raise RunError(f"{path} is {what}, not a run directory: choose a new run directory")
+    if MANIFEST in names:
+        return command_of(path / MANIFEST)
+    if names <= PRE_MANIFEST:
+        return None
+    raise RunError(f"{path} is not empty and holds no hsd {MANIFEST}: it is not a run hsd wrote. "
+                   "Choose a new run directory (or an earlier run's)")
+
+
+def command_of(manifest: Path) -> str:
+    """The ``command`` a manifest records; imports before 2026-12 spelled it ``hsd import-legacy ...``."""
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RunError(f"{manifest} cannot be read ({exc}); restore it from a backup or choose a new "
+                       "run directory") from None
+    command = str(data.get("command", "")) if isinstance(data, dict) else ""
+    return "import-legacy" if command.startswith("hsd import-legacy") else command or "unknown"
+
+
+@dataclass(frozen=True)
+class ConfigCheck:
+    """Which settings a resumed run must keep: every key of ``sections`` and the dotted ``keys``,
+    except the ``free`` ones (speed, bookkeeping: how fast the same results are produced).
+    An allow-list: a key added later is refused on change until someone declares it free."""
+
+    sections: tuple[str, ...]
+    keys: tuple[str, ...] = ()
+    free: frozenset[str] = frozenset()
+
+    def changed(self, saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+        """Dotted keys whose values differ between two resolved configs."""
+        dotted = [f"{s}.{k}" for s in self.sections for k in sorted(set(saved.get(s, {})) | set(now.get(s, {})))]
+        return [k for k in dotted + list(self.keys) if k not in self.free and _get(saved, k) != _get(now, k)]
+
+
+def _get(tree: dict[str, Any], key: str) -> Any:
+    for part in key.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return None
+        tree = tree[part]
+    return tree
+
+
+class RunDirectory:
+    """One run directory of one command, driven by one process (see the module docstring)."""
+
+    def __init__(self, path: Path, command: str, check: ConfigCheck) -> None:
+        self.path = Path(path).resolve()
+        self.command = command
+        self.check = check
+        self.attempt = 0
+        self._lock: Optional[runs.RunLock] = None
+        self._begun = False
+        self._ended = False
+        self._unhook = lambda: None
+
+    # -- claim: refusals change nothing ------------------------------------------------------
+    def claim(self, cfg: Config) -> "RunDirectory":
+        """Refuse another kind, other settings or another driver; else hold the lock."""
+        self._refuse_foreign(cfg)
+        runs.ensure_writable(self.path)
+        self._lock = runs.RunLock(self.path / LOCK).acquire()
+        try:  # the first look was unlocked: a racing process may have started the run meanwhile
+            self._refuse_foreign(cfg)
+        except BaseException:
+            self.release()
+            raise
+        return self
+
+    def _refuse_foreign(self, cfg: Config) -> None:
+        kind = kind_of(self.path)
+        if kind is not None and kind != self.command:
+            raise RunError(f"{self.path} is a run of `hsd {kind}` (its {MANIFEST}), not of `hsd {self.command}`; "
+                           f"`hsd {self.command}` writes only its own runs: choose a new run directory")
+        saved = self.path / CONFIG
+        if not saved.exists():
+            return
+        old, now = to_dict(load_config(saved)), to_dict(cfg)
+        changed = self.check.changed(old, now)
+        if changed:
+            detail = "; ".join(f"{k}: saved {_get(old, k)!r}, now {_get(now, k)!r}" for k in changed)
+            free = f" Only these may differ between attempts: {', '.join(sorted(self.check.free))}." \
+                if self.check.free else ""
+            raise RunError(f"{self.path} was started with other settings ({detail}). Resuming would mix results "
+                           f"of two settings: restore the saved values (see its {CONFIG}) or use a new run "
+                           f"directory.{free}")
+
+    # -- what is there -----------------------------------------------------------------------
+    @property
+    def manifest(self) -> dict[str, Any]:
+        path = self.path / MANIFEST
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+    @property
+    def status(self) -> Optional[Status]:
+        """None for a run that never began."""
+        raw = self.manifest.get("status")
+        return Status.parse(raw) if raw else None
+
+    # -- the attempt ---------------------------------------------------------------------------
+    def begin(self, cfg: Config, world_size: int, first_ts: str, **fields: Any) -> str:
+        """Start an attempt: ``config.yaml`` (first attempt), the manifest (attempt, RUNNING, this
+        host's facts); returns the run's ``ts`` (the first attempt's, kept across resumes)."""
+        if not (self.path / CONFIG).exists():
+            runs.atomic_write_text(self.path / CONFIG, dump_config(cfg))
+        now = runs.base_manifest(self.command, world_size)
+        previous = self.manifest
+        if not previous:
+            self.attempt = 1
+            runs.update_manifest(self.path, **now, ts=first_ts, attempt=1, status=Status.RUNNING.value, **fields)
+            ts = first_ts
+        else:  # a requeued job may land on another node: host, devices and versions are this attempt's
+            self.attempt = int(previous.get("attempt", 1)) + 1
+            ts = previous.get("ts", first_ts)
+            runs.update_manifest(self.path, **{k: v for k, v in now.items() if k != "started"}, ts=ts,
+                                 attempt=self.attempt, attempt_started=now["started"], status=Status.RUNNING.value,
+                                 error=None, **fields)
+        self._begun = True
+        self._unhook = on_abort(lambda message: self._record(Status.FAILED, error=message))
+        return ts
+
+    def update(self, **fields: Any) -> dict[str, Any]:
+        return runs.update_manifest(self.path, **fields)
+
+    def end(self, status: Status, **fields: Any) -> None:
+        """Record how this attempt ended (COMPLETED, STOPPED, PREEMPTED, ...)."""
+        runs.update_manifest(self.path, status=status.value, finished=runs.timestamp(), **fields)
+        self._ended = True
+
+    def fail(self, exc: BaseException) -> None:
+        """Record an error (once); used by :meth:`close` and by callers that learn of a peer's error."""
+        if self._begun and not self._ended:
+            status = Status.INTERRUPTED if isinstance(exc, KeyboardInterrupt) else Status.FAILED
+            self._record(status, error=None if status is Status.INTERRUPTED else _message(exc))
+            self._ended = True
+
+    def _record(self, status: Status, **fields: Any) -> None:
+        try:
+            runs.update_manifest(self.path, status=status.value, **fields)
+        except HsdError:  # the disk is full: the error being raised says more than this one
+            pass
+
+    def release(self) -> None:
+        self._unhook()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> "RunDirectory":
+        return self
+
+    def __exit__(self, kind: Any, exc: Optional[BaseException], tb: Any) -> None:
+        try:
+            if exc is not None and not isinstance(exc, SystemExit):  # SystemExit: preemption, already recorded
+                self.fail(exc)
+        finally:
+            self.release()
+
+
+def _message(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, HsdError) else f"{type(exc).__name__}: {exc}"
+

@@ -1,7 +1,7 @@
 """``python -m hsd.commands.demo`` (``make demo``): the whole chain on the tiny model, on this machine.
 
-1. builds the tiny gpt-oss (random weights, harmony tokenizer) into ``.cache/tiny-model`` unless
-   it is there, 2. links the prepared dataset (``hsd data``), 3. runs ``hsd submit pipeline
+1. builds the tiny gpt-oss (random weights, harmony tokenizer) into ``<cache>/tiny-model``
+   (:func:`hsd.paths.cache_root`: a checkout's ``.cache/``) unless it is there, 2. links the prepared dataset (``hsd data``), 3. runs ``hsd submit pipeline
    --config configs/demo.yaml`` on the local executor — baseline validation, ftdata, LoRA
    training, post-FT validation, collate — and ends with the comparison's short table (each
    run's answered rate, F1, MCC, the TF-IDF reference, the success-criterion verdict) and the
@@ -18,10 +18,20 @@ from pathlib import Path
 
 from hsd.config import load_config, replace
 from hsd.errors import HsdError
+from hsd.paths import cache_root, checkout_root, package_data
 from hsd.runs import timestamp
 
-ROOT = Path(__file__).resolve().parents[2]
-CONFIG = ROOT / "configs" / "demo.yaml"
+CONFIG = package_data("configs", "demo.yaml")  # shipped in the wheel; the checkout's configs/demo.yaml links here
+
+
+def project_path(name: str) -> Path:
+    """A relative path of demo.yaml, wherever the demo is started from: under ``.cache/`` means
+    under the cache root; anything else is under the checkout (an installed hsd: the working
+    directory). An absolute path (an override) stays as it is."""
+    path = Path(name)
+    if path.parts[:1] == (".cache",):
+        return cache_root().joinpath(*path.parts[1:])
+    return (checkout_root() or Path.cwd()) / path
 
 
 def ensure_tiny_model(path: Path) -> None:
@@ -50,10 +60,9 @@ def run(overrides: list[str]) -> Path:
     from jobs.pipeline import submit_command
 
     cfg = load_config(CONFIG, overrides)
-    # Paths in demo.yaml are relative to the project, wherever the demo is started from.
     cfg = replace(cfg, **{"experiment": f"{cfg.experiment}_{timestamp()}",
-                          "results_dir": str(ROOT / cfg.results_dir),
-                          "model.name_or_path": str(ROOT / cfg.model.name_or_path)})
+                          "results_dir": str(project_path(cfg.results_dir)),
+                          "model.name_or_path": str(project_path(cfg.model.name_or_path))})
     ensure_tiny_model(Path(cfg.model.name_or_path))
     ensure_data()
     return submit_command("pipeline", cfg)

@@ -2,8 +2,9 @@
 
 Links (default) or copies ``<source>/unified`` and ``<source>/canned`` into the data
 directory (``--dest``, else ``$HSD_DATA_DIR``, else ``./data``). The default source is
-``../shared/data`` beside the repository root. Safe to rerun: an existing link to the same
-place is kept, and nothing that is not a broken link made earlier is ever replaced.
+``../shared/data`` beside the source checkout (when hsd runs from one), else beside the working
+directory. Safe to rerun: an existing link to the same place is kept, and nothing that is not a
+broken link made earlier is ever replaced.
 
 Exit codes: 0 when the data directory holds the splits afterwards (linked now or already
 there); 1 when there is nothing to link and no data in place -- the message says what to do.
@@ -21,14 +22,16 @@ from typing import Optional
 
 from hsd.data.loader import SPLITS, split_path
 from hsd.errors import DataError
+from hsd.paths import checkout_root
 
 ITEMS = ("unified", "canned")
 
 
 def default_sources() -> list[Path]:
-    """``../shared/data`` beside the repository root (editable install), then beside the cwd."""
-    repo_root = Path(__file__).resolve().parents[2]
-    return [repo_root.parent / "shared" / "data", Path.cwd().resolve().parent / "shared" / "data"]
+    """``../shared/data`` beside the source checkout (none for an installed hsd), then beside the cwd."""
+    root = checkout_root()
+    beside_checkout = [root.parent / "shared" / "data"] if root is not None else []
+    return beside_checkout + [Path.cwd().resolve().parent / "shared" / "data"]
 
 
 def find_source(explicit: Optional[str]) -> Optional[Path]:

@@ -21,9 +21,9 @@ The vocabulary is 201,088 entries, one per row of the model's embedding. The rel
 lost is ``<|reserved_200018|>``, tiktoken's alias of ``<|endofprompt|>`` (one id has one name in
 a Hugging Face vocabulary).
 
-Both land in ``<cache>/o200k_harmony-v<RECIPE_VERSION>/`` (``$HSD_CACHE_DIR``, default the
-project's ``.cache/``), built once under a file lock and published by a rename. Nothing is
-downloaded, at set-up or at run time.
+Both land in ``<cache>/o200k_harmony-v<RECIPE_VERSION>/`` (:func:`hsd.paths.cache_root`:
+``$HSD_CACHE_DIR``, else a checkout's ``.cache/``, else the user's cache directory), built once
+under a file lock and published by a rename. Nothing is downloaded, at set-up or at run time.
 """
 
 from __future__ import annotations
@@ -33,12 +33,12 @@ import fcntl
 import hashlib
 import importlib.util
 import json
-import os
 import struct
 from pathlib import Path
 from typing import Any
 
 from hsd.errors import ModelError
+from hsd.paths import cache_root
 from hsd.runs import publish_dir
 
 RECIPE_VERSION = "2"  # bump when the files built here change: the cache directory keys on it
@@ -62,16 +62,6 @@ O200K_PATTERN = "|".join([
 ])
 _TEMPLATE = Path(__file__).with_name("harmony_chat_template.jinja")
 _STAMP = "hsd_o200k.json"
-
-
-def cache_root() -> Path:
-    """``$HSD_CACHE_DIR``, else the ``.cache/`` of the source checkout holding this package (as
-    tests and the demo use), else ``~/.cache/hsd`` for an installed wheel."""
-    env = os.environ.get("HSD_CACHE_DIR")
-    if env:
-        return Path(env)
-    project = Path(__file__).resolve().parents[2]
-    return project / ".cache" if (project / "pyproject.toml").is_file() else Path.home() / ".cache" / "hsd"
 
 
 def quicktok_data() -> Path:

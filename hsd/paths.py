@@ -1,0 +1,42 @@
+"""Where hsd finds its own files and where it caches, the same from a checkout and from a wheel.
+
+What the package reads at run time (DeepSpeed JSONs, prompt templates, the chat template, the
+demo's config) is package data beside the code, so :data:`PACKAGE` finds it in both. Only the
+cache root differs (:func:`cache_root`): a checkout keeps its caches in its own ``.cache/`` (the
+tests and ``make demo`` share the tiny model and the tokenizer there); an installed hsd must not
+write next to its code, so it uses the user's cache directory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+PACKAGE = Path(__file__).resolve().parent
+CACHE_ENV = "HSD_CACHE_DIR"  # a location, like HF_HOME: moves every cache hsd writes
+
+
+def checkout_root() -> Optional[Path]:
+    """The source checkout this package is imported from (a ``pyproject.toml`` and a ``.git``
+    beside the package), else None (an installed wheel: site-packages has neither)."""
+    root = PACKAGE.parent
+    return root if (root / "pyproject.toml").is_file() and (root / ".git").exists() else None
+
+
+def cache_root() -> Path:
+    """``$HSD_CACHE_DIR``; else the checkout's ``.cache/``; else ``$XDG_CACHE_HOME/hsd`` or
+    ``~/.cache/hsd`` (the XDG base directory rule: a relative XDG_CACHE_HOME is ignored)."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    root = checkout_root()
+    if root is not None:
+        return root / ".cache"
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    return (Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache") / "hsd"
+
+
+def package_data(*parts: str) -> Path:
+    """A file or folder shipped inside the package, e.g. ``package_data("ds_configs")``."""
+    return PACKAGE.joinpath(*parts)

@@ -1,0 +1,51 @@
+"""hsd.paths: the cache root of a checkout and of an installed hsd; package data beside the code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hsd import paths
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def installed(tmp_path, monkeypatch):
+    """hsd as if imported from site-packages: no pyproject.toml or .git beside the package."""
+    monkeypatch.setattr(paths, "PACKAGE", tmp_path / "site-packages" / "hsd")
+    monkeypatch.delenv("HSD_CACHE_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    return tmp_path
+
+
+def test_a_checkout_caches_in_its_own_dot_cache(monkeypatch):
+    monkeypatch.delenv("HSD_CACHE_DIR", raising=False)
+    assert paths.checkout_root() == REPO
+    assert paths.cache_root() == REPO / ".cache"
+
+
+@pytest.mark.parametrize("xdg, expected", [
+    (None, "home/.cache/hsd"),
+    ("{tmp}/xdg", "xdg/hsd"),
+    ("relative/xdg", "home/.cache/hsd"),  # the XDG rule: a relative value is ignored
+])
+def test_an_installed_hsd_caches_in_the_user_cache_dir(installed, monkeypatch, xdg, expected):
+    if xdg is None:
+        monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    else:
+        monkeypatch.setenv("XDG_CACHE_HOME", xdg.format(tmp=installed))
+    assert paths.checkout_root() is None
+    assert paths.cache_root() == installed / expected
+
+
+def test_hsd_cache_dir_wins_everywhere(installed, monkeypatch):
+    monkeypatch.setenv("HSD_CACHE_DIR", str(installed / "mine"))
+    assert paths.cache_root() == installed / "mine"
+
+
+def test_package_data_is_inside_the_package():
+    assert paths.package_data("ds_configs", "zero3.json").is_file()
+    assert paths.package_data("configs", "demo.yaml").is_file()
+    assert (REPO / "ds_configs").resolve() == paths.package_data("ds_configs")  # the checkout's link

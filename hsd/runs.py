@@ -159,26 +159,34 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 @contextlib.contextmanager
-def publish_dir(out: Path) -> Iterator[Path]:
+def publish_dir(out: Path, replace: bool = False) -> Iterator[Path]:
     """Yield a temp directory beside ``out``; on success make it readable and rename it to ``out``.
 
-    Model and adapter directories are written whole or not at all: a crash or an error leaves
-    no half-saved model where a loader would find it. ``out`` must not exist or be empty.
+    The one way hsd writes a directory whole or not at all (models, adapters, fine-tuning data,
+    imported runs): a crash or an error leaves no half-written directory where a reader would
+    find it, only the temp one, removed on the way out. ``out`` must not exist or be empty,
+    unless ``replace`` (an adapter from an earlier attempt of the same run) removes it first.
     """
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    out = Path(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    except OSError as exc:
+        raise RunError(f"cannot create {out}: {exc.strerror or exc}") from None
     try:
         yield tmp
-        # mkdtemp and safetensors create owner-only modes; a shared model dir must be readable.
-        os.chmod(tmp, 0o755)
-        for f in tmp.iterdir():
-            os.chmod(f, 0o644 if f.is_file() else 0o755)
-        if out.exists():
-            out.rmdir()
+        # mkdtemp and safetensors create owner-only modes; a shared results dir must be readable.
+        for path in [tmp, *tmp.rglob("*")]:
+            os.chmod(path, 0o755 if path.is_dir() else 0o644)
+        if out.exists() and replace:
+            shutil.rmtree(out)
+        elif out.exists():
+            out.rmdir()  # OSError if it is not empty: nothing is overwritten
         os.replace(tmp, out)
-    except BaseException:
+    except OSError as exc:
+        raise RunError(f"cannot create {out}: {exc.strerror or exc} (nothing was written there)") from None
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _umask() -> int:

@@ -26,11 +26,8 @@ no token counts or stop reasons, so truncation there is the parser's documented 
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import sys
-import tempfile
 from collections import defaultdict, deque
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -43,7 +40,7 @@ from hsd.metrics.performance import compute_performance
 from hsd.parsing import ParseStatus, parse_response, response_text
 from hsd.records import LABELS, Record
 from hsd.reporting.seed_files import UNIFIED_COLUMNS, write_outputs
-from hsd.runs import atomic_write_json, base_manifest
+from hsd.runs import atomic_write_json, base_manifest, publish_dir
 
 _JSONL = re.compile(r"^intermediate_results_(.+)\.jsonl$")
 _CSV = re.compile(r"^strategy_unified_results_(.+)\.csv$")
@@ -271,30 +268,15 @@ def import_run(old_dir: Path, out: Path, keep_predictions: bool, command: str) -
     mode = "keep_predictions" if keep_predictions else "reparse"
     meta = {**old_report_meta(old), "command": command, "imported_from": str(old.path.resolve()),
             "import_mode": mode}
-    manifest = {**base_manifest(command), "imported_from": str(old.path.resolve()), "import_mode": mode,
+    manifest = {**base_manifest("import-legacy"), "imported_from": str(old.path.resolve()), "import_mode": mode,
                 "old_timestamp": old.ts, "source_files": [str(p) for p in (old.jsonl, old.csv) if p],
                 "n_records": len(records), "n_unreadable_rows": len(old.unreadable),
                 "unreadable_rows": list(old.unreadable[:MAX_LISTED]),
                 "old_pipeline_predictions": {} if keep_predictions else old_prediction_scores(old, records)}
-    return _write_atomically(out, lambda d: (write_outputs(d, by_strategy, old.ts, meta),
-                                             atomic_write_json(d / "manifest.json", manifest)))
-
-
-def _write_atomically(out: Path, write) -> Path:
-    """Fill a temporary sibling directory, then rename it to ``out``: all files or none."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.importing-"))
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o755)
-        os.rename(tmp, out)  # fails if out appeared and is not empty: nothing is overwritten
-    except OSError as exc:
-        raise LegacyError(f"cannot create {out}: {exc.strerror or exc}") from None
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    with publish_dir(out) as tmp:
+        write_outputs(tmp, by_strategy, old.ts, meta)
+        atomic_write_json(tmp / "manifest.json", manifest)
     return out
-
 
 
 def _fmt(x: Optional[float]) -> str:

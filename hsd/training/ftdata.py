@@ -25,9 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -36,7 +33,7 @@ from hsd.config import Config, ConfigError, dump_config, replace, to_dict
 from hsd.data import load_split, resolve_data_dir, select_samples, stratified_sample
 from hsd.errors import TemplateError, TrainingDataError
 from hsd.records import Sample
-from hsd.runs import RunError, atomic_write_json
+from hsd.runs import RunError, atomic_write_json, publish_dir
 
 MANIFEST = "ftdata.json"
 
@@ -171,9 +168,7 @@ def run(cfg: Config, out_dir: str | Path) -> Path:
     split = carve(cfg)
     tokenizer = load_tokenizer(cfg.model)
     exclude = set(split.evaluated_ids) | {s.id for s in split.holdout}
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
-    try:
+    with publish_dir(out_dir) as tmp:  # out_dir is missing or empty (checked by _existing)
         hashes = {}
         for fmt in FORMATS:
             for part, samples in (("train", split.train), ("eval", split.holdout)):
@@ -184,13 +179,6 @@ def run(cfg: Config, out_dir: str | Path) -> Path:
             "fingerprint": fingerprint(cfg), "train_rows": len(split.train), "eval_rows": len(split.holdout),
             "excluded_evaluated_rows": split.excluded, "evaluated_ids": len(split.evaluated_ids),
             "strata": _strata(split), "files_sha256": hashes, "tokenizer": cfg.model.name_or_path})
-        os.chmod(tmp, 0o755)
-        if out_dir.exists():
-            out_dir.rmdir()  # empty (checked by _existing)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 

@@ -8,13 +8,11 @@ adapter that loads without error and does nothing.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from hsd.config import ConfigError, LoraConfig, ModelConfig
+from hsd.runs import publish_dir
 from hsd.models.loader import check_source, from_pretrained, resolve_dtype
 from hsd.models.norm import fuse_rms_norms
 
@@ -127,20 +125,9 @@ def export_adapter(accelerator: Any, engine: Any, out_dir: Path) -> Path:
             raise RuntimeError(f"DeepSpeed returned no fp32 weights for {name}; the adapter would be incomplete")
         state[name] = full.detach().to("cpu").clone()
     if accelerator.is_main_process:
-        _save_atomically(model, state, out_dir)
+        with publish_dir(out_dir, replace=True) as tmp:  # an adapter of an earlier attempt is replaced whole
+            model.save_pretrained(str(tmp), state_dict=state, safe_serialization=True)
     accelerator.wait_for_everyone()
     return out_dir
 
 
-def _save_atomically(model: Any, state: dict[str, Any], out_dir: Path) -> None:
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
-    try:
-        model.save_pretrained(str(tmp), state_dict=state, safe_serialization=True)
-        os.chmod(tmp, 0o755)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)  # an adapter from an earlier attempt of this same run
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

@@ -57,7 +57,7 @@ def test_sigkill_while_saving_checkpoint_resumes_from_last_complete(tiny_model_d
     assert final.wait(timeout=600) == 0, log.read_text(errors="replace")[-4000:]
 
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert manifest["status"] == "completed" and manifest["steps"] == STEPS
+    assert manifest["status"] == "COMPLETED" and manifest["steps"] == STEPS
     assert manifest["resumed_at"] == [1], "must resume from step 1, the last complete checkpoint"
     assert not list(ckpts.glob(".tmp-*")), "the partial checkpoint was not removed"
     assert all((p / "COMPLETE").is_file() for p in ckpts.glob("step_*"))

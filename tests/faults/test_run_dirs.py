@@ -57,7 +57,7 @@ def test_second_process_on_same_run_dir_refuses(tiny_model_dir, tmp_path):
     records = merged(run_dir)
     assert len(records) == N
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert manifest["attempt"] == 1 and manifest["status"] == "complete"
+    assert manifest["attempt"] == 1 and manifest["status"] == "COMPLETED"
 
 
 def test_default_run_dirs_never_shared(tiny_model_dir, tmp_path):

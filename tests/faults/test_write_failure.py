@@ -64,7 +64,7 @@ def check_one_error_then_resume(res, results: Path, earlier: Path, before: dict,
     assert len(errors) == 1 and "cannot write" in errors[0], res.stderr[-3000:]
     assert snapshot(earlier) == before, "an earlier run's files changed"
     (failed,) = [p for p in (results / "faults").iterdir() if p != earlier]
-    assert json.loads((failed / "manifest.json").read_text())["status"] != "complete"
+    assert json.loads((failed / "manifest.json").read_text())["status"] != "COMPLETED"
     room()  # the disk has room again: the same run directory resumes
     run_here(cfg, failed)
     ids = shard_ids(failed / "shards" / "rank0.jsonl")

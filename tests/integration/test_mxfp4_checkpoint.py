@@ -113,7 +113,7 @@ def test_validate_records_that_transformers_dequantized(tmp_path, tiny_mxfp4_dir
 
     run_dir = run(load_config(write_config(tmp_path, tiny_mxfp4_dir)))
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert manifest["status"] == "complete" and len(merged_records(run_dir)) == N_SAMPLES
+    assert manifest["status"] == "COMPLETED" and len(merged_records(run_dir)) == N_SAMPLES
     assert manifest["mxfp4_load"] == {"checkpoint_format": "mxfp4", "experts_loaded_as": "float32",
                                       "dequantized_by": "transformers", "reason": "not a CUDA device"}
 
@@ -173,7 +173,7 @@ def test_train_under_zero3_and_merge(zero3, tmp_path, capsys):
 
     _, run = zero3
     manifest = _manifest(run)
-    assert manifest["status"] == "completed" and manifest["zero_stage"] == 3 and manifest["world_size"] == 2
+    assert manifest["status"] == "COMPLETED" and manifest["zero_stage"] == 3 and manifest["world_size"] == 2
     loads = manifest["mxfp4_load_per_rank"]
     assert [r["dequantized_by"] for r in loads] == ["hsd", "hsd"]
     assert all(r["elements_on_this_rank"] < r["elements_in_model"] for r in loads)

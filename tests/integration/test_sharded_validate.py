@@ -46,7 +46,7 @@ def test_resume_shard_and_injected_oom_give_the_single_process_records(reference
     res = launch("torchrun", cfg, run_dir, f"inference.backend={backend}", HSD_INJECT_FAULT="oom:1:2")
 
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert manifest["status"] == "complete" and manifest["world_size"] == 2
+    assert manifest["status"] == "COMPLETED" and manifest["world_size"] == 2
     assert manifest["resumed"] == RESUMED and manifest["evaluated_this_attempt"] == N_SAMPLES - RESUMED
     new0 = shard_ids(run_dir / "shards" / "rank0.jsonl")[RESUMED:]
     new1 = shard_ids(run_dir / "shards" / "rank1.jsonl")

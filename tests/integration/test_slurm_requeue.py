@@ -147,7 +147,7 @@ def test_training_sent_usr2_continues_from_its_checkpoint(interrupted) -> None:
     _wait_completed(jid)
     assert "REQUEUED" in _attempts(jid), _attempts(jid)
     manifest = json.loads((run / "manifest.json").read_text())
-    assert manifest["status"] == "completed" and manifest["steps"] == TRAIN_STEPS, manifest
+    assert manifest["status"] == "COMPLETED" and manifest["steps"] == TRAIN_STEPS, manifest
     assert manifest["resumed_at"] and manifest["resumed_at"][0] >= 3, manifest  # not from step 0
     steps = [json.loads(l)["step"] for l in (run / "train_log.jsonl").read_text().splitlines()
              if "loss" in json.loads(l)]

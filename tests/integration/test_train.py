@@ -130,7 +130,7 @@ def zero3(runs):
 def test_zero3_is_one_world_of_two_ranks_on_different_rows(zero3):
     manifest = _manifest(zero3[0])
     assert manifest["world_size"] == 2 and manifest["deepspeed_dp_world_size"] == 2
-    assert manifest["zero_stage"] == 3 and manifest["status"] == "completed"
+    assert manifest["zero_stage"] == 3 and manifest["status"] == "COMPLETED"
     # from_pretrained hands over an eval-mode model: trained as such, no layer recomputes, no dropout
     assert manifest["train_mode"] and manifest["gradient_checkpointing_active"]
     first, second = manifest["rows_per_rank_at_start"]
@@ -151,7 +151,7 @@ def test_zero3_loss_falls(zero3):
 
 def test_zero3_stop_and_resume_gives_the_same_losses(zero3):
     full, resumed, stopped = zero3
-    assert stopped["status"] == "stopped" and stopped["steps"] == 3 and not stopped["adapter_written"]
+    assert stopped["status"] == "STOPPED" and stopped["steps"] == 3 and not stopped["adapter_written"]
     assert _manifest(resumed)["resumed_at"] == [3]
     expected = _losses(full) + _losses(full, "eval_loss")
     got = _losses(resumed) + _losses(resumed, "eval_loss")
@@ -164,7 +164,7 @@ def test_zero3_offload_trains_as_zero3(runs):
     CPU — the same arithmetic, so the same losses as the ZeRO-3 run up to float summation order."""
     manifest = _manifest(runs["offload"])
     zero = manifest["ds_config"]["zero_optimization"]
-    assert manifest["status"] == "completed" and manifest["zero_stage"] == 3 and manifest["world_size"] == 2
+    assert manifest["status"] == "COMPLETED" and manifest["zero_stage"] == 3 and manifest["world_size"] == 2
     assert zero["offload_optimizer"]["device"] == zero["offload_param"]["device"] == "cpu"
     expected = _losses(runs["full"]) + _losses(runs["full"], "eval_loss")
     got = _losses(runs["offload"]) + _losses(runs["offload"], "eval_loss")
@@ -257,10 +257,10 @@ def _base(run: Path) -> str:
 def test_zero2_sigusr2_checkpoints_exits_and_resumes_with_the_same_losses(runs):
     interrupted, run = runs["interrupted"], runs["z2"]
     assert interrupted["returncode"] != 0 and "exitcode  : 75" in interrupted["output"], interrupted["output"][-3000:]
-    assert interrupted["status"] == "preempted" and 2 <= interrupted["steps"] < STEPS
+    assert interrupted["status"] == "PREEMPTED" and 2 <= interrupted["steps"] < STEPS
     assert (run / "checkpoints" / f"step_{interrupted['steps']:07d}" / "COMPLETE").is_file()
     manifest = _manifest(run)
-    assert manifest["zero_stage"] == 2 and manifest["world_size"] == 2 and manifest["status"] == "completed"
+    assert manifest["zero_stage"] == 2 and manifest["world_size"] == 2 and manifest["status"] == "COMPLETED"
     # train.ds_config auto, by memory: the tiny model's replica fits the host's RAM many times over
     assert manifest["ds_choice"]["name"] == "zero2" and "host memory / 2" in manifest["ds_choice"]["memory_source"]
     assert manifest["ds_choice"]["estimate_gib"]["zero2"] <= manifest["ds_choice"]["usable_gib"]
@@ -293,7 +293,7 @@ def test_random_model_is_built_partitioned_and_its_resume_equals_an_untuned_unin
     holds half the elements from the start. Stopped after 3 steps and resumed with the speed-ups
     on, it logs the losses of an uninterrupted run with them off: neither changes the arithmetic."""
     resumed, reference = _manifest(runs["random"]), _manifest(runs["random_untuned"])
-    assert resumed["status"] == reference["status"] == "completed" and resumed["resumed_at"] == [3]
+    assert resumed["status"] == reference["status"] == "COMPLETED" and resumed["resumed_at"] == [3]
     for manifest in (resumed, reference):
         per_rank = manifest["loaded_elements_per_rank"]
         base = manifest["parameters"] - manifest["trainable_parameters"]
@@ -340,7 +340,7 @@ def test_early_stopping_in_one_process(setup, monkeypatch):
     run = trainer.run(cfg, root / "early", data)
     manifest = _manifest(run)
     evals = _losses(run, "eval_loss")
-    assert manifest["status"] == "early_stopped" and manifest["world_size"] == 1
+    assert manifest["status"] == "COMPLETED" and manifest["outcome"] == "early_stopped" and manifest["world_size"] == 1
     assert manifest["zero_stage"] == 2 and manifest["ds_choice"]["name"] == "zero2"  # auto: the replica fits
     assert manifest["train_mode"] and manifest["gradient_checkpointing_active"]
     assert [s for s, _ in evals] == [2, 4]

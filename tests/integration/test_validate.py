@@ -41,7 +41,7 @@ def test_cli_prints_run_dir_last_and_writes_every_file(cli_run):
     for pattern in SEED_FILES:
         assert (run_dir / pattern.format(ts=ts)).is_file(), pattern
     assert (run_dir / "config.yaml").is_file() and (run_dir / "shards" / "rank0.jsonl").is_file()
-    assert manifest["status"] == "complete" and manifest["world_size"] == 1
+    assert manifest["status"] == "COMPLETED" and manifest["world_size"] == 1
     assert manifest["samples"] == N_SAMPLES and manifest["evaluated_this_attempt"] == N_SAMPLES
     assert manifest["samples_per_s"] > 0 and manifest["git_sha"] and manifest["versions"]["torch"]
     log_text = (run_dir / f"validation_log_{ts}.log").read_text()

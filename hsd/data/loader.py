@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from hsd import textio
 from hsd.data.sampling import stratified_sample
 from hsd.data.schema import validate_rows
 from hsd.errors import DataError
@@ -78,19 +80,17 @@ def read_rows(path: Path) -> list[Any]:
         raise DataError(f"dataset file not found: {path}: {_FIX}") from None
     except IsADirectoryError:
         raise DataError(f"{path} is a directory, not a dataset file") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text (bad byte at offset {exc.start}); re-save the file as UTF-8") from None
+    text = textio.decode(raw, path, error=DataError)
     if not text.strip():
         raise DataError(f"{path}: the file is empty; expected a JSON list of sample objects")
     try:
         rows = json.loads(text)
     except json.JSONDecodeError as exc:
         if exc.msg == "Extra data" and _looks_like_json_lines(text):
+            q = shlex.quote(str(path))  # jq into a new file, then replace: `jq ... F > F` would empty F first
             raise DataError(
                 f"{path}: this is JSON Lines (one object per line) but hsd expects one JSON list "
-                f"of objects; convert it with: jq -s . {path} > {path.with_suffix('.json')}"
+                f"of objects; convert it with: jq -s . {q} > {q}.tmp && mv {q}.tmp {q}"
             ) from None
         raise DataError(f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
     if not isinstance(rows, list):

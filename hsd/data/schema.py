@@ -75,6 +75,19 @@ def _choice(row: dict, key: str, valid: tuple[str, ...], i: int, rid: Optional[s
     return norm
 
 
+def _half_pair(value: Any) -> Optional[str]:
+    """A JSON escape like ``\\ud83d`` without its partner loads as a lone surrogate, which no
+    UTF-8 file can hold: the run would stop when it writes the sample's record. Said here instead."""
+    if not isinstance(value, str):
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return (f"holds half a character: the JSON escape \\u{ord(value[exc.start]):04x} at character "
+                f"{exc.start} without its pair (an emoji cut in two?); complete or remove that escape")
+    return None
+
+
 def _check_types(row: dict[str, Any], i: int, rid: Optional[str], rep: _Report) -> bool:
     ok = True
     for key in REQUIRED_STR:
@@ -91,6 +104,11 @@ def _check_types(row: dict[str, Any], i: int, rid: Optional[str], rep: _Report) 
     for key in OPTIONAL_STR:
         if row.get(key) is not None and not isinstance(row[key], str):
             rep.add(i, rid, key, f"must be a string or null, got {type(row[key]).__name__}")
+            ok = False
+    for key in (*REQUIRED_STR, *OPTIONAL_STR, "original_id"):
+        problem = _half_pair(row.get(key))
+        if problem:
+            rep.add(i, rid, key, problem)
             ok = False
     if rid is None:
         rep.add(i, None, "original_id", f"must be a non-empty string or integer, got {row.get('original_id', '<missing>')!r}")

@@ -3,8 +3,11 @@
 Each rank appends one JSON line per evaluated sample to ``<run>/shards/rank<k>.jsonl`` after
 every batch, then flushes and fsyncs, so a kill loses at most the batch in flight. On restart
 every rank reads *all* shard files (a requeued job may have another world size) and skips the
-ids already there. A write cut off mid-line is dropped (``hsd.runs.iter_jsonl``) and truncated
-from the file before appending, so the sample is redone and the file stays valid JSONL.
+ids already there. A write cut off mid-line (often inside a multi-byte character: records are
+written with ``ensure_ascii=False``) is a torn last line (:mod:`hsd.textio`): skipped when read,
+and cut from the file at its last newline before appending, so the sample is redone and the file
+stays valid JSONL. A line before the last that is not UTF-8 or not JSON is an error naming the
+shard and line: no kill leaves one, and skipping it would lose a record without a word.
 """
 
 from __future__ import annotations
@@ -15,10 +18,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
+from hsd import textio
 from hsd.records import Record
-from hsd.runs import RunError, iter_jsonl
+from hsd.runs import RunError
 
 SHARD_DIR = "shards"
+FIX_LINE = ("keep a copy of the shard (cp {path} {path}.bak), delete line {line} (sed -i '{line}d' {path}) "
+            "and run the same command again: the run resumes and redoes that line's sample")
 
 
 def shard_path(run_dir: Path, rank: int) -> Path:
@@ -32,26 +38,32 @@ def shard_files(run_dir: Path) -> list[Path]:
 
 
 def truncate_torn_tail(path: Path) -> int:
-    """Cut an unterminated last line (a write the process died in); return bytes removed."""
+    """Cut a torn last line (a write the process died in); return the bytes removed."""
     if not path.exists():
-        return 0
-    size = path.stat().st_size
-    if size == 0:
         return 0
     with open(path, "rb+") as fh:
         data = fh.read()
-        if data.endswith(b"\n"):
+        keep = textio.complete_length(data)  # 0 when the only line is torn
+        if keep == len(data):
             return 0
-        keep = data.rfind(b"\n") + 1  # 0 when the only line is torn
         fh.truncate(keep)
         fh.flush()
         os.fsync(fh.fileno())
-    return size - keep
+    return len(data) - keep
 
 
 def read_records(run_dir: Path) -> list[Record]:
     """All complete records of all shards (torn last lines skipped)."""
-    return [Record.from_json(obj) for path in shard_files(run_dir) for obj in iter_jsonl(path)]
+    return [_record(obj, path, number) for path in shard_files(run_dir)
+            for number, obj in textio.json_lines(path.read_bytes(), path, error=RunError, fix=FIX_LINE)]
+
+
+def _record(obj: object, path: Path, number: int) -> Record:
+    try:
+        return Record.from_json(obj)  # type: ignore[arg-type]
+    except (TypeError, AttributeError):  # JSON, but not a record: a file hsd did not write
+        raise RunError(f"{path}: line {number} is not an hsd record; "
+                       f"{textio.fix_text(FIX_LINE, path, number)}") from None
 
 
 def recorded_ids(run_dir: Path) -> set[str]:

@@ -27,6 +27,7 @@ from typing import Any, Optional
 
 import yaml
 
+from hsd import textio
 from hsd.errors import TemplateError
 from hsd.records import LABELS
 
@@ -167,8 +168,9 @@ def template_from_dict(raw: Any, where: str, strict: bool = True) -> Template:
 
 
 def load_yaml_template(path: Path, strategy: Optional[str] = None) -> Template:
+    text = textio.read_text(path, error=TemplateError)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise TemplateError(f"{path}: not valid YAML: {exc}") from None
     template = template_from_dict(raw, str(path))
@@ -180,8 +182,9 @@ def load_yaml_template(path: Path, strategy: Optional[str] = None) -> Template:
 
 def load_legacy_json(path: Path, strategy: Optional[str]) -> Template:
     """One strategy of an old-pipeline template file, picked by name."""
+    text = textio.read_text(path, error=TemplateError)
     try:
-        raw = json.loads(path.read_text(encoding="utf-8-sig"))
+        raw = json.loads(text)
     except json.JSONDecodeError as exc:
         raise TemplateError(f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
     strategies = raw.get("strategies") if isinstance(raw, dict) else None

@@ -17,16 +17,21 @@ Re-parsing finishes on any run directory of the old format, whatever its rows ho
 of any type (text, null, an object) is read by the parser, which never raises; a row without a
 response is ``unknown`` (status ``empty``); a line that is not JSON (a run killed mid-write) is
 ``unknown`` with status ``legacy_unreadable_row`` when its text and true label can still be
-found in it. Rows with no true label hate/normal cannot be scored and are left out. Every such
-row is listed in the manifest (``unreadable_rows``) and counted on stderr. The old jsonl records
+found in it. Rows with no true label hate/normal cannot be scored and are left out. A row without
+a strategy (a line cut off before it) takes the run's only strategy; in a run of several it is left
+out. Every such row is listed in the manifest (``unreadable_rows``) and counted on stderr. A byte
+that is not UTF-8 stops the import with the file and line (a last line cut off inside a character is
+read up to it), and the old run is never changed: the fix is made in a copy. The old jsonl records
 no token counts or stop reasons, so truncation there is the parser's documented heuristic
 (``no_final_answer_likely_truncated``).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import shlex
 import sys
 from collections import defaultdict, deque
 from dataclasses import dataclass, replace
@@ -35,6 +40,7 @@ from typing import Any, Optional
 
 import pandas as pd
 
+from hsd import textio
 from hsd.errors import HsdError
 from hsd.metrics.performance import compute_performance
 from hsd.parsing import ParseStatus, parse_response, response_text
@@ -101,21 +107,51 @@ def load_old_run(path: Path, need_csv: bool = False) -> OldRun:
 
 
 def _read_jsonl(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Rows with a true label (those the parser can score) and a note for every problem row."""
-    rows, notes = [], []
-    # split on "\n" only: str.splitlines would also cut at U+2028 and friends inside a JSON string
-    for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").split("\n"), start=1):
-        if not line.strip():
+    """Rows with a true label (those the parser can score) and a note for every problem row.
+
+    Split on "\\n" only (str.splitlines would also cut at U+2028 and friends inside a JSON string).
+    A last line cut off inside a multi-byte character is read up to that character; a byte that is
+    not UTF-8 on an earlier line stops the import, naming file and line."""
+    numbered, notes = [], {}
+    for line in textio.lines(path.read_bytes(), path, error=LegacyError, fix=_fix(path)):
+        if not line.text.strip():
             continue
-        row, reason = _row(line)
+        row, reason = _row(line.text)
         if reason:
-            notes.append({"line": n, "reason": reason, "kept": row is not None})
+            notes[line.number] = {"line": line.number, "reason": reason, "kept": row is not None}
         if row is not None:
-            rows.append(row)
+            numbered.append((line.number, row))
+    rows = _with_strategies(numbered, notes)
     if not rows:
         raise LegacyError(f"{path} holds no record with a true_label of hate/normal "
                           f"({len(notes)} unreadable lines); is this an old pipeline intermediate_results file?")
-    return rows, notes
+    return rows, [notes[n] for n in sorted(notes)]
+
+
+def _fix(path: Path) -> str:
+    """How to fix a damaged file of an old run and leave the old run as it is: import a copy."""
+    old = shlex.quote(str(path.parent))
+    return (f"the old run is left as it is: copy it (cp -r {old} {old}.fixed), repair that line of "
+            f"{path.name} in the copy (or re-save the file as UTF-8) and import the copy")
+
+
+def _with_strategies(numbered: list[tuple[int, dict[str, Any]]],
+                     notes: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+    """A row without a strategy (very old files; a line cut off before its strategy) takes the run's
+    only one, "legacy" where no row names one. With several it cannot be told: left out, noted."""
+    named = sorted({_str(row.get("strategy")) for _, row in numbered} - {""})
+    if len(named) <= 1:
+        only = named[0] if named else "legacy"
+        return [row if _str(row.get("strategy")) else {**row, "strategy": only} for _, row in numbered]
+    rows = []
+    for n, row in numbered:
+        if _str(row.get("strategy")):
+            rows.append(row)
+            continue
+        why = f"no strategy, and the run has several ({', '.join(named)}): left out"
+        note = notes.setdefault(n, {"line": n, "reason": "", "kept": False})
+        note.update(reason=f"{note['reason']}; {why}" if note["reason"] else why, kept=False)
+    return rows
 
 
 def _row(line: str) -> tuple[Optional[dict[str, Any]], Optional[str]]:
@@ -143,9 +179,10 @@ def _row(line: str) -> tuple[Optional[dict[str, Any]], Optional[str]]:
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
+    text = textio.read_text(path, error=LegacyError, fix=_fix(path))
     try:  # strings as written: an empty cell stays "", a text "NA" stays "NA"
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise LegacyError(f"{path} is not a readable CSV: {exc}") from None
     missing = [c for c in UNIFIED_COLUMNS if c not in table.columns]
     if missing:
@@ -235,11 +272,17 @@ def old_report_meta(old: OldRun) -> dict[str, str]:
     """Model, template, data and command from the old report's header, where there is one."""
     report = old.path / f"evaluation_report_{old.ts}.txt"
     meta: dict[str, str] = {}
-    if report.exists():
-        for line in report.read_text(encoding="utf-8", errors="replace").splitlines()[:40]:
-            key, sep, value = line.partition(":")
-            if sep and key.strip() in _REPORT_HEADER:
-                meta.setdefault(_REPORT_HEADER[key.strip()], value.strip())
+    if not report.exists():
+        return meta
+    try:
+        text = textio.read_text(report, error=LegacyError, fix=_fix(report))
+    except LegacyError as exc:  # only a header is read from it: the import goes on without
+        print(f"warning: {exc}; the new report leaves out the old model, template and data", file=sys.stderr)
+        return meta
+    for line in text.splitlines()[:40]:
+        key, sep, value = line.partition(":")
+        if sep and key.strip() in _REPORT_HEADER:
+            meta.setdefault(_REPORT_HEADER[key.strip()], value.strip())
     return meta
 
 

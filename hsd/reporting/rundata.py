@@ -15,12 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from hsd import textio
 from hsd.config import Config, ConfigError, load_config
 from hsd.inference import store
 from hsd.records import Record
-from hsd.runs import RunError, iter_jsonl
+from hsd.runs import RunError
 
 MERGED_GLOB = "intermediate_results_*.jsonl"
+# A damaged line of a merged file: rebuilt from the shards where they are, else repaired by hand.
+MERGED_FIX = ("keep a copy of the file (cp {path} {path}.bak) and repair or delete line {line}; a run that "
+              "still has its shards/ can instead move the file aside and merge again with `hsd collate RUN`")
 
 
 @dataclass(frozen=True)
@@ -113,7 +117,8 @@ def load_run(path: Path) -> RunData:
     merged = merged_file(path)
     source = merged if merged else path / store.SHARD_DIR
     files = [merged] if merged else store.shard_files(path)
-    raw = [line for f in files for line in iter_jsonl(f)]
+    fix = MERGED_FIX if merged else store.FIX_LINE
+    raw = [obj for f in files for _, obj in textio.json_lines(f.read_bytes(), f, error=RunError, fix=fix)]
     if not raw:
         raise RunError(f"{source} holds no records: the run has not evaluated any sample yet")
     records = [_record(obj, source) for obj in raw]
@@ -125,8 +130,9 @@ def load_run(path: Path) -> RunData:
 def _record(obj: dict[str, Any], source: Path) -> Record:
     try:
         return Record.from_json(obj)
-    except TypeError:
-        raise RunError(f"{source}: lines are not hsd records (fields {sorted(obj)[:6]}...). An old "
+    except (TypeError, AttributeError):  # AttributeError: a line that is JSON but no object
+        what = f"fields {sorted(obj)[:6]}..." if isinstance(obj, dict) else f"a JSON {type(obj).__name__}"
+        raise RunError(f"{source}: lines are not hsd records ({what}). An old "
                        "pipeline run? Convert it with `hsd import-legacy OLD_RUN_DIR --out DIR`") from None
 
 
@@ -147,6 +153,6 @@ def _seed_meta(path: Path) -> dict[str, Any]:
     if not file.is_file():
         return {}
     try:
-        return dict(json.loads(file.read_text()).get("meta") or {})
-    except (json.JSONDecodeError, AttributeError):
+        return dict(json.loads(textio.read_text(file)).get("meta") or {})
+    except (textio.TextError, json.JSONDecodeError, AttributeError):  # a header only: the report goes on
         return {}

@@ -103,6 +103,17 @@ def test_json_lines_is_recognised(tmp_path):
     assert "JSON Lines" in msg and "jq -s" in msg
 
 
+def test_json_lines_advice_keeps_the_input(tmp_path):
+    """``jq -s . F > F`` empties F before jq reads it: the advice writes a new file, then moves it."""
+    path = tmp_path / "my data" / "unified_test.json"
+    path.parent.mkdir()
+    path.write_text("\n".join(json.dumps(r) for r in [row(0), row(1)]), encoding="utf-8")
+    with pytest.raises(DataError) as err:
+        load_samples(path)
+    q = f"'{path}'"
+    assert str(err.value).endswith(f"convert it with: jq -s . {q} > {q}.tmp && mv {q}.tmp {q}")
+
+
 @pytest.mark.parametrize("content, expected", [
     ("", "the file is empty"),
     ("[]", "the list is empty"),
@@ -115,8 +126,10 @@ def test_empty_or_wrong_top_level(tmp_path, content, expected):
 def test_not_utf8(tmp_path):
     path = tmp_path / "latin1.json"
     path.write_bytes(json.dumps([row(0, text="caf\u00e9")], ensure_ascii=False).encode("utf-8").replace(b"\xc3\xa9", b"\xe9"))
-    with pytest.raises(DataError, match="not UTF-8"):
+    with pytest.raises(DataError, match="not UTF-8") as err:
         load_samples(path)
+    assert "byte 0xE9 at line 1, column 15 (byte offset 14)" in str(err.value)
+    assert "re-save the file as UTF-8" in str(err.value)
 
 
 @pytest.mark.parametrize("change, field, problem", [
@@ -127,6 +140,9 @@ def test_not_utf8(tmp_path):
     ({"target_group_norm": "women"}, "target_group_norm", "valid values: lgbtq, mexican, middle_east"),
     ({"original_id": ""}, "original_id", "non-empty string or integer"),
     ({"rationale_text": 3}, "rationale_text", "string or null"),
+    # an emoji cut in two by an exporter: no UTF-8 shard could hold it, the run would crash writing it
+    ({"text": "cut \ud83d"}, "text", "the JSON escape \\ud83d at character 4 without its pair"),
+    ({"rationale_text": "\ude00 x"}, "rationale_text", "the JSON escape \\ude00 at character 0"),
 ])
 def test_bad_field_names_row_and_field(tmp_path, change, field, problem):
     msg = load_error(tmp_path, [row(0), row(1, **change)])

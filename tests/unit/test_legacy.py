@@ -171,7 +171,9 @@ def test_reparse_finishes_whatever_the_rows_hold(tmp_path, capsys):
     assert got["5"] == ("hate", "ok_stripped_final") and got["line\u2028separator inside"] == ("normal", "ok_json")
     assert got["text 31"] == ("unknown", "legacy_unreadable_row")  # the line cut off mid-write
     odd_record = next(r for r in records if r["text"] == "5")
-    assert (odd_record["strategy"], odd_record["true_label"], odd_record["target_group"]) == ("legacy", "hate", "unknown")
+    # no strategy: the run's only one, not a phantom strategy "legacy" of its own
+    assert (odd_record["strategy"], odd_record["true_label"], odd_record["target_group"]) == ("s", "hate", "unknown")
+    assert {r["strategy"] for r in records} == {"s"}
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["n_unreadable_rows"] == 4  # the missing response, [1, 2], 'offensive', the cut-off line
     assert [(u["line"], u["kept"]) for u in manifest["unreadable_rows"]] == [
@@ -189,3 +191,67 @@ def test_a_cut_off_line_whose_text_is_no_json_string_is_left_out(tmp_path):
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert [(u["line"], u["kept"]) for u in manifest["unreadable_rows"]] == [(2, False)]
     assert "not a readable JSON string" in manifest["unreadable_rows"][0]["reason"]
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _recorded_copy(tmp_path: Path) -> Path:
+    old = tmp_path / "old"
+    shutil.copytree(OLD, old)
+    return old
+
+
+def test_a_torn_last_line_makes_no_phantom_strategy(tmp_path, capsys):
+    """A run killed mid-write: its last line lacks the strategy (written after raw_response)."""
+    old = _recorded_copy(tmp_path)
+    jsonl = old / f"intermediate_results_{TS}.jsonl"
+    data = jsonl.read_bytes()
+    row = {**json.loads(data.splitlines()[-1]), "sample_id": 9999, "text": "caf\u00e9 \u2014 \U0001f600 \u0645\u0631\u062d\u0628\u0627",
+           "raw_response": "analysis \U0001f600 assistantfinal"}
+    line = json.dumps(row, ensure_ascii=False).encode()
+    cut = line[: line.index("\U0001f600 assistant".encode()) + 2]  # inside the raw response's 4-byte emoji
+    jsonl.write_bytes(data + cut)
+    assert cli(["import-legacy", str(old), "--out", str(tmp_path / "out")]) == 0
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text(encoding="utf-8"))
+    assert list(metrics["strategies"]) == ["baseline_standard"]  # no strategy "legacy" with F1 nan
+    records = [json.loads(x) for x in (tmp_path / "out" / f"intermediate_results_{TS}.jsonl").read_bytes().splitlines()]
+    (torn,) = [r for r in records if r["parse_status"] == "legacy_unreadable_row"]
+    assert (torn["text"], torn["strategy"], torn["predicted_label"]) == (row["text"], "baseline_standard", "unknown")
+    assert "1 rows of the old jsonl" in capsys.readouterr().err
+
+
+def test_a_row_without_strategy_in_a_run_of_several_is_left_out_and_noted(tmp_path):
+    lines = [json.dumps(_row(k, strategy=s, raw_response="hate")) for k, s in ((1, "a"), (2, "b"), (3, None))]
+    old = _broken(tmp_path, f"intermediate_results_{TS}.jsonl", "\n".join(lines) + "\n")
+    out = import_run(old, tmp_path / "out", False, "test")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["n_records"] == 2
+    assert [(u["line"], u["kept"]) for u in manifest["unreadable_rows"]] == [(3, False)]
+    assert "no strategy, and the run has several (a, b)" in manifest["unreadable_rows"][0]["reason"]
+
+
+@pytest.mark.parametrize("name,keep", [(f"intermediate_results_{TS}.jsonl", False),
+                                       (f"strategy_unified_results_{TS}.csv", True)])
+def test_a_bad_byte_mid_file_is_one_error_naming_file_and_line_old_run_untouched(tmp_path, capsys, name, keep):
+    old = _recorded_copy(tmp_path)
+    data = (old / name).read_bytes()
+    line3 = sum(len(x) + 1 for x in data.split(b"\n")[:2])  # the first byte of line 3
+    (old / name).write_bytes(data[: line3 + 5] + b"\xe9" + data[line3 + 5:])
+    before = _tree(old)
+    assert cli(["import-legacy", str(old), "--out", str(tmp_path / "out")] + (["--keep-predictions"] if keep else [])) == 2
+    err = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
+    assert len(err) == 1 and str(old / name) in err[0]
+    assert "not UTF-8 text: byte 0xE9 at line 3, column 6" in err[0] and "import the copy" in err[0]
+    assert _tree(old) == before and not (tmp_path / "out").exists()
+
+
+def test_an_unreadable_csv_or_report_is_a_warning_when_only_personas_or_the_header_need_it(tmp_path, capsys):
+    old = _recorded_copy(tmp_path)
+    for name in (f"strategy_unified_results_{TS}.csv", f"evaluation_report_{TS}.txt"):
+        (old / name).write_bytes((old / name).read_bytes().replace(b"\n", b"\n\xff", 1))
+    assert cli(["import-legacy", str(old), "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert "persona tags are taken from the jsonl" in err and "leaves out the old model" in err
+    assert "line 2, column 1" in err

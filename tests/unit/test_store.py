@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -47,6 +48,52 @@ def test_torn_tail_is_dropped_truncated_and_appendable(tmp_path):
     with store.ShardWriter(tmp_path, 0) as w:
         w.append([rec(3)])
     assert [r.sample_id for r in store.read_records(tmp_path)] == ["s01", "s02", "s03"]
+
+
+@pytest.mark.parametrize("char,keep", [("\u00e9", 1), ("\u2014", 2), ("\U0001f600", 3)])
+def test_a_tail_torn_inside_a_multibyte_character_is_cut_at_the_last_newline(tmp_path, char, keep):
+    """Shards are written with ensure_ascii=False: a kill mid-write often cuts a character in two."""
+    with store.ShardWriter(tmp_path, 0) as w:
+        w.append([rec(1), rec(2)])
+    path = store.shard_path(tmp_path, 0)
+    good = path.read_bytes()
+    line = json.dumps(replace(rec(3), text=f"caf{char}!").to_json(), ensure_ascii=False).encode()
+    torn = line[: line.index(char.encode()) + keep]
+    path.write_bytes(good + torn)
+    assert store.recorded_ids(tmp_path) == {"s01", "s02"}
+    assert store.truncate_torn_tail(path) == len(torn) and path.read_bytes() == good
+    with store.ShardWriter(tmp_path, 0) as w:
+        w.append([replace(rec(3), text=f"caf{char}!")])
+    assert [r.text for r in store.read_records(tmp_path)] == ["text 1 \u2713", "text 2 \u2713", f"caf{char}!"]
+
+
+@pytest.mark.parametrize("damage,words", [
+    (lambda line: line[:10] + b"\xe9" + line[10:], ("not UTF-8 text: byte 0xE9 at line 1, column 11",)),
+    (lambda line: line[:-5] + b"\n", ("line 1 is not valid JSON",)),
+    (lambda line: b"[1, 2]\n", ("line 1 is not an hsd record",)),
+])
+def test_damage_mid_shard_is_one_error_naming_shard_and_line(tmp_path, damage, words):
+    path = store.shard_path(tmp_path, 0)
+    path.parent.mkdir(parents=True)
+    first, second = (json.dumps(rec(i).to_json(), ensure_ascii=False).encode() + b"\n" for i in (1, 2))
+    path.write_bytes(damage(first) + second)
+    before = path.read_bytes()
+    with pytest.raises(RunError) as info:
+        store.recorded_ids(tmp_path)
+    msg = str(info.value)
+    assert msg.startswith(f"{path}: ") and "delete line 1" in msg and "redoes that line's sample" in msg
+    for word in words:
+        assert word in msg, msg
+    assert store.truncate_torn_tail(path) == 0 and path.read_bytes() == before  # only a torn tail is ever cut
+
+
+def test_a_complete_last_line_that_is_no_json_is_torn_too(tmp_path):
+    path = store.shard_path(tmp_path, 0)
+    path.parent.mkdir(parents=True)
+    good = json.dumps(rec(1).to_json()).encode() + b"\n"
+    path.write_bytes(good + b"\x00" * 7 + b"\n")  # a crash that left zeros where the last write was
+    assert store.recorded_ids(tmp_path) == {"s01"}
+    assert store.truncate_torn_tail(path) == 8 and path.read_bytes() == good
 
 
 def test_writer_truncates_its_own_torn_tail_before_appending(tmp_path):

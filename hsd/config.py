@@ -413,12 +413,16 @@ class _UniqueKeySafeLoader(yaml.SafeLoader):
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping (safe loader, duplicate keys refused); errors name the file."""
+    """Read a YAML mapping (safe loader, duplicate keys refused); errors name the file (and for
+    a byte that is not UTF-8, its line, column and offset)."""
+    from hsd import textio
+
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file not found: {p} (pass an existing YAML file, e.g. configs/demo.yaml)")
+    text = textio.read_text(p, error=ConfigError)  # one BOM dropped; a bad byte named by line and column
     try:
-        data = yaml.load(p.read_text(encoding="utf-8-sig"), Loader=_UniqueKeySafeLoader)
+        data = yaml.load(text, Loader=_UniqueKeySafeLoader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: not valid YAML: {exc}") from None
     except ConfigError as exc:  # a duplicate key: the loader knows the lines, not the file

@@ -302,22 +302,12 @@ def update_manifest(run: Path, **fields: Any) -> dict[str, Any]:
 
 
 def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    """Complete JSON lines of ``path``; a torn (unterminated or unparsable) last line is skipped."""
+    """Complete JSON lines of ``path``; a torn last line (no newline, or not UTF-8 or not JSON: a
+    write cut off, often inside a multi-byte character) is skipped, the caller redoes it. An
+    earlier such line is a RunError naming the file and line (:func:`hsd.textio.json_lines`)."""
+    from hsd import textio
+
     if not path.exists():
         return
-    with open(path, "rb") as fh:
-        data = fh.read()
-    lines = data.split(b"\n")
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        last = i == len(lines) - 1  # no trailing newline: torn write
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError:
-            if last:
-                return
-            raise RunError(f"{path}: line {i + 1} is not valid JSON (corrupt shard; remove that line to resume)")
-        if last:
-            return  # written without its newline: treat as torn and redo
+    for _, obj in textio.json_lines(path.read_bytes(), path, error=RunError):
         yield obj

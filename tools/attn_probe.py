@@ -3,13 +3,13 @@
     PYTHONPATH=$PWD python3 tools/attn_probe.py      # on a CUDA machine; ~1 minute
 
 Behind the attention table in BENCHMARKS.md: transformers' eager attention, hsd's sink-column
-SDPA (the default, hsd.inference.fastgen) under each SDPA backend, and two log-sum-exp variants
+SDPA (the default, hsd.gptoss.attention) under each SDPA backend, and two log-sum-exp variants
 (the sink applied as a sigmoid rescale) that a future kernel could use.
 """
 import time, types, torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers.models.gpt_oss.modeling_gpt_oss import eager_attention_forward
-from hsd.inference import fastgen
+from hsd.gptoss import attention
 
 torch.manual_seed(0)
 dev = "cuda"
@@ -61,7 +61,7 @@ def run(name, fn, b, L, window=None, reps=5):
         print(f"{name:28s} b={b} L={L}: FAILED {type(e).__name__}: {str(e)[:300]}", flush=True)
 
 def hsd(mod, q, k, v, mask, scale):
-    return fastgen.sinks_attention_forward(mod, q, k, v, mask, scale)[0]
+    return attention.sinks_attention_forward(mod, q, k, v, mask, scale)[0]
 def hsd_eff(mod, q, k, v, mask, scale):
     with sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION]):
         return hsd(mod, q, k, v, mask, scale)

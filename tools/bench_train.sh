@@ -46,6 +46,6 @@ go() {  # name, time cap (s), overrides...
 go hsd_mb4 150 train.micro_batch_size=4 train.max_steps=20
 go old_mb4 200 model.attn_implementation=eager model.experts_implementation=eager 'train.lora.target_modules=[q_proj,v_proj]' train.micro_batch_size=4 train.max_steps=20
 go hsd_mb8 150 train.micro_batch_size=8 train.max_steps=20
-HSD_COMPILE_EXPERTS=0 go hsd_mb4_nocompile 120 train.micro_batch_size=4 train.max_steps=20
+go hsd_mb4_nocompile 120 model.compile_experts=false train.micro_batch_size=4 train.max_steps=20
 go hsd_mb4_zero3 120 train.ds_config=zero3 train.micro_batch_size=4 train.max_steps=10
 date -u

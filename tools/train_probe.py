@@ -8,8 +8,8 @@ variant builds the model in place (hsd.models.fullsize), puts hsd's LoRA on it
 random token ids with an answer at the end of each row, the loss computed by hsd's own
 ``answer_loss_sum``. A variant is ``attn/experts/targets/micro_batch/checkpointing``, e.g.
 ``auto/auto/qkvo/4/ckpt/fnorm`` (hsd train's defaults), ``auto/nocompile/qkvo/4/ckpt`` (hsd's experts with
-``HSD_COMPILE_EXPERTS=0``) or ``eager/eager/qv/4/ckpt`` (the old pipeline's); a sixth field
-``fnorm`` adds hsd train's fused RMSNorm (hsd.models.norm). Prints one JSON
+``model.compile_experts: false``) or ``eager/eager/qv/4/ckpt`` (the old pipeline's); a sixth field
+``fnorm`` adds hsd train's fused RMSNorm (hsd.gptoss.norm). Prints one JSON
 line per variant (the two warm-up steps' seconds — the first pays for compilation —, then
 tokens/s, s/step and peak GiB of the timed steps) and, with ``--profile``, the CUDA kernel
 table of the first variant. Behind the training section of BENCHMARKS.md.
@@ -19,16 +19,14 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import time
 
 import torch
 
 from hsd.config import LoraConfig
+from hsd.gptoss.kernels import resolve_attn_implementation, resolve_experts_implementation
+from hsd.gptoss.norm import fuse_rms_norms
 from hsd.models.fullsize import build_random
-from hsd.inference.experts import COMPILE_ENV
-from hsd.inference.fastgen import resolve_attn_implementation, resolve_experts_implementation
-from hsd.models.norm import fuse_rms_norms
 from hsd.training.dataset import IGNORE
 from hsd.training.lora import apply_lora
 from hsd.training.loop import answer_loss_sum
@@ -38,12 +36,13 @@ SEQ, ANSWER = 1024, 6
 
 
 def build(attn: str, experts: str, targets: str, checkpointing: bool, norms: str = "eager"):
-    os.environ[COMPILE_ENV] = "0" if experts == "nocompile" else "1"
+    compile_experts = experts != "nocompile"  # model.compile_experts
     experts = "auto" if experts == "nocompile" else experts
     model = build_random(attn_implementation=resolve_attn_implementation(attn),
-                         experts_implementation=resolve_experts_implementation(None if experts == "auto" else experts))
+                         experts_implementation=resolve_experts_implementation(None if experts == "auto" else experts,
+                                                                               compile_experts))
     model.config.use_cache = False
-    if norms == "fnorm":  # hsd train's norms (hsd.models.norm); "eager": transformers' GptOssRMSNorm
+    if norms == "fnorm":  # hsd train's norms (hsd.gptoss.norm); "eager": transformers' GptOssRMSNorm
         fuse_rms_norms(model)
     model.train()
     if checkpointing:

@@ -77,3 +77,23 @@ class Backend(ABC):
 
     def finish(self) -> None:
         """Called once after this rank's last batch (collective backends wait for the others here)."""
+
+    # What a benchmark (benchmarks/bench.py) may ask of a backend, besides the calls validate makes.
+
+    def reserve(self, new_tokens: int) -> None:
+        """Size KV caches for at least ``new_tokens`` new tokens from now on, whatever a call asks
+        for: a warm-up then builds the cache shape (and captures the CUDA graphs) the timed run
+        reuses. A backend without static caches has nothing to size."""
+
+    def refill_report(self) -> Optional[RefillReport]:
+        """How the last generate run used its refill slots; None when this backend does not refill."""
+        return None
+
+
+@dataclass(frozen=True)
+class RefillReport:
+    """Of one refill run (hsd.inference.refill): its slots, its shared prefix, where its time went."""
+
+    slots: int
+    shared_prefix_tokens: int
+    stats: dict[str, float]  # decode steps, busy / all row-steps, shrinks, admits, admitted rows, admit seconds

@@ -7,7 +7,7 @@ out-of-memory error, if one comes, comes in the first batch rather than after an
 from __future__ import annotations
 
 import logging
-from typing import Callable, Sequence, TypeVar
+from typing import Any, Callable, Optional, Sequence, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -36,18 +36,47 @@ def empty_cuda_cache() -> None:
         torch.cuda.empty_cache()
 
 
-class OomBackoff:
-    """Run ``fn`` on chunks of a batch; on CUDA OOM halve the chunk size and retry.
+class OomHalving:
+    """The one out-of-memory rule of every batch loop: halve and retry the unfinished part.
 
-    The reduced size is kept for later batches (a batch that ran out of memory once will on
-    the next similar batch too). At size 1 the error is raised: the model does not fit.
+    After a CUDA out-of-memory error at ``at`` rows, :meth:`halve` makes ``size`` ``at // 2``
+    (logged; ``on_oom`` then frees what it can, e.g. the allocator's cache) and the caller
+    retries what is not done yet at that size; at 1 row it returns False and the caller raises:
+    the model does not fit. The size is kept for later batches (a batch that ran out of memory
+    once will on the next similar batch too). Used by :class:`OomBackoff` (one rank's chunks),
+    :class:`hsd.inference.lockstep.LockstepBackoff` (every rank's, after they agree) and the hf
+    backend's refill loop (its slots).
     """
+
+    def __init__(self, size: Optional[int], on_oom: Callable[[], None] | None = None,
+                 is_oom: Callable[[BaseException], bool] = is_cuda_oom,
+                 message: str = "out of memory at batch size {at}; retrying with {size}") -> None:
+        self.size = size  # None: the caller's own default (the refill loop: slots sized by memory)
+        self.is_oom = is_oom
+        self._on_oom = on_oom
+        self._message = message  # str.format'd with at, size and halve()'s keyword arguments
+
+    def retry(self, exc: BaseException, at: int) -> bool:
+        """:meth:`halve` if ``exc`` is an out-of-memory error; False (raise it) otherwise."""
+        return self.is_oom(exc) and self.halve(at)
+
+    def halve(self, at: int, **context: Any) -> bool:
+        """Out of memory at ``at`` rows: continue at half (True), or False at 1 row."""
+        if at <= 1:
+            return False
+        self.size = max(1, at // 2)
+        log.warning(self._message.format(at=at, size=self.size, **context))
+        if self._on_oom is not None:
+            self._on_oom()
+        return True
+
+
+class OomBackoff(OomHalving):
+    """Run ``fn`` on chunks of a batch of ``size`` items; on CUDA OOM halve the chunk and retry it."""
 
     def __init__(self, batch_size: int, is_oom: Callable[[BaseException], bool] = is_cuda_oom,
                  on_oom: Callable[[], None] | None = None) -> None:
-        self.size = batch_size
-        self._is_oom = is_oom
-        self._on_oom = on_oom
+        super().__init__(batch_size, on_oom=on_oom, is_oom=is_oom)
 
     def __call__(self, items: Sequence[T], fn: Callable[[Sequence[T]], list[R]]) -> list[R]:
         out: list[R] = []
@@ -57,12 +86,8 @@ class OomBackoff:
             try:
                 out.extend(fn(chunk))
             except Exception as exc:  # noqa: BLE001 - re-raised unless it is an OOM we can shrink
-                if not self._is_oom(exc) or len(chunk) == 1:
+                if not self.retry(exc, len(chunk)):
                     raise
-                self.size = max(1, len(chunk) // 2)
-                log.warning("out of memory at batch size %d; retrying with %d", len(chunk), self.size)
-                if self._on_oom is not None:
-                    self._on_oom()
                 continue
             start += len(chunk)
         return out

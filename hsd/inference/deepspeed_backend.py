@@ -112,16 +112,18 @@ def _load_engine(cfg: Config, device: str) -> Any:
     dtype = resolve_dtype(m, device)
     ds = inference_ds_config(cfg.inference.ds_config, hidden, bf16=dtype == torch.bfloat16)
     init_distributed("cuda" if device.startswith("cuda") else "cpu", always=True)  # DeepSpeed needs a group, even of one
-    _keep = HfDeepSpeedConfig(ds)  # noqa: F841 - while alive, from_pretrained partitions as it loads
+    zero3 = HfDeepSpeedConfig(ds)  # while alive (a weak reference in transformers), from_pretrained partitions
     kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": m.attn_implementation,
                               "trust_remote_code": m.trust_remote_code}
     if m.experts_implementation is not None:
         kwargs["experts_implementation"] = m.experts_implementation
-    model = from_pretrained(AutoModelForCausalLM, source, "model", **kwargs)
+    model = from_pretrained(AutoModelForCausalLM, source, "model", compile_attention=m.compile_attention,
+                            compile_experts=m.compile_experts, **kwargs)
     if m.adapter is not None:
         model = apply_adapter(model, m.adapter)
     engine = deepspeed.initialize(model=model, config_params=ds)[0]
     engine.module.eval()
+    del zero3  # alive until the engine is built
     return engine
 
 

@@ -94,9 +94,9 @@ def generate_encoded(model: Any, tokenizer: Any, enc: Any, settings: GenerationS
 
 def generate_static(decoder: Any, tokenizer: Any, enc: Any, sampling: Any, rows: int,
                     stops: Sequence[int]) -> list[Output]:
-    """An :func:`encode`-d batch through a :class:`hsd.inference.fastgen.GraphDecoder`, its rows
+    """An :func:`encode`-d batch through a :class:`hsd.inference.graph_decoder.GraphDecoder`, its rows
     padded to ``rows`` so one static cache (and CUDA graph) serves every batch of a run."""
-    from hsd.inference.fastgen import pad_rows
+    from hsd.inference.graph_decoder import pad_rows
 
     ids, mask, n = pad_rows(enc["input_ids"], enc["attention_mask"], rows)
     new = decoder.generate(ids, mask, sampling)[:n].tolist()
@@ -105,9 +105,10 @@ def generate_static(decoder: Any, tokenizer: Any, enc: Any, sampling: Any, rows:
 
 
 def sampling(s: GenerationSettings, stops: Sequence[int], pad_token_id: int, reserve_new: int = 0) -> Any:
-    """The same settings for :class:`hsd.inference.fastgen.GraphDecoder` (static cache, CUDA graphs);
-    ``reserve_new`` sizes its caches for at least that many new tokens (one shape per run)."""
-    from hsd.inference.fastgen import Sampling
+    """The same settings for hsd's own decode loops (:mod:`hsd.inference.graph_decoder`,
+    :mod:`hsd.inference.refill`); ``reserve_new`` sizes their caches for at least that many new
+    tokens (one shape per run)."""
+    from hsd.inference.sampling import Sampling
 
     return Sampling(max_new_tokens=s.max_new_tokens, min_new_tokens=s.min_new_tokens or 0,
                     temperature=0.0 if s.greedy else s.temperature, top_p=s.top_p,

@@ -8,18 +8,17 @@ special tokens kept: both rules live in :mod:`hsd.inference.generation`, shared 
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Iterator, Optional, Sequence
 
 from hsd.config import Config
-from hsd.inference.base import Backend, GenerationSettings, Output
-from hsd.inference.batching import OomBackoff, empty_cuda_cache, is_cuda_oom
-from hsd.inference.fastgen import ATTN_NAME, GraphDecoder, Sampling
+from hsd.gptoss.attention import ATTN_NAME
+from hsd.inference.base import Backend, GenerationSettings, Output, RefillReport
+from hsd.inference.batching import OomBackoff, OomHalving, empty_cuda_cache
 from hsd.inference.generation import encode, generate_encoded, generate_static, sampling, stop_ids, to_output
+from hsd.inference.graph_decoder import GraphDecoder
 from hsd.inference.refill import Finished, Job, RefillDecoder
+from hsd.inference.sampling import Sampling
 from hsd.inference.score import Scorer, score_outputs
-
-log = logging.getLogger(__name__)
 
 
 class HFBackend(Backend):
@@ -34,7 +33,7 @@ class HFBackend(Backend):
         self.model = load_model(cfg.model, device)
         self.stop_ids = stop_ids(tokenizer)
         self.backoff = OomBackoff(cfg.inference.batch_size, on_oom=empty_cuda_cache)
-        inf = cfg.inference  # the fast path (hsd.inference.fastgen) and score mode (hsd.inference.score)
+        inf = cfg.inference  # the fast path (hsd.inference.graph_decoder) and score mode (hsd.inference.score)
         self.decoder = GraphDecoder(self.model, cuda_graphs=inf.cuda_graphs) if inf.static_cache else None
         # Slots refilled as samples finish, the shared prompt prefix once (hsd.inference.refill); it
         # reads the prefix inside hsd's own attention kernel, so it needs that kernel.
@@ -43,7 +42,7 @@ class HFBackend(Backend):
         # Refill rows: inference.slots, else sized by free memory on CUDA; off CUDA (tests) batch_size.
         self.slots = inf.slots or (None if str(device).startswith("cuda") else inf.batch_size)
         self.scorer = Scorer(self.model, tokenizer, reuse_prefix=inf.prefix_cache)
-        self.reserve_new_tokens = 0  # benchmarks: size caches for this many new tokens up front
+        self._reserve_new = 0  # reserve(): size caches for this many new tokens up front
         # Each rank samples from its own stream; greedy runs do not depend on it.
         self.generator_seed = cfg.inference.seed + rank
         torch.manual_seed(self.generator_seed)
@@ -68,23 +67,33 @@ class HFBackend(Backend):
 
     def _refill_with_backoff(self, jobs: list[Job], sampling: Sampling) -> Iterator[list[Finished]]:
         """Run the refill decoder (``inference.slots`` rows, or as many as fit); on CUDA OOM halve
-        the rows and go on with the unfinished jobs."""
-        rows = self.slots
+        the rows it ran with and go on with the unfinished jobs."""
+        halving = OomHalving(self.slots, on_oom=self._after_refill_oom,
+                             message="out of memory with {at} refill slots; retrying with {size}")
         while jobs:
             finished: set[int] = set()
             try:
-                for group in self.refill.run(jobs, sampling, rows):
+                for group in self.refill.run(jobs, sampling, halving.size):
                     finished.update(f.index for f in group)
                     yield group
                 return
             except Exception as exc:  # noqa: BLE001 - re-raised unless it is an OOM we can shrink
-                if not is_cuda_oom(exc) or self.refill.rows <= 1:
+                if not halving.retry(exc, self.refill.rows):
                     raise
-                rows = max(1, self.refill.rows // 2)
-                self.refill.release()
-                log.warning("out of memory with refill; retrying with %d rows", rows)
-                empty_cuda_cache()
                 jobs = [j for j in jobs if j.index not in finished]
+
+    def _after_refill_oom(self) -> None:
+        self.refill.release()
+        empty_cuda_cache()
+
+    def reserve(self, new_tokens: int) -> None:
+        self._reserve_new = new_tokens
+
+    def refill_report(self) -> Optional[RefillReport]:
+        if self.refill is None or self.refill.cache is None:
+            return None
+        return RefillReport(slots=self.refill.rows, shared_prefix_tokens=self.refill.cache.shape.prefix,
+                            stats=dict(self.refill.stats))
 
     def score(self, prompts: list[str]) -> list[Output]:
         return self.backoff(prompts, lambda chunk: score_outputs(self.scorer, chunk))
@@ -98,7 +107,7 @@ class HFBackend(Backend):
                                self.stop_ids)
 
     def _sampling(self, s: GenerationSettings) -> Sampling:
-        return sampling(s, self.stop_ids, self.tokenizer.pad_token_id, reserve_new=self.reserve_new_tokens)
+        return sampling(s, self.stop_ids, self.tokenizer.pad_token_id, reserve_new=self._reserve_new)
 
 
 def _limits(s: GenerationSettings, forced: Optional[Sequence[int]], i: int) -> tuple[int, int]:

@@ -11,10 +11,10 @@ error, or has no samples left — would leave the others waiting inside a collec
    prepare -> every rank skips step 3.
 3. ``run(prepared)`` — the collective work (``generate`` / score forward passes).
 4. one all-reduce (MAX) of the status: ``0`` ok, ``1`` out of memory, ``2`` another error.
-   Out of memory anywhere: *every* rank halves the chunk size and retries the same chunk (as
-   the ``hf`` backend's :class:`~hsd.inference.batching.OomBackoff` does on one rank); at size 1
-   every rank raises. Any other error anywhere: every rank raises (the failing rank its own
-   error), so the job ends instead of hanging.
+   Out of memory anywhere: *every* rank halves the chunk size and retries the same chunk (the
+   rule of :class:`~hsd.inference.batching.OomHalving`, as the ``hf`` backend applies it on one
+   rank); at size 1 every rank raises. Any other error anywhere: every rank raises (the failing
+   rank its own error), so the job ends instead of hanging.
 
 The agreement runs on its own gloo group with a bounded timeout: a rank that is gone (killed,
 or stuck where the others cannot reach it) turns into an error on the ranks waiting in the
@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence, TypeVar
 
 from hsd.errors import HsdError
-from hsd.inference.batching import is_cuda_oom
+from hsd.inference.batching import OomHalving
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -116,15 +116,15 @@ class _Step:
     RETRY: Any = object()  # out of memory somewhere: the chunk size was halved
 
 
-class LockstepBackoff:
+class LockstepBackoff(OomHalving):
     """Run this rank's items in chunks, in lock-step with the other ranks (module docstring)."""
 
     def __init__(self, batch_size: int, rank: int, agreement: Agreement,
                  on_oom: Callable[[], None] | None = None) -> None:
-        self.size = batch_size
+        super().__init__(batch_size, on_oom=on_oom, message="rank {rank}: out of memory on {where} at batch size "
+                                                            "{at}; every rank retries with {size}")
         self.rank = rank
         self.agreement = agreement
-        self._on_oom = on_oom
         self._fault = Fault.from_env()
         self._attempts = 0  # non-empty chunks prepared by this rank (the fault hook counts them)
 
@@ -169,12 +169,8 @@ class LockstepBackoff:
 
     def _failed(self, worst: int, error: Optional[BaseException], chunk_len: int) -> Any:
         """Every rank reaches this after the same agreement: halve and retry, or raise together."""
-        if worst == OOM and self.size > 1:
-            old, self.size = self.size, max(1, self.size // 2)
-            log.warning("rank %d: out of memory on %s at batch size %d; every rank retries with %d",
-                        self.rank, "this rank" if error is not None else "another rank", old, self.size)
-            if self._on_oom is not None:
-                self._on_oom()
+        where = "this rank" if error is not None else "another rank"
+        if worst == OOM and self.halve(self.size, rank=self.rank, where=where):
             return _Step.RETRY
         if error is not None:
             raise error
@@ -182,7 +178,7 @@ class LockstepBackoff:
         raise HsdError(f"another rank {what}; rank {self.rank} stops with it (that rank's log has the error)")
 
     def _status(self, exc: BaseException) -> int:
-        return OOM if is_cuda_oom(exc) else ERROR
+        return OOM if self.is_oom(exc) else ERROR
 
     def _inject(self, chunk: Sequence[Any]) -> None:
         if not chunk:

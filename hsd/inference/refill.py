@@ -5,7 +5,7 @@ its longest row, and the rich prompt's reasoning lengths vary ten-fold (p10 ~500
 characters), so most rows of a batch sit idle most of the time; and every batch prefilled the
 ~1,724 prompt tokens all samples share. :class:`RefillDecoder` instead
 
-* computes the shared token prefix of all prompts once (:class:`~hsd.inference.slotcache.SlotCache`
+* computes the shared token prefix of all prompts once (:class:`~hsd.gptoss.slotcache.SlotCache`
   keeps its KV once and every row attends to it without a copy);
 * keeps ``rows`` slots decoding (``inference.slots``, or as many as fit in GPU memory); when a
   row stops (stop token, or its own token limit) the sample is handed back at once and, once
@@ -30,9 +30,10 @@ from typing import Any, Iterator, Optional, Sequence
 
 import torch
 
-from hsd.inference.fastgen import CACHE_ROUND, Sampling, select_tokens
+from hsd.gptoss.slotcache import SlotCache, SlotShape
+from hsd.inference.graph_decoder import CACHE_ROUND
+from hsd.inference.sampling import Sampling, select_tokens
 from hsd.inference.score import MIN_SHARED_PREFIX, common_prefix_len, decoder_and_head
-from hsd.inference.slotcache import SlotCache, SlotShape
 
 ADMIT_EVERY = 8  # admit new samples once rows // ADMIT_EVERY slots (at least 1) are free
 # Once no sample is left to admit, the step shrinks to the rows still running (halving, down to
@@ -93,7 +94,7 @@ class RefillDecoder:
         self.cache: Optional[SlotCache] = None
         self.prefix_ids: tuple[int, ...] = ()
         self.graphs: dict[int, tuple[Any, torch.Tensor]] = {}  # decode rows -> (CUDA graph, its logits)
-        self.stats: dict[str, float] = {}  # of the last run: where its time went (hsd bench reports it)
+        self.stats: dict[str, float] = {}  # of the last run: where its time went (HFBackend.refill_report)
         self.rows = 0  # slots of the last run
         self.fitted: tuple[int, int, int] = (0, 0, 0)  # (cache length, prefix, rows) of rows_that_fit
 

@@ -31,8 +31,8 @@ from hsd.config import Config, ConfigError
 from hsd.errors import ModelError
 from hsd.inference import generation
 from hsd.inference.base import Backend, GenerationSettings, Output
-from hsd.inference.fastgen import GraphDecoder
 from hsd.inference.batching import empty_cuda_cache
+from hsd.inference.graph_decoder import GraphDecoder
 from hsd.inference.lockstep import Agreement, LockstepBackoff, log_partition
 from hsd.inference.score import Scorer, score_outputs
 
@@ -118,7 +118,7 @@ def load_sharded(cfg: Config, device: str) -> Any:
     import torch
     import torch.distributed as dist
 
-    from hsd.inference.fastgen import resolve_attn_implementation
+    from hsd.gptoss.kernels import resolve_attn_implementation
     from hsd.models.fullsize import build_random_sharded, harmony_tokenizer, is_random_spec, random_from_pretrained
     from hsd.models.loader import resolve_dtype
 
@@ -133,7 +133,8 @@ def load_sharded(cfg: Config, device: str) -> Any:
                           f"leave it unset ({EP_EXPERTS}) or use grouped_mm, batched_mm or eager")
     world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
     kwargs: dict[str, Any] = {"dtype": resolve_dtype(m, device), "experts_implementation": experts,
-                              "attn_implementation": resolve_attn_implementation(m.attn_implementation)}
+                              "attn_implementation": resolve_attn_implementation(m.attn_implementation,
+                                                                                 m.compile_attention)}
     if world > 1:
         kwargs["distributed_config"] = parallel_config(world)
     else:

@@ -9,7 +9,6 @@ the fix instead of a deep transformers traceback.
 
 from __future__ import annotations
 
-import importlib
 import re
 from pathlib import Path
 from typing import Any
@@ -64,32 +63,23 @@ def check_source(name_or_path: str) -> str:
     return name_or_path
 
 
-# from_pretrained argument -> "module:function" mapping hsd's names (auto, None) to a registered kernel.
-# Named lazily, as the inference backends are: the kernels live with the inference code that
-# registers them, which itself loads models through this module.
-KERNEL_RESOLVERS: dict[str, str] = {
-    "attn_implementation": "hsd.inference.fastgen:resolve_attn_implementation",
-    "experts_implementation": "hsd.inference.fastgen:resolve_experts_implementation",
-}
-
-
-def _kernel(argument: str) -> Any:
-    module, func = KERNEL_RESOLVERS[argument].split(":")
-    return getattr(importlib.import_module(module), func)
-
-
-def from_pretrained(loader: Any, source: str, what: str, mxfp4_kernels: bool = False, **kwargs: Any) -> Any:
+def from_pretrained(loader: Any, source: str, what: str, mxfp4_kernels: bool = False, compile_attention: bool = True,
+                    compile_experts: bool = True, **kwargs: Any) -> Any:
     """``loader.from_pretrained`` with hsd's kernels resolved, errors a user can act on, and MXFP4
     checkpoints loaded on purpose (hsd.models.mxfp4_load): kept MXFP4 only where ``mxfp4_kernels``
     allows it and transformers' kernels can run, else dequantized (public: training and the
-    deepspeed backend build their models through it too)."""
+    deepspeed backend build their models through it too). ``compile_attention`` /
+    ``compile_experts``: ``model.compile_attention`` / ``model.compile_experts`` (hsd.gptoss.kernels)."""
     from hsd.models import mxfp4_load
     from hsd.models.fullsize import is_random_spec, random_from_pretrained
 
     if "attn_implementation" in kwargs:  # "auto" -> hsd's sink-aware SDPA kernel, registered first
-        kwargs["attn_implementation"] = _kernel("attn_implementation")(kwargs["attn_implementation"])
-        # no experts_implementation (None) -> hsd's fused grouped_mm experts (hsd.inference.experts)
-        kwargs["experts_implementation"] = _kernel("experts_implementation")(kwargs.get("experts_implementation"))
+        from hsd.gptoss.kernels import resolve_attn_implementation, resolve_experts_implementation
+
+        kwargs["attn_implementation"] = resolve_attn_implementation(kwargs["attn_implementation"], compile_attention)
+        # no experts_implementation (None) -> hsd's fused grouped_mm experts (hsd.gptoss.experts)
+        kwargs["experts_implementation"] = resolve_experts_implementation(kwargs.get("experts_implementation"),
+                                                                          compile_experts)
     if is_random_spec(source):
         return random_from_pretrained(what, source, **kwargs)
     try:
@@ -137,7 +127,9 @@ def load_model(model_cfg: ModelConfig, device: str | None = None) -> Any:
         kwargs["experts_implementation"] = model_cfg.experts_implementation
     # MXFP4 experts stay MXFP4 only for inference without an adapter (peft needs dense weights)
     kernels = model_cfg.adapter is None
-    model = from_pretrained(AutoModelForCausalLM, source, "model", mxfp4_kernels=kernels, **kwargs)
+    model = from_pretrained(AutoModelForCausalLM, source, "model", mxfp4_kernels=kernels,
+                            compile_attention=model_cfg.compile_attention, compile_experts=model_cfg.compile_experts,
+                            **kwargs)
     if model_cfg.adapter is not None:
         model = apply_adapter(model, model_cfg.adapter)
     return model.eval()

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from hsd.config import ConfigError, LoraConfig, ModelConfig
+from hsd.gptoss.norm import fuse_rms_norms
 from hsd.runs import publish_dir
 from hsd.models.loader import check_source, from_pretrained, resolve_dtype
-from hsd.models.norm import fuse_rms_norms
 
 
 def load_base(model_cfg: ModelConfig, gradient_checkpointing: bool) -> Any:
@@ -39,7 +39,8 @@ def load_base(model_cfg: ModelConfig, gradient_checkpointing: bool) -> Any:
     }
     if model_cfg.experts_implementation is not None:
         kwargs["experts_implementation"] = model_cfg.experts_implementation
-    model = from_pretrained(AutoModelForCausalLM, source, "model", **kwargs)
+    model = from_pretrained(AutoModelForCausalLM, source, "model", compile_attention=model_cfg.compile_attention,
+                            compile_experts=model_cfg.compile_experts, **kwargs)
     model.config.use_cache = False  # no KV cache in training (and it conflicts with checkpointing)
     fuse_rms_norms(model)
     if gradient_checkpointing:

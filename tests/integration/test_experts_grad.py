@@ -1,6 +1,6 @@
 """hsd's experts (``hsd_grouped``, the training default) give transformers' gradients.
 
-Training runs the same fused experts path as inference (hsd.inference.experts); a wrong
+Training runs the same fused experts path as inference (hsd.gptoss.experts); a wrong
 backward would train silently wrong. Every parameter's gradient (experts, their biases, the
 router, attention, embeddings) is compared with transformers' ``eager`` experts, in fp32 on
 the CPU, where hsd's element-wise stages run uncompiled with the same arithmetic.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hsd.inference.fastgen import resolve_experts_implementation
+from hsd.gptoss.kernels import resolve_experts_implementation
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,8 @@ import torch
 from hsd.config import from_dict
 from hsd.inference import get_backend
 from hsd.inference.base import GenerationSettings
-from hsd.inference.fastgen import pad_rows, sinks_attention_forward
+from hsd.gptoss.attention import sinks_attention_forward
+from hsd.inference.graph_decoder import pad_rows
 from hsd.models.loader import load_tokenizer
 
 pytestmark = pytest.mark.integration

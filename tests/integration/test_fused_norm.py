@@ -1,4 +1,4 @@
-"""The fused RMSNorm hsd trains with (``hsd.models.norm``) equals transformers' GptOssRMSNorm.
+"""The fused RMSNorm hsd trains with (``hsd.gptoss.norm``) equals transformers' GptOssRMSNorm.
 
 Outputs and gradients (input and weight) of the whole tiny model, with and without the fused
 norms, in fp32 on the CPU; and the swap is per model instance, not the class.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hsd.models.norm import fuse_rms_norms
+from hsd.gptoss.norm import fuse_rms_norms
 
 pytestmark = pytest.mark.integration
 

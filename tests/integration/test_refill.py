@@ -2,7 +2,7 @@
 
 Plain = transformers' generate with eager attention and experts, static batches (the old setting).
 Refill = hsd's default generate path: the prompts' shared token prefix computed once and read by
-every row without a copy (hsd.inference.slotcache), slots refilled as rows stop
+every row without a copy (hsd.gptoss.slotcache), slots refilled as rows stop
 (hsd.inference.refill). The model is made peaky (tests/integration/test_fastgen.make_peaky) so
 greedy outputs depend on the attention details and rows stop at different steps.
 """
@@ -17,8 +17,10 @@ import torch
 from hsd.config import load_config
 from hsd.data import select_samples
 from hsd.inference.base import GenerationSettings
-from hsd.inference.fastgen import ATTN_NAME, Sampling, register_attention, resolve_experts_implementation
+from hsd.gptoss.attention import ATTN_NAME, register_attention
+from hsd.gptoss.kernels import resolve_experts_implementation
 from hsd.inference.refill import Job, RefillDecoder, shared_prefix
+from hsd.inference.sampling import Sampling
 from hsd.prompts import Prompter
 
 from test_fastgen import PLAIN, PLAIN_MODEL, backend, make_peaky
@@ -203,7 +205,7 @@ def test_out_of_memory_halves_the_slots_and_finishes_every_sample(fast, monkeypa
 
 def test_bytes_per_slot_is_what_a_slot_allocates(tiny_model_dir):
     """The memory sizing of inference.slots (unset) counts exactly the KV a slot holds."""
-    from hsd.inference.slotcache import SlotCache, SlotShape
+    from hsd.gptoss.slotcache import SlotCache, SlotShape
 
     model, _ = sliding_model(tiny_model_dir, 4)
     for prefix in (0, 40):

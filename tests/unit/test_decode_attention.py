@@ -15,7 +15,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from hsd.inference.fastgen import _attention_with_lse, _math_attention_with_lse, sinks_attention_forward
+from hsd.gptoss.attention import sinks_attention_forward
+from hsd.gptoss.prefix_attention import attention_with_lse, math_attention_with_lse
 
 
 def reference(q, k, v, mask, sinks, scale, pk, pv):
@@ -67,8 +68,8 @@ def test_a_strong_sink_and_a_masked_row_stay_finite():
 def test_log_sum_exp_helpers_agree():
     q, _, _, _, _, scale, pk, pv = inputs(torch.float32)
     qp = q.view(6, 2, 4, 16).transpose(0, 1).reshape(1, 2, 24, 16)
-    out_a, lse_a = _attention_with_lse(qp, pk, pv, scale)  # CPU: torch's flash kernel
-    out_b, lse_b = _math_attention_with_lse(qp, pk, pv, scale)
+    out_a, lse_a = attention_with_lse(qp, pk, pv, scale)  # CPU: torch's flash kernel
+    out_b, lse_b = math_attention_with_lse(qp, pk, pv, scale)
     scores = (qp.double() @ pk.double().transpose(-1, -2)) * scale
     assert torch.allclose(lse_a.double(), torch.logsumexp(scores, -1), atol=1e-5)
     assert torch.allclose(lse_b.double(), torch.logsumexp(scores, -1), atol=1e-5)

@@ -11,7 +11,7 @@ position, and computes the shared prefix once. This cache is what makes that pos
   columns (stale columns lie after the new sample's position and are masked until rewritten).
 * **Full-attention layers** keep the prefix's KV once, ``(1, kv, P, d)``, and per slot only
   columns ``[P, length)``. Attention reads the prefix through ``hsd_prefix`` (passed as a model
-  kwarg down to :func:`hsd.inference.fastgen.sinks_attention_forward`): in decode one flash
+  kwarg down to :func:`hsd.gptoss.attention.sinks_attention_forward`): in decode one flash
   attention of batch 1 serves every row (the prefix is read once per step, not once per row); in
   a refill's prefill it is expanded for the few rows admitted.
 * **Sliding-window layers** need only the last ``window`` columns: each slot keeps columns from

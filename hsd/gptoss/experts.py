@@ -13,26 +13,22 @@ backward is written out (``_gate_backward``, ``_combine_backward``) and compiled
 forward, so autograd keeps only each stage's inputs instead of every element-wise
 intermediate, and no joint forward/backward graph has to be compiled (that took ~50-75 s of
 the first training step on the H100; these four small graphs take ~20 s cold, ~5 s from
-torch's on-disk compile cache). ``HSD_COMPILE_EXPERTS=0`` runs the same stages uncompiled:
-no compile at start-up, ~5-20% slower steps (BENCHMARKS.md). Layouts other than gpt-oss's
-defer to transformers' ``grouped_mm``. On CPU (tests) the stages run uncompiled, so results
-and gradients equal transformers' there (``tests/integration/test_experts_grad.py``); on GPU
-they differ by bf16 rounding (fused kernels round once). If compilation fails the process
-warns once and continues uncompiled.
+torch's on-disk compile cache). ``model.compile_experts: false`` runs the same stages
+uncompiled: no compile at start-up, ~5-20% slower steps (BENCHMARKS.md). Layouts other than
+gpt-oss's defer to transformers' ``grouped_mm``. On CPU (tests) the stages run uncompiled, so
+results and gradients equal transformers' there (``tests/integration/test_experts_grad.py``); on
+GPU they differ by bf16 rounding (fused kernels round once). If compilation fails the process
+warns once and continues uncompiled (:mod:`hsd.gptoss.fusion`).
 """
 
 from __future__ import annotations
 
 import functools
-import logging
-import os
-from typing import Any, Callable
+from typing import Any
 
-log = logging.getLogger(__name__)
+from hsd.gptoss.fusion import EXPERTS
+
 EXPERTS_NAME = "hsd_grouped"
-COMPILE_ENV = "HSD_COMPILE_EXPERTS"  # "0": the same stages, run uncompiled (no start-up compile)
-_COMPILED: dict[str, Callable[..., Any]] = {}
-_BROKEN: list[str] = []  # set once compilation failed: stay eager for the rest of the process
 
 
 def _gate(h: Any, bias: Any, ids: Any, alpha: float, limit: float) -> Any:
@@ -95,12 +91,13 @@ def _autograd_functions() -> tuple[Any, Any]:
         def forward(ctx, h, bias, ids, alpha, limit):
             ctx.save_for_backward(h, bias, ids)
             ctx.alpha, ctx.limit = alpha, limit
-            return _call("gate", _gate, h.is_cuda, h, bias, ids, alpha, limit)
+            return EXPERTS("gate", _gate, h.is_cuda, h, bias, ids, alpha, limit)
 
         @staticmethod
         def backward(ctx, grad):
             h, bias, ids = ctx.saved_tensors
-            d_h = _call("gate_backward", _gate_backward, h.is_cuda, grad.contiguous(), h, bias, ids, ctx.alpha, ctx.limit)
+            d_h = EXPERTS("gate_backward", _gate_backward, h.is_cuda, grad.contiguous(), h, bias, ids, ctx.alpha,
+                          ctx.limit)
             d_bias = _bias_grad(bias, ids, d_h) if ctx.needs_input_grad[1] else None
             return d_h, d_bias, None, None, None
 
@@ -108,13 +105,13 @@ def _autograd_functions() -> tuple[Any, Any]:
         @staticmethod
         def forward(ctx, out, bias, ids, weights, inv, token_of_row, tokens, k):
             ctx.save_for_backward(out, bias, ids, weights, token_of_row)
-            return _call("combine", _combine, out.is_cuda, out, bias, ids, weights, inv, tokens, k)
+            return EXPERTS("combine", _combine, out.is_cuda, out, bias, ids, weights, inv, tokens, k)
 
         @staticmethod
         def backward(ctx, grad):
             out, bias, ids, weights, token_of_row = ctx.saved_tensors
-            d_out, d_weights = _call("combine_backward", _combine_backward, out.is_cuda, grad.contiguous(), out, bias,
-                                     ids, weights, token_of_row)
+            d_out, d_weights = EXPERTS("combine_backward", _combine_backward, out.is_cuda, grad.contiguous(), out,
+                                       bias, ids, weights, token_of_row)
             d_bias = _bias_grad(bias, ids, d_out) if ctx.needs_input_grad[1] else None
             return d_out, d_bias, None, d_weights, None, None, None, None
 
@@ -122,32 +119,6 @@ def _autograd_functions() -> tuple[Any, Any]:
 
 
 _stages = functools.cache(_autograd_functions)  # the (Gate, Combine) classes, defined once
-
-
-def _fn(name: str, fn: Callable[..., Any], cuda: bool) -> Callable[..., Any]:
-    if not cuda or _BROKEN or os.environ.get(COMPILE_ENV, "1") == "0":
-        return fn
-    if name not in _COMPILED:  # always called without autograd (inside the Functions): no joint graphs
-        import torch
-
-        _COMPILED[name] = torch.compile(fn, dynamic=True, fullgraph=True)
-    return _COMPILED[name]
-
-
-def _call(name: str, fn: Callable[..., Any], cuda: bool, *args: Any) -> Any:
-    from torch._dynamo.exc import TorchDynamoException  # compiler failures (inductor's included)
-
-    try:
-        return _fn(name, fn, cuda)(*args)
-    except TorchDynamoException as exc:  # a compiler problem must not stop an evaluation
-        # Only compiler errors: anything else raised while the compiled code runs is the
-        # caller's — e.g. gradient checkpointing ends a recomputation early by raising through
-        # it (caught here, the fallback would re-run a recomputation that already ended).
-        if not cuda or _BROKEN:
-            raise
-        _BROKEN.append(repr(exc))
-        log.warning("hsd_grouped experts: torch.compile failed (%s); continuing uncompiled", exc)
-        return fn(*args)
 
 
 def hsd_grouped_experts_forward(self: Any, hidden_states: Any, top_k_index: Any, top_k_weights: Any) -> Any:

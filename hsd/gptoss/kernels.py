@@ -1,0 +1,36 @@
+"""hsd's names for gpt-oss kernels -> what transformers' ``from_pretrained`` is given.
+
+``model.attn_implementation: auto`` means hsd's sink-aware attention, ``model.experts_implementation``
+unset means hsd's fused experts; both are registered with transformers on first use, and the
+``model.compile_*`` switch of each is applied here, so every model built through
+:func:`hsd.models.loader.from_pretrained` (validation, training, merge) gets the same kernels.
+Other names (``eager``, ``grouped_mm``, ...) pass through to transformers unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from hsd.gptoss.fusion import ATTENTION, EXPERTS
+
+
+def resolve_attn_implementation(name: str, compile: bool = True) -> str:
+    """``auto`` -> the sink-aware SDPA kernel (registered here; its decode passes compiled unless
+    ``compile`` is false, ``model.compile_attention``); other names pass through."""
+    from hsd.gptoss.attention import ATTN_NAME, register_attention
+
+    if name not in ("auto", ATTN_NAME):
+        return name
+    ATTENTION.enabled = compile
+    return register_attention()
+
+
+def resolve_experts_implementation(name: Optional[str], compile: bool = True) -> str:
+    """None/``auto`` -> hsd's fused grouped_mm experts (registered here; their element-wise stages
+    compiled unless ``compile`` is false, ``model.compile_experts``); other names pass through."""
+    from hsd.gptoss.experts import EXPERTS_NAME, register_experts
+
+    if name not in (None, "auto", EXPERTS_NAME):
+        return name
+    EXPERTS.enabled = compile
+    return register_experts()

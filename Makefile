@@ -63,7 +63,7 @@ slurm-down: ## stop it
 	bash tests/slurm/slurm.sh down
 
 bench: $(STAMP) ## GPU benchmark on the full-size gpt-oss-20b architecture (random weights)
-	$(HSD) bench --out BENCHMARKS.json
+	$(PY) -m benchmarks.bench --out BENCHMARKS.json
 
 bench-train: $(STAMP) ## GPU LoRA training benchmark: hsd vs the old settings through hsd train (one GPU)
 	$(HSD) ftdata --config configs/bench_train_gpu.yaml --out bench_train_out/ftdata

@@ -90,29 +90,6 @@ def _compare(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", default=None, help="dataset directory for the TF-IDF reference (as in collate)")
 
 
-def _bench(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="BENCHMARKS.json", help="results JSON")
-    p.add_argument("--markdown", default="BENCHMARKS.md", help="Markdown file whose bench table is replaced ('' to skip)")
-    p.add_argument("--model", default="random:gpt-oss-20b", help="model.name_or_path (random:<arch> or a model dir)")
-    p.add_argument("--cases", default="old,generate,score,score_rich,deepspeed", help="comma-separated cases")
-    p.add_argument("--prompt-tokens", type=int, default=1024)
-    p.add_argument("--new-tokens", type=int, nargs="+", default=[128, 512], help="forced output lengths")
-    p.add_argument("--batch-size", type=int, default=64, help="batch size of the hsd cases")
-    p.add_argument("--old-batch-size", type=int, default=4, help="batch size of the old setting")
-    p.add_argument("--batches", type=int, default=2, help="timed batches per case and length")
-    p.add_argument("--old-batches", type=int, default=1, help="timed batches of the (slow) old setting")
-    p.add_argument("--profile", action="store_true", help="add a torch.profiler table of one batch per case")
-    p.add_argument("--keep-going", action="store_true", help="record a failing case and measure the others")
-    p.add_argument("--allow-cpu", action="store_true", help="run without CUDA (smoke test of the harness)")
-    p.add_argument("--slots", type=int, default=None,
-                   help="rows decoding at once in the refill cases (rich, simple; default: as many as fit, up to 512)")
-    p.add_argument("--workload-samples", type=int, default=512, help="test-split samples of the rich/simple cases")
-    p.add_argument("--data-dir", default=None, help="dataset directory of the rich/simple cases (default: data.dir)")
-    p.add_argument("--tokenizer", default=None, help="tokenizer directory for the prompts (default: the model's)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the rich/simple cases' drawn output lengths")
-    p.add_argument("--workload-cap", type=int, default=0, help="cap the drawn output lengths (0: none; CPU smoke tests)")
-
-
 # name -> (help, argument setup, "module:function")
 def _submit(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="submit_command", required=True)
@@ -141,8 +118,6 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]] 
     "import-legacy": ("re-parse an old pipeline run into an hsd run directory", _import_legacy,
                       "hsd.commands.import_legacy:main"),
     "data": ("link or copy the prepared dataset into the data directory", _data, "hsd.commands.data:main"),
-    "bench": ("GPU speed of the old setting, hsd's generate path and score mode (full-size random gpt-oss-20b)",
-              _bench, "hsd.bench:main"),
     "ftdata": ("write the fine-tuning chat data (simple and optimized formats, stratified hold-out)", _ftdata,
                "hsd.commands.ftdata:main"),
     "train": ("LoRA fine-tuning under DeepSpeed via Accelerate (launch with torchrun for several ranks)", _train,

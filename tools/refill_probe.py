@@ -10,7 +10,8 @@ answers) and reports, per slot count / admit threshold:
   token choice + host sync, so the host's share of a step is visible;
 * a torch.profiler table of one admit (CPU and CUDA time).
 
-Usage (GPU): ``python tools/refill_probe.py --data-dir DATA --variants 256:8,512:8,512:16``.
+Usage (GPU, from the repository root; it imports ``benchmarks.cases``):
+``PYTHONPATH=$PWD python tools/refill_probe.py --data-dir DATA --variants 256:8,512:8,512:16``.
 Output: one JSON line per measurement on stdout and in ``--out``.
 """
 
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -88,18 +88,18 @@ def attention_check(dec: Any) -> dict[str, Any]:
     """One decode step from the same cache state, eager vs compiled attention: logits and argmax."""
     import torch
 
-    from hsd.inference.fastgen import COMPILE_ENV
+    from hsd.gptoss.fusion import ATTENTION
 
     n, res = dec.cache.shape.rows, {}
     with torch.inference_mode():
         pos = dec.cache.pos.clone()
-        for flag in ("0", "1"):
-            os.environ[COMPILE_ENV] = flag
+        for flag in (False, True):
+            ATTENTION.enabled = flag  # model.compile_attention, switched in place
             dec.use_graph = False  # an eager step through the attention this flag selects
             res[flag] = dec.step_logits(n).clone()
             dec.cache.pos.copy_(pos)
         dec.use_graph = True
-        a, b = res["0"], res["1"]
+        a, b = res[False], res[True]
         return {"rows": n, "max_abs_diff": float((a - b).abs().max()), "logit_scale": float(a.abs().max()),
                 "argmax_equal": float((a.argmax(-1) == b.argmax(-1)).float().mean())}
 
@@ -108,7 +108,7 @@ def kernel_check(device: str, rows: int = 512, prefix: int = 1724, own: int = 70
     """The shared-prefix decode attention at the real shapes on this GPU vs a float64 reference."""
     import torch
 
-    from hsd.inference.fastgen import sinks_attention_forward
+    from hsd.gptoss.attention import sinks_attention_forward
 
     g = torch.Generator(device=device).manual_seed(0)
     kv, group, d, dt = 8, 8, 64, torch.bfloat16
@@ -170,11 +170,11 @@ def profile_steps(dec: Any, n: int, reps: int = 5) -> str:
 def main() -> int:
     import torch
 
-    from hsd.bench import workload_prompts
+    from benchmarks.cases import workload_prompts
     from hsd.config import from_dict, replace
+    from hsd.gptoss.fusion import ATTENTION
     from hsd.inference import get_backend
     from hsd.inference.base import GenerationSettings
-    from hsd.inference.fastgen import COMPILE_ENV
     from hsd.models.loader import load_tokenizer
 
     p = argparse.ArgumentParser()
@@ -200,7 +200,7 @@ def main() -> int:
     dev = "cuda:0" if torch.cuda.is_available() else "cpu"
     t0 = time.perf_counter()
     backend = get_backend("hf")(replace(base, **{"inference.batch_size": 256}), dev, 0, tok)
-    backend.reserve_new_tokens = cap
+    backend.reserve(cap)
     emit(out, {"what": "build", "s": round(time.perf_counter() - t0, 1), "gpu": torch.cuda.get_device_name(0) if dev != "cpu" else "cpu"})
     dec = backend.refill
     admits: list[dict[str, Any]] = []
@@ -219,7 +219,7 @@ def main() -> int:
         fields = spec.split(":")
         slots, every = int(fields[0]), int(fields[1])
         attn = fields[2] if len(fields) > 2 else "c"
-        os.environ[COMPILE_ENV] = "1" if attn == "c" else "0"
+        ATTENTION.enabled = attn == "c"  # model.compile_attention, switched in place
         dec.graphs = {}  # recaptured at the next step with this attention
         backend.slots = slots  # inference.slots
         dec.admit_every = every

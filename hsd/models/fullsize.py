@@ -1,6 +1,6 @@
 """The full-size gpt-oss-20b architecture with random bf16 weights, built directly on the GPU.
 
-Benchmarks (``hsd bench``, the GPU training run) need the real model's shapes and cost, not its
+Benchmarks (``benchmarks/bench.py``, the GPU training run) need the real model's shapes and cost, not its
 knowledge; no machine here can download the 13 GB checkpoint, and writing a 39 GiB random
 checkpoint to disk first would take minutes. So ``model.name_or_path: random:gpt-oss-20b``
 builds ``GptOssForCausalLM`` in place on the device (well under a second) and pairs it with

@@ -1,4 +1,4 @@
-"""``hsd bench`` harness on the tiny model (CPU smoke): every case runs through the real
+"""``python -m benchmarks.bench`` harness on the tiny model (CPU smoke): every case runs through the real
 backends, the JSON and the Markdown table are written, bad input gives a clear error."""
 
 from __future__ import annotations
@@ -7,15 +7,14 @@ import json
 
 import pytest
 
-from hsd.bench import MD_BEGIN, MD_END, make_prompts, write_markdown
-from hsd.cli import build_parser
+from benchmarks.bench import parser, run
+from benchmarks.cases import make_prompts
+from benchmarks.report import MD_BEGIN, MD_END, write_markdown
 from hsd.errors import HsdError
 
 
 def bench(*argv: str) -> int:
-    from hsd.bench import main
-
-    return main(build_parser().parse_args(["bench", *argv]))
+    return run(parser().parse_args(list(argv)))
 
 
 def test_cpu_smoke_of_every_case(tiny_model_dir, tmp_path):
@@ -92,8 +91,8 @@ def test_cpu_smoke_of_the_workload_cases(tiny_model_dir, tmp_path):
 def test_workload_lengths_come_from_the_recorded_table(tiny_model_dir):
     import types
 
-    from hsd.bench import workload_prompts
-    from hsd.bench_lengths import RESPONSE_TOKENS
+    from benchmarks.cases import workload_prompts
+    from benchmarks.bench_lengths import RESPONSE_TOKENS
     from hsd.config import from_dict
     from hsd.models.loader import load_tokenizer
 

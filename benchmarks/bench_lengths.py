@@ -1,4 +1,4 @@
-"""Response lengths of real gpt-oss-20b answers, in tokens: what ``hsd bench``'s workload cases draw from.
+"""Response lengths of real gpt-oss-20b answers, in tokens: what the benchmark's workload cases draw from.
 
 Derived once (not read at run time: benchmark machines have no ``../shared``) from the
 ``raw_response`` of all 253 records of the old pipeline's recorded run

@@ -1,8 +1,10 @@
-"""``hsd bench --out BENCHMARKS.json``: inference speed on the full-size gpt-oss-20b architecture.
+"""``python -m benchmarks.bench --out BENCHMARKS.json``: inference speed on the full-size gpt-oss-20b.
 
-(``make bench`` runs it.) Builds ``random:gpt-oss-20b`` (random bf16 weights, built on the GPU,
+(``make bench`` runs it, from the repository root: the harness is not part of the installed
+package.) Builds ``random:gpt-oss-20b`` (random bf16 weights, built on the GPU,
 hsd.models.fullsize) and measures side by side, in one process, through the real backend
-(``HFBackend.generate`` / ``.score``, the functions ``hsd validate`` calls per batch):
+(``HFBackend.generate`` / ``.score``, the functions ``hsd validate`` calls per batch, and the
+benchmark hooks of :class:`hsd.inference.base.Backend`: ``reserve``, ``refill_report``):
 
 * ``old``      — the old pipeline's setting: HF generate, batch 4, eager attention and experts;
 * ``generate`` — hsd's default generate path (sink-aware SDPA, grouped_mm experts, static
@@ -14,108 +16,24 @@ hsd.models.fullsize) and measures side by side, in one process, through the real
 Each generate case runs at every ``--new-tokens`` (forced with min_new_tokens). Reported per
 case: samples/s, new tokens/s, peak GPU memory, ratio to ``old`` in samples/s. Each backend is
 built, warmed up (compilation excluded, its time reported), timed, and freed before the next.
-Results go to the JSON file and a table between markers in BENCHMARKS.md.
+Results go to the JSON file and a table between markers in BENCHMARKS.md (benchmarks.report);
+the cases and their prompts are in benchmarks.cases.
 """
 
 from __future__ import annotations
 
+import argparse
 import gc
 import json
-import platform
-import random
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from benchmarks.cases import Case, cases, make_prompts, workload_prompts
+from benchmarks.report import add_ratios, environment, markdown, write_json, write_markdown
 from hsd.config import Config, from_dict, replace
 from hsd.errors import HsdError
-
-MD_BEGIN, MD_END = "<!-- hsd-bench:begin -->", "<!-- hsd-bench:end -->"
-_WORDS = ("group", "people", "text", "language", "speech", "post", "comment", "community", "policy",
-          "attack", "identity", "religion", "origin", "respect", "insult", "context", "example", "label")
-
-
-@dataclass(frozen=True)
-class Case:
-    name: str
-    what: str  # the table's description
-    mode: str  # generate | score
-    overrides: dict[str, Any] = field(default_factory=dict)
-    shared_prefix: bool = False  # score_rich: prompts share a long system + few-shot prefix
-    shortest_only: bool = False  # measure only the shortest --new-tokens (slow cases)
-    workload: Optional[str] = None  # rich | simple: hsd's own prompts, recorded output lengths (run_workload)
-
-
-def cases(batch_size: int, old_batch_size: int, slots: Optional[int] = None) -> list[Case]:
-    """``slots`` None: the refill cases size their slots by free memory, as validate does."""
-    what = f"{slots} slots" if slots else "slots by memory"
-    workload = [  # listed after the synthetic cases
-        c for t in ("rich", "simple") for c in (
-            Case(t, f"real workload, {t} prompt: hsd generate, shared prefix + refill, {what}", "generate",
-                 {"inference.slots": slots}, workload=t),
-            Case(f"{t}_static", f"real workload, {t} prompt: static batches of {batch_size} (before refill)",
-                 "generate", {"inference.batch_size": batch_size, "inference.refill": False}, workload=t))]
-    return [*synthetic(batch_size, old_batch_size), *workload]
-
-
-def synthetic(batch_size: int, old_batch_size: int) -> list[Case]:
-    """Random-word prompts of --prompt-tokens, outputs forced to each --new-tokens."""
-    return [
-        Case("old", f"old setting: HF generate, bs {old_batch_size}, eager attention + experts", "generate",
-             {"model.attn_implementation": "eager", "model.experts_implementation": "eager",
-              "inference.batch_size": old_batch_size, "inference.static_cache": False,
-              "inference.cuda_graphs": False}),
-        Case("generate", f"hsd default generate path, bs {batch_size}", "generate",
-             {"inference.batch_size": batch_size}),
-        Case("score", f"score mode, bs {batch_size}, no shared prefix", "score",
-             {"inference.batch_size": batch_size, "inference.mode": "score"}),
-        Case("score_rich", f"score mode, bs {batch_size}, rich-template shape (shared prefix cached)", "score",
-             {"inference.batch_size": batch_size, "inference.mode": "score"}, shared_prefix=True),
-        Case("deepspeed", f"deepspeed backend (ZeRO-3, world size 1), bs {max(1, batch_size // 4)}", "generate",
-             {"inference.backend": "deepspeed", "inference.batch_size": max(1, batch_size // 4)},
-             shortest_only=True),
-    ]
-
-
-def make_prompts(tokenizer: Any, n: int, tokens: int, shared_prefix: bool, seed: int, score: bool) -> list[str]:
-    """``n`` chat prompts of about ``tokens`` tokens of random words (distinct per sample).
-
-    With ``shared_prefix`` the system message (~85% of the tokens) is the same for every
-    sample, as the rich template's policy and few-shot turns are.
-    """
-    from hsd.prompts.prompter import SCORE_SUFFIX
-
-    rng = random.Random(seed)
-    words = lambda k: " ".join(rng.choice(_WORDS) for _ in range(k))  # noqa: E731
-    render = lambda sys_, user: tokenizer.apply_chat_template(  # noqa: E731
-        [{"role": "system", "content": sys_}, {"role": "user", "content": user}],
-        tokenize=False, add_generation_prompt=True, reasoning_effort="low") + (SCORE_SUFFIX if score else "")
-    count = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
-    per_word = count(words(400)) / 400
-    budget = max(8, tokens - count(render("", ""))) / per_word  # words left after the template's own tokens
-    shared = words(int(budget * 0.85)) if shared_prefix else None
-    return [render(shared or words(int(budget * 0.85)), words(int(budget * 0.15))) for _ in range(n)]
-
-
-def workload_prompts(cfg: Config, template: str, tokenizer: Any, args: Any) -> tuple[list[str], list[int]]:
-    """The test split's prompts rendered by hsd (``template``, the model's tokenizer), longest first,
-    and an output length per prompt drawn from real gpt-oss answers (hsd.bench_lengths)."""
-    from hsd.bench_lengths import RESPONSE_TOKENS
-    from hsd.data import select_samples
-    from hsd.prompts import Prompter
-
-    wcfg = replace(cfg, **{"prompt.template": template, "data.dir": args.data_dir, "data.split": "test",
-                           "data.max_samples": args.workload_samples})
-    samples = select_samples(wcfg.data)
-    prompter = Prompter.from_config(wcfg, tokenizer, {s.id for s in samples})
-    prompts = [prompter.render(s) for s in samples]
-    sizes = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
-    prompts = [prompts[i] for i in sorted(range(len(prompts)), key=lambda i: -sizes[i])]  # as validate orders them
-    rng = random.Random(args.seed)
-    cap = args.workload_cap or max(RESPONSE_TOKENS)
-    return prompts, [min(cap, rng.choice(RESPONSE_TOKENS)) for _ in prompts]
 
 
 def run_workload(cfg: Config, case: Case, tokenizer: Any, args: Any) -> list[dict[str, Any]]:
@@ -125,7 +43,7 @@ def run_workload(cfg: Config, case: Case, tokenizer: Any, args: Any) -> list[dic
     their slots take the next prompts. Static batches (the path before refill): a batch runs until
     its longest row, so each batch decodes max(its lengths) steps; samples/s and new tokens/s
     count each row's drawn length only. Both caches are sized for the longest length up front
-    (``reserve_new_tokens``) so the warm-up captures the graph the timed run replays.
+    (``Backend.reserve``) so the warm-up captures the graph the timed run replays.
     """
     import torch
 
@@ -140,7 +58,7 @@ def run_workload(cfg: Config, case: Case, tokenizer: Any, args: Any) -> list[dic
         torch.cuda.reset_peak_memory_stats()
     t_build = time.perf_counter()
     backend = get_backend(ccfg.inference.backend)(ccfg, args.device, 0, tokenizer)
-    backend.reserve_new_tokens = cap
+    backend.reserve(cap)
     build_s = time.perf_counter() - t_build
 
     def run(idx: list[int], forced: list[int]) -> None:
@@ -167,11 +85,12 @@ def run_workload(cfg: Config, case: Case, tokenizer: Any, args: Any) -> list[dic
                "new_tokens_per_s": round(sum(lengths) / seconds, 1),
                "prompt_tokens_per_s": round(sum(sizes) / seconds, 1), "warmup_s": round(warm_s, 2),
                "build_s": round(build_s, 2), "peak_gib": _peak_gib(), "workload": case.workload}
-        if getattr(backend, "refill", None) is not None and backend.refill.cache is not None:
-            bs = row["slots"] = backend.refill.rows
+        report = backend.refill_report()
+        if report is not None:
+            bs = row["slots"] = report.slots
             del row["batch_size"]
-            row["shared_prefix_tokens"] = backend.refill.cache.shape.prefix
-            st = backend.refill.stats  # where the time went: admits (prefill) vs decode steps, slot use
+            row["shared_prefix_tokens"] = report.shared_prefix_tokens
+            st = report.stats  # where the time went: admits (prefill) vs decode steps, slot use
             row["refill"] = {**st, "admit_s": round(st["admit_s"], 2),
                              "slot_use": round(st["busy_row_steps"] / max(1, st["steps"] * bs), 3),
                              "ms_per_step": round(1000 * (seconds - st["admit_s"]) / max(1, st["steps"]), 2)}
@@ -181,7 +100,7 @@ def run_workload(cfg: Config, case: Case, tokenizer: Any, args: Any) -> list[dic
             row["profile"] = _profile(lambda: run(list(range(min(n, bs))), [min(64, x) for x in lengths[:bs]]))
         return [row]
     finally:
-        del backend
+        backend = None  # the model freed before the next case's is built
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -254,7 +173,7 @@ def run_case(cfg: Config, case: Case, tokenizer: Any, args: Any) -> list[dict[st
         if args.profile and cuda and case.name not in ("old", "deepspeed"):
             rows[-1]["profile"] = _profile(lambda: call(timed[:bs]))
     finally:
-        del backend
+        backend = None  # the model freed before the next case's is built
         gc.collect()
         if cuda:
             torch.cuda.empty_cache()
@@ -271,61 +190,6 @@ def _profile(fn: Any) -> str:
     return prof.key_averages().table(sort_by="cuda_time_total", row_limit=15, max_name_column_width=60)
 
 
-def add_ratios(rows: list[dict[str, Any]]) -> None:
-    """ratio = samples/s over the old setting's at the same output length (score: at the shortest);
-    workload rows: over the same workload's static-batch row of the same call (``ratio_vs_static``)."""
-    static = {r["workload"]: r["samples_per_s"] for r in rows if r.get("workload") and r["case"].endswith("_static")}
-    for r in rows:
-        if r.get("workload"):
-            ref = static.get(r["workload"])
-            r["ratio_vs_static"] = round(r["samples_per_s"] / ref, 2) if ref else None
-            r["ratio_vs_old"] = None
-    rows = [r for r in rows if not r.get("workload")]
-    old = {r["new_tokens"]: r["samples_per_s"] for r in rows if r["case"] == "old"}
-    for r in rows:
-        ref = old.get(r["new_tokens"], old.get(min(old), None) if old else None)
-        r["ratio_vs_old"] = round(r["samples_per_s"] / ref, 2) if ref else None
-
-
-def environment(args: Any) -> dict[str, Any]:
-    import torch
-    import transformers
-
-    dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu"
-    return {"device": dev, "torch": torch.__version__, "transformers": transformers.__version__,
-            "python": platform.python_version(), "model": args.model,
-            "command": "hsd bench " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["bench"] else sys.argv[1:]),
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-
-
-def markdown(env: dict[str, Any], rows: list[dict[str, Any]]) -> str:
-    head = ("| case | prompt tokens | new tokens | samples/s | new tok/s | prompt tok/s | peak GiB | x old "
-            "| x static | warm-up s |\n|---|---|---|---|---|---|---|---|---|---|\n")
-    body = "".join(
-        f"| {r['what']} | {r['prompt_tokens']} | {r['new_tokens'] or '— (score)'} | {r['samples_per_s']} | "
-        f"{r['new_tokens_per_s'] or '—'} | {r['prompt_tokens_per_s']} | {r['peak_gib']} | "
-        f"{r.get('ratio_vs_old') or '—'} | {r.get('ratio_vs_static') or '—'} | {r['warmup_s']} |\n" for r in rows)
-    prompt = rows[0]["prompt_tokens"] if rows else "?"
-    return (f"{MD_BEGIN}\n**{env['device']}**, torch {env['torch']}, transformers {env['transformers']}, "
-            f"model `{env['model']}` (random bf16 weights), prompt ≈ {prompt} tokens, {env['date']}. "
-            f"Command: `{env['command']}`\n\n{head}{body}{MD_END}")
-
-
-def write_markdown(path: Path, block: str) -> None:
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\n"
-    if MD_BEGIN in text and MD_END in text:
-        text = text[: text.index(MD_BEGIN)] + block + text[text.index(MD_END) + len(MD_END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text, encoding="utf-8")
-
-
-def _write_json(path: Path, env: dict[str, Any], rows: list[dict[str, Any]]) -> None:
-    from hsd.runs import atomic_write_text
-
-    atomic_write_text(path, json.dumps({"environment": env, "results": rows}, indent=2) + "\n")
-
-
 def _tokenizer(path: str) -> Any:
     """A tokenizer directory to render prompts with instead of the model's (e.g. gpt-oss's own
     o200k_harmony for ``random:`` models, whose ids fit the 201,088-entry vocabulary)."""
@@ -336,13 +200,48 @@ def _tokenizer(path: str) -> Any:
     return left_padded(AutoTokenizer.from_pretrained(path))
 
 
-def main(args: Any) -> int:
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default="BENCHMARKS.json", help="results JSON")
+    p.add_argument("--markdown", default="BENCHMARKS.md", help="Markdown file whose bench table is replaced ('' to skip)")
+    p.add_argument("--model", default="random:gpt-oss-20b", help="model.name_or_path (random:<arch> or a model dir)")
+    p.add_argument("--cases", default="old,generate,score,score_rich,deepspeed", help="comma-separated cases")
+    p.add_argument("--prompt-tokens", type=int, default=1024)
+    p.add_argument("--new-tokens", type=int, nargs="+", default=[128, 512], help="forced output lengths")
+    p.add_argument("--batch-size", type=int, default=64, help="batch size of the hsd cases")
+    p.add_argument("--old-batch-size", type=int, default=4, help="batch size of the old setting")
+    p.add_argument("--batches", type=int, default=2, help="timed batches per case and length")
+    p.add_argument("--old-batches", type=int, default=1, help="timed batches of the (slow) old setting")
+    p.add_argument("--profile", action="store_true", help="add a torch.profiler table of one batch per case")
+    p.add_argument("--keep-going", action="store_true", help="record a failing case and measure the others")
+    p.add_argument("--allow-cpu", action="store_true", help="run without CUDA (smoke test of the harness)")
+    p.add_argument("--slots", type=int, default=None,
+                   help="rows decoding at once in the refill cases (rich, simple; default: as many as fit, up to 512)")
+    p.add_argument("--workload-samples", type=int, default=512, help="test-split samples of the rich/simple cases")
+    p.add_argument("--data-dir", default=None, help="dataset directory of the rich/simple cases (default: data.dir)")
+    p.add_argument("--tokenizer", default=None, help="tokenizer directory for the prompts (default: the model's)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the rich/simple cases' drawn output lengths")
+    p.add_argument("--workload-cap", type=int, default=0, help="cap the drawn output lengths (0: none; CPU smoke tests)")
+    return p
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Parse the flags (``sys.argv`` when ``argv`` is None) and run the cases; 2 on a usage error."""
+    args = parser().parse_args(argv)
+    try:
+        return run(args)
+    except HsdError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
+
+
+def run(args: Any) -> int:
     import torch
 
     from hsd.models.loader import load_tokenizer
 
     if not torch.cuda.is_available() and not args.allow_cpu:
-        raise HsdError("hsd bench measures GPU speed and needs CUDA; pass --allow-cpu for a smoke run (tests)")
+        raise HsdError("benchmarks.bench measures GPU speed and needs CUDA; pass --allow-cpu for a smoke run (tests)")
     args.device = "cuda:0" if torch.cuda.is_available() else "cpu"
     base = from_dict({"model": {"name_or_path": args.model}, "inference": {"progress": False}})
     tokenizer = _tokenizer(args.tokenizer) if args.tokenizer else load_tokenizer(base.model)
@@ -350,7 +249,7 @@ def main(args: Any) -> int:
     wanted = [name.strip() for name in args.cases.split(",") if name.strip()]
     unknown = [name for name in wanted if name not in known]
     if unknown:
-        raise HsdError(f"hsd bench --cases: unknown {', '.join(unknown)}; valid: {', '.join(known)}")
+        raise HsdError(f"benchmarks.bench --cases: unknown {', '.join(unknown)}; valid: {', '.join(known)}")
     rows: list[dict[str, Any]] = []
     for case in (known[name] for name in wanted):  # in the order given
         try:
@@ -360,12 +259,16 @@ def main(args: Any) -> int:
                 raise
             rows.append({"case": case.name, "what": case.what, "error": f"{type(exc).__name__}: {exc}"})
             print(f"case {case.name} failed: {exc}", file=sys.stderr, flush=True)
-        _write_json(Path(args.out), environment(args), rows)  # after every case: a cut-off run keeps its numbers
+        write_json(Path(args.out), environment(args), rows)  # after every case: a cut-off run keeps its numbers
     good = [r for r in rows if "error" not in r]
     add_ratios(good)
     env = environment(args)
-    _write_json(Path(args.out), env, rows)
+    write_json(Path(args.out), env, rows)
     if args.markdown:
         write_markdown(Path(args.markdown), markdown(env, good))
     print(markdown(env, good))
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

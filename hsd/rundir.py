@@ -51,23 +51,29 @@ def kind_of(path: Path) -> Optional[str]:
     for marker, what in OTHER_KINDS.items():
         if marker in names:
             raise RunError(f"{path} is {what}, not a run directory: choose a new run directory")
-    if MANIFEST in names:
-        return command_of(path / MANIFEST)
-    if names <= PRE_MANIFEST:
-        return None
-    raise RunError(f"{path} is not empty and holds no hsd {MANIFEST}: it is not a run hsd wrote. "
-                   "Choose a new run directory (or an earlier run's)")
+    command = command_of(path / MANIFEST) if MANIFEST in names else None
+    if command is None:  # no manifest yet (killed before it was written), or one without its command
+        command = next((c for c, marks in WORK_MARKS.items() if names & marks), None)
+    if command is None and not names <= PRE_MANIFEST | {MANIFEST}:
+        raise RunError(f"{path} is not empty and holds no hsd {MANIFEST}: it is not a run hsd wrote. "
+                       "Choose a new run directory (or an earlier run's)")
+    return command
 
 
-def command_of(manifest: Path) -> str:
-    """The ``command`` a manifest records; imports before 2026-12 spelled it ``hsd import-legacy ...``."""
+# What a run's work leaves before (or without) the command in its manifest.
+WORK_MARKS = {"validate": {"shards"}, "train": {"checkpoints", "train_log.jsonl"}}
+
+
+def command_of(manifest: Path) -> Optional[str]:
+    """The ``command`` a manifest records (None if it records none); imports before 2026-12
+    spelled it ``hsd import-legacy ...``."""
     try:
         data = json.loads(manifest.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise RunError(f"{manifest} cannot be read ({exc}); restore it from a backup or choose a new "
                        "run directory") from None
-    command = str(data.get("command", "")) if isinstance(data, dict) else ""
-    return "import-legacy" if command.startswith("hsd import-legacy") else command or "unknown"
+    command = str(data.get("command") or "") if isinstance(data, dict) else ""
+    return "import-legacy" if command.startswith("hsd import-legacy") else command or None
 
 
 @dataclass(frozen=True)
@@ -81,9 +87,16 @@ class ConfigCheck:
     free: frozenset[str] = frozenset()
 
     def changed(self, saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
-        """Dotted keys whose values differ between two resolved configs."""
-        dotted = [f"{s}.{k}" for s in self.sections for k in sorted(set(saved.get(s, {})) | set(now.get(s, {})))]
-        return [k for k in dotted + list(self.keys) if k not in self.free and _get(saved, k) != _get(now, k)]
+        """Dotted leaf keys (``train.lora.r``) whose values differ between two resolved configs."""
+        keys = sorted({k for s in self.sections for tree in (saved, now) for k in _leaves(tree.get(s), s)})
+        return [k for k in keys + list(self.keys)
+                if not any(k == f or k.startswith(f + ".") for f in self.free) and _get(saved, k) != _get(now, k)]
+
+
+def _leaves(tree: Any, prefix: str) -> list[str]:
+    if not isinstance(tree, dict):
+        return [prefix]
+    return [leaf for key, value in tree.items() for leaf in _leaves(value, f"{prefix}.{key}")]
 
 
 def _get(tree: dict[str, Any], key: str) -> Any:

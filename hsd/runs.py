@@ -273,12 +273,23 @@ def _devices() -> list[str]:
     return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
 
 
+def hsd_version() -> str:
+    """The installed hsd's version (with the git sha beside it, the run says what wrote it)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("hsd")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def base_manifest(command: str, world_size: int = 1) -> dict[str, Any]:
     """Facts every run records: versions, git sha, host, devices, Slurm ids, start time."""
     slurm = {k: v for k, v in os.environ.items() if k in {
         "SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_RESTART_COUNT", "SLURM_JOB_PARTITION"}}
     return {
         "command": command,
+        "hsd_version": hsd_version(),
         "argv": sys.argv,
         "started": _dt.datetime.now().isoformat(timespec="seconds"),
         "host": socket.gethostname(),

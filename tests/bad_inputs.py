@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
+import pytest
 import yaml
 
 from scenario import Scenario
@@ -192,6 +194,70 @@ def _corrupt_shard(sc: Scenario) -> list[str]:
     return sc.validate("--run-dir", str(sc.earlier_run))
 
 
+_GOOD_ROW = json.dumps({"prompt": "<|start|>user<|message|>Text: hi<|end|><|start|>assistant",
+                        "completion": '<|channel|>final<|message|>{"classification": "hate"}<|return|>'})
+OLD_RUN = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "recorded_runs" / "baseline_std_20251025_175009"
+
+
+def _training_run(sc: Scenario) -> Path:
+    """A completed training run as `hsd train` leaves it: manifest, config, log, adapter."""
+    from hsd.config import dump_config, from_dict
+    from hsd.runs import base_manifest
+
+    run = sc.results_dir / "exp" / "trained"
+    (run / "adapter").mkdir(parents=True)
+    (run / "config.yaml").write_text(dump_config(from_dict(sc.config)), encoding="utf-8")
+    (run / "manifest.json").write_text(json.dumps({**base_manifest("train"), "status": "COMPLETED", "steps": 2}))
+    (run / "train_log.jsonl").write_text('{"step": 1, "loss": 2.5}\n{"step": 2, "loss": 2.1}\n')
+    (run / "adapter" / "adapter_config.json").write_text(_PEFT_CONFIG)
+    return run
+
+
+def _legacy_import(sc: Scenario) -> Path:
+    """The real recorded gpt-oss run, imported with `hsd import-legacy`."""
+    from hsd.recipes.import_legacy import import_run
+
+    if not OLD_RUN.is_dir():
+        pytest.skip(f"{OLD_RUN} is not here (../shared/reference)")
+    return import_run(OLD_RUN, sc.results_dir / "exp" / "imported", False, "hsd import-legacy")
+
+
+def _ftdata(sc: Scenario) -> Path:
+    """Fine-tuning data written by `hsd ftdata` for this scenario's config."""
+    from hsd.config import from_dict
+    from hsd.training.ftdata import run
+
+    return run(from_dict(sc.config), sc.results_dir / "exp" / "ftdata")
+
+
+def _experiment_root(sc: Scenario) -> Path:
+    """An experiment directory as `hsd submit` leaves it (jobs.json beside its runs)."""
+    exp = sc.results_dir / "exp"
+    (exp / "jobs.json").write_text(json.dumps({"experiment_dir": ".", "command": "baseline", "executor": "local",
+                                               "submitted": "2026-12-01T10:00:00", "jobs": []}))
+    return exp
+
+
+def _foreign(sc: Scenario) -> Path:
+    """A folder hsd did not write (a user's notes) given as the run directory."""
+    folder = sc.root / "my_notes"
+    folder.mkdir()
+    (folder / "todo.txt").write_text("check the FPR of the lgbtq group\n")
+    return folder
+
+
+def _validate_into(make: Callable[[Scenario], Path]) -> Callable[[Scenario], list[str]]:
+    return lambda sc: sc.validate("--run-dir", str(make(sc)))
+
+
+def _train_into(make: Callable[[Scenario], Path], *overrides: str) -> Callable[[Scenario], list[str]]:
+    def edit(sc: Scenario) -> list[str]:
+        data = sc.ftdata_dir([_GOOD_ROW])
+        return ["train", "--config", str(sc.config_path()), "--data", str(data), "--run-dir", str(make(sc)),
+                *overrides]
+    return edit
+
+
 def _train_lines(lines: list[str]) -> Callable[[Scenario], list[str]]:
     return lambda sc: sc.train(sc.ftdata_dir(lines))
 
@@ -278,7 +344,23 @@ CASES: tuple[BadInput, ...] = (
     BadInput("results-unwritable", "results", "`results_dir` below a regular file", _results_is_file,
              ("cannot write to", "results_dir")),
     BadInput("results-resume-other-config", "results", "resuming a run with another `max_new_tokens`",
-             _resume_other_config, ("started with another configuration", "inference.max_new_tokens")),
+             _resume_other_config, ("started with other settings", "inference.max_new_tokens: saved")),
+    BadInput("results-validate-into-training-run", "results", "`hsd validate --run-dir` a training run's directory",
+             _validate_into(_training_run), ("is a run of `hsd train`", "not of `hsd validate`", "new run directory")),
+    BadInput("results-validate-into-legacy-import", "results", "`hsd validate --run-dir` an imported legacy run",
+             _validate_into(_legacy_import), ("is a run of `hsd import-legacy`", "new run directory")),
+    BadInput("results-validate-into-ftdata", "results", "`hsd validate --run-dir` a fine-tuning data folder",
+             _validate_into(_ftdata), ("is fine-tuning data (hsd ftdata)", "not a run directory")),
+    BadInput("results-validate-into-experiment", "results", "`hsd validate --run-dir` an experiment root",
+             _validate_into(_experiment_root), ("is an experiment directory", "not a run directory")),
+    BadInput("results-validate-into-folder", "results", "`hsd validate --run-dir` a folder of the user's files",
+             _validate_into(_foreign), ("holds no hsd manifest.json", "not a run hsd wrote")),
+    BadInput("training-into-validation-run", "training", "`hsd train --run-dir` a validation run's directory",
+             _train_into(lambda sc: sc.earlier_run), ("is a run of `hsd validate`", "not of `hsd train`"),
+             new_files=True),
+    BadInput("training-resume-other-settings", "training", "a completed training resumed with another `train.lora.r`",
+             _train_into(_training_run, "train.lora.r=2"), ("started with other settings", "train.lora.r: saved"),
+             new_files=True),
     BadInput("results-corrupt-shard", "results", "resuming a run whose shard has a corrupt middle line",
              _corrupt_shard, ("line 2 is not valid JSON", "corrupt shard")),
     # fine-tuning files

@@ -79,8 +79,8 @@ def merge_if_needed(path: Path, data_dir: Optional[str]) -> bool:
 
 def collate_run(path: Path, data_dir: Optional[str], merge: bool) -> RunData:
     """Merge (collate only), compute and write one run's reports. Returns the loaded run."""
-    if not merge:  # read it all first: a run that cannot be read is refused with nothing written, no lock file
-        load_run(path)
+    if not merge or merged_file(path) is not None:  # read it all first: a run that cannot be read is
+        load_run(path)                                 # refused with nothing written, no lock file
     with RunLock(path / ".lock"):
         if merge:
             merge_if_needed(path, data_dir)

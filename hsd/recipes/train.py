@@ -38,17 +38,20 @@ CHECK = ConfigCheck(sections=("train",), keys=("model.name_or_path", "model.dtyp
 OUTCOMES = {"completed": Status.COMPLETED, "early_stopped": Status.COMPLETED, "stopped": Status.STOPPED}
 
 
-def _claim(cfg: Config, path: Path, world_size: int, held: list[RunDirectory]) -> tuple[bool, Optional[str]]:
-    """Rank 0: (already completed, newest complete checkpoint). Refusals change nothing; a
-    completed run with its adapter is left as it is."""
+def _claim(cfg: Config, path: Path, held: list[RunDirectory]) -> bool:
+    """Rank 0: claim the run directory (refusals change nothing); True if it is a completed run
+    with its adapter, which is then left as it is."""
     run = RunDirectory(path, "train", CHECK).claim(cfg)
     held.append(run)
-    if run.status is Status.COMPLETED and (run.path / ADAPTER / "adapter_config.json").exists():
-        return True, None
+    return run.status is Status.COMPLETED and (run.path / ADAPTER / "adapter_config.json").exists()
+
+
+def _begin(cfg: Config, run: RunDirectory, world_size: int) -> Optional[str]:
+    """Rank 0: start the attempt; the newest complete checkpoint to resume from."""
     run.begin(cfg, world_size, timestamp())
     checkpoint.remove_partial(run.path)
     newest = checkpoint.latest(run.path)
-    return False, str(newest) if newest else None
+    return str(newest) if newest else None
 
 
 def _resume(accelerator: Any, newest: Optional[str]) -> Any:
@@ -125,15 +128,12 @@ def _finish(accelerator: Any, cfg: Config, run: Path, s: Any, state: Any, outcom
     )
 
 
-def _train(accelerator: Any, choice: Any, cfg: Config, run: Path, data_dir: Optional[str],
+def _train(accelerator: Any, choice: Any, cfg: Config, run: Path, newest: Optional[str], data_dir: Optional[str],
            held: list[RunDirectory]) -> Path:
     from hsd.training import ftdata
     from hsd.training.loop import TrainLog, setup, train_loop
 
     start = time.perf_counter()
-    completed, newest = main_only(lambda: _claim(cfg, run, accelerator.num_processes, held))
-    if completed:
-        return run
     data = Path(data_dir) if data_dir else main_only(lambda: ftdata.run(cfg, run / "ftdata"))
     s = setup(accelerator, cfg, data)
     state = _resume(accelerator, newest)
@@ -173,10 +173,13 @@ def run(cfg: Config, run_dir: Optional[str | Path] = None, data_dir: Optional[st
     held: list[RunDirectory] = []  # rank 0's; the others learn only its decisions
     ok, run = False, None
     try:
-        accelerator, choice = make_accelerator(cfg, env)
         run = _agree_run_dir(cfg, run_dir)
-        _train(accelerator, choice, cfg, run, str(data_dir) if data_dir else None, held)
-        accelerator.wait_for_everyone()
+        # Claimed before DeepSpeed starts: a refusal comes in a second and changes nothing.
+        if not main_only(lambda: _claim(cfg, run, held)):
+            accelerator, choice = make_accelerator(cfg, env)
+            newest = main_only(lambda: _begin(cfg, held[0], env.world_size))
+            _train(accelerator, choice, cfg, run, newest, str(data_dir) if data_dir else None, held)
+        distributed.barrier()
         ok = True
     except BaseException as exc:
         cause = distributed.announce_failure(exc)  # the other ranks stop now, not at the collective timeout

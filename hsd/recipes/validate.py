@@ -41,6 +41,7 @@ log = logging.getLogger("hsd.recipes.validate")
 CHECK = ConfigCheck(sections=("data", "prompt", "model", "inference"), free=frozenset({
     "inference.batch_size", "inference.slots", "inference.prefix_cache", "inference.static_cache", "inference.cuda_graphs",
     "inference.progress", "inference.ds_config", "model.attn_implementation", "model.experts_implementation",
+    "model.compile_attention", "model.compile_experts",
 }))
 
 

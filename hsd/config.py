@@ -67,18 +67,12 @@ class ModelConfig:
     adapter: Optional[str] = None  # a peft LoRA adapter directory
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    # auto: hsd's sink-aware SDPA kernel (hsd.gptoss.attention; equals eager, no score matrices
+    # auto: hsd's sink-aware SDPA kernel (hsd.inference.fastgen; equals eager, no score matrices
     # in memory); or eager | flex_attention (gpt-oss has no plain SDPA: attention sinks)
     attn_implementation: str = "auto"
-    # None: hsd_grouped (transformers' grouped_mm with fused element-wise work, hsd.gptoss.experts);
+    # None: hsd_grouped (transformers' grouped_mm with fused element-wise work, hsd.inference.experts);
     # or eager | batched_mm | grouped_mm
     experts_implementation: Optional[str] = None
-    # On CUDA, hsd's decode attention (attn_implementation auto) is torch.compile'd so its element-wise
-    # passes fuse into a few kernels; false runs them eagerly (no compile at start-up, slower decode)
-    compile_attention: bool = True
-    # On CUDA, hsd_grouped's element-wise stages are torch.compile'd (inference and training); false runs
-    # the same stages uncompiled: no compile in the first step, ~5-20% slower training steps (BENCHMARKS.md)
-    compile_experts: bool = True
     trust_remote_code: bool = False  # off unless you trust the model repository's code
 
 
@@ -131,6 +125,9 @@ class TrainConfig:
     ds_config: str = "auto"
     # auto's memory budget per rank in GiB; None: the GPU's total (no CUDA: host RAM / local ranks).
     device_memory_gib: Optional[float] = None
+    # The two ZeRO-3 speed-ups (each measured in BENCHMARKS.md; false: DeepSpeed's own behaviour).
+    zero3_moe_leaves: bool = True  # each MoE block one ZeRO-3 leaf: its weights gathered at once, not per submodule hook
+    zero3_tuning: bool = True  # the JSON's "auto" prefetch / live / reuse / persistence sized from the model's layers
     lora: LoraConfig = field(default_factory=LoraConfig)
     epochs: float = 1.0
     max_steps: Optional[int] = None  # overrides epochs when set
@@ -155,6 +152,15 @@ class TrainConfig:
     # A row longer than max_length: "truncate" cuts the prompt from the left (the answer stays
     # whole; the count is reported), "error" refuses the data with the row and its length.
     on_too_long: Literal["truncate", "error"] = "truncate"
+
+
+@dataclass(frozen=True)
+class DistributedConfig:
+    """A job of several ranks (validation, training), whatever started it."""
+
+    # A rank whose heartbeat has not moved this long is dead, and every rank stops (hsd.watchdog);
+    # no live heartbeat thread is starved this long. Without it the others wait for the 2-hour timeout.
+    peer_timeout_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -229,6 +235,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
@@ -258,6 +265,7 @@ _POSITIVE = {
     "train.max_train_samples",
     "train.learning_rate",
     "train.max_grad_norm",
+    "distributed.peer_timeout_s",
     "train.holdout_fraction",
     "train.lora.alpha",
     "executor.cpus_per_task",
@@ -419,16 +427,12 @@ class _UniqueKeySafeLoader(yaml.SafeLoader):
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping (safe loader, duplicate keys refused); errors name the file (and for
-    a byte that is not UTF-8, its line, column and offset)."""
-    from hsd import textio
-
+    """Read a YAML mapping (safe loader, duplicate keys refused); errors name the file."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file not found: {p} (pass an existing YAML file, e.g. configs/demo.yaml)")
-    text = textio.read_text(p, error=ConfigError)  # one BOM dropped; a bad byte named by line and column
     try:
-        data = yaml.load(text, Loader=_UniqueKeySafeLoader)
+        data = yaml.load(p.read_text(encoding="utf-8-sig"), Loader=_UniqueKeySafeLoader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: not valid YAML: {exc}") from None
     except ConfigError as exc:  # a duplicate key: the loader knows the lines, not the file

@@ -21,7 +21,10 @@ from dataclasses import dataclass
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Optional
 
+from hsd.config import DistributedConfig
 from hsd.errors import HsdError
+
+PEER_TIMEOUT_S = DistributedConfig.peer_timeout_s  # the config's default, for callers without a config
 
 
 @dataclass(frozen=True)
@@ -125,12 +128,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def init_distributed(device_kind: str, always: bool = False) -> DistEnv:
+def init_distributed(device_kind: str, always: bool = False, peer_timeout_s: float = PEER_TIMEOUT_S) -> DistEnv:
     """Join the process group the launcher described: gloo on CPU, nccl on CUDA.
 
     ``device_kind`` is ``"cpu"`` or ``"cuda"``. A single process gets no group unless
     ``always`` (DeepSpeed needs one). A group that exists already (accelerate launch, an
-    earlier caller) is joined, not recreated, and not destroyed by :func:`teardown`.
+    earlier caller) is joined, not recreated, and not destroyed by :func:`teardown`. A group
+    created here of more than one rank gets a peer watchdog: ``peer_timeout_s`` is
+    ``distributed.peer_timeout_s`` of the job's config.
     """
     import torch
     import torch.distributed as dist
@@ -156,7 +161,7 @@ def init_distributed(device_kind: str, always: bool = False) -> DistEnv:
     if world > 1:
         from hsd.watchdog import PeerWatch
 
-        _WATCH.append(PeerWatch.start(rank, world))
+        _WATCH.append(PeerWatch.start(rank, world, peer_timeout_s))
     return DistEnv(rank, world, _env_int("LOCAL_WORLD_SIZE", world), True, device)
 
 
@@ -182,11 +187,11 @@ def announce_failure(exc: BaseException) -> BaseException:
 
 
 @contextmanager
-def session(device_kind: str, always: bool = False) -> Iterator[DistEnv]:
+def session(device_kind: str, always: bool = False, peer_timeout_s: float = PEER_TIMEOUT_S) -> Iterator[DistEnv]:
     """:func:`init_distributed`, then the body; a failure is announced to the other ranks (and an
     error that only echoes another rank's failure is replaced by that one), and the group is torn
     down either way. The job entry points (validate, the fault tests' worker) run inside it."""
-    env = init_distributed(device_kind, always=always)
+    env = init_distributed(device_kind, always=always, peer_timeout_s=peer_timeout_s)
     ok = False
     try:
         yield env

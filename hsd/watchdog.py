@@ -9,7 +9,7 @@ TCP store (the one the process group rendezvoused on, over its own connection, s
 thread blocked in a store wait cannot stall it):
 
 - bumps its own heartbeat counter; rank 0 watches every rank's, the others watch rank 0's;
-  a counter that has not moved for ``HSD_PEER_TIMEOUT_S`` (default 30) seconds is a dead peer;
+  a counter that has not moved for ``distributed.peer_timeout_s`` (default 30) seconds is a dead peer;
 - reads the ``failed`` key, which a rank that raised sets (:meth:`PeerWatch.announce`), as
   does a rank that found a dead peer; a store that stops answering means rank 0 (which hosts
   it under submitit and plain ``env://``) or the launcher is gone.
@@ -30,8 +30,6 @@ from typing import Any, Callable
 
 from hsd.errors import HsdError
 
-PEER_TIMEOUT_ENV = "HSD_PEER_TIMEOUT_S"
-DEFAULT_PEER_TIMEOUT_S = 30.0  # a heartbeat thread is never starved this long; well inside the 60 s asked
 INTERVAL_S = 1.0
 FAILED = "failed"
 EXIT_CODE = 1
@@ -42,18 +40,6 @@ def on_abort(hook: Callable[[str], None]) -> Callable[[], None]:
     """Run ``hook(message)`` if the watchdog ends this process; returns a function that unregisters it."""
     _HOOKS.append(hook)
     return lambda: _HOOKS.remove(hook) if hook in _HOOKS else None
-
-
-def peer_timeout_s() -> float:
-    raw = os.environ.get(PEER_TIMEOUT_ENV, "")
-    try:
-        value = float(raw) if raw else DEFAULT_PEER_TIMEOUT_S
-    except ValueError:
-        value = -1.0
-    if value <= 0:
-        raise HsdError(f"{PEER_TIMEOUT_ENV}={raw!r}: give the seconds without a heartbeat after which a rank "
-                       f"counts as dead (a positive number; default {DEFAULT_PEER_TIMEOUT_S:g})")
-    return value
 
 
 def _store_lost(exc: Exception) -> str:
@@ -75,11 +61,11 @@ class PeerWatch:
         self._thread = threading.Thread(target=self._run, name=f"hsd-peer-watch-{rank}", daemon=True)
 
     @classmethod
-    def start(cls, rank: int, world: int) -> "PeerWatch":
-        """Connect a store client of our own to MASTER_ADDR:MASTER_PORT and start watching."""
+    def start(cls, rank: int, world: int, timeout: float) -> "PeerWatch":
+        """Connect a store client of our own to MASTER_ADDR:MASTER_PORT and start watching;
+        ``timeout``: the seconds without a heartbeat after which a peer is dead."""
         import torch.distributed as dist
 
-        timeout = peer_timeout_s()
         client = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
                                timeout=_dt.timedelta(seconds=timeout), wait_for_workers=False)
         # A torchrun restart reuses the launcher's store: its keys must not be the last attempt's.

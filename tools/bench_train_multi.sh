@@ -9,8 +9,8 @@
 #   RUNS="auto1 auto2 z3" bash tools/bench_train_multi.sh .gpu/ftdata         # some of them
 #
 # Runs: auto1 / auto2 (train.ds_config auto on 1 / 2 GPUs: ZeRO-2 by memory), z2_2, z3 (ZeRO-3
-# with both speed-ups), z3_noleaf (HSD_Z3_LEAF=0), z3_notune (HSD_Z3_TUNE=0), z3_plain (both off:
-# the ZeRO-3 measured at 10,615 tokens/s), old2 (the old pipeline's settings, ZeRO-3 as auto
+# with both speed-ups), z3_noleaf (train.zero3_moe_leaves=false), z3_notune (train.zero3_tuning=false),
+# z3_plain (both off: the ZeRO-3 measured at 10,615 tokens/s), old2 (the old pipeline's settings, ZeRO-3 as auto
 # chose it before), pertask (2 ranks started by hand, each seeing only its own GPU),
 # big_stop + big_resume + big_full (random:gpt-oss-120b, ZeRO-3, 20 steps, stopped at 10 and resumed;
 # big_full uninterrupted for the loss comparison), kill2 (rank 1 SIGKILLed after 2 steps: the job
@@ -44,7 +44,7 @@ print("SUMMARY", name, "rc", rc, "wall_s", wall, "status", m.get("status"), "ran
 PY
 }
 want() { [ -z "$RUNS" ] || [[ " $RUNS " == *" $1 "* ]]; }
-go() {  # name, GPUs, time cap (s), overrides... (env set by the caller)
+go() {  # name, GPUs, time cap (s), overrides...
   want "$1" || return 0
   local name=$1 gpus=$2 cap=$3; shift 3
   local t0=$SECONDS
@@ -59,10 +59,11 @@ go auto1 1 240
 go auto2 2 240
 go z2_2 2 240 train.ds_config=zero2
 go z3 2 300 train.ds_config=zero3
-HSD_Z3_LEAF=0 go z3_noleaf 2 300 train.ds_config=zero3
-HSD_Z3_TUNE=0 go z3_notune 2 300 train.ds_config=zero3
-HSD_Z3_LEAF=0 HSD_Z3_TUNE=0 go z3_plain 2 300 train.ds_config=zero3
-HSD_Z3_LEAF=0 HSD_Z3_TUNE=0 go old2 2 400 train.ds_config=zero3 "${OLD[@]}" train.micro_batch_size=4
+PLAIN=(train.zero3_moe_leaves=false train.zero3_tuning=false)
+go z3_noleaf 2 300 train.ds_config=zero3 train.zero3_moe_leaves=false
+go z3_notune 2 300 train.ds_config=zero3 train.zero3_tuning=false
+go z3_plain 2 300 train.ds_config=zero3 "${PLAIN[@]}"
+go old2 2 400 train.ds_config=zero3 "${OLD[@]}" "${PLAIN[@]}" train.micro_batch_size=4
 BIG=(model.name_or_path=random:gpt-oss-120b train.ds_config=zero3)
 STEPS=20 go big_stop 2 600 "${BIG[@]}" train.stop_after_steps=10
 STEPS=20 go big_resume 2 600 "${BIG[@]}"

@@ -11,40 +11,27 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import warnings
 from pathlib import Path
 from typing import Any, Optional
 
 from hsd.config import Config, ConfigError
 from hsd.distributed import DistEnv
+from hsd.paths import package_data
 from hsd.training.memory import DsChoice
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-BUILTIN_DIR = PROJECT_ROOT / "ds_configs"
-
-
+BUILTIN_DIR = package_data("ds_configs")  # shipped in the wheel; the checkout's ds_configs/ links here
 AUTO = "auto"
-# Benchmark switches of the faster ZeRO-3 (tools/bench_train_multi.sh measures each): "0" turns one off.
-LEAF_ENV = "HSD_Z3_LEAF"  # each MoE block one ZeRO-3 leaf: its experts gathered once, not per parameter hook
-TUNE_ENV = "HSD_Z3_TUNE"  # prefetch / live / reuse / persistence sized from the model's layers
-
-
-def _switch(name: str) -> bool:
-    value = os.environ.get(name, "1")
-    if value not in ("0", "1"):
-        raise ConfigError(f"environment variable {name}={value!r}: use 1 (default) or 0")
-    return value == "1"
 
 
 def resolve_ds_config(name: str) -> Path:
-    """A path (absolute or relative to the working directory), else one of ``ds_configs/``.
+    """A path (absolute or relative to the working directory), else one of the built-in configs.
 
-    Jobs start in other working directories, so ``ds_configs/zero3.json`` and ``zero3`` both
-    find the project's own file.
+    ``zero3`` and ``ds_configs/zero3.json`` both name the built-in file from any working
+    directory (jobs start in others), in a checkout and in an installed hsd alike.
     """
     given = Path(name).expanduser()
-    candidates = [given, PROJECT_ROOT / given, BUILTIN_DIR / given.name, BUILTIN_DIR / f"{given.name}.json"]
+    candidates = [given, BUILTIN_DIR / given.name, BUILTIN_DIR / f"{given.name}.json"]
     for path in candidates:
         if path.is_file():
             return path
@@ -74,7 +61,7 @@ def load_ds_config(cfg: Config, device_kind: str = "cpu", world_size: int = 1,
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
     if "zero_optimization" not in config:
-        raise ConfigError(f"{path}: no 'zero_optimization' section; start from ds_configs/zero3.json")
+        raise ConfigError(f"{path}: no 'zero_optimization' section; start from {BUILTIN_DIR / 'zero3.json'}")
     for key in ("optimizer", "scheduler"):
         if key in config:
             raise ConfigError(f"{path}: remove the '{key}' section; hsd sets the optimizer and schedule from train.*")
@@ -134,14 +121,15 @@ def _fill_zero3(zero: dict[str, Any], cfg: Config, device_kind: str) -> None:
     if not autos:
         return
     shape = memory.model_shape(cfg, device_kind)
-    fill_autos(zero, zero3_settings(shape.layer_params, shape.hidden, _switch(TUNE_ENV)))
+    fill_autos(zero, zero3_settings(shape.layer_params, shape.hidden, cfg.train.zero3_tuning))
 
 
-def set_zero3_leaves(model: Any, ds_config: dict[str, Any]) -> list[str]:
+def set_zero3_leaves(model: Any, ds_config: dict[str, Any], enabled: bool = True) -> list[str]:
     """Under ZeRO-3, make every MoE block (a module with an ``experts`` child) a leaf: DeepSpeed
     then gathers the block's weights (router, experts, their LoRA) in one go at its forward and
-    backward instead of through a hook per submodule. Returns the leaf class names (the manifest's)."""
-    if zero_stage(ds_config) != 3 or not _switch(LEAF_ENV):
+    backward instead of through a hook per submodule. ``enabled``: ``train.zero3_moe_leaves``.
+    Returns the leaf class names (the manifest's)."""
+    if zero_stage(ds_config) != 3 or not enabled:
         return []
     from deepspeed.utils import set_z3_leaf_modules
 

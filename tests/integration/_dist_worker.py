@@ -1,4 +1,4 @@
-"""A job of ``hsd.distributed`` alone, for the fault tests: ``python _dist_worker.py MODE``.
+"""A job of ``hsd.distributed`` alone, for the fault tests: ``python _dist_worker.py MODE VICTIM PEER_TIMEOUT_S``.
 
 Every rank joins the group, then (by MODE) one rank raises, is SIGKILLed or stopped, or rank 0's
 ``main_only`` step fails; the survivors then wait in a barrier, where without the watchdog
@@ -15,8 +15,8 @@ import time
 from hsd import distributed
 
 
-def job(mode: str, victim: int = 1) -> str:
-    with distributed.session("cpu") as env:  # the bootstrap validate runs in
+def job(mode: str, victim: int, peer_timeout_s: float) -> str:
+    with distributed.session("cpu", peer_timeout_s=peer_timeout_s) as env:  # the bootstrap validate runs in
         distributed.barrier()  # everyone is up and watching
         if mode == "raise" and env.rank == victim:
             raise ValueError(f"boom on rank {env.rank}")  # not an HsdError: any exception counts
@@ -32,13 +32,13 @@ def job(mode: str, victim: int = 1) -> str:
     return f"rank {env.rank} done"
 
 
-def submitit_job(mode: str, victim: int) -> str:
+def submitit_job(mode: str, victim: int, peer_timeout_s: float) -> str:
     """The same under submitit: the job's tasks get their rank variables as hsd's jobs do."""
     from jobs.base import distributed_environment
 
     with distributed_environment():
-        return job(mode, victim)
+        return job(mode, victim, peer_timeout_s)
 
 
 if __name__ == "__main__":
-    print(job(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 1), flush=True)
+    print(job(sys.argv[1], int(sys.argv[2]), float(sys.argv[3])), flush=True)

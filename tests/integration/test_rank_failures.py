@@ -19,19 +19,20 @@ pytestmark = pytest.mark.integration
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-PEER_TIMEOUT_S = "8"  # the default is 30 s; shorter here to keep the suite quick
+PEER_TIMEOUT_S = 8  # distributed.peer_timeout_s; the default is 30 s, shorter here to keep the suite quick
 
 
 def _env(**extra: str) -> dict[str, str]:
     path = os.pathsep.join([str(REPO), str(HERE), os.environ.get("PYTHONPATH", "")])
-    return dict(os.environ, PYTHONPATH=path, OMP_NUM_THREADS="1", HSD_PEER_TIMEOUT_S=PEER_TIMEOUT_S, **extra)
+    return dict(os.environ, PYTHONPATH=path, OMP_NUM_THREADS="1", **extra)
 
 
 def _start_ranks(mode: str, victim: int = 1) -> list[subprocess.Popen]:
     """Two plain processes with the rank variables set, as submitit's local executor starts tasks
     (no torchrun agent to end the job for us)."""
     port = str(free_port())
-    return [subprocess.Popen([sys.executable, str(HERE / "_dist_worker.py"), mode, str(victim)], cwd=REPO,
+    cmd = [sys.executable, str(HERE / "_dist_worker.py"), mode, str(victim), str(PEER_TIMEOUT_S)]
+    return [subprocess.Popen(cmd, cwd=REPO,
                              env=_env(RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2",
                                       MASTER_ADDR="127.0.0.1", MASTER_PORT=port),
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -91,7 +92,7 @@ def test_sigkilled_rank_under_the_submitit_local_executor_ends_the_job_within_60
         monkeypatch.setenv(key, value)
     executor = submitit.AutoExecutor(folder=tmp_path / "submitit", cluster="local")
     executor.update_parameters(tasks_per_node=2, nodes=1, timeout_min=5, gpus_per_node=0)
-    job = executor.submit(submitit_job, "kill", 1)
+    job = executor.submit(submitit_job, "kill", 1, PEER_TIMEOUT_S)
     start = time.monotonic()
     while not job.done() and time.monotonic() - start < 90:
         time.sleep(0.5)

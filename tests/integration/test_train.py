@@ -57,12 +57,12 @@ def setup(tmp_path_factory, tiny_model_dir):
     return root, cfg_path, data
 
 
-def _launch(setup, run: str, *overrides: str, nproc: int = 2, env: dict[str, str] | None = None) -> subprocess.Popen:
+def _launch(setup, run: str, *overrides: str, nproc: int = 2) -> subprocess.Popen:
     root, cfg_path, data = setup
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
     cmd = launcher + ["-m", "hsd.cli", "train", "--config", str(cfg_path), "--data", str(data),
                       "--run-dir", str(root / run), *overrides]
-    return subprocess.Popen(cmd, cwd=REPO, env={**_env(), **(env or {})}, stdout=subprocess.PIPE,
+    return subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 
 
@@ -91,7 +91,7 @@ def _interrupt_with_sigusr2(run: Path, proc: subprocess.Popen) -> None:
 
 
 RANDOM = ("model.name_or_path=random:gpt-oss-tiny", "train.ds_config=zero3")  # built partitioned under ZeRO-3
-UNTUNED = {"HSD_Z3_LEAF": "0", "HSD_Z3_TUNE": "0"}  # DeepSpeed's per-module hooks and hidden-size thresholds
+UNTUNED = ("train.zero3_moe_leaves=false", "train.zero3_tuning=false")  # DeepSpeed's per-module hooks and hidden-size thresholds
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +116,7 @@ def runs(setup):
     _finish(z2), _finish(rp_part)
     offload, rp = _launch(setup, "z3_offload", "train.ds_config=zero3_offload"), _launch(setup, "random", *RANDOM)
     _finish(offload), _finish(rp)
-    _finish(_launch(setup, "random_untuned", *RANDOM, env=UNTUNED))
+    _finish(_launch(setup, "random_untuned", *RANDOM, *UNTUNED))
     return {"full": root / "z3_full", "z3": root / "z3_resumed", "z2": root / "z2_resumed",
             "offload": root / "z3_offload", "stopped": stopped, "interrupted": interrupted,
             "random": root / "random", "random_untuned": root / "random_untuned"}

@@ -51,11 +51,12 @@ def test_an_unpicklable_error_crosses_ranks_as_an_hsd_error():
     assert distributed.portable_error(same) is same
 
 
-def test_peer_timeout_is_checked(monkeypatch):
-    from hsd.watchdog import peer_timeout_s
+def test_peer_timeout_is_a_checked_config_key():
+    from hsd.config import ConfigError, load_config
 
-    monkeypatch.setenv("HSD_PEER_TIMEOUT_S", "soon")
-    with pytest.raises(HsdError, match="HSD_PEER_TIMEOUT_S='soon'.*positive number"):
-        peer_timeout_s()
-    monkeypatch.setenv("HSD_PEER_TIMEOUT_S", "12.5")
-    assert peer_timeout_s() == 12.5
+    assert load_config(None).distributed.peer_timeout_s == distributed.PEER_TIMEOUT_S == 30.0
+    assert load_config(None, ["distributed.peer_timeout_s=12.5"]).distributed.peer_timeout_s == 12.5
+    with pytest.raises(ConfigError, match="'distributed.peer_timeout_s' must be float, got 'soon'"):
+        load_config(None, ["distributed.peer_timeout_s=soon"])
+    with pytest.raises(ConfigError, match="'distributed.peer_timeout_s' must be > 0, got 0"):
+        load_config(None, ["distributed.peer_timeout_s=0"])

@@ -67,12 +67,18 @@ class ModelConfig:
     adapter: Optional[str] = None  # a peft LoRA adapter directory
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    # auto: hsd's sink-aware SDPA kernel (hsd.inference.fastgen; equals eager, no score matrices
+    # auto: hsd's sink-aware SDPA kernel (hsd.gptoss.attention; equals eager, no score matrices
     # in memory); or eager | flex_attention (gpt-oss has no plain SDPA: attention sinks)
     attn_implementation: str = "auto"
-    # None: hsd_grouped (transformers' grouped_mm with fused element-wise work, hsd.inference.experts);
+    # None: hsd_grouped (transformers' grouped_mm with fused element-wise work, hsd.gptoss.experts);
     # or eager | batched_mm | grouped_mm
     experts_implementation: Optional[str] = None
+    # On CUDA, hsd's decode attention (attn_implementation auto) is torch.compile'd so its element-wise
+    # passes fuse into a few kernels; false runs them eagerly (no compile at start-up, slower decode)
+    compile_attention: bool = True
+    # On CUDA, hsd_grouped's element-wise stages are torch.compile'd (inference and training); false runs
+    # the same stages uncompiled: no compile in the first step, ~5-20% slower training steps (BENCHMARKS.md)
+    compile_experts: bool = True
     trust_remote_code: bool = False  # off unless you trust the model repository's code
 
 
@@ -427,12 +433,16 @@ class _UniqueKeySafeLoader(yaml.SafeLoader):
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping (safe loader, duplicate keys refused); errors name the file."""
+    """Read a YAML mapping (safe loader, duplicate keys refused); errors name the file (and for
+    a byte that is not UTF-8, its line, column and offset)."""
+    from hsd import textio
+
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file not found: {p} (pass an existing YAML file, e.g. configs/demo.yaml)")
+    text = textio.read_text(p, error=ConfigError)  # one BOM dropped; a bad byte named by line and column
     try:
-        data = yaml.load(p.read_text(encoding="utf-8-sig"), Loader=_UniqueKeySafeLoader)
+        data = yaml.load(text, Loader=_UniqueKeySafeLoader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: not valid YAML: {exc}") from None
     except ConfigError as exc:  # a duplicate key: the loader knows the lines, not the file

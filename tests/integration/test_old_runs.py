@@ -1,0 +1,72 @@
+"""Run directories written before the run lifecycle was rebuilt still read, resume and collate.
+
+``tests/fixtures/runs_3bc6d1b/`` was written by hsd at commit 3bc6d1b (2026-12-05, before
+``hsd.rundir``): ``complete/`` is a finished validation of 8 test samples (manifest status
+``complete``), ``interrupted/`` the same config SIGKILLed after 3 records (status ``running``,
+no merged files). Only the absolute paths in their ``config.yaml`` are those of the machine that
+wrote them; the test maps them onto this one, as a user who moved a results folder would.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from hsd.cli import main
+from hsd.config import load_config
+from hsd.recipes.validate import run
+
+pytestmark = pytest.mark.integration
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "runs_3bc6d1b"
+SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+WRITTEN_WITH = {"model": "/work/main/.cache/tests/tiny-model-v3-seed0", "data": "/work/shared/data",
+                "results": "/tmp/oldruns/results"}
+COMPARED = ("sample_id", "predicted_label", "raw_response", "parse_status", "prompt_hash", "true_label")
+
+
+@pytest.fixture
+def old_experiment(tmp_path, tiny_model_dir) -> Path:
+    if not (SHARED_DATA / "unified").is_dir():
+        pytest.skip(f"the test split is read from {SHARED_DATA} (../shared/data)")
+    exp = tmp_path / "results" / "old"
+    shutil.copytree(FIXTURE, exp, ignore=shutil.ignore_patterns("submitted_config.yaml"))
+    here = {"model": str(tiny_model_dir), "data": str(SHARED_DATA), "results": str(tmp_path / "results")}
+    for config in exp.glob("*/config.yaml"):
+        text = config.read_text(encoding="utf-8")
+        for key, old in WRITTEN_WITH.items():
+            text = text.replace(old, here[key])
+        config.write_text(text, encoding="utf-8")
+    return exp
+
+
+def _records(run_dir: Path) -> dict[str, tuple]:
+    (merged,) = run_dir.glob("intermediate_results_*.jsonl")
+    rows = [json.loads(line) for line in merged.read_text(encoding="utf-8").splitlines()]
+    return {r["sample_id"]: tuple(r[k] for k in COMPARED) for r in rows}
+
+
+def test_an_old_interrupted_run_resumes_to_the_old_complete_runs_records(old_experiment):
+    interrupted, complete = old_experiment / "interrupted", old_experiment / "complete"
+    shard = interrupted / "shards" / "rank0.jsonl"
+    kept = shard.read_bytes()
+    run(load_config(interrupted / "config.yaml"), interrupted)
+    manifest = json.loads((interrupted / "manifest.json").read_text())
+    assert manifest["status"] == "COMPLETED" and manifest["attempt"] == 2 and manifest["resumed"] == 3
+    assert manifest["ts"] == "20261205_130630", "the first attempt's file-name timestamp is kept"
+    assert shard.read_bytes().startswith(kept), "the old records were rewritten"
+    assert _records(interrupted) == _records(complete)
+
+
+def test_an_old_complete_run_is_left_as_it_is_and_the_experiment_collates(old_experiment, capsys):
+    complete = old_experiment / "complete"
+    before = {p: p.read_bytes() for p in complete.rglob("*") if p.is_file() and p.name != ".lock"}
+    assert run(load_config(complete / "config.yaml"), complete) == complete  # "complete" reads as COMPLETED
+    assert {p: p.read_bytes() for p in complete.rglob("*") if p.is_file() and p.name != ".lock"} == before
+    run(load_config(old_experiment / "interrupted" / "config.yaml"), old_experiment / "interrupted")
+    assert main(["collate", str(old_experiment), "--data-dir", str(SHARED_DATA)]) == 0
+    printed = capsys.readouterr().out.split()
+    assert str(complete / "report.html") in printed and (old_experiment / "comparison" / "report.html").is_file()
+    assert json.loads((complete / "metrics_full.json").read_text())["run"]["n_records"] == 8

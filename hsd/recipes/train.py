@@ -169,7 +169,8 @@ def run(cfg: Config, run_dir: Optional[str | Path] = None, data_dir: Optional[st
         for part in ("train", "eval"):
             read_chat_jsonl(Path(data_dir) / cfg.train.format / f"{part}.jsonl")
     kind = "cuda" if torch.cuda.is_available() and cfg.model.device != "cpu" else "cpu"
-    env = distributed.init_distributed(kind, always=True)  # DeepSpeed needs a group, even of one
+    env = distributed.init_distributed(kind, always=True,  # DeepSpeed needs a group, even of one
+                                       peer_timeout_s=cfg.distributed.peer_timeout_s)
     held: list[RunDirectory] = []  # rank 0's; the others learn only its decisions
     ok, run = False, None
     try:

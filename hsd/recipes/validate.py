@@ -67,7 +67,7 @@ def run(cfg: Config, run_dir: Path | None = None) -> Path:
 
     started = time.time()
     kind = "cuda" if resolve_device(cfg.model).startswith("cuda") else "cpu"
-    with dist.session(kind) as env:  # binds this rank's GPU (hsd.distributed.device_index)
+    with dist.session(kind, peer_timeout_s=cfg.distributed.peer_timeout_s) as env:  # binds this rank's GPU
         return _run(cfg, run_dir, env, started)
 
 

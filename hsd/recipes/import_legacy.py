@@ -46,7 +46,7 @@ from hsd.metrics.performance import compute_performance
 from hsd.parsing import ParseStatus, parse_response, response_text
 from hsd.records import LABELS, Record
 from hsd.reporting.seed_files import UNIFIED_COLUMNS, write_outputs
-from hsd.runs import atomic_write_json, base_manifest, publish_dir
+from hsd.runs import Status, atomic_write_json, base_manifest, publish_dir
 
 _JSONL = re.compile(r"^intermediate_results_(.+)\.jsonl$")
 _CSV = re.compile(r"^strategy_unified_results_(.+)\.csv$")
@@ -311,7 +311,7 @@ def import_run(old_dir: Path, out: Path, keep_predictions: bool, command: str) -
     mode = "keep_predictions" if keep_predictions else "reparse"
     meta = {**old_report_meta(old), "command": command, "imported_from": str(old.path.resolve()),
             "import_mode": mode}
-    manifest = {**base_manifest("import-legacy"), "imported_from": str(old.path.resolve()), "import_mode": mode,
+    manifest = {**base_manifest("import-legacy"), "status": Status.COMPLETED.value, "imported_from": str(old.path.resolve()), "import_mode": mode,
                 "old_timestamp": old.ts, "source_files": [str(p) for p in (old.jsonl, old.csv) if p],
                 "n_records": len(records), "n_unreadable_rows": len(old.unreadable),
                 "unreadable_rows": list(old.unreadable[:MAX_LISTED]),

@@ -33,7 +33,7 @@ from hsd.config import Config, ConfigError, dump_config, replace, to_dict
 from hsd.data import load_split, resolve_data_dir, select_samples, stratified_sample
 from hsd.errors import TemplateError, TrainingDataError
 from hsd.records import Sample
-from hsd.runs import RunError, atomic_write_json, publish_dir
+from hsd.runs import RunError, Status, atomic_write_json, publish_dir
 
 MANIFEST = "ftdata.json"
 
@@ -175,8 +175,9 @@ def run(cfg: Config, out_dir: str | Path) -> Path:
                 hashes[f"{fmt}/{part}.jsonl"] = _write_jsonl(tmp / fmt / f"{part}.jsonl",
                                                             format_rows(cfg, fmt, samples, tokenizer, exclude))
         (tmp / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
-        atomic_write_json(tmp / MANIFEST, {
-            "fingerprint": fingerprint(cfg), "train_rows": len(split.train), "eval_rows": len(split.holdout),
+        atomic_write_json(tmp / MANIFEST, {  # published whole: it exists only COMPLETED
+            "command": "ftdata", "status": Status.COMPLETED.value, "fingerprint": fingerprint(cfg),
+            "train_rows": len(split.train), "eval_rows": len(split.holdout),
             "excluded_evaluated_rows": split.excluded, "evaluated_ids": len(split.evaluated_ids),
             "strata": _strata(split), "files_sha256": hashes, "tokenizer": cfg.model.name_or_path})
     return out_dir

@@ -124,7 +124,7 @@ def _fill_zero3(zero: dict[str, Any], cfg: Config, device_kind: str) -> None:
     fill_autos(zero, zero3_settings(shape.layer_params, shape.hidden, cfg.train.zero3_tuning))
 
 
-def set_zero3_leaves(model: Any, ds_config: dict[str, Any], enabled: bool = True) -> list[str]:
+def set_zero3_leaves(model: Any, ds_config: dict[str, Any], enabled: bool) -> list[str]:
     """Under ZeRO-3, make every MoE block (a module with an ``experts`` child) a leaf: DeepSpeed
     then gathers the block's weights (router, experts, their LoRA) in one go at its forward and
     backward instead of through a hook per submodule. ``enabled``: ``train.zero3_moe_leaves``.

@@ -106,7 +106,8 @@ def setup(accelerator: Any, cfg: Config, data_dir: Path) -> Session:
     # from_pretrained returns a model in eval mode, where transformers skips gradient
     # checkpointing and peft skips LoRA dropout — silently. The engine must train in train mode.
     model.train()
-    leaves = set_zero3_leaves(model, accelerator.state.deepspeed_plugin.deepspeed_config)  # before DeepSpeed installs its hooks
+    leaves = set_zero3_leaves(model, accelerator.state.deepspeed_plugin.deepspeed_config,
+                              cfg.train.zero3_moe_leaves)  # before DeepSpeed installs its hooks
     params = [p for p in model.parameters() if p.requires_grad]  # frozen weights: no optimizer state, no gradients
     optimizer = torch.optim.AdamW(params, lr=cfg.train.learning_rate, weight_decay=cfg.train.weight_decay)
     engine, optimizer = accelerator.prepare(model, optimizer)

@@ -25,7 +25,7 @@ from hsd.metrics.references import REFERENCES, as_records
 from hsd.metrics.summary import evaluate, nan_to_none, paired, settings
 from hsd.reporting import refcache, run_report
 from hsd.reporting.output import write_report
-from hsd.reporting.errors import select_errors, unanswered
+from hsd.reporting.misclassified import select_errors, unanswered
 from hsd.reporting.rundata import RunData, find_runs, is_run, load_run, merged_file, read_config
 from hsd.runs import RunError, RunLock, atomic_write_json, timestamp
 

@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from _faults import hsd_cmd, kill, start, wait_for
+from _run_helpers import hsd_cmd, kill, start, wait_for
 from scenario import write_data_dir
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from _faults import comparable, hsd_cmd, kill, lines, merged, run_here, shard_ids, start, wait_for, write_config
+from _run_helpers import (comparable, hsd_cmd, kill, lines, merged_records, run_here, shard_ids, start, wait_for,
+                          write_config)
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 
@@ -21,8 +22,8 @@ N, BATCH, KILLS, SEED = 32, 2, 5, 20250805
 def reference(tiny_model_dir, tmp_path_factory):
     """The uninterrupted run, in this process."""
     tmp = tmp_path_factory.mktemp("reference")
-    cfg = write_config(tmp, tiny_model_dir, n_test=N, inference={"batch_size": BATCH})
-    return cfg, merged(run_here(cfg, tmp / "run"))
+    cfg = write_config(tmp, tiny_model_dir, synthetic=N, inference={"batch_size": BATCH})
+    return cfg, merged_records(run_here(cfg, tmp / "run"))
 
 
 def kill_schedule(rng: random.Random) -> list[tuple[str, int, float]]:
@@ -73,13 +74,13 @@ def test_five_sigkills_then_resume_equal_uninterrupted_run(reference, tmp_path):
     print("kill points (kind, lines awaited, delay s, lines at kill):", points)
 
     run_here(cfg, run_dir)  # the last resume in this process: it saves an interpreter start-up
-    ids = shard_ids(shard)
+    ids = shard_ids(shard, torn_tail_ok=False)
     assert sorted(ids) == sorted(expected), "lost or extra samples"
     assert len(ids) == len(set(ids)) == N, "a sample recorded twice"
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["attempt"] == KILLS + 1 and manifest["resumed"] == len(done)
     assert manifest["evaluated_this_attempt"] == N - len(done)
-    records = merged(run_dir)
+    records = merged_records(run_dir)
     assert {k: comparable(v) for k, v in records.items()} == {k: comparable(v) for k, v in expected.items()}
 
 
@@ -94,12 +95,12 @@ def test_torn_last_line_is_dropped_and_redone(reference, tmp_path):
 
     run_here(cfg, run_dir)
 
-    ids = [json.loads(line)["sample_id"] for line in shard.read_text().splitlines()]  # every line parses
+    ids = shard_ids(shard, torn_tail_ok=False)  # every line parses: the torn one was cut
     assert ids[:5] == [r["sample_id"] for r in ordered[:5]]
     assert sorted(ids) == sorted(expected) and ids.count(ordered[5]["sample_id"]) == 1
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["resumed"] == 5 and manifest["evaluated_this_attempt"] == N - 5
-    records = merged(run_dir)
+    records = merged_records(run_dir)
     assert {k: comparable(v) for k, v in records.items()} == {k: comparable(v) for k, v in expected.items()}
     (log,) = run_dir.glob("validation_log_*.log")
     assert "torn last line" in log.read_text()

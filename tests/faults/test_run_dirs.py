@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-from _faults import REPO, hsd_cmd, hsd_env, kill, merged, run_here, snapshot, start, wait_for, write_config
+from _run_helpers import (REPO, hsd_cmd, hsd_env, kill, merged_records, run_here, snapshot, start, wait_for,
+                          write_config)
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 N = 8
@@ -29,7 +30,7 @@ def _holder(lock) -> int | None:
 
 
 def test_second_process_on_same_run_dir_refuses(tiny_model_dir, tmp_path):
-    cfg = write_config(tmp_path, tiny_model_dir, n_test=N)
+    cfg = write_config(tmp_path, tiny_model_dir, synthetic=N, experiment="faults")
     run_dir = tmp_path / "shared_run"
     cmd = hsd_cmd("validate", "--config", str(cfg), "--run-dir", str(run_dir))
     logs = [tmp_path / "first.log", tmp_path / "second.log"]
@@ -54,7 +55,7 @@ def test_second_process_on_same_run_dir_refuses(tiny_model_dir, tmp_path):
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGCONT)
             kill(p)
-    records = merged(run_dir)
+    records = merged_records(run_dir)
     assert len(records) == N
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["attempt"] == 1 and manifest["status"] == "COMPLETED"
@@ -62,7 +63,7 @@ def test_second_process_on_same_run_dir_refuses(tiny_model_dir, tmp_path):
 
 def test_default_run_dirs_never_shared(tiny_model_dir, tmp_path):
     """Runs that took every default name of the coming two minutes: this run must take none of them."""
-    cfg = write_config(tmp_path, tiny_model_dir, n_test=N)
+    cfg = write_config(tmp_path, tiny_model_dir, synthetic=N, experiment="faults")
     exp = tmp_path / "results" / "faults"
     now = dt.datetime.now()
     for second in range(-2, 120):
@@ -76,7 +77,7 @@ def test_default_run_dirs_never_shared(tiny_model_dir, tmp_path):
     assert re.fullmatch(r"validate_simple_\d{8}_\d{6}-2", path.name), path.name
     others = {k: v for k, v in snapshot(exp).items() if not k.startswith(path.name + "/")}
     assert others == before, "a directory of another run was changed"
-    assert len(merged(path)) == N
+    assert len(merged_records(path)) == N
 
 
 def test_racing_processes_get_distinct_dirs(tmp_path):

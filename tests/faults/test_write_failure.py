@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from _faults import REPO, hsd_cmd, hsd_env, merged, one_thread, run_here, shard_ids, snapshot, write_config
+from _run_helpers import (REPO, hsd_cmd, hsd_env, merged_records, one_thread, run_here, shard_ids, snapshot,
+                          write_config)
 from hsd.cli import main
 from scenario import record_line, synthetic_rows
 
@@ -67,14 +68,14 @@ def check_one_error_then_resume(res, results: Path, earlier: Path, before: dict,
     assert json.loads((failed / "manifest.json").read_text())["status"] != "COMPLETED"
     room()  # the disk has room again: the same run directory resumes
     run_here(cfg, failed)
-    ids = shard_ids(failed / "shards" / "rank0.jsonl")
+    ids = shard_ids(failed / "shards" / "rank0.jsonl", torn_tail_ok=False)
     assert len(ids) == len(set(ids)) == N
     assert json.loads((failed / "manifest.json").read_text())["resumed"] > 0
-    return merged(failed)
+    return merged_records(failed)
 
 
 def test_disk_full_mid_run_one_error_earlier_results_intact(tiny_model_dir, tmp_path):
-    cfg = write_config(tmp_path, tiny_model_dir, n_test=N, inference={"batch_size": 4})
+    cfg = write_config(tmp_path, tiny_model_dir, synthetic=N, experiment="faults")
     results = tmp_path / "results"
     earlier = earlier_run(results)
     before = snapshot(earlier)
@@ -84,7 +85,7 @@ def test_disk_full_mid_run_one_error_earlier_results_intact(tiny_model_dir, tmp_
 
 
 def test_disk_full_on_a_real_small_disk(tiny_model_dir, tmp_path, tmpfs):
-    cfg = write_config(tmp_path, tiny_model_dir, n_test=N, results_dir=str(tmpfs), inference={"batch_size": 4})
+    cfg = write_config(tmp_path, tiny_model_dir, synthetic=N, experiment="faults", results_dir=str(tmpfs))
     earlier = earlier_run(tmpfs)
     before = snapshot(earlier)
     res = run_out_of_space(cfg)
@@ -99,7 +100,7 @@ def test_disk_full_on_a_real_small_disk(tiny_model_dir, tmp_path, tmpfs):
 def test_results_dir_is_a_file_one_error(tiny_model_dir, tmp_path, capsys):
     blocker = tmp_path / "results"
     blocker.write_text("not a directory\n")
-    cfg = write_config(tmp_path, tiny_model_dir, n_test=6)
+    cfg = write_config(tmp_path, tiny_model_dir, synthetic=6, experiment="faults")
     before = snapshot(tmp_path)
     with one_thread():
         code = main(["validate", "--config", str(cfg)])

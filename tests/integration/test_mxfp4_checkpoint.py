@@ -20,7 +20,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from _validate_helpers import N_SAMPLES, launch, merged_records, write_config
+from _run_helpers import N_SAMPLES, launch, merged_records, write_config
 from hsd.cli import main as hsd
 from hsd.models.mxfp4 import pack_expert, unpack_expert
 from test_train import REPO, SETTINGS, _env, _finish, _launch, _manifest, holdout_loss, setup  # noqa: F401 - setup: a fixture

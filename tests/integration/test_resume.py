@@ -3,50 +3,34 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import time
 
 import pytest
 
-from _validate_helpers import N_SAMPLES, comparable, hsd_cmd, hsd_env, merged_records, shard_ids, write_config
+from _run_helpers import (N_SAMPLES, comparable, hsd_cmd, kill, lines, merged_records, shard_ids, start, wait_for,
+                          write_config)
 from hsd.config import load_config
 from hsd.recipes.validate import run
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 
-def kill_after_first_batches(cmd, shard, min_lines=2, timeout=300):
+def kill_after_first_batches(cmd, shard, log, min_lines=2):
     """Start ``cmd``; SIGKILL its process group once ``shard`` holds ``min_lines`` lines."""
-    proc = subprocess.Popen(cmd, env=hsd_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            if shard.exists() and shard.read_bytes().count(b"\n") >= min_lines:
-                os.killpg(proc.pid, signal.SIGKILL)
-                break
-            if proc.poll() is not None:
-                pytest.fail(f"the run ended (rc {proc.returncode}) before it could be killed: "
-                            f"{proc.stderr.read().decode()[-2000:]}")
-            time.sleep(0.005)
-        else:
-            pytest.fail("no shard line appeared in time")
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    proc = start(cmd, log)
+    wait_for(lambda: lines(shard) >= min_lines, proc, log, poll=0.005)
+    kill(proc)
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
 
 
 def test_sigkill_then_resume_equals_uninterrupted(tiny_model_dir, tmp_path):
-    cfg = write_config(tmp_path, tiny_model_dir, batch_size=2)  # 10 batches: room to kill mid-run
+    cfg = write_config(tmp_path, tiny_model_dir, inference={"batch_size": 2})  # 10 batches: room to kill mid-run
     reference = merged_records(run(load_config(cfg), tmp_path / "reference"))
 
     run_dir = tmp_path / "killed"
     shard = run_dir / "shards" / "rank0.jsonl"
-    kill_after_first_batches(hsd_cmd("validate", "--config", str(cfg), "--run-dir", str(run_dir)), shard)
+    kill_after_first_batches(hsd_cmd("validate", "--config", str(cfg), "--run-dir", str(run_dir)), shard,
+                             tmp_path / "killed.log")
     done = shard_ids(shard)
     assert 0 < len(done) < N_SAMPLES, f"killed after {len(done)} of {N_SAMPLES}: not mid-run"
     assert not list(run_dir.glob("intermediate_results_*")), "a killed run must not have merged"
@@ -61,7 +45,7 @@ def test_sigkill_then_resume_equals_uninterrupted(tiny_model_dir, tmp_path):
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["attempt"] == 2 and manifest["resumed"] == len(done)
     assert manifest["evaluated_this_attempt"] == N_SAMPLES - len(done)
-    ids = shard_ids(shard)  # every line parses: the torn tail was cut before appending
+    ids = shard_ids(shard, torn_tail_ok=False)  # every line parses: the torn tail was cut before appending
     assert sorted(ids) == sorted(reference) and ids[: len(done)] == done
     assert ids.count(torn_id) == 1
     records = merged_records(run_dir)

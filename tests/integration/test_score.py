@@ -182,16 +182,13 @@ def test_threshold_from_a_score_run(tmp_path):
 
 def test_validate_in_score_mode_writes_probabilities_and_applies_the_threshold(tiny_model_dir, tmp_path):
     import json
-    import sys
 
-    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
-    from _validate_helpers import write_config
-
+    from _run_helpers import write_config
     from hsd.config import load_config
     from hsd.inference import store
     from hsd.recipes.validate import run
 
-    cfg = load_config(write_config(tmp_path, tiny_model_dir, mode="score", threshold=0.3))
+    cfg = load_config(write_config(tmp_path, tiny_model_dir, inference={"mode": "score", "threshold": 0.3}))
     run_dir = run(cfg)
     records = store.read_records(run_dir)
     assert len(records) == 20
@@ -202,7 +199,7 @@ def test_validate_in_score_mode_writes_probabilities_and_applies_the_threshold(t
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["threshold"] == 0.3 and manifest["threshold_source"] == "inference.threshold"
     # a second run on the same samples takes its threshold from the first one's records
-    cfg2 = load_config(write_config(tmp_path, tiny_model_dir, name="c2.yaml", mode="score",
-                                    threshold_from=str(run_dir)), ["run_name=from-val"])
+    cfg2 = load_config(write_config(tmp_path, tiny_model_dir, name="c2.yaml",
+                                    inference={"mode": "score", "threshold_from": str(run_dir)}), ["run_name=from-val"])
     manifest2 = json.loads((run(cfg2) / "manifest.json").read_text())
     assert manifest2["threshold_source"].startswith("f1-optimal on") and 0.0 < manifest2["threshold"] < 1.0

@@ -17,8 +17,8 @@ import time
 
 import pytest
 
-from _validate_helpers import (N_SAMPLES, REPO, comparable, hsd_cmd, hsd_env, launch, merged_records, seed_shard,
-                               shard_ids, write_config)
+from _run_helpers import (N_SAMPLES, REPO, comparable, hsd_cmd, hsd_env, launch, merged_records, seed_shard, shard_ids,
+                          write_config)
 from hsd.config import load_config
 from hsd.distributed import free_port
 from hsd.recipes.validate import run
@@ -48,8 +48,8 @@ def test_resume_shard_and_injected_oom_give_the_single_process_records(reference
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "COMPLETED" and manifest["world_size"] == 2
     assert manifest["resumed"] == RESUMED and manifest["evaluated_this_attempt"] == N_SAMPLES - RESUMED
-    new0 = shard_ids(run_dir / "shards" / "rank0.jsonl")[RESUMED:]
-    new1 = shard_ids(run_dir / "shards" / "rank1.jsonl")
+    new0 = shard_ids(run_dir / "shards" / "rank0.jsonl", torn_tail_ok=False)[RESUMED:]
+    new1 = shard_ids(run_dir / "shards" / "rank1.jsonl", torn_tail_ok=False)
     assert new0 and new1 and not set(new0) & set(new1) and len(new0) != len(new1)
     records = merged_records(run_dir)
     assert {k: comparable(v) for k, v in records.items()} == {k: comparable(v) for k, v in expected.items()}

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 import yaml
 
-from _validate_helpers import N_SAMPLES, comparable, hsd_cmd, hsd_env, merged_records, write_config
+from _run_helpers import N_SAMPLES, comparable, hsd_cmd, hsd_env, merged_records, write_config
 from hsd.config import load_config
 from hsd.errors import HsdError
 from hsd.runs import RunError
@@ -79,7 +79,7 @@ def test_resume_of_a_complete_run_redoes_nothing(cli_run, tiny_model_dir):
 def test_batch_size_does_not_change_greedy_records(cli_run, tiny_model_dir, tmp_path):
     _, _, res = cli_run
     reference = merged_records(type(tmp_path)(res.stdout.strip().splitlines()[-1]))
-    cfg = load_config(write_config(tmp_path, tiny_model_dir, batch_size=7))
+    cfg = load_config(write_config(tmp_path, tiny_model_dir, inference={"batch_size": 7}))
     other = merged_records(run(cfg, tmp_path / "bs7"))
     assert {k: comparable(v) for k, v in other.items()} == {k: comparable(v) for k, v in reference.items()}
 

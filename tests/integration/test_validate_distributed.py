@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from _validate_helpers import N_SAMPLES, comparable, launch, merged_records, seed_shard, shard_ids, write_config
+from _run_helpers import N_SAMPLES, comparable, launch, merged_records, seed_shard, shard_ids, write_config
 from hsd.config import load_config
 from hsd.recipes.validate import run
 
@@ -27,8 +27,8 @@ def test_two_ranks_equal_one(single, tmp_path):
     assert res.stdout.strip().splitlines()[-1] == str(run_dir.resolve())  # printed once, by rank 0
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["world_size"] == 2 and set(manifest["per_rank"]) == {"0", "1"}
-    ids0 = shard_ids(run_dir / "shards" / "rank0.jsonl")
-    ids1 = shard_ids(run_dir / "shards" / "rank1.jsonl")
+    ids0 = shard_ids(run_dir / "shards" / "rank0.jsonl", torn_tail_ok=False)
+    ids1 = shard_ids(run_dir / "shards" / "rank1.jsonl", torn_tail_ok=False)
     assert ids0 and ids1 and not set(ids0) & set(ids1), "ranks must evaluate disjoint samples"
     assert sorted(ids0 + ids1) == sorted(reference)
     records = merged_records(run_dir)

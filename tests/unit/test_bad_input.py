@@ -9,35 +9,21 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from _run_helpers import REPO, hsd_cmd, hsd_env, snapshot
 from bad_inputs import CASES, BadInput
 from scenario import Scenario
 from hsd.cli import main
 
-REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.faults
-
-
-def snapshot(root: Path) -> dict[str, bytes]:
-    """Every file under ``root`` by relative path (lock files excluded: their holder line changes)."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and p.name != ".lock"}
 
 
 def run_train(argv: list[str]) -> tuple[int, str]:
     """``hsd train`` as a user starts it on one machine (no launcher)."""
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
-    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(var, None)
-    env.setdefault("TORCH_EXTENSIONS_DIR", str(REPO / ".cache" / "torch_extensions"))
-    res = subprocess.run([sys.executable, "-m", "hsd.cli", *argv], capture_output=True, text=True,
-                         env=env, cwd=REPO, timeout=600)
+    res = subprocess.run(hsd_cmd(*argv), capture_output=True, text=True, env=hsd_env(), cwd=REPO, timeout=600)
     return res.returncode, res.stderr
 
 

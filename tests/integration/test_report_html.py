@@ -112,8 +112,9 @@ def test_comparison_report_renders_with_its_verdict(experiment, tmp_path):
     comp = json.loads((out / "comparison.json").read_text())
     text, shot = render(out / "report.html", tmp_path)
     verdict = comp["criterion"]["verdicts"][0]
-    assert verdict["text"] in text
-    assert interval(verdict["delta"], sign=True) in text
+    # the whole sentence: "MET, within noise ..." alone is also inside "NOT MET, within noise ..."
+    assert (f"{verdict['candidate']} vs {comp['criterion']['baseline']}: F1 difference "
+            f"{interval(verdict['delta'], sign=True)} - {verdict['text']}.") in text
     for run in comp["runs"]:
         assert interval(run["metrics"]["intervals"]["f1"]) in text
     assert _not_blank(shot) > 0.03

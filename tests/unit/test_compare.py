@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -29,8 +30,8 @@ def data(tmp_path_factory) -> Path:
 def test_verdict(delta, met, beyond, text):
     v = verdict(delta, 0.95)
     assert (v["met"], v["beyond_noise"]) == (met, beyond)
-    assert v["text"].startswith(text)
-    assert "excludes 0" in v["text"] if beyond else "includes 0" in v["text"]
+    assert v["text"].split(": ")[0] == text  # whole: "MET, within noise" is inside "NOT MET, within noise"
+    assert v["text"].endswith("excludes 0" if beyond else "includes 0")
 
 
 def test_different_sample_ids_fail_clearly_and_write_nothing(tmp_path, data, capsys):
@@ -83,7 +84,7 @@ def test_compare_end_to_end(tmp_path, data):
     assert cli.main(["compare", str(base), str(better)]) == 0
     out = exp / "comparison"  # default: beside the runs
     results = (out / "FINETUNING_RESULTS.txt").read_text()
-    assert "success_criterion_met: yes" in results and "beyond_noise: yes" in results
+    assert {"success_criterion_met: yes", "beyond_noise: yes"} <= set(results.splitlines())  # whole lines
     assert "tfidf_logreg" in results and "tfidf_logreg" in (out / "BASELINE_METRICS.txt").read_text()
     comp = json.loads((out / "comparison.json").read_text())
     assert comp["criterion"]["baseline"] == "base"
@@ -91,7 +92,9 @@ def test_compare_end_to_end(tmp_path, data):
     for g in ("lgbtq", "mexican", "middle_east"):
         assert {f"fpr/{g}", f"fnr/{g}"} <= set(comp["deltas"]["ft_better"])
     html = (out / "report.html").read_text()
-    assert "data:image/png;base64," in html and "MET, beyond noise" in html
+    assert "data:image/png;base64," in html
+    verdicts = re.findall(r"<li>ft_better vs base: F1 difference [^<]*? - ((?:NOT )?MET), (beyond|within) noise: ", html)
+    assert verdicts == [("MET", "beyond")]
 
 
 def test_a_tiny_difference_is_within_noise(tmp_path, data):
@@ -106,8 +109,8 @@ def test_a_tiny_difference_is_within_noise(tmp_path, data):
         r["predicted_label"] = r["true_label"]
     shard.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert cli.main(["compare", str(base), str(ft), "--out", str(tmp_path / "cmp")]) == 0
-    results = (tmp_path / "cmp" / "FINETUNING_RESULTS.txt").read_text()
-    assert "success_criterion_met: yes" in results and "beyond_noise: no" in results
+    results = (tmp_path / "cmp" / "FINETUNING_RESULTS.txt").read_text().splitlines()
+    assert {"success_criterion_met: yes", "beyond_noise: no"} <= set(results)  # whole lines
 
 
 def test_the_same_run_twice_is_refused(tmp_path, data, capsys):

@@ -141,7 +141,7 @@ project_graph = functools.cache(graph)  # parsed once per mode for the checks be
 # Found when registry strings started to count (2026-12); not fixed here, reported. PLANS lists the
 # sweep lazily so that `hsd submit baseline` never imports it, yet jobs.sweep builds on jobs.pipeline.
 REGISTRY_CYCLE = pytest.mark.xfail(strict=True, reason=(
-    "jobs/pipeline.py:123 PLANS names 'jobs.sweep:sweep_plan' while jobs/sweep.py:18 imports Step, "
+    "jobs/pipeline.py PLANS names 'jobs.sweep:sweep_plan' while jobs/sweep.py imports Step, "
     "baseline_step, collate_step, finetune_steps and ftdata_step from jobs.pipeline"))
 EDGES = [pytest.param(False, id="imports"), pytest.param(True, id="imports+registry", marks=REGISTRY_CYCLE)]
 

@@ -104,3 +104,32 @@ def test_torn_last_line_is_dropped_and_redone(reference, tmp_path):
     assert {k: comparable(v) for k, v in records.items()} == {k: comparable(v) for k, v in expected.items()}
     (log,) = run_dir.glob("validation_log_*.log")
     assert "torn last line" in log.read_text()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupted_run_says_so_and_resumes(reference, tmp_path, sig):
+    """Ctrl-C or SIGTERM mid-run: one line, exit 130/143, manifest INTERRUPTED (not RUNNING), the
+    lock free, every record kept; the same command then completes with the uninterrupted records."""
+    cfg, expected = reference
+    run_dir = tmp_path / "interrupted"
+    shard, log = run_dir / "shards" / "rank0.jsonl", tmp_path / "attempt.log"
+    proc = start(hsd_cmd("validate", "--config", str(cfg), "--run-dir", str(run_dir)), log)
+    try:
+        wait_for(lambda: lines(shard) >= 2 * BATCH, proc, log)
+        proc.send_signal(sig)
+        code = proc.wait(timeout=300)
+    finally:
+        kill(proc)
+    out = log.read_text()
+    assert code == (130 if sig == signal.SIGINT else 143), out[-3000:]
+    assert "Traceback" not in out and len([x for x in out.splitlines() if x.startswith("interrupted")]) == 1, out[-3000:]
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "INTERRUPTED" and manifest["attempt"] == 1, manifest
+    kept = shard_ids(shard)
+    assert 2 * BATCH <= len(kept) < N
+
+    run_here(cfg, run_dir)  # the lock was released: the resume takes it
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "COMPLETED" and manifest["attempt"] == 2 and manifest["resumed"] == len(kept)
+    records = merged_records(run_dir)
+    assert {k: comparable(v) for k, v in records.items()} == {k: comparable(v) for k, v in expected.items()}

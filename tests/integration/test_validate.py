@@ -68,12 +68,15 @@ def test_records_keep_special_tokens_and_parse(cli_run):
 def test_resume_of_a_complete_run_redoes_nothing(cli_run, tiny_model_dir):
     tmp, cfg_path, res = cli_run
     run_dir = type(tmp)(res.stdout.strip().splitlines()[-1])
-    before = merged_records(run_dir)
-    again = run(load_config(cfg_path), run_dir)
-    manifest = json.loads((again / "manifest.json").read_text())
-    assert manifest["attempt"] == 2 and manifest["evaluated_this_attempt"] == 0 and manifest["resumed"] == N_SAMPLES
-    after = merged_records(run_dir)
-    assert {k: comparable(v) for k, v in after.items()} == {k: comparable(v) for k, v in before.items()}
+    def files() -> dict:  # the lock's holder line names the last process that took it
+        return {p: p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file() and p.name != ".lock"}
+
+    before = files()
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert run(load_config(cfg_path), run_dir) == run_dir
+    # Nothing to do: the recorded figures (samples/s, generation_s, attempt) stay as they were, byte for byte.
+    assert files() == before
+    assert manifest["attempt"] == 1 and manifest["status"] == "COMPLETED" and manifest["samples_per_s"] > 0
 
 
 def test_batch_size_does_not_change_greedy_records(cli_run, tiny_model_dir, tmp_path):

@@ -362,7 +362,7 @@ CASES: tuple[BadInput, ...] = (
              _train_into(_training_run, "train.lora.r=2"), ("started with other settings", "train.lora.r: saved"),
              new_files=True),
     BadInput("results-corrupt-shard", "results", "resuming a run whose shard has a corrupt middle line",
-             _corrupt_shard, ("line 2 is not valid JSON", "corrupt shard")),
+             _corrupt_shard, ("line 2 is not valid JSON", "keep a copy of the shard")),
     # fine-tuning files
     BadInput("training-empty-file", "training", "empty `train.jsonl`", _train_lines([]),
              ("train.jsonl", "the file is empty"), new_files=True),

@@ -10,6 +10,8 @@ directory (validation shards, training checkpoints); the resubmitted fresh insta
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -51,6 +53,25 @@ def distributed_environment() -> Iterator[None]:
                 os.environ[key] = value
 
 
+def interrupt_on_sigterm() -> None:
+    """On the local executor, SIGTERM ends the job as Ctrl-C does (KeyboardInterrupt: a validation
+    keeps its records, a training its checkpoints). submitit's job process logs and ignores it
+    ("Bypassing signal SIGTERM"): on Slurm a SIGTERM only precedes the SIGKILL of a preemption or
+    cancellation, and the USR2 before it is what asks for a checkpoint. Locally nothing else would
+    end the job but SIGKILL, so ``hsd submit``'s Ctrl-C, ``hsd cancel`` and ``timeout`` could not
+    stop it. Slurm jobs keep submitit's handler."""
+    env = _job_environment()
+    if env is not None and env.name() == "local" and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+
+
+def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
+    # once: the group's SIGTERM comes again through submitit's controller, which forwards it,
+    # and a second KeyboardInterrupt would cut the first one's clean-up short
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt(f"{signal.Signals(signum).name} (job stopped)")
+
+
 def _job_environment() -> Any:
     try:
         return submitit.JobEnvironment()
@@ -71,6 +92,7 @@ class HsdJob(Checkpointable):
         from hsd.config import from_dict
 
         cfg = from_dict(self.config, source=f"{type(self).__name__} config")
+        interrupt_on_sigterm()
         with distributed_environment():
             return str(self.run(cfg, **self.paths))
 

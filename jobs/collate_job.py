@@ -19,6 +19,8 @@ from jobs.base import HsdJob
 def outcomes(exp: Path) -> tuple[list[Path], list[dict[str, Any]]]:
     """(run directories of the validations that completed, entries of the stages that did not,
     each with its error line or why it never ran), the collate stage itself left out."""
+    from hsd.runs import Status
+    from jobs.book import run_path
     from jobs.status import collect
 
     book, rows = collect(exp)
@@ -26,9 +28,9 @@ def outcomes(exp: Path) -> tuple[list[Path], list[dict[str, Any]]]:
     for entry, (_, _, state, detail) in zip(book["jobs"], rows):
         if entry["kind"] == "collate":
             continue
-        if state == "COMPLETED":
+        if state == Status.COMPLETED:
             if entry["kind"] == "validate":
-                finished.append(Path(entry["run_dir"]))
+                finished.append(run_path(exp, entry))
         else:
             unfinished.append({**entry, "state": state, "error": detail})
     return finished, unfinished

@@ -98,6 +98,10 @@ def make_executor(
     # requeues a job may use up on timeouts (preemptions do not count)
     limits = {"slurm_max_num_timeout": exe.max_num_timeout} if exe.kind == "slurm" else {}
     executor = submitit.AutoExecutor(folder=exp_dir / LOG_DIR, cluster=CLUSTERS[exe.kind], **limits)
+    if exe.kind == "local":  # the same executor, its jobs started as process groups of their own
+        from jobs.local import GroupLocalExecutor
+
+        executor._executor.__class__ = GroupLocalExecutor
     res = exe if gpus else exe.cpu_stage  # a CPU stage asks for its own, small resources
     params: dict[str, Any] = {
         "name": f"hsd-{name}",
@@ -167,7 +171,18 @@ def error_summary(exc: BaseException | None) -> str | None:
     return f"{type(exc).__name__}: {exc}"[:400]  # the debug executor raises the job's own error
 
 
-def cancel(job_ids: Sequence[str]) -> None:
-    """Best-effort ``scancel`` of jobs already submitted when a later submission failed."""
-    if job_ids and shutil.which("scancel"):
-        subprocess.run(["scancel", *job_ids], capture_output=True, timeout=60)
+def cancel(job_ids: Sequence[str], strict: bool = False) -> None:
+    """``scancel`` of ``job_ids``: best effort for the jobs already queued when a later submission
+    failed; ``strict`` (``hsd cancel``) makes a missing or failing scancel an error. A job that
+    ended meanwhile is no failure."""
+    if not job_ids:
+        return
+    if shutil.which("scancel") is None:
+        if strict:
+            raise SubmitError("the experiment runs on Slurm but 'scancel' is not on PATH: run this on a login "
+                              "node of its cluster")
+        return
+    out = subprocess.run(["scancel", *job_ids], capture_output=True, text=True, timeout=60)
+    errors = [line for line in out.stderr.splitlines() if "error" in line.lower() and "already complet" not in line]
+    if strict and out.returncode != 0 and errors:
+        raise SubmitError(f"scancel {' '.join(job_ids)} failed: {errors[0].strip()}")

@@ -11,7 +11,8 @@ Collate waits with ``afterany``: it runs whatever the validations' outcome and i
 reports what finished and what did not (with the failed job's error line), so one bad sweep
 entry no longer costs the whole comparison. On the local and debug executors the steps run one
 after the other, each waited for; a task whose dependency failed is not run, the others are.
-Either way the experiment directory gets ``jobs.json`` (:mod:`jobs.book`) for ``hsd status``
+Ctrl-C or SIGTERM stops the running job and records it and the stages not started as CANCELLED
+(:mod:`jobs.interrupt`). Either way the experiment directory gets ``jobs.json`` (:mod:`jobs.book`) for ``hsd status``
 and ``hsd submit resume``, and the last line printed is the experiment directory.
 """
 
@@ -24,10 +25,12 @@ from typing import Any, Callable, Optional
 
 from hsd.config import Config, dump_config, replace, to_dict
 from hsd.errors import HsdError
-from hsd.runs import RunError, atomic_write_text, ensure_writable, experiment_dir
+from hsd.runs import RunError, Status, atomic_write_text, ensure_writable, experiment_dir
+from jobs import local
 from jobs.base import HsdJob
 from jobs.book import JOBS_FILE, JobBook
 from jobs.executor import SubmitError, cancel, check_executor, error_summary, make_executor, submit
+from jobs.interrupt import StopSignals, interrupted, stop_and_record
 from jobs.preflight import check_plan
 
 
@@ -141,7 +144,7 @@ def entries(step: Step) -> list[dict[str, Any]]:
     """The ``jobs.json`` entries of a new step, PENDING until submitted."""
     return [
         {"stage": step.name if len(step.jobs) == 1 else f"{step.name}[{i}]", "step": step.name,
-         "index": i, "kind": job.stage_kind, "job_id": "-", "run_dir": str(run), "state": "PENDING",
+         "index": i, "kind": job.stage_kind, "job_id": "-", "run_dir": str(run), "state": Status.PENDING.value,
          "after": list(step.after) + ([step.after_each] if step.after_each else []), "error": None,
          "attempts": []}
         for i, job, run in zip(step.task_indices, step.jobs, step.run_dirs)
@@ -161,8 +164,9 @@ def _dependency(step: Step, ids: dict[str, str], steps: dict[str, Step] | None =
     return ",".join(parts) or None
 
 
-def submit_all(cfg: Config, exp: Path, steps: list[Step], book: JobBook) -> None:
-    """Slurm: everything at once, chained by dependencies; returns without waiting."""
+def submit_all(cfg: Config, exp: Path, steps: list[Step], book: JobBook, guard: StopSignals) -> None:
+    """Slurm: everything at once, chained by dependencies; returns without waiting. Refused or
+    interrupted half-way, the jobs already queued are cancelled: never half a chain."""
     ids: dict[str, str] = {}  # step -> job id (an array's own id: afterok on it = all tasks)
     by_name = {s.name: s for s in steps}
     submitted: list[str] = []
@@ -170,15 +174,25 @@ def submit_all(cfg: Config, exp: Path, steps: list[Step], book: JobBook) -> None
         for step in steps:
             dependency = _dependency(step, ids, by_name)
             executor = make_executor(cfg.executor, exp, step.name, step.gpus, dependency)
-            jobs = submit(executor, step.jobs, step.name)
-            submitted += [j.job_id for j in jobs]
-            ids[step.name] = jobs[0].job_id.split("_")[0]
-            for i, job in zip(step.task_indices, jobs):
-                book.find(step.name, i).update(job_id=job.job_id, state="SUBMITTED")
-            book.save()
+            with guard.held():
+                jobs = submit(executor, step.jobs, step.name)
+                submitted += [j.job_id for j in jobs]
+                ids[step.name] = jobs[0].job_id.split("_")[0]
+                for i, job in zip(step.task_indices, jobs):
+                    book.find(step.name, i).update(job_id=job.job_id, state=Status.PENDING.value)
+                book.save()
             print(f"{step.name:<10} job {ids[step.name]:<8} after {dependency or '-'}", flush=True)
-    except HsdError:
-        cancel(submitted)  # never leave half a chain queued
+    except (HsdError, KeyboardInterrupt) as exc:
+        guard.quiet()
+        cancel(submitted)
+        why = "cancelled: " + (f"the submission stopped half-way ({exc})" if isinstance(exc, HsdError)
+                               else "hsd submit was interrupted while submitting")
+        cancelled = [e for e in book.data["jobs"] if e["state"] == Status.PENDING.value]
+        for entry in cancelled:
+            entry.update(state=Status.CANCELLED.value, error=why)
+        book.save()
+        if isinstance(exc, KeyboardInterrupt):
+            raise interrupted(exc, exp, stopped=[], not_run=[e["stage"] for e in cancelled]) from None
         raise
 
 
@@ -189,32 +203,45 @@ def blocker(step: Step, index: int, book: JobBook) -> dict[str, Any] | None:
     needed = [e for a in step.after for e in book.of_step(a)]
     if step.after_each:
         needed.append(book.find(step.after_each, index))
-    return next((e for e in needed if e["state"] != "COMPLETED"), None)
+    return next((e for e in needed if e["state"] != Status.COMPLETED.value), None)
 
 
-def run_in_order(cfg: Config, exp: Path, steps: list[Step], book: JobBook) -> list[dict[str, Any]]:
+def run_in_order(cfg: Config, exp: Path, steps: list[Step], book: JobBook, guard: StopSignals) -> list[dict[str, Any]]:
     """Local/debug: one job at a time, each waited for. A task whose dependency did not complete is
-    not run; every other task is (collate always). Returns the entries of the failed tasks."""
-    executors = [make_executor(cfg.executor, exp, step.name, step.gpus) for step in steps]
+    not run; every other task is (collate always). Returns the entries of the failed tasks. A stop
+    signal stops the running job (its whole process group) and records it, and every task not
+    started yet, as CANCELLED."""
     failed: list[dict[str, Any]] = []
-    for step, executor in zip(steps, executors):
-        for i, fn in zip(step.task_indices, step.jobs):
-            entry = book.find(step.name, i)
-            missing = blocker(step, i, book)
-            if missing is not None:
-                why = "failed" if missing["state"] == "FAILED" else "did not run"
-                entry.update(state="CANCELLED", error=f"not run: stage {missing['stage']} {why}")
-                book.save()
-                continue
-            job = submit(executor, [fn], step.name)[0]
-            entry.update(job_id=job.job_id, state="RUNNING", log=str(job.paths.stdout))
-            book.save()
-            print(f"{entry['stage']:<12} job {job.job_id:<10} running -> {entry['run_dir']}", flush=True)
-            error = job.exception()  # waits; the debug executor runs it here (no pdb)
-            entry.update(state="FAILED" if error else "COMPLETED", error=error_summary(error))
-            book.save()
-            if error:
-                failed.append({**entry, "stderr": str(job.paths.stderr)})
+    running: Optional[tuple[dict[str, Any], Any]] = None  # (entry, job) while a job runs
+    try:
+        executors = [make_executor(cfg.executor, exp, step.name, step.gpus) for step in steps]
+        for step, executor in zip(steps, executors):
+            for i, fn in zip(step.task_indices, step.jobs):
+                entry = book.find(step.name, i)
+                missing = blocker(step, i, book)
+                if missing is not None:
+                    why = "failed" if missing["state"] == Status.FAILED.value else "did not run"
+                    entry.update(state=Status.CANCELLED.value, error=f"not run: stage {missing['stage']} {why}")
+                    book.save()
+                    continue
+                with guard.held():  # a signal in here waits until the job is recorded: then it is stopped
+                    job = submit(executor, [fn], step.name)[0]
+                    running = (entry, job)
+                    entry.update(job_id=job.job_id, state=Status.RUNNING.value, log=book.relative(job.paths.stdout),
+                                 process=local.job_process(job))
+                    book.save()
+                print(f"{entry['stage']:<12} job {job.job_id:<10} running -> {exp / entry['run_dir']}", flush=True)
+                error = job.exception()  # waits; the debug executor runs it here (no pdb)
+                with guard.held():
+                    running = None
+                    entry.update(state=Status.FAILED.value if error else Status.COMPLETED.value,
+                                 error=error_summary(error))
+                    book.save()
+                if error:
+                    failed.append({**entry, "stderr": str(job.paths.stderr)})
+    except KeyboardInterrupt as exc:
+        guard.quiet()
+        raise stop_and_record(exc, exp, book, running) from None
     return failed
 
 
@@ -227,10 +254,11 @@ def failure_message(failed: list[dict[str, Any]]) -> str:
 
 def run_plan(cfg: Config, exp: Path, steps: list[Step], book: JobBook) -> Path:
     """Submit (Slurm) or run (local/debug) ``steps`` whose entries ``book`` holds."""
-    if cfg.executor.kind == "slurm":
-        submit_all(cfg, exp, steps, book)
-        return exp
-    failed = run_in_order(cfg, exp, steps, book)
+    with StopSignals() as guard:
+        if cfg.executor.kind == "slurm":
+            submit_all(cfg, exp, steps, book, guard)
+            return exp
+        failed = run_in_order(cfg, exp, steps, book, guard)
     if failed:
         raise StagesFailed(failure_message(failed), exp)
     return exp
@@ -267,6 +295,8 @@ def submit_command(command: str, cfg: Config) -> Path:
     steps = make_plan(command, cfg, experiment_dir(cfg.results_dir, cfg.experiment))  # before anything is written
     exp = prepare_experiment(cfg)
     book = JobBook.new(exp, command, cfg.executor.kind)
+    if cfg.executor.kind != "slurm":
+        book.data["driver"] = local.this_process()  # the PENDING entries wait for this process
     for step in steps:
         book.add(entries(step))
     return run_plan(cfg, exp, steps, book)

@@ -10,6 +10,8 @@ and, on Slurm, the resources against the partition's nodes. The first problem is
 
 from __future__ import annotations
 
+import warnings
+from pathlib import Path
 from typing import Any
 
 from hsd.config import Config, ConfigError, ExecutorConfig, from_dict
@@ -27,8 +29,37 @@ def check_training(cfg: Config, where: str) -> None:
         raise ConfigError(f"{where}: model.adapter is set ({cfg.model.adapter}) but training starts a new adapter "
                           "from the base model; set model.adapter: null (the post-FT validation sets it)")
     _named(where, lambda: check_source(cfg.model.name_or_path))
+    check_lora_targets(cfg, where)
     if cfg.train.ds_config != AUTO:
         _named(where, lambda: resolve_ds_config(cfg.train.ds_config))
+
+
+def check_lora_targets(cfg: Config, where: str) -> None:
+    """``train.lora``'s target modules and parameters exist in the model: LoRA applied as ``hsd train``
+    applies it (peft's own check), to the model built from its config on the meta device, as
+    ``train.ds_config: auto`` sizes it (no weights read). A hub model not in the local cache is left
+    to the training job."""
+    from hsd.models.fullsize import is_random_spec
+    from hsd.training.memory import model_shape
+
+    name = cfg.model.name_or_path
+    local_dir = Path(name).expanduser().is_dir()
+    if not (is_random_spec(name) or local_dir or (not name.startswith((".", "/", "~")) and _cached_config(cfg))):
+        return
+    with warnings.catch_warnings():  # transformers' deprecation notes, from peft: not the user's business
+        warnings.simplefilter("ignore", FutureWarning)
+        _named(where, lambda: model_shape(cfg, "cpu"))
+
+
+def _cached_config(cfg: Config) -> bool:
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(cfg.model.name_or_path, local_files_only=True,
+                                   trust_remote_code=cfg.model.trust_remote_code)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def check_validation(cfg: Config, where: str) -> None:
@@ -78,7 +109,7 @@ def check_plan(cfg: Config, steps: list[Any]) -> None:
     """Every job config of ``steps`` (a plan of :class:`jobs.pipeline.Step`) and the resources."""
     check_resources(cfg.executor)
     for step in steps:
-        for i, job in enumerate(step.jobs):
+        for i, job in zip(step.task_indices, step.jobs):
             where = step.name if len(step.jobs) == 1 else f"{step.name}[{i}]"
             job_cfg = from_dict(job.config, source=where)
             if job.stage_kind == "train":

@@ -1,8 +1,10 @@
 """``hsd status [EXPERIMENT_DIR]``: where each job of a submitted experiment stands.
 
 Reads ``<exp>/jobs.json`` (written by ``hsd submit``, attempts added by ``hsd submit resume``) and asks the scheduler for each job's
-state: ``sacct`` (accounting, also for finished jobs) and ``squeue`` (why a job is pending).
-Local/debug experiments record their states in ``jobs.json`` as they go. For a running
+state: ``sacct`` (accounting, also for finished jobs) and ``squeue`` (why a job is pending),
+each word read as a :class:`hsd.runs.Status`. Local/debug experiments record their states in
+``jobs.json`` as they go; a job recorded RUNNING whose process group is gone is LOST, and one
+still PENDING after its ``hsd submit`` ended never started (CANCELLED). For a running
 validation it counts the lines of each rank's shard file against the rank's share of the
 samples; for a running training the newest step in ``train_log.jsonl``; for a failed job, the
 line of its log that says what went wrong.
@@ -11,18 +13,16 @@ line of its log that says what went wrong.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 from hsd.errors import HsdError
-from hsd.runs import iter_jsonl
+from hsd.runs import Status, iter_jsonl
+from jobs import local
+from jobs.book import JOBS_FILE, load_book, run_path
 from jobs.executor import LOG_DIR, exception_line
-from jobs.book import JOBS_FILE, load_book
-
-FAILED = {"FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE"}
 
 
 def newest_experiment(results_dir: Path) -> Path:
@@ -124,45 +124,75 @@ def _json(path: Path) -> dict[str, Any]:
 PROGRESS = {"validate": validation_progress, "train": training_progress}
 
 
-def detail(exp: Path, entry: dict[str, Any], state: str, reason: str, book: dict[str, Any]) -> str:
+def detail(exp: Path, entry: dict[str, Any], state: Status, reason: str, book: dict[str, Any]) -> str:
     """What a user wants to know next to a state."""
-    if state in FAILED:
-        return entry.get("error") or log_error(exp, entry["job_id"])
-    if state == "RUNNING" and entry["kind"] in PROGRESS:
-        return PROGRESS[entry["kind"]](Path(entry["run_dir"]))
-    if state == "PENDING" and reason:
+    if state is Status.FAILED:
+        return entry.get("error") or (f"{reason}: " if reason else "") + log_error(exp, entry["job_id"])
+    if state is Status.RUNNING and entry["kind"] in PROGRESS:
+        return PROGRESS[entry["kind"]](run_path(exp, entry))
+    if state is Status.PENDING and reason:
         return f"waiting: {reason}" + (" (never: a stage it needs failed)" if "NeverSatisfied" in reason else "")
-    if state == "CANCELLED":
-        failed = [e["stage"] for e in book["jobs"] if e["step"] in entry["after"] and e["state"] != "COMPLETED"]
-        if entry.get("error"):
-            return entry["error"]
+    if state is Status.CANCELLED:
+        failed = [e["stage"] for e in book["jobs"] if e["step"] in entry["after"] and e["state"] != Status.COMPLETED]
+        if entry.get("error") or reason:
+            return entry.get("error") or reason
         return f"never ran: {', '.join(failed)} did not complete" if failed else "cancelled"
-    if state == "COMPLETED":
-        return str(Path(entry["run_dir"]).relative_to(exp)) if entry["run_dir"] != str(exp) else "reports written"
+    if state is Status.COMPLETED:
+        return entry["run_dir"] if entry["run_dir"] != "." else "reports written"
     return reason
 
 
-def _local_state(entry: dict[str, Any]) -> str:
-    """A local job recorded as running whose process is gone was lost with its pipeline."""
-    if entry["state"] == "RUNNING" and entry["job_id"].isdigit():
-        try:
-            os.kill(int(entry["job_id"]), 0)
-        except ProcessLookupError:
-            return "LOST"
-        except PermissionError:
-            pass
-    return entry["state"]
+def _local_state(entry: dict[str, Any], book: dict[str, Any], driver_gone: bool) -> tuple[Status, str]:
+    """A job recorded RUNNING whose process group is gone was LOST (its ``hsd submit`` was killed);
+    one still PENDING when no ``hsd submit`` runs the experiment any more never started."""
+    state = Status.parse(entry["state"])
+    if state is Status.RUNNING and not _job_alive(entry, book):
+        return Status.LOST, "its processes are gone (hsd submit was killed?): hsd submit resume runs it again"
+    if state is Status.PENDING and driver_gone:
+        return Status.CANCELLED, "never started: the hsd submit that was to run it ended first"
+    return state, ""
+
+
+def _job_alive(entry: dict[str, Any], book: dict[str, Any]) -> bool:
+    if entry.get("process"):
+        return local.job_alive(entry["process"])
+    if book["executor"] == "debug":  # the job runs inside hsd submit
+        return isinstance(book.get("driver"), dict) and local.driver_alive(book["driver"])
+    # written before jobs were process groups of their own: the controller's pid
+    return entry["job_id"].isdigit() and local.alive(int(entry["job_id"]), None)
+
+
+def driver_gone(book: dict[str, Any]) -> bool:
+    """No ``hsd submit`` runs this local experiment any more."""
+    driver = book.get("driver")
+    if not isinstance(driver, dict):  # written before the driver was recorded: only its jobs tell
+        return not any(_job_alive(e, book) for e in book["jobs"] if Status.parse(e["state"]) is Status.RUNNING)
+    return not local.driver_alive(driver)
 
 
 def collect(exp: Path) -> tuple[dict[str, Any], list[tuple[str, str, str, str]]]:
-    """(jobs.json contents, rows of stage, job id, state, detail), states refreshed."""
+    """(jobs.json contents, rows of stage, job id, state, detail), states refreshed as
+    :class:`Status` words; the reason for a state in each entry's ``reason``."""
     book = load_book(exp)
     slurm = book["executor"] == "slurm"
     states = slurm_states([e["job_id"] for e in book["jobs"]]) if slurm else {}
+    driver = book.get("driver") if isinstance(book.get("driver"), dict) else {}
+    elsewhere = not slurm and not local.on_this_host(driver)
+    gone = not slurm and not elsewhere and driver_gone(book)
     for entry in book["jobs"]:
-        state, reason = _lookup(states, entry["job_id"]) if slurm else (_local_state(entry), "")
-        entry["state"], entry["reason"] = state, reason
-    rows = [(e["stage"], e["job_id"], e["state"], detail(exp, e, e["state"], e["reason"], book))
+        if elsewhere:  # processes this host cannot see
+            state, reason = Status.parse(entry["state"]), f"run from host {driver['host']}: hsd status there sees them"
+        elif not slurm:
+            state, reason = _local_state(entry, book, gone)
+        elif entry["job_id"] == "-":  # never submitted
+            state, reason = Status.parse(entry["state"]), ""
+        else:
+            word, reason = _lookup(states, entry["job_id"])
+            state = Status.parse(word)
+            if word.split(" ")[0] != state.value:  # TIMEOUT, OUT_OF_MEMORY, REQUEUED ...: Slurm's own word
+                reason = f"slurm: {word}" + (f" ({reason})" if reason else "")
+        entry["state"], entry["reason"] = state.value, reason
+    rows = [(e["stage"], e["job_id"], e["state"], detail(exp, e, Status(e["state"]), e["reason"], book))
             for e in book["jobs"]]
     return book, rows
 

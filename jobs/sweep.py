@@ -16,6 +16,7 @@ from pathlib import Path
 from hsd.config import Config, ConfigError, from_dict, to_dict
 from hsd.training.lora import check_lora
 from jobs.pipeline import Step, baseline_step, collate_step, finetune_steps, ftdata_step
+from jobs.preflight import check_lora_targets
 
 
 def setting_config(cfg: Config, index: int, setting: dict) -> Config:
@@ -33,6 +34,7 @@ def sweep_plan(cfg: Config, exp: Path) -> list[Step]:
     cfgs = [setting_config(cfg, i, s) for i, s in enumerate(cfg.sweep.lora)]
     for i, c in enumerate(cfgs):  # an impossible LoRA entry is refused by its name (the rest: check_plan)
         check_lora(c.train.lora, f"sweep.lora[{i}]")
+        check_lora_targets(c, f"sweep.lora[{i}]")
     steps = [baseline_step(cfg, exp)] if cfg.pipeline.run_baseline else []
     steps += [ftdata_step(cfg, exp), *finetune_steps(cfgs, exp, [f"_{i:02d}" for i in range(len(cfgs))])]
     validations = [s for s in steps if s.name in ("baseline", "finetuned")]

@@ -14,10 +14,11 @@ def main(args: Any) -> int:
     from jobs.status import attempts, collect, newest_experiment
 
     exp = Path(args.experiment_dir) if args.experiment_dir else newest_experiment(Path(args.results_dir))
-    book, rows = collect(exp.resolve())
-    print(f"experiment {book['experiment_dir']}  ({book['command']}, {book['executor']} executor, "
-          f"submitted {book['submitted']})")
-    width = max(len(r[0]) for r in rows) + 2
+    exp = exp.resolve()
+    book, rows = collect(exp)
+    print(f"experiment {exp}  ({book['command']}, {book['executor']} executor, "
+          f"submitted {book.get('submitted', '?')})")
+    width = max((len(r[0]) for r in rows), default=5) + 2
     print(f"{'STAGE':<{width}}{'JOB':<12}{'STATE':<12}{'ATTEMPT':<9}DETAIL")
     for entry, (stage, job_id, state, text) in zip(book["jobs"], rows):
         print(f"{stage:<{width}}{job_id:<12}{state:<12}{len(entry.get('attempts', [])) + 1:<9}{text}")

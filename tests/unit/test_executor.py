@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import pickle
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from hsd.config import ConfigError, ExecutorConfig, load_config
+from jobs.base import HsdJob
 from jobs.executor import LOG_DIR, _slurm_params, check_executor, error_summary, exception_line, make_executor, tasks_per_node
 
 REPO = Path(__file__).resolve().parents[2]
@@ -127,3 +131,61 @@ def test_jobs_pickle_and_checkpoint_to_a_fresh_instance_on_the_same_paths() -> N
     fresh = delayed.function
     assert isinstance(fresh, TrainJob) and fresh is not job
     assert fresh.paths == {"run_dir": "/r/train", "data_dir": "/r/ftdata"} and fresh.config == job.config
+
+
+class _SleepJob(HsdJob):
+    """A job that says it started, then waits far longer than any test."""
+
+    def run(self, cfg, marker: str) -> Path:
+        import time
+
+        Path(marker).write_text("started")
+        time.sleep(120)
+        return Path(marker)
+
+
+def test_a_local_job_is_a_process_group_of_its_own_and_sigterm_ends_it_as_ctrl_c_does(tmp_path: Path) -> None:
+    """The group is what hsd submit's Ctrl-C and hsd cancel stop; submitit's job process would log
+    "Bypassing signal SIGTERM" and run on until SIGKILL."""
+    import cloudpickle
+
+    from hsd.config import to_dict
+    from jobs import local
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the job process cannot import this test module
+    ex = make_executor(ExecutorConfig(kind="local", timeout_min=5), tmp_path, "sleep", gpus=False)
+    marker = tmp_path / "started"
+    job = ex.submit(_SleepJob(to_dict(load_config(None, [])), marker=str(marker)))
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert job._process.poll() is None and time.monotonic() < deadline, job.paths.stderr.read_text()
+        time.sleep(0.02)
+    pid = job._process.pid
+    assert os.getpgid(pid) == pid != os.getpgrp()  # a terminal's Ctrl-C reaches hsd submit only
+    started = time.monotonic()
+    assert local.stop_job(local.job_process(job), reap=job._process.poll) == "stopped"  # no SIGKILL needed
+    assert time.monotonic() - started < local.STOP_GRACE_S
+    assert "KeyboardInterrupt: SIGTERM (job stopped)" in job.paths.stderr.read_text()
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_stop_signals_raise_interrupted_but_wait_out_a_held_block_and_stop_once_quiet(signum: int, code: int) -> None:
+    from jobs.interrupt import Interrupted, StopSignals
+
+    before = signal.getsignal(signal.SIGTERM)
+    with StopSignals() as guard:
+        with pytest.raises(Interrupted) as raised:
+            os.kill(os.getpid(), signum)
+            time.sleep(5)
+        assert raised.value.exit_code == code and raised.value.message == f"interrupted: {signal.Signals(signum).name}"
+        steps = []
+        with pytest.raises(Interrupted):
+            with guard.held():
+                os.kill(os.getpid(), signum)
+                time.sleep(0.05)
+                steps.append("the held block ran to its end")
+        assert steps == ["the held block ran to its end"]
+        guard.quiet()
+        os.kill(os.getpid(), signum)
+        time.sleep(0.05)  # ignored: the jobs are being stopped
+    assert signal.getsignal(signal.SIGTERM) == before

@@ -1,11 +1,21 @@
-"""jobs.status: scheduler state look-up for array tasks and progress from shard files."""
+"""jobs.status, jobs.book, jobs.cancel: scheduler states, progress, jobs.json read anywhere, local
+jobs' states from their process groups (fake jobs: groups of sleeping processes), hsd cancel."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import time
 from pathlib import Path
 
-from jobs.status import _lookup, training_progress, validation_progress
+import pytest
+
+from hsd.runs import RunError
+from jobs import local
+from jobs.book import JOBS_FILE, load_book
+from jobs.cancel import cancel_experiment
+from jobs.status import _lookup, collect, training_progress, validation_progress
 
 
 def test_array_tasks_find_their_pending_array_line() -> None:
@@ -31,3 +41,139 @@ def test_training_progress_is_the_newest_logged_step(tmp_path: Path) -> None:
     (tmp_path / "manifest.json").write_text(json.dumps({"total_steps": 10}))
     (tmp_path / "train_log.jsonl").write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.5}\n')
     assert training_progress(tmp_path) == "step 2/10"
+
+
+# ---------------------------------------------------------------------------------------------
+# jobs.json read anywhere, and local jobs' states from their processes (fake jobs: sleep groups)
+# ---------------------------------------------------------------------------------------------
+
+
+def _entry(stage: str, state: str, run_dir: str, **more) -> dict:
+    return {"stage": stage, "step": stage, "index": 0, "kind": "validate", "job_id": "-", "run_dir": run_dir,
+            "state": state, "after": [], "error": None, "attempts": [], **more}
+
+
+def _write_book(exp: Path, jobs: list[dict], **more) -> Path:
+    exp.mkdir(parents=True, exist_ok=True)
+    (exp / JOBS_FILE).write_text(json.dumps({"experiment_dir": ".", "command": "baseline", "executor": "local",
+                                             "submitted": "2026-01-01T00:00:00", "jobs": jobs} | more))
+    return exp / JOBS_FILE
+
+
+@pytest.fixture
+def groups():
+    """Start fake local jobs: each a process group of two sleeping processes, as a controller and
+    its task are; all of them ended at the end of the test."""
+    started: list[subprocess.Popen] = []
+
+    def start(*shell: str) -> dict:
+        proc = subprocess.Popen(["sh", "-c", " ".join(shell) or "sleep 60 & sleep 60 & wait"],
+                                start_new_session=True)
+        started.append(proc)
+        deadline = time.monotonic() + 10
+        while local._group_members(proc.pid) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return {"pgid": proc.pid, "start_time": local.start_time(proc.pid)}
+
+    yield start
+    for proc in started:
+        if local.group_alive(proc.pid, None):
+            os.killpg(proc.pid, 9)
+        proc.wait()
+
+
+def _gone_process() -> dict:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return {"pid": proc.pid, "host": None, "start_time": "0"}
+
+
+def test_an_old_book_with_absolute_paths_is_read_where_the_experiment_is_now(tmp_path: Path) -> None:
+    old = "/results/gone/e"  # where the experiment was submitted, before it was moved or copied
+    exp = tmp_path / "moved" / "e"
+    _write_book(exp, [_entry("baseline", "COMPLETED", f"{old}/baseline", log=f"{old}/submitit/7_0_log.out"),
+                      _entry("collate", "FAILED", old), _entry("x", "FAILED", "/data/elsewhere")],
+                experiment_dir=old)
+    book = load_book(exp)
+    assert [e["run_dir"] for e in book["jobs"]] == ["baseline", ".", "/data/elsewhere"]
+    assert book["jobs"][0]["log"] == "submitit/7_0_log.out" and book["experiment_dir"] == "."
+    _, rows = collect(exp)
+    assert rows[0][2:] == ("COMPLETED", "baseline")  # was: ValueError ... is not in the subpath of ...
+
+
+@pytest.mark.parametrize("content, problem", [
+    (b'{"experiment_dir": ".", "command": "baseline", "jobs": [{"stage": "base', r"is not valid JSON .*line 1"),
+    (b"[]", r"is not a job book hsd can read \(a JSON list instead of an object\)"),
+    (b'{"command": "baseline", "executor": "local", "jobs": [{"stage": "caf\xe9"}]}', r"is not UTF-8 text \(byte 68\)"),
+    (b'{"command": "baseline", "executor": "local", "jobs": [{"stage": "x"}]}', r"is not a job book hsd can read \(jobs\[0\] is not an entry with stage"),
+])
+def test_an_unreadable_book_is_one_error_naming_the_file_and_the_fix(tmp_path: Path, content: bytes,
+                                                                      problem: str) -> None:
+    (tmp_path / JOBS_FILE).write_bytes(content)
+    with pytest.raises(RunError, match=f"^{tmp_path / JOBS_FILE} {problem}.*restore .* or submit the experiment again"):
+        load_book(tmp_path)
+
+
+def test_local_states_follow_the_job_processes_and_the_submitting_process(tmp_path: Path, groups) -> None:
+    driver = {"pid": groups()["pgid"], "host": None, "start_time": None}  # a live "hsd submit"
+    running, gone = groups(), groups()
+    os.killpg(gone["pgid"], 9)
+    jobs = [_entry("a", "RUNNING", "a", job_id="1", process=running), _entry("b", "RUNNING", "b", job_id="2", process=gone),
+            _entry("c", "PENDING", "c")]
+    _write_book(tmp_path, jobs, driver=driver)
+    deadline = time.monotonic() + 10
+    while local.job_alive(gone) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    states = {e["stage"]: e["state"] for e in collect(tmp_path)[0]["jobs"]}
+    assert states == {"a": "RUNNING", "b": "LOST", "c": "PENDING"}  # c: its hsd submit will start it
+    _write_book(tmp_path, jobs, driver=_gone_process())
+    _, rows = collect(tmp_path)
+    assert rows[2][2:] == ("CANCELLED", "never started: the hsd submit that was to run it ended first")
+
+
+def test_cancel_stops_the_groups_of_a_killed_submission_and_a_finished_one_is_left_alone(
+        tmp_path: Path, groups, monkeypatch: pytest.MonkeyPatch) -> None:
+    job, stubborn = groups(), groups("trap '' TERM; sleep 60 & sleep 60 & wait")
+    _write_book(tmp_path, [_entry("a", "RUNNING", "a", job_id=str(job["pgid"]), process=job),
+                           _entry("b", "RUNNING", "b", job_id=str(stubborn["pgid"]), process=stubborn),
+                           _entry("c", "PENDING", "c"), _entry("d", "COMPLETED", "d")], driver=_gone_process())
+    monkeypatch.setattr(local, "STOP_GRACE_S", 0.5)  # the stubborn group: SIGKILL after the grace
+    lines = cancel_experiment(tmp_path)
+    assert lines[:2] == [f"cancelled a (job {job['pgid']}): stopped", f"cancelled b (job {stubborn['pgid']}): killed"]
+    assert lines[-1] == f"resume with: hsd submit resume {tmp_path}"
+    assert not local.job_alive(job) and not local.job_alive(stubborn)
+    book = json.loads((tmp_path / JOBS_FILE).read_text())
+    assert [(e["stage"], e["state"]) for e in book["jobs"]] == [("a", "CANCELLED"), ("b", "CANCELLED"),
+                                                               ("c", "CANCELLED"), ("d", "COMPLETED")]
+    before = (tmp_path / JOBS_FILE).read_bytes()
+    assert cancel_experiment(tmp_path) == [f"nothing to cancel: every job of {tmp_path} has ended "
+                                           "(3 CANCELLED, 1 COMPLETED)"]
+    assert (tmp_path / JOBS_FILE).read_bytes() == before
+
+
+def test_resume_of_a_running_local_experiment_names_hsd_cancel(tmp_path: Path, groups) -> None:
+    from jobs.resume import resume_experiment
+
+    job = groups()
+    _write_book(tmp_path, [_entry("a", "RUNNING", "a", job_id=str(job["pgid"]), process=job)], driver=_gone_process())
+    with pytest.raises(RunError, match=r"a \(RUNNING\) not finished yet; .* or stop them \(hsd cancel "):
+        resume_experiment(str(tmp_path), [])
+
+
+def test_cancel_on_slurm_scancels_only_the_unfinished_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in {"sacct": 'printf "12|COMPLETED\\n13|RUNNING\\n14|PENDING\\n"',
+                       "squeue": 'printf "14|PENDING|Dependency\\n"',
+                       "scancel": f'echo "$@" >> {tmp_path / "scancelled"}'}.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    exp = tmp_path / "e"
+    _write_book(exp, [_entry("baseline", "PENDING", "baseline", job_id="12"),
+                      _entry("train", "PENDING", "train", job_id="13"), _entry("collate", "PENDING", ".", job_id="14")],
+                executor="slurm")
+    assert cancel_experiment(exp) == ["cancelled train (job 13)", "cancelled collate (job 14)",
+                                      f"resume with: hsd submit resume {exp}"]
+    assert (tmp_path / "scancelled").read_text() == "13 14\n"
+    assert [e["state"] for e in load_book(exp)["jobs"]] == ["COMPLETED", "CANCELLED", "CANCELLED"]

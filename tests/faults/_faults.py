@@ -66,4 +66,43 @@ FAULTS: tuple[Fault, ...] = (
     Fault("faults/test_run_dirs.py::test_racing_processes_get_distinct_dirs",
           "8 processes claim the same run name at the same moment",
           "8 distinct directories"),
+    Fault("faults/test_kill_validate.py::test_interrupted_run_says_so_and_resumes",
+          "Ctrl-C (SIGINT) or SIGTERM (`kill`, `timeout`) sent to `hsd validate` mid-run",
+          "exit 130 / 143 with one `interrupted` line and no traceback; the manifest says INTERRUPTED (not "
+          "RUNNING), the lock is free, every record kept; the same command completes to the uninterrupted records"),
+    Fault("integration/test_old_runs.py::test_an_old_interrupted_run_resumes_to_the_old_complete_runs_records",
+          "a validation SIGKILLed by hsd as it was before the run lifecycle was rebuilt (real files, "
+          "status `running`), resumed by today's hsd",
+          "completes (attempt 2, the old records byte-for-byte first, the first attempt's file-name timestamp) "
+          "with the records of the old hsd's uninterrupted run"),
+    Fault("integration/test_old_runs.py::test_an_old_complete_run_is_left_as_it_is_and_the_experiment_collates",
+          "a finished run of the old hsd (status `complete`) validated again, then its experiment collated",
+          "nothing to do: every file byte-identical; the reports and the comparison are written"),
+    Fault("faults/test_bytes.py::test_shard_torn_inside_a_multibyte_character_resumes_equal_to_uninterrupted",
+          "a shard's last line cut after 2 of an emoji's 4 bytes (texts hold é — 😀 مرحبا; shards are "
+          "written with ensure_ascii=False)",
+          "the torn line is cut at the last newline and its sample redone once; merged records equal an "
+          "uninterrupted run"),
+    Fault("faults/test_bytes.py::test_non_utf8_config_is_one_error_naming_file_and_position",
+          "a config YAML holding a Latin-1 byte",
+          "one `error:` line naming the file, line, column and byte offset; exit 2; every file byte-identical"),
+    Fault("faults/test_bytes.py::test_non_utf8_data_file_is_one_error_naming_file_and_line",
+          "a dataset file holding a Latin-1 byte",
+          "one `error:` line naming file, line, column and offset, with a fix that writes a new file first; "
+          "exit 2; nothing created"),
+    Fault("faults/test_bytes.py::test_non_utf8_byte_mid_shard_is_one_error_naming_shard_and_line",
+          "a Latin-1 byte on line 2 of 3 of a shard",
+          "one `error:` line naming the shard and line 2 (keep a copy, delete that line: its sample is redone); "
+          "exit 2; every file byte-identical"),
+    Fault("faults/test_bytes.py::test_non_utf8_legacy_file_under_report_is_one_error_old_run_untouched",
+          "`hsd report` on an old pipeline run whose jsonl has a bad byte on line 3",
+          "one `error:` line (file, line, column); exit 2; the old run byte-identical, no `.lock` left there"),
+    Fault("faults/test_bytes.py::test_non_utf8_legacy_file_under_import_legacy_is_one_error_old_run_untouched",
+          "`hsd import-legacy` of the same run",
+          "one `error:` line (file, line, column; the fix made in a copy); exit 2; the old run byte-identical; "
+          "no output directory"),
+    Fault("faults/test_bytes.py::test_legacy_run_killed_mid_write_imports_with_no_phantom_strategy",
+          "an old run whose last jsonl line is cut inside a 4-byte character, before its strategy",
+          "imported as `unknown` under the run's only strategy (no phantom `legacy` strategy with F1 nan); "
+          "`hsd report` of the import succeeds; the old run byte-identical"),
 )

@@ -105,6 +105,11 @@ def _submit(p: argparse.ArgumentParser) -> None:
     resume.add_argument("--results-dir", default="results", help="where to find an experiment given by name")
 
 
+def _cancel(p: argparse.ArgumentParser) -> None:
+    p.add_argument("experiment", help="the experiment directory `hsd submit` printed (or its name)")
+    p.add_argument("--results-dir", default="results", help="where to find an experiment given by name")
+
+
 def _status(p: argparse.ArgumentParser) -> None:
     p.add_argument("experiment_dir", nargs="?", default=None,
                    help="an experiment directory (default: the newest under --results-dir)")
@@ -133,6 +138,8 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]] 
     "submit": ("submit jobs (Slurm, or the local executor): baseline | pipeline | sweep | resume", _submit,
                "hsd.commands.submit:main"),
     "status": ("state and progress of each job of a submitted experiment", _status, "hsd.commands.status:main"),
+    "cancel": ("stop a submitted experiment's unfinished jobs (scancel, or the local jobs' processes); "
+               "hsd submit resume runs them later", _cancel, "hsd.commands.cancel:main"),
 }
 
 

@@ -175,18 +175,30 @@ def publish_dir(out: Path, replace: bool = False) -> Iterator[Path]:
         raise RunError(f"cannot create {out}: {exc.strerror or exc}") from None
     try:
         yield tmp
-        # mkdtemp and safetensors create owner-only modes; a shared results dir must be readable.
-        for path in [tmp, *tmp.rglob("*")]:
-            os.chmod(path, 0o755 if path.is_dir() else 0o644)
-        if out.exists() and replace:
-            shutil.rmtree(out)
-        elif out.exists():
-            out.rmdir()  # OSError if it is not empty: nothing is overwritten
-        os.replace(tmp, out)
+        move_into_place(tmp, out, replace)
     except OSError as exc:
         raise RunError(f"cannot create {out}: {exc.strerror or exc} (nothing was written there)") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def move_into_place(tmp: Path, out: Path, replace: bool) -> None:
+    """The last step of every directory publish (:func:`publish_dir`, and the training checkpoint
+    that all ranks fill before rank 0 seals it): make ``tmp`` readable, rename it to ``out`` and
+    sync the parent, so a reader finds the old directory or the whole new one, never a part."""
+    # mkdtemp and safetensors create owner-only modes; a shared results dir must be readable.
+    for path in [tmp, *tmp.rglob("*")]:
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)
+    if out.exists() and replace:
+        shutil.rmtree(out)
+    elif out.exists():
+        out.rmdir()  # OSError if it is not empty: nothing is overwritten
+    os.replace(tmp, out)
+    fd = os.open(out.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _umask() -> int:

@@ -24,7 +24,7 @@ import threading
 from pathlib import Path
 from typing import Any, Optional
 
-from hsd.runs import atomic_write_json
+from hsd.runs import atomic_write_json, move_into_place
 
 MARKER = "COMPLETE"
 STATE_FILE = "trainer_state.json"
@@ -86,10 +86,7 @@ def save(accelerator: Any, run_dir: Path, step: int, state: dict[str, Any], keep
     if accelerator.is_main_process:
         atomic_write_json(tmp / STATE_FILE, state)
         _write_synced(tmp / MARKER, json.dumps({"step": step}) + "\n")
-        if final.exists():
-            shutil.rmtree(final)  # the same step saved again (a stop right after a periodic save)
-        os.replace(tmp, final)
-        _fsync_dir(root)
+        move_into_place(tmp, final, replace=True)  # the same step saved again: a stop right after a periodic save
         for old in complete_checkpoints(run_dir)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
@@ -107,14 +104,6 @@ def _write_synced(path: Path, text: str) -> None:
         fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class PreemptionGuard:

@@ -68,6 +68,7 @@ def apply_lora(model: Any, lora: LoraConfig, seed: int) -> Any:
     from peft import get_peft_model
 
     check_lora(lora)
+    check_targets(model, lora)
     peft_cfg = PeftLoraConfig(
         r=lora.r,
         lora_alpha=lora.alpha,
@@ -83,6 +84,19 @@ def apply_lora(model: Any, lora: LoraConfig, seed: int) -> Any:
         return get_peft_model(model, peft_cfg)
     except ValueError as exc:  # peft: "Target modules {...} not found in the base model"
         raise ConfigError(f"train.lora: {exc}") from None
+
+
+def check_targets(model: Any, lora: LoraConfig) -> None:
+    """Every name in ``train.lora.target_modules`` must name modules of the model. peft refuses a
+    list none of whose names match, but trains silently on the rest when only some are misspelt
+    (``[q_proj, qq_proj]`` adapts q_proj alone): a typo must not change what is trained."""
+    names = [name for name, _ in model.named_modules()]
+    leaves = {name.rsplit(".", 1)[-1] for name in names}
+    missing = [t for t in lora.target_modules if t not in leaves and not any(n == t or n.endswith("." + t) for n in names)]
+    if missing:
+        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if type(m).__name__ == "Linear"})
+        raise ConfigError(f"train.lora.target_modules: {missing} name no module of the model; "
+                          f"its linear modules are {linear}")
 
 
 def trainable_counts(model: Any) -> dict[str, int]:

@@ -19,7 +19,8 @@ from hsd.config import ConfigError, load_config
 from hsd.runs import RunError, Status, experiment_dir
 from jobs import local
 from jobs.book import JOBS_FILE, JobBook
-from jobs.pipeline import PLANS, Step, make_plan, run_plan
+from jobs.pipeline import PLANS, make_plan, run_plan
+from jobs.plans import Step
 
 
 def find_experiment(given: str, results_dir: str, command: str = "hsd submit resume") -> Path:

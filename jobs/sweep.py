@@ -15,7 +15,7 @@ from pathlib import Path
 
 from hsd.config import Config, ConfigError, from_dict, to_dict
 from hsd.training.lora import check_lora
-from jobs.pipeline import Step, baseline_step, collate_step, finetune_steps, ftdata_step
+from jobs.plans import Step, baseline_step, collate_step, finetune_steps, ftdata_step
 from jobs.preflight import check_lora_targets
 
 

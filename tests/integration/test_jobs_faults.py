@@ -168,7 +168,7 @@ def test_sigterm_mid_training_stops_every_process_and_resume_equals_an_uninterru
     assert json.loads((exp / "train" / "manifest.json").read_text())["resumed_at"][-1] >= 1  # from its checkpoint
     # The same training and validation jobs, never interrupted, in this process (the fine-tuning
     # data is the same file: it is written from the seeded split alone).
-    from jobs.pipeline import pipeline_plan
+    from jobs.plans import pipeline_plan
 
     ref = tmp_path / "uninterrupted"
     shutil.copytree(exp / "ftdata", ref / "ftdata")

@@ -138,12 +138,7 @@ def explain(found: list[list[str]], edges: Edges) -> str:
 
 project_graph = functools.cache(graph)  # parsed once per mode for the checks below (read-only)
 
-# Found when registry strings started to count (2026-12); not fixed here, reported. PLANS lists the
-# sweep lazily so that `hsd submit baseline` never imports it, yet jobs.sweep builds on jobs.pipeline.
-REGISTRY_CYCLE = pytest.mark.xfail(strict=True, reason=(
-    "jobs/pipeline.py PLANS names 'jobs.sweep:sweep_plan' while jobs/sweep.py imports Step, "
-    "baseline_step, collate_step, finetune_steps and ftdata_step from jobs.pipeline"))
-EDGES = [pytest.param(False, id="imports"), pytest.param(True, id="imports+registry", marks=REGISTRY_CYCLE)]
+EDGES = [pytest.param(False, id="imports"), pytest.param(True, id="imports+registry")]
 
 
 @pytest.mark.parametrize("registry", EDGES)

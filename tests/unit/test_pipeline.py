@@ -9,7 +9,8 @@ import pytest
 from hsd.config import ConfigError, from_dict, load_config
 from hsd.runs import RunError
 from jobs.book import JobBook
-from jobs.pipeline import _dependency, entries, pipeline_plan, prepare_experiment, submit_command
+from jobs.pipeline import _dependency, entries, prepare_experiment, submit_command
+from jobs.plans import pipeline_plan
 from jobs.resume import remaining
 from jobs.sweep import sweep_plan
 

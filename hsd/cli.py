@@ -39,7 +39,7 @@ def _model(p: argparse.ArgumentParser) -> None:
                       help="weights as saved by save_pretrained, or as gpt-oss's release: MXFP4 experts, bf16 rest")
     tok = sub.add_parser("tokenizer", help="build gpt-oss's tokenizer (o200k_harmony) offline from the installed "
                                            "quicktok-v1 package into the project cache; prints its directory")
-    tok.add_argument("--cache-dir", default=None, help="cache root (default: $HSD_CACHE_DIR or the project's .cache/)")
+    tok.add_argument("--cache-dir", default=None, help="cache root (default: $HSD_CACHE_DIR, else the checkout's .cache/, else ~/.cache/hsd)")
 
 
 def _import_legacy(p: argparse.ArgumentParser) -> None:

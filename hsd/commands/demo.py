@@ -69,8 +69,9 @@ def run(overrides: list[str]) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from jobs.pipeline import StagesFailed
     from hsd.commands.submit import print_summary
+    from jobs.interrupt import Interrupted
+    from jobs.pipeline import StagesFailed
 
     overrides = list(sys.argv[1:] if argv is None else argv)
     start = time.time()
@@ -83,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     except HsdError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2
+    except Interrupted as exc:  # Ctrl-C / SIGTERM: the running job was stopped and recorded (jobs.interrupt)
+        print(exc.message, file=sys.stderr, flush=True)
+        return exc.exit_code
     print(f"demo: done in {time.time() - start:.0f} s")
     print_summary(exp)
     print(exp)

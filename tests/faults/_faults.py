@@ -105,4 +105,33 @@ FAULTS: tuple[Fault, ...] = (
           "an old run whose last jsonl line is cut inside a 4-byte character, before its strategy",
           "imported as `unknown` under the run's only strategy (no phantom `legacy` strategy with F1 nan); "
           "`hsd report` of the import succeeds; the old run byte-identical"),
+    Fault("integration/test_jobs_faults.py::test_ctrl_c_mid_baseline_stops_its_job_and_the_experiment_moved_elsewhere_resumes_to_the_uninterrupted_records",
+          "Ctrl-C (SIGINT to `hsd submit`, local executor) mid-baseline; then the experiment moved with `mv` "
+          "(its jobs.json rewritten with absolute paths, as older hsd wrote it)",
+          "exit 130 with one `interrupted: …; resume with: hsd submit resume EXP` line; the job's process group "
+          "is gone; baseline and collate CANCELLED; at the new place `hsd status` shows them and `hsd submit "
+          "resume` completes, writing nothing at the old place, with the records of an uninterrupted run"),
+    Fault("integration/test_jobs_faults.py::test_sigterm_mid_training_stops_every_process_and_resume_equals_an_uninterrupted_pipeline",
+          "SIGTERM to `hsd submit pipeline` (local executor) after the training's first checkpoint",
+          "exit 143, one line; no process of the training job's group survives; train, finetuned and collate "
+          "CANCELLED; resume continues training from its checkpoint and the fine-tuned validation's records "
+          "equal an uninterrupted train + validate"),
+    Fault("integration/test_jobs_faults.py::test_hsd_cancel_stops_a_running_local_experiment_and_a_second_cancel_changes_nothing",
+          "`hsd cancel EXP` while a local baseline runs",
+          "its `hsd submit` stops the job and exits 143; baseline and collate CANCELLED; a second cancel says "
+          "nothing to cancel and changes no byte"),
+    Fault("unit/test_status.py::test_cancel_stops_the_groups_of_a_killed_submission_and_a_finished_one_is_left_alone",
+          "`hsd cancel` after `hsd submit` was SIGKILLed, its jobs still running (one ignoring SIGTERM)",
+          "each process group stopped (SIGKILL after the grace for the stubborn one); every unfinished stage "
+          "CANCELLED; a second cancel changes no byte"),
+    Fault("integration/test_jobs_faults.py::test_a_damaged_jobs_json_is_one_error_line_and_nothing_changes",
+          "jobs.json cut in half, `[]`, or holding a non-UTF-8 byte, then `hsd status` / `submit resume` / "
+          "`cancel`",
+          "each: exit 2, one `error:` line naming the file and the fix; every file of the experiment "
+          "byte-identical"),
+    Fault("integration/test_jobs_faults.py::test_a_lora_target_the_model_lacks_is_refused_before_any_job_starts",
+          "a sweep entry (or the pipeline) with `target_modules: [qq_proj]`, or `[q_proj, qq_proj]` (peft "
+          "would train q_proj alone)",
+          "exit 2, one `error: sweep.lora[1]: train.lora.target_modules: ['qq_proj'] name no module …` line "
+          "before any submission: no experiment or run directory"),
 )

@@ -182,7 +182,7 @@ class RunDirectory:
                                  attempt=self.attempt, attempt_started=now["started"], status=Status.RUNNING.value,
                                  error=None, **fields)
         self._begun = True
-        self._unhook = on_abort(lambda message: self._record(Status.FAILED, error=message))
+        self._unhook = on_abort(self._peer_failed)
         return ts
 
     def update(self, **fields: Any) -> dict[str, Any]:
@@ -199,6 +199,11 @@ class RunDirectory:
             status = Status.INTERRUPTED if isinstance(exc, KeyboardInterrupt) else Status.FAILED
             self._record(status, error=None if status is Status.INTERRUPTED else _message(exc))
             self._ended = True
+
+    def _peer_failed(self, message: str) -> None:
+        """The watchdog ends this process (a peer rank died or failed): FAILED, whatever follows."""
+        self._record(Status.FAILED, error=message)
+        self._ended = True
 
     def _record(self, status: Status, **fields: Any) -> None:
         try:

@@ -32,7 +32,7 @@ def test_a_failed_training_gets_a_partial_comparison_then_resume_completes_it(
     comp = json.loads((exp / "comparison" / "comparison.json").read_text())
     assert [r["info"]["name"] for r in comp["runs"]] == ["baseline"]
     unfinished = {u["stage"]: u for u in comp["unfinished"]}
-    assert unfinished["train"]["state"] == "FAILED" and "FileExistsError" in unfinished["train"]["error"], unfinished
+    assert unfinished["train"]["state"] == "FAILED" and "is a file, not a run directory" in unfinished["train"]["error"], unfinished
     assert unfinished["finetuned"]["state"] == "CANCELLED"
     first = job_ids(exp)
 

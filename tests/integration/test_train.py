@@ -325,7 +325,7 @@ def test_early_stopping_in_one_process(setup, monkeypatch):
     """A world of one in this very process (no launcher); an improvement must exceed 10 nats
     (min_delta), so patience 1 stops the run at the second evaluation."""
     from hsd.config import load_config
-    from hsd.training import trainer
+    from hsd.recipes import train as trainer
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

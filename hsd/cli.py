@@ -12,10 +12,10 @@ import argparse
 import importlib
 import signal
 import sys
-import threading
 from typing import Callable
 
 from hsd.errors import HsdError
+from hsd.rundir import SIGTERM_MESSAGE, interrupt_on_sigterm
 
 
 def _config_args(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -156,22 +156,12 @@ def _resolve(target: str) -> Callable[[argparse.Namespace], int | None]:
     return getattr(importlib.import_module(module), func)
 
 
-def _sigterm_interrupts() -> None:
-    """SIGTERM (``kill``, ``timeout``, a local job cancelled) unwinds like Ctrl-C, so the run
-    directory records INTERRUPTED and its lock is released instead of the process vanishing
-    mid-write. Only from the command line: inside a submitit job SIGTERM belongs to submitit."""
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, interrupt)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # A subcommand may name its own handler (set_defaults(handler=...)); else the command's.
     handler = _resolve(getattr(args, "handler", None) or COMMANDS[args.command][2])
-    _sigterm_interrupts()
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # inside a submitit job SIGTERM is submitit's
+        interrupt_on_sigterm()  # `kill`, `timeout`: the run records INTERRUPTED, like Ctrl-C
     try:
         code = handler(args)
     except HsdError as exc:
@@ -181,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         how = str(exc) or "Ctrl-C"
         print(f"interrupted ({how}): what was recorded is kept; the same command resumes it", file=sys.stderr,
               flush=True)
-        return 143 if how == f"signal {int(signal.SIGTERM)}" else 130
+        return 128 + (signal.SIGTERM if how == SIGTERM_MESSAGE else signal.SIGINT)
     return int(code or 0)
 
 

@@ -21,6 +21,8 @@ Only rank 0 holds a RunDirectory; the other ranks write disjoint shard files.
 from __future__ import annotations
 
 import json
+import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -231,3 +233,19 @@ class RunDirectory:
 def _message(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, HsdError) else f"{type(exc).__name__}: {exc}"
 
+
+SIGTERM_MESSAGE = "SIGTERM"
+
+
+def interrupt_on_sigterm() -> None:
+    """From now on SIGTERM unwinds like Ctrl-C (a KeyboardInterrupt whose text is
+    :data:`SIGTERM_MESSAGE`), so a run records INTERRUPTED and releases its lock instead of the
+    process vanishing mid-write. Main thread only (Python delivers signals there). Once: a
+    second SIGTERM — submitit's local controller forwards the one its job's group got — must not
+    cut the first one's clean-up short."""
+    def interrupt(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt(SIGTERM_MESSAGE)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)

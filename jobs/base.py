@@ -10,8 +10,6 @@ directory (validation shards, training checkpoints); the resubmitted fresh insta
 from __future__ import annotations
 
 import os
-import signal
-import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -20,6 +18,7 @@ import submitit
 from submitit.helpers import Checkpointable, DelayedSubmission, TorchDistributedEnvironment
 
 from hsd.distributed import world_of_one
+from hsd.rundir import interrupt_on_sigterm
 
 
 DIST_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
@@ -53,7 +52,7 @@ def distributed_environment() -> Iterator[None]:
                 os.environ[key] = value
 
 
-def interrupt_on_sigterm() -> None:
+def stop_like_ctrl_c() -> None:
     """On the local executor, SIGTERM ends the job as Ctrl-C does (KeyboardInterrupt: a validation
     keeps its records, a training its checkpoints). submitit's job process logs and ignores it
     ("Bypassing signal SIGTERM"): on Slurm a SIGTERM only precedes the SIGKILL of a preemption or
@@ -61,15 +60,8 @@ def interrupt_on_sigterm() -> None:
     end the job but SIGKILL, so ``hsd submit``'s Ctrl-C, ``hsd cancel`` and ``timeout`` could not
     stop it. Slurm jobs keep submitit's handler."""
     env = _job_environment()
-    if env is not None and env.name() == "local" and threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
-
-
-def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
-    # once: the group's SIGTERM comes again through submitit's controller, which forwards it,
-    # and a second KeyboardInterrupt would cut the first one's clean-up short
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise KeyboardInterrupt(f"{signal.Signals(signum).name} (job stopped)")
+    if env is not None and env.name() == "local":
+        interrupt_on_sigterm()
 
 
 def _job_environment() -> Any:
@@ -92,7 +84,7 @@ class HsdJob(Checkpointable):
         from hsd.config import from_dict
 
         cfg = from_dict(self.config, source=f"{type(self).__name__} config")
-        interrupt_on_sigterm()
+        stop_like_ctrl_c()
         with distributed_environment():
             return str(self.run(cfg, **self.paths))
 

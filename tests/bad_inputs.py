@@ -246,6 +246,21 @@ def _foreign(sc: Scenario) -> Path:
     return folder
 
 
+def _train_file_latin1(sc: Scenario) -> list[str]:
+    """A fine-tuning file saved in Windows-1252 by an editor: a byte that is not UTF-8 on line 2."""
+    data = sc.ftdata_dir([_GOOD_ROW, _GOOD_ROW.replace("Text: hi", "Text: caf\u00e9")])
+    train = data / "simple" / "train.jsonl"
+    train.write_bytes(train.read_bytes().replace("caf\u00e9".encode(), b"caf\xe9"))
+    return sc.train(data)
+
+
+def _ds_config_latin1(sc: Scenario) -> list[str]:
+    """A custom DeepSpeed JSON with a Windows-1252 byte in a comment-like string."""
+    path = sc.root / "my_zero3.json"
+    path.write_bytes(b'{"zero_optimization": {"stage": 3}, "comment": "r\xe9sum\xe9"}')
+    return [*sc.train(sc.ftdata_dir([_GOOD_ROW])), f"train.ds_config={path}"]
+
+
 def _validate_into(make: Callable[[Scenario], Path]) -> Callable[[Scenario], list[str]]:
     return lambda sc: sc.validate("--run-dir", str(make(sc)))
 
@@ -355,6 +370,10 @@ CASES: tuple[BadInput, ...] = (
              _validate_into(_experiment_root), ("is an experiment directory", "not a run directory")),
     BadInput("results-validate-into-folder", "results", "`hsd validate --run-dir` a folder of the user's files",
              _validate_into(_foreign), ("holds no hsd manifest.json", "not a run hsd wrote")),
+    BadInput("training-file-not-utf8", "training", "fine-tuning file with a Windows-1252 byte on line 2",
+             _train_file_latin1, ("train.jsonl: not UTF-8 text", "line 2", "iconv"), new_files=True),
+    BadInput("training-ds-config-not-utf8", "training", "`train.ds_config` JSON with a Windows-1252 byte",
+             _ds_config_latin1, ("my_zero3.json: not UTF-8 text", "line 1"), new_files=True),
     BadInput("training-into-validation-run", "training", "`hsd train --run-dir` a validation run's directory",
              _train_into(lambda sc: sc.earlier_run), ("is a run of `hsd validate`", "not of `hsd train`"),
              new_files=True),

@@ -24,6 +24,7 @@ import copy
 import json
 from typing import Any
 
+from hsd import textio
 from hsd.config import Config, ConfigError
 from hsd.inference import generation
 from hsd.inference.base import Backend, GenerationSettings, Output
@@ -39,7 +40,10 @@ def inference_ds_config(path_or_name: str, hidden_size: int, bf16: bool) -> dict
     from hsd.training.accel import fill_autos, hidden_size_autos, resolve_ds_config
 
     path = resolve_ds_config(path_or_name)
-    config = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        config = json.loads(textio.read_text(path, error=ConfigError))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
     zero = config.get("zero_optimization", {})
     if zero.get("stage") != 3:
         raise ConfigError(f"{path}: the deepspeed inference backend needs zero_optimization.stage 3")

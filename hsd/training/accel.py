@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Optional
 
+from hsd import textio
 from hsd.config import Config, ConfigError
 from hsd.distributed import DistEnv
 from hsd.paths import package_data
@@ -57,7 +58,7 @@ def load_ds_config(cfg: Config, device_kind: str = "cpu", world_size: int = 1,
         name = choice.name
     path = resolve_ds_config(name)
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
+        config = json.loads(textio.read_text(path, error=ConfigError))
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
     if "zero_optimization" not in config:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from hsd import textio
 from hsd.errors import TrainingDataError
 
 IGNORE = -100  # label of tokens without loss (prompt, padding)
@@ -43,7 +44,8 @@ def read_chat_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise TrainingDataError(f"fine-tuning file not found: {path}; write it with: hsd ftdata --config F --out DIR")
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+    text = textio.read_text(path, error=TrainingDataError)  # a bad byte: file, line, column and the fix
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:

@@ -317,7 +317,7 @@ def base_manifest(command: str, world_size: int = 1) -> dict[str, Any]:
 def update_manifest(run: Path, **fields: Any) -> dict[str, Any]:
     """Merge ``fields`` into ``manifest.json`` (atomic); refresh versions and devices."""
     path = run / "manifest.json"
-    manifest = json.loads(path.read_text()) if path.exists() else {}
+    manifest = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     manifest.update(fields)
     manifest["versions"] = {**manifest.get("versions", {}), **_versions()}
     atomic_write_json(path, manifest)

@@ -36,7 +36,7 @@ def _stat(pid: int) -> Optional[list[str]]:
     """The fields of ``/proc/<pid>/stat`` after the command name (which may hold spaces): state,
     ppid, pgrp, ... (None where there is no such process, or no /proc)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
     except OSError:
         return None
     return stat[stat.rfind(")") + 2:].split()

@@ -27,7 +27,7 @@ def print_summary(exp: Path) -> None:
 
     path = exp / "comparison" / "comparison.json"
     if path.is_file():
-        print(terminal_table(json.loads(path.read_text()), exp / "comparison" / "report.html"), flush=True)
+        print(terminal_table(json.loads(path.read_text(encoding="utf-8")), exp / "comparison" / "report.html"), flush=True)
 
 
 def main(args: Any) -> int:

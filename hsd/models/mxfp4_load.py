@@ -148,7 +148,7 @@ def _checkpoint_files(source: str) -> list[Path]:
         path = Path(snapshot_download(source, allow_patterns=["model*.safetensors", "model.safetensors.index.json"]))
     index = path / "model.safetensors.index.json"
     if index.is_file():
-        return [path / name for name in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+        return [path / name for name in sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))]
     if (path / "model.safetensors").is_file():
         return [path / "model.safetensors"]
     raise ModelError(f"{path} holds no model.safetensors (or index); an MXFP4 checkpoint is stored as safetensors")

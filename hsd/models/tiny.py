@@ -85,6 +85,6 @@ def build_tiny(out_dir: str | Path, seed: int = 0, fmt: str = "safetensors") -> 
 def is_current(path: Path) -> bool:
     """A tiny model of this ``TINY_VERSION`` is at ``path`` (an older one has another tokenizer)."""
     try:
-        return json.loads((path / "hsd_tiny.json").read_text())["tiny_version"] == TINY_VERSION
+        return json.loads((path / "hsd_tiny.json").read_text(encoding="utf-8"))["tiny_version"] == TINY_VERSION
     except (OSError, ValueError, KeyError):
         return False

@@ -96,7 +96,7 @@ def collated(run: RunData, cfg: ReportConfig, provenance: Optional[dict[str, Any
     path = run.path / "metrics_full.json"
     if not path.is_file():
         return None
-    full = json.loads(path.read_text())
+    full = json.loads(path.read_text(encoding="utf-8"))
     same = (full.get("run", {}).get("records_sha256") == run.sha256
             and full.get("bootstrap") == nan_to_none(settings(cfg))
             and (provenance is None or full.get("reference_provenance") == provenance))

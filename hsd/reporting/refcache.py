@@ -52,7 +52,7 @@ def load_cached(run: RunData) -> Optional[tuple[list[ReferencePredictions], dict
     path = run.path / CACHE_NAME
     if not path.is_file():
         return None
-    obj = json.loads(path.read_text())
+    obj = json.loads(path.read_text(encoding="utf-8"))
     if obj.get("settings") != _settings():
         return None
     ids = {r.sample_id for r in run.records}

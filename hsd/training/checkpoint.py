@@ -96,7 +96,7 @@ def save(accelerator: Any, run_dir: Path, step: int, state: dict[str, Any], keep
 def load(accelerator: Any, checkpoint: Path) -> dict[str, Any]:
     """Restore model, optimizer and RNG states; return the trainer state saved with them."""
     accelerator.load_state(str(checkpoint), load_module_strict=False)  # frozen weights come from the base model
-    return json.loads((checkpoint / STATE_FILE).read_text())
+    return json.loads((checkpoint / STATE_FILE).read_text(encoding="utf-8"))
 
 
 def _write_synced(path: Path, text: str) -> None:

@@ -153,7 +153,7 @@ def _existing(out_dir: Path, cfg: Config) -> bool:
     manifest = out_dir / MANIFEST
     if not manifest.is_file():
         raise RunError(f"{out_dir} exists and is not fine-tuning data written by hsd ftdata; choose another --out")
-    if json.loads(manifest.read_text())["fingerprint"] != fingerprint(cfg):
+    if json.loads(manifest.read_text(encoding="utf-8"))["fingerprint"] != fingerprint(cfg):
         raise RunError(f"{out_dir} holds fine-tuning data made with other settings; choose another --out")
     return True
 

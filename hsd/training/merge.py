@@ -22,7 +22,7 @@ def base_of(adapter: Path) -> str:
     config = adapter / "adapter_config.json"
     if not config.is_file():
         raise ModelError(f"LoRA adapter not found: {adapter} has no adapter_config.json (expected <train run>/adapter)")
-    base = json.loads(config.read_text()).get("base_model_name_or_path")
+    base = json.loads(config.read_text(encoding="utf-8")).get("base_model_name_or_path")
     if not base:
         raise ModelError(f"{config} records no base_model_name_or_path; pass --base MODEL")
     return base

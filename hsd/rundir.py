@@ -187,16 +187,15 @@ class RunDirectory:
         self._unhook = on_abort(self._peer_failed)
         return ts
 
-    def update(self, **fields: Any) -> dict[str, Any]:
-        return runs.update_manifest(self.path, **fields)
-
     def end(self, status: Status, **fields: Any) -> None:
         """Record how this attempt ended (COMPLETED, STOPPED, PREEMPTED, ...)."""
         runs.update_manifest(self.path, status=status.value, finished=runs.timestamp(), **fields)
         self._ended = True
 
     def fail(self, exc: BaseException) -> None:
-        """Record an error (once); used by :meth:`close` and by callers that learn of a peer's error."""
+        """Record how an error ended the attempt, once: Ctrl-C/SIGTERM is INTERRUPTED, anything else
+        FAILED with its message. Leaving the ``with`` block calls it; so does a rank that learns the
+        error from another rank (:func:`hsd.distributed.announce_failure`)."""
         if self._begun and not self._ended:
             status = Status.INTERRUPTED if isinstance(exc, KeyboardInterrupt) else Status.FAILED
             self._record(status, error=None if status is Status.INTERRUPTED else _message(exc))

@@ -35,8 +35,10 @@ BIAS_COLUMNS = ["strategy", "persona_tag", "sample_count", "false_positive_rate"
 BIAS_NEW_COLUMNS = ["unknown_count", "strict_false_positive_rate", "strict_false_negative_rate"]
 UNIFIED_COLUMNS = ["strategy", "input_text", "true_label", "predicted_label", "response_time", "rationale",
                    "target_group_norm", "persona_tag", "source_dataset", "status"]
+# persona_tag holds the target group, the key bias_metrics groups by, so a script that groups this
+# file by persona_tag gets the bias file's groups; the record's own persona tag is the last column.
 UNIFIED_NEW_COLUMNS = ["sample_id", "parse_status", "prompt_hash", "p_hate", "rank", "prompt_tokens",
-                       "new_tokens", "stop_reason"]
+                       "new_tokens", "stop_reason", "raw_persona_tag"]
 # Record field -> old column of strategy_unified_results (the rest keep their names).
 _UNIFIED_RENAME = {"text": "input_text", "latency_s": "response_time", "target_group": "target_group_norm",
                    "source": "source_dataset"}
@@ -111,9 +113,13 @@ def bias_frame(results: Mapping[str, tuple[Performance, list[GroupMetrics]]]) ->
 
 
 def unified_frame(by_strategy: Mapping[str, Sequence[Record]]) -> pd.DataFrame:
-    """Per-sample rows. ``status`` keeps the old meaning, the model call succeeded (a record
+    """Per-sample rows; ``persona_tag`` is the target group (as in the bias CSV), the raw tag is
+    ``raw_persona_tag``. ``status`` keeps the old meaning, the model call succeeded (a record
     exists only for a completed generation); whether its answer was read is ``parse_status``."""
-    frame = to_frame([r for recs in by_strategy.values() for r in recs]).rename(columns=_UNIFIED_RENAME)
+    frame = to_frame([r for recs in by_strategy.values() for r in recs])
+    frame["raw_persona_tag"] = frame["persona_tag"]
+    frame = frame.rename(columns=_UNIFIED_RENAME)
+    frame["persona_tag"] = frame["target_group_norm"]
     frame["status"] = "success"
     return frame.reindex(columns=UNIFIED_COLUMNS + UNIFIED_NEW_COLUMNS)
 

@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 
 from hsd.records import Record
-from hsd.reporting.seed_files import (BIAS_COLUMNS, PERFORMANCE_COLUMNS, UNIFIED_COLUMNS, write_run_outputs)
+from hsd.recipes.import_legacy import import_run
+from hsd.reporting.seed_files import (BIAS_COLUMNS, PERFORMANCE_COLUMNS, UNIFIED_COLUMNS, UNIFIED_NEW_COLUMNS,
+                                      write_run_outputs)
 from hsd.runs import RunError
 
 SHARED = Path(__file__).parents[2].parent / "shared"
@@ -119,3 +121,54 @@ def test_float_format_matches_old_files(tmp_path):
     new = (tmp_path / f"performance_metrics_{TS}.csv").read_bytes()
     assert old.count(b"\r\n") == new.count(b"\r\n") == 2
     assert b"0.16666666666666666" in new
+
+
+def test_unified_persona_tag_is_the_bias_group_and_raw_tag_is_last(outputs):
+    run, _ = outputs
+    unified = pd.read_csv(run / f"strategy_unified_results_{TS}.csv", keep_default_na=False)
+    assert list(unified.columns) == UNIFIED_COLUMNS + UNIFIED_NEW_COLUMNS and unified.columns[-1] == "raw_persona_tag"
+    assert list(unified.persona_tag) == [r.target_group for r in RECORDS]
+    assert list(unified.raw_persona_tag) == [r.persona_tag for r in RECORDS]  # e.g. "MIDDLE_EAST"
+
+
+def users_recheck(unified_csv: Path) -> dict[str, tuple[float, float]]:
+    """The old pipeline's users' script, as they run it: group by persona_tag, answered rows only."""
+    df = pd.read_csv(unified_csv)
+    df = df[df["predicted_label"].isin(["hate", "normal"])]
+    out = {}
+    for group, d in df.groupby("persona_tag"):
+        tp = ((d.true_label == "hate") & (d.predicted_label == "hate")).sum()
+        tn = ((d.true_label == "normal") & (d.predicted_label == "normal")).sum()
+        fp = ((d.true_label == "normal") & (d.predicted_label == "hate")).sum()
+        fn = ((d.true_label == "hate") & (d.predicted_label == "normal")).sum()
+        out[group] = (float(fp / (fp + tn)) if fp + tn > 0 else 0.0, float(fn / (fn + tp)) if fn + tp > 0 else 0.0)
+    return out
+
+
+def printed_rates(bias_csv: Path) -> dict[str, tuple[str, str]]:
+    """FPR/FNR per group as the bias CSV prints them (text, so the comparison is to the last digit)."""
+    bias = pd.read_csv(bias_csv, dtype=str, keep_default_na=False)
+    return {row.persona_tag: (row.false_positive_rate, row.false_negative_rate) for row in bias.itertuples()}
+
+
+def test_users_recheck_by_persona_tag_gets_the_bias_csv_numbers(outputs):
+    run, _ = outputs
+    mine = users_recheck(run / f"strategy_unified_results_{TS}.csv")
+    # middle_east has no answered normal sample and mexican no answered hate one: the bias CSV leaves
+    # those rates empty (undefined), the users' script writes 0.0 for them
+    assert printed_rates(run / f"bias_metrics_{TS}.csv") == {
+        "middle_east": ("", "0.0"), "lgbtq": ("0.5", "1.0"), "mexican": ("0.0", "")}
+    assert mine == {"middle_east": (0.0, 0.0), "lgbtq": (0.5, 1.0), "mexican": (0.0, 0.0)}
+
+
+def test_users_recheck_on_the_recorded_run_matches_bias_csv(tmp_path):
+    """1009 real samples (predictions kept from the old run), every rate defined: equal to the digit."""
+    if not REFERENCE.exists():
+        pytest.skip(f"{REFERENCE} not found (../shared beside the repository)")
+    out = import_run(REFERENCE, tmp_path / "kept", True, "test")
+    ts = "20251025_175009"
+    printed = printed_rates(out / f"bias_metrics_{ts}.csv")
+    mine = users_recheck(out / f"strategy_unified_results_{ts}.csv")
+    assert sorted(mine) == sorted(printed) == ["lgbtq", "mexican", "middle_east"]
+    assert {g: (repr(fpr), repr(fnr)) for g, (fpr, fnr) in mine.items()} == printed
+    assert printed["mexican"] == ("0.4823529411764706", "0.4878048780487805")  # the old file's numbers

@@ -227,6 +227,7 @@ class ReportConfig:
     confidence: float = 0.95  # interval level
     min_class_count: int = 30  # flag a group with fewer answered hate or normal samples than this
     errors_per_group: int = 5  # error examples per target group in the report
+    top_errors: int = 10  # the run's top N false positives and N false negatives in its report (the old users' lists)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ The job that ends the pipeline. For every validation run found: merge its per-ra
 rank 0 did not get to it (checked against the run's data selection: every sample exactly
 once), compute every metric from the per-sample records, score the reference classifiers on
 exactly the same samples, and write ``metrics_full.json``, ``report.md``, ``report.html`` and
-``plots/*.png``. For an experiment directory with several runs, also the comparison
+``plots/*.png`` (and, for a baseline run, ``BASELINE_METRICS.txt``). For an experiment directory with several runs, also the comparison
 (:mod:`hsd.recipes.compare`) in ``<experiment>/comparison/``.
 
 ``hsd report`` does the same from the records alone: it never merges and reuses the reference
@@ -23,11 +23,11 @@ from hsd.recipes import compare
 from hsd.config import ReportConfig
 from hsd.metrics.references import REFERENCES, as_records
 from hsd.metrics.summary import evaluate, nan_to_none, paired, settings
-from hsd.reporting import refcache, run_report
+from hsd.reporting import refcache, run_report, summary_files
 from hsd.reporting.output import write_report
-from hsd.reporting.misclassified import select_errors, unanswered
+from hsd.reporting.misclassified import select_errors, top_errors, unanswered
 from hsd.reporting.rundata import RunData, find_runs, is_run, load_run, merged_file, read_config
-from hsd.runs import RunError, RunLock, atomic_write_json, timestamp
+from hsd.runs import RunError, RunLock, atomic_write_json, atomic_write_text, timestamp
 
 log = logging.getLogger("hsd.recipes.collate")
 TFIDF = "tfidf_logreg"  # the reference a run is tested against, paired, in its own report
@@ -51,6 +51,7 @@ def full_metrics(run: RunData, refs, provenance: dict[str, Any], cfg: ReportConf
         "vs_tfidf": {ref.name: paired(as_records(run.records, ref), run.records, cfg)
                      for ref in refs if ref.name == TFIDF},
         "errors": select_errors(run.records, cfg.errors_per_group, cfg.bootstrap_seed),
+        "top_errors": top_errors(run.records, cfg.top_errors),
         "unanswered": unanswered(run.records, cfg.errors_per_group),
         "training_log": str(log_path) if log_path else None,
     })
@@ -72,7 +73,7 @@ def merge_if_needed(path: Path, data_dir: Optional[str]) -> bool:
     meta = {"model": cfg.model.name_or_path + (f" + adapter {cfg.model.adapter}" if cfg.model.adapter else ""),
             "template": cfg.prompt.template, "data": f"{cfg.data.subset or cfg.data.split}",
             "command": "hsd collate (merged the shards)"}
-    write_run_outputs(path, records, records[0].strategy, timestamp(), meta)
+    write_run_outputs(path, records, records[0].strategy, timestamp(), meta, cfg.report.top_errors)
     log.info("merged %d records of %s", len(records), path)
     return True
 
@@ -89,6 +90,8 @@ def collate_run(path: Path, data_dir: Optional[str], merge: bool) -> RunData:
         full = full_metrics(run, refs, provenance, report_config(run))
         written = write_report(run.path, full, run_report.build)
         atomic_write_json(run.path / "metrics_full.json", full)
+        if run.role == "baseline":  # the old guide wrote it before any fine-tuning
+            atomic_write_text(run.path / "BASELINE_METRICS.txt", summary_files.render_baseline(full))
         refcache.save(run, refs, provenance)
     log.info("wrote %s", ", ".join(str(p) for p in written))
     return run

@@ -75,7 +75,10 @@ def criterion_roles(runs: Sequence[RunData]) -> tuple[int, list[int], str]:
     return 0, list(range(1, len(runs))), "from argument order (first run = baseline; config.yaml did not say)"
 
 
-def success_criterion(runs: Sequence[RunData], data: Sequence[intervals.Sample3], cfg: ReportConfig) -> dict:
+def success_criterion(runs: Sequence[RunData], data: Sequence[intervals.Sample3], cfg: ReportConfig,
+                      f1s: Sequence[Optional[float]]) -> dict:
+    """The verdict of each candidate against the baseline; ``f1s``: each run's headline F1, for the
+    old pipeline's percent change and SUCCESS / NEEDS WORK."""
     b, candidates, how = criterion_roles(runs)
     rows = []
     for c in candidates:
@@ -85,7 +88,8 @@ def success_criterion(runs: Sequence[RunData], data: Sequence[intervals.Sample3]
         note = "" if templates == ("simple", "rich") else (
             f"note: the old criterion compares the simple prompt after fine-tuning with the rich prompt before; "
             f"here the templates are {templates[0]} and {templates[1]}")
-        rows.append({"candidate": runs[c].name, **verdict(delta, cfg.confidence), "note": note})
+        rows.append({"candidate": runs[c].name, **verdict(delta, cfg.confidence), "note": note,
+                     "old_pipeline": summary_files.old_result(f1s[b], f1s[c])})
     return {"baseline": runs[b].name, "roles": how, "rule": "post-FT F1 (simple prompt) >= baseline F1 (rich prompt)",
             "verdicts": rows}
 
@@ -133,7 +137,7 @@ def compare(runs: Sequence[RunData], refs, provenance: dict[str, Any], cfg: Repo
         "reference_provenance": provenance,
         "deltas": {r.name: paired(runs[0].records, r.records, cfg) for r in runs[1:]},
         "vs_tfidf": {r.name: paired(tfidf, r.records, cfg) for r in runs} if tfidf else {},
-        "criterion": success_criterion(runs, data, cfg),
+        "criterion": success_criterion(runs, data, cfg, [m["performance"]["answered"]["f1_score"] for m in runs_m]),
     })
 
 

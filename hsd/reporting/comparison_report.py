@@ -9,6 +9,7 @@ from hsd.reporting import plots
 from hsd.reporting.document import Bullets, Document, Figure, Heading, Paragraph, Table
 from hsd.reporting.fmt import interval, num, pct, rate_interval
 from hsd.reporting.parse_status import comparison_rows
+from hsd.reporting.summary_files import change_line
 from hsd.reporting.run_report import METRIC_HEADERS, REFERENCE_IN_PLOTS, method_notes, metric_row
 
 DELTA_LABELS = {"accuracy": "accuracy", "f1": "F1", "mcc": "MCC", "eod": "EO difference",
@@ -63,6 +64,8 @@ def _criterion(comp: Mapping[str, Any]) -> list:
     crit = comp["criterion"]
     items = [f"{v['candidate']} vs {crit['baseline']}: F1 difference {interval(v['delta'], sign=True)} - "
              f"{v['text']}." + (f" ({v['note']})" if v["note"] else "") for v in crit["verdicts"]]
+    # the old pipeline's line beside it: percent change and SUCCESS / NEEDS WORK, no interval
+    items += [f"{v['candidate']} vs {crit['baseline']} (old pipeline): {change_line(v)}." for v in crit["verdicts"]]
     items = items or ["Not judged: no fine-tuned run in this comparison."]
     return [Heading("Success criterion"),
             Paragraph(f"The old pipeline's rule: {crit['rule']}. Roles {crit['roles']}."), Bullets(items)]
@@ -142,8 +145,8 @@ def _short_verdict(v: Mapping[str, Any]) -> str:
 
 def terminal_table(comp: Mapping[str, Any], report: Path) -> str:
     """A few lines for the terminal: each run's answered rate, F1 and MCC, the TF-IDF reference,
-    the success-criterion verdict, what did not finish, and where the full report is."""
-    verdicts = {v["candidate"]: _short_verdict(v) for v in comp["criterion"]["verdicts"]}
+    the success-criterion verdict with the old pipeline's F1 change line, what did not finish, and where the full report is."""
+    verdicts = {v["candidate"]: f"{_short_verdict(v)}; {change_line(v)}" for v in comp["criterion"]["verdicts"]}
     rows = [(r["info"]["name"], r["info"]["role"], r["metrics"], verdicts.get(r["info"]["name"], "-"))
             for r in comp["runs"]]
     if REFERENCE_IN_PLOTS in comp["references"]:

@@ -24,7 +24,9 @@ _HEADER = (("model", "Model"), ("template", "Prompt Template"), ("data", "Data S
 
 
 def render_report(results: Mapping[str, tuple[Performance, Sequence[GroupMetrics]]],
-                  status_counts: Mapping[str, Mapping[str, int]], meta: Mapping[str, Any]) -> str:
+                  status_counts: Mapping[str, Mapping[str, int]], meta: Mapping[str, Any],
+                  top: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+    """``top``: per strategy, :func:`hsd.reporting.misclassified.top_errors` (listed when given)."""
     lines = ["HATE SPEECH DETECTION - STRATEGY EVALUATION REPORT", _RULE,
              f"Generated: {_dt.datetime.now().strftime('%Y-%m-%d %H:%M:%S')}"]
     lines += _header(meta)
@@ -41,7 +43,20 @@ def render_report(results: Mapping[str, tuple[Performance, Sequence[GroupMetrics
     lines += ["", "", "PARSE STATUS (how each response was read):", "-" * 40]
     for strategy in results:
         lines += ["", f"{strategy.upper()} Strategy:"] + text_table(status_counts[strategy])
+    for strategy, t in (top or {}).items():
+        lines += _top(strategy, t)
     return "\n".join(lines) + "\n"
+
+
+def _top(strategy: str, top: Mapping[str, Any]) -> list[str]:
+    lines = []
+    for key, title in (("false_positives", "FALSE POSITIVES (normal text flagged as hate)"),
+                       ("false_negatives", "FALSE NEGATIVES (hate text missed)")):
+        rows = top[key]
+        lines += ["", "", f"TOP {top['n']} {title}, {strategy.upper()} Strategy: {len(rows)} of "
+                          f"{top['counts'][key]}, {top['selection']}:", "-" * 40]
+        lines += [f"  {r['sample_id']}  [{r['group']}]  confidence {_f(r['confidence'])}  {r['text']}" for r in rows]
+    return lines
 
 
 def _header(meta: Mapping[str, Any]) -> list[str]:

@@ -117,10 +117,24 @@ def _errors(full: Mapping[str, Any]) -> list:
                  for r in rows]
         blocks.append(Table(["sample id", "true", "predicted", "confidence", "text", "rationale"], table,
                             caption=f"{group}"))
+    blocks += _top_errors(full.get("top_errors"))
     if full["unanswered"]:
         table = [[u["sample_id"], u["group"], u["parse_status"], u["response_tail"]] for u in full["unanswered"]]
         blocks.append(Table(["sample id", "group", "parse status", "end of response"], table,
                             caption="Unanswered samples (first by id)"))
+    return blocks
+
+
+def _top_errors(top: Mapping[str, Any] | None) -> list:
+    """The old users' lists: the run's top N false positives and false negatives."""
+    if not top:
+        return []
+    blocks = []
+    for key, title in (("false_positives", "false positives (normal text flagged as hate)"),
+                       ("false_negatives", "false negatives (hate missed)")):
+        rows = [[r["sample_id"], r["group"], num(r["confidence"]), r["text"], r["rationale"]] for r in top[key]]
+        blocks.append(Table(["sample id", "group", "confidence", "text", "rationale"], rows,
+                            caption=f"Top {top['n']} {title}: {len(rows)} of {top['counts'][key]}, {top['selection']}"))
     return blocks
 
 

@@ -1,13 +1,17 @@
 """The old guide's summary files, ``BASELINE_METRICS.txt`` and ``FINETUNING_RESULTS.txt``.
 
-The old guide built them with awk over the metric CSVs; hsd writes them from the comparison,
+The old guide built them with awk over the metric CSVs; hsd writes them from the comparison
+(and ``BASELINE_METRICS.txt`` also into every baseline run's directory when it is collated),
 one ``key: value`` per line (``grep '^f1_score:'`` / ``awk -F': ' ...`` still work), with the
-interval after each headline number and the success-criterion verdict.
+interval after each headline number, the success-criterion verdict and the old pipeline's
+line (F1 change in percent of the baseline, SUCCESS / NEEDS WORK).
 """
 
 from __future__ import annotations
 
 from typing import Any, Mapping
+
+import math
 
 from hsd.reporting.fmt import interval, num, pct
 
@@ -41,10 +45,32 @@ def _references(comp: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def _header(title: str, comp: Mapping[str, Any]) -> list[str]:
+def _header(title: str, comp: Mapping[str, Any], by: str = "hsd compare") -> list[str]:
     b = comp["bootstrap"]
-    return [title, "=" * len(title), f"generated: {comp['generated']} by hsd compare",
+    return [title, "=" * len(title), f"generated: {comp['generated']} by {by}",
             f"intervals: {b['level']:.0%} {b['method']}, {b['resamples']} resamples, seed {b['seed']}", ""]
+
+
+def render_baseline(full: Mapping[str, Any]) -> str:
+    """A baseline run's own ``BASELINE_METRICS.txt``, from its ``metrics_full.json`` content."""
+    run = {"info": full["run"], "metrics": full["metrics"]}
+    return "\n".join(_header("BASELINE METRICS", full, "hsd collate") + _metric_lines(run) + _references(full)) + "\n"
+
+
+def old_result(base_f1: float | None, post_f1: float | None) -> dict[str, Any]:
+    """The old pipeline's comparison: F1 change in percent of the baseline F1, and SUCCESS when
+    post-FT F1 >= baseline F1 else NEEDS WORK (no interval: that is the verdict beside it)."""
+    undefined = [x is None or math.isnan(x) for x in (base_f1, post_f1)]
+    change = None if any(undefined) or base_f1 == 0 else (post_f1 - base_f1) / base_f1 * 100
+    result = "n/a" if any(undefined) else ("SUCCESS" if post_f1 >= base_f1 else "NEEDS WORK")
+    return {"f1_change_pct": change, "result": result}
+
+
+def change_line(v: Mapping[str, Any]) -> str:
+    """``F1 change +28.57% vs baseline: SUCCESS``, as every comparison output prints it."""
+    old = v["old_pipeline"]
+    change = "n/a" if old["f1_change_pct"] is None else f"{old['f1_change_pct']:+.2f}%"
+    return f"F1 change {change} vs baseline: {old['result']}"
 
 
 def render(comp: Mapping[str, Any]) -> dict[str, str]:
@@ -60,7 +86,8 @@ def render(comp: Mapping[str, Any]) -> dict[str, str]:
         ft += ["", f"[{v['candidate']}]"] + _metric_lines(by_name[v["candidate"]])
         ft += [f"f1_difference_vs_baseline: {interval(v['delta'], sign=True)}",
                f"success_criterion_met: {_yes_no(v['met'])}",
-               f"beyond_noise: {_yes_no(v['beyond_noise'])}", f"verdict: {v['text']}"]
+               f"beyond_noise: {_yes_no(v['beyond_noise'])}", f"verdict: {v['text']}",
+               f"old_pipeline: {change_line(v)}"]
         if v["note"]:
             ft.append(v["note"])
     ft += _references(comp)

@@ -23,7 +23,7 @@ from sklearn.pipeline import make_pipeline
 from _report_helpers import make_dataset, make_experiment, make_run
 from hsd import cli
 from hsd.metrics import intervals as iv
-from hsd.reporting.misclassified import select_errors
+from hsd.reporting.misclassified import select_errors, top_errors
 from hsd.records import Record
 
 NUM = r"(-?\d+\.\d+|n/a)"
@@ -326,6 +326,69 @@ def test_score_mode_errors_are_the_most_confident_per_group():
     chosen = select_errors(recs, per_group=2, seed=0)
     assert chosen["selection"].startswith("most confident")
     assert [r["sample_id"] for r in chosen["by_group"]["lgbtq"]] == ["s1", "s9"]  # confidence 0.99, 0.95
+
+
+def test_a_baseline_run_gets_its_own_baseline_metrics(collated):
+    """Written when the run is collated (before any comparison in the old guide), the same lines as
+    the comparison's file but the line that says who generated it."""
+    exp, _ = collated
+    assert not (exp / "finetuned_simple" / "BASELINE_METRICS.txt").exists()  # model.adapter set: not a baseline
+    own = (exp / "baseline_rich" / "BASELINE_METRICS.txt").read_text().splitlines()
+    theirs = (exp / "comparison" / "BASELINE_METRICS.txt").read_text().splitlines()
+    assert own[:2] == ["BASELINE METRICS", "================"]
+    assert re.fullmatch(r"generated: \S+ by hsd collate", own[2]) and theirs[2].endswith(" by hsd compare")
+    assert own[:2] + own[3:] == theirs[:2] + theirs[3:]
+    row = {r[0]: r for r in tables((exp / "baseline_rich" / "report.md").read_text())["classifier|answered / samples"]}
+    assert f"f1_score: {row['baseline_rich (this run)'][5]}" in own
+    assert f"run: {exp / 'baseline_rich'}" in own and "adapter: none" in own
+
+
+def caption_table(md: str, caption_start: str) -> tuple[str, list[list[str]]]:
+    """(caption, rows) of the table whose caption starts with ``caption_start``."""
+    lines = md.splitlines()
+    i = next(k for k, line in enumerate(lines) if line.startswith(f"*{caption_start}"))
+    rows = []
+    for line in lines[i + 4:]:  # caption, blank, header, separator
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip().strip("|").split(" | ")])
+    return lines[i].strip("*"), rows
+
+
+@pytest.mark.parametrize("name", ["baseline_rich", "finetuned_simple"])
+def test_the_run_report_lists_the_top_false_positives_and_negatives(collated, name):
+    """No P(hate) in these runs: the first 10 (report.top_errors) of each kind by sample id."""
+    exp, _ = collated
+    md = (exp / name / "report.md").read_text()
+    recs = sorted(read_records(exp / name), key=lambda r: r["sample_id"])
+    for kind, true, pred in (("false positives (normal text flagged as hate)", "normal", "hate"),
+                             ("false negatives (hate missed)", "hate", "normal")):
+        wrong = [r for r in recs if r["true_label"] == true and r["predicted_label"] == pred]
+        caption, rows = caption_table(md, f"Top 10 {kind}")
+        assert len(wrong) > 10 and caption == f"Top 10 {kind}: 10 of {len(wrong)}, first by sample id"
+        assert [(r[0], r[1], r[2]) for r in rows] == [(r["sample_id"], r["target_group"], "n/a") for r in wrong[:10]]
+    html = (exp / name / "report.html").read_text()
+    assert "Top 10 false positives (normal text flagged as hate): 10 of" in html
+
+
+def test_top_errors_are_the_most_confident_with_p_hate():
+    def rec(i: int, true: str, pred: str, p: float) -> Record:
+        return Record(f"s{i}", "t", true, "lgbtq", "p", "src", "x", "h", "", pred, None, "ok", 0.1, p_hate=p)
+    recs = [rec(0, "normal", "hate", 0.6), rec(1, "normal", "hate", 0.99), rec(2, "normal", "hate", 0.8),
+            rec(3, "hate", "normal", 0.3), rec(4, "hate", "normal", 0.05), rec(5, "hate", "hate", 0.9)]
+    top = top_errors(recs, 2)
+    assert top["selection"] == "most confident (P(hate))" and top["counts"] == {"false_positives": 3,
+                                                                               "false_negatives": 2}
+    assert [(r["sample_id"], r["confidence"]) for r in top["false_positives"]] == [("s1", 0.99), ("s2", 0.8)]
+    assert [(r["sample_id"], round(r["confidence"], 6)) for r in top["false_negatives"]] == [("s4", 0.95), ("s3", 0.7)]
+
+
+def test_top_errors_without_p_hate_are_in_sample_id_order():
+    recs = [Record(f"s{i}", "t", "normal", "mexican", "p", "src", "x", "h", "", "hate", None, "ok", 0.1)
+            for i in (3, 1, 2)]
+    top = top_errors(recs, 2)
+    assert top["selection"] == "first by sample id" and top["false_negatives"] == []
+    assert [r["sample_id"] for r in top["false_positives"]] == ["s1", "s2"]
 
 
 SHARED = Path(__file__).parents[2].parent / "shared"

@@ -13,6 +13,7 @@ from hsd import cli
 from hsd.recipes.compare import CompareError, check_same_samples, criterion_roles, verdict
 from hsd.metrics.intervals import Interval
 from hsd.reporting.rundata import load_run
+from hsd.reporting.summary_files import change_line, old_result
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +96,11 @@ def test_compare_end_to_end(tmp_path, data):
     assert "data:image/png;base64," in html
     verdicts = re.findall(r"<li>ft_better vs base: F1 difference [^<]*? - ((?:NOT )?MET), (beyond|within) noise: ", html)
     assert verdicts == [("MET", "beyond")]
+    f1 = {r["info"]["name"]: r["metrics"]["performance"]["answered"]["f1_score"] for r in comp["runs"]}
+    old_line = f"F1 change {(f1['ft_better'] - f1['base']) / f1['base'] * 100:+.2f}% vs baseline: SUCCESS"
+    assert f"old_pipeline: {old_line}" in results.splitlines()  # beside the unchanged verdict line
+    assert f"- ft_better vs base (old pipeline): {old_line}." in (out / "report.md").read_text().splitlines()
+    assert f"<li>ft_better vs base (old pipeline): {old_line}.</li>" in html
 
 
 def test_a_tiny_difference_is_within_noise(tmp_path, data):
@@ -161,7 +167,23 @@ def test_the_terminal_table_shows_rates_f1_mcc_tfidf_verdict_and_report(tmp_path
     assert rows["base"][1:6] == ["baseline", f"{100 * (1 - m['base']['unknown_rate']):.1f}%",
                                  f"{m['base']['intervals']['f1']['estimate']:.3f}",
                                  f"{m['base']['intervals']['mcc']['estimate']:.3f}", "-"]
-    assert rows["ft_better"][5:] == ["MET", "(beyond", "noise)"]
+    f1 = {n: mm["performance"]["answered"]["f1_score"] for n, mm in m.items()}
+    change = (f1["ft_better"] - f1["base"]) / f1["base"] * 100
+    assert change > 0 and rows["ft_better"][5:] == ["MET", "(beyond", "noise);", "F1", "change", f"{change:+.2f}%",
+                                                    "vs", "baseline:", "SUCCESS"]
     assert rows["tfidf_logreg"][1:5] == ["reference", "100.0%", f"{tf['intervals']['f1']['estimate']:.3f}",
                                          f"{tf['intervals']['mcc']['estimate']:.3f}"]
     assert lines[-1] == f"report: {exp / 'comparison' / 'report.html'}"
+
+
+@pytest.mark.parametrize("base, post, line", [
+    (0.5, 0.6, "F1 change +20.00% vs baseline: SUCCESS"),
+    (0.6, 0.5, "F1 change -16.67% vs baseline: NEEDS WORK"),
+    (0.5, 0.5, "F1 change +0.00% vs baseline: SUCCESS"),  # >=, as the old pipeline
+    (0.0, 0.4, "F1 change n/a vs baseline: SUCCESS"),  # no percent of 0
+    (0.0, 0.0, "F1 change n/a vs baseline: SUCCESS"),
+    (None, 0.4, "F1 change n/a vs baseline: n/a"),  # undefined F1 (null in JSON)
+    (0.4, float("nan"), "F1 change n/a vs baseline: n/a"),
+])
+def test_old_pipeline_line(base, post, line):
+    assert change_line({"old_pipeline": old_result(base, post)}) == line

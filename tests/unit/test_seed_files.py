@@ -172,3 +172,15 @@ def test_users_recheck_on_the_recorded_run_matches_bias_csv(tmp_path):
     assert sorted(mine) == sorted(printed) == ["lgbtq", "mexican", "middle_east"]
     assert {g: (repr(fpr), repr(fnr)) for g, (fpr, fnr) in mine.items()} == printed
     assert printed["mexican"] == ("0.4823529411764706", "0.4878048780487805")  # the old file's numbers
+
+
+def test_report_lists_top_false_positives_and_negatives(outputs, tmp_path):
+    run, _ = outputs
+    lines = (run / f"evaluation_report_{TS}.txt").read_text().splitlines()
+    fp = lines.index("TOP 10 FALSE POSITIVES (normal text flagged as hate), RICH Strategy: 1 of 1, first by sample id:")
+    assert lines[fp + 1:fp + 3] == ["-" * 40, "  id1  [lgbtq]  confidence n/a  text, with comma 1"]
+    fn = lines.index("TOP 10 FALSE NEGATIVES (hate text missed), RICH Strategy: 1 of 1, first by sample id:")
+    assert lines[fn + 1:] == ["-" * 40, "  id2  [lgbtq]  confidence n/a  text, with comma 2"]
+    write_run_outputs(tmp_path / "none", RECORDS, "rich", TS, META, top_n=0)
+    text = (tmp_path / "none" / f"evaluation_report_{TS}.txt").read_text().splitlines()
+    assert text[-2:] == ["TOP 0 FALSE NEGATIVES (hate text missed), RICH Strategy: 0 of 1, first by sample id:", "-" * 40]

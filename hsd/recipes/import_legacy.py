@@ -208,6 +208,8 @@ def reparsed_records(old: OldRun) -> list[Record]:
         raise LegacyError(f"{old.path} has no intermediate_results_{old.ts}.jsonl to re-parse "
                           "(use --keep-predictions to recompute the metrics from the CSV)")
     align = _csv_rows_by_text(old.table)
+    # hsd's own per-sample CSV keeps the raw tag in its last column (persona_tag holds the group there)
+    persona_column = "raw_persona_tag" if old.table is not None and "raw_persona_tag" in old.table else "persona_tag"
     records = []
     for n, row in enumerate(old.rows):
         raw = _raw_response(row)
@@ -217,7 +219,7 @@ def reparsed_records(old: OldRun) -> list[Record]:
         strategy = _str(row.get("strategy")) or "legacy"  # absent in very old files
         text, group = _str(row["text"]), _str(row.get("target_group")) or "unknown"
         rows = align.get((strategy, text))
-        persona = old.table["persona_tag"][rows.popleft()] if rows else group
+        persona = old.table[persona_column][rows.popleft()] if rows else group
         records.append(Record(
             sample_id=_str(row.get("sample_id", n)), text=text, true_label=row["true_label"],
             target_group=group, persona_tag=persona, source=_str(row.get("source")),

@@ -50,7 +50,7 @@ def ensure_tiny_model(path: Path) -> None:
 
 
 def ensure_data() -> None:
-    from hsd.data.setup import main as data_main
+    from hsd.commands.data import main as data_main
 
     if data_main(argparse.Namespace(source=None, dest=None, copy=False)) != 0:
         raise HsdError("the dataset is not in place: see the message above (make data)")

@@ -163,6 +163,52 @@ def test_every_registry_string_names_a_module_that_exists() -> None:
     assert project_graph(ROOT)[2] == []
 
 
+def defined_names(path: Path) -> set[str]:
+    """Names a module defines at its top level (also inside top-level ``if``/``try``), as
+    ``from module import name`` finds them."""
+    names: set[str] = set()
+    body = list(ast.parse(path.read_text(), str(path)).body)
+    while body:
+        node = body.pop()
+        if isinstance(node, (ast.If, ast.Try)):
+            body += node.body + node.orelse + getattr(node, "finalbody", []) + \
+                [n for h in getattr(node, "handlers", []) for n in h.body]
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+    return names
+
+
+def unresolved(root: Path) -> list[str]:
+    """``from first_party import name`` (at any depth, lazy ones too) and ``"module:name"`` strings
+    whose module defines no such name: an ImportError that only the line's first run would show."""
+    mods = modules(root)
+    found = []
+    for name, path in mods.items():
+        for ref in references(name, path):
+            if ref.name is None or ref.module not in mods or f"{ref.module}.{ref.name}" in mods:
+                continue
+            if ref.name != "*" and ref.name not in defined_names(mods[ref.module]):
+                found.append(f"{path.relative_to(root)}:{ref.line} {ref.module} has no {ref.name}")
+    return found
+
+
+def test_every_imported_name_exists() -> None:
+    assert unresolved(ROOT) == []
+
+
+def test_the_name_check_sees_a_moved_function(tmp_path: Path) -> None:
+    for rel, text in {"hsd/__init__.py": "", "hsd/a.py": "def run():\n    from hsd.b import main\n",
+                      "hsd/b.py": "def other():\n    pass\n", "jobs/__init__.py": ""}.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    assert unresolved(tmp_path) == ["hsd/a.py:2 hsd.b has no main"]
+
+
 def test_the_checks_see_a_cycle_and_a_private_import(tmp_path: Path) -> None:
     """The checks themselves can fail: a lazy cycle of modules, one of packages, a private import,
     a cycle made by a registry string, a registry string naming no module."""

@@ -25,6 +25,7 @@ from hsd import distributed as dist
 from hsd import runs
 from hsd.config import Config
 from hsd.errors import HsdError
+from hsd.phases import Phases, process_age_s
 from hsd.inference import get_backend, store
 from hsd.inference.base import GenerationSettings
 from hsd.inference.batching import length_sorted_batches
@@ -59,6 +60,7 @@ class RankStats:
     rank: int
     evaluated: int
     seconds: float  # model load excluded: this is what samples/s is computed from
+    phases: dict[str, float]  # this rank's model build, tokenize, first output, generation
 
 
 def run(cfg: Config, run_dir: Path | None = None) -> Path:
@@ -66,16 +68,21 @@ def run(cfg: Config, run_dir: Path | None = None) -> Path:
     from hsd.models.loader import resolve_device
 
     started = time.time()
+    phases = Phases()
+    age = process_age_s()
+    if age is not None:
+        phases.add("start_up", age)  # interpreter and imports, before this function: part of the job's wait
     kind = "cuda" if resolve_device(cfg.model).startswith("cuda") else "cpu"
     with dist.session(kind, peer_timeout_s=cfg.distributed.peer_timeout_s) as env:  # binds this rank's GPU
-        return _run(cfg, run_dir, env, started)
+        return _run(cfg, run_dir, env, started, phases)
 
 
-def _run(cfg: Config, run_dir: Path | None, env: dist.DistEnv, started: float) -> Path:
+def _run(cfg: Config, run_dir: Path | None, env: dist.DistEnv, started: float, phases: Phases) -> Path:
     from hsd.data import select_samples
     from hsd.models.loader import check_adapter, load_tokenizer
     from hsd.prompts import Prompter
 
+    t_setup = time.perf_counter()
     mode = get_mode(cfg)  # generate | score (hsd.inference.modes); a bad threshold_from fails here, early
     get_backend(cfg.inference.backend)  # an unknown name fails here, before a run directory exists
     samples = select_samples(cfg.data)
@@ -96,10 +103,12 @@ def _run(cfg: Config, run_dir: Path | None, env: dist.DistEnv, started: float) -
         mine = shard_for_rank(samples, env.rank, env.world_size, done)
         log.info("rank %d/%d: %d samples to evaluate (%d of %d already recorded)",
                  env.rank, env.world_size, len(mine), len(done), len(samples))
+        phases.add("setup", time.perf_counter() - t_setup)  # data, tokenizer, prompts, run directory
         stats = _evaluate(cfg, env, tokenizer, prompter, setup.path, mine, mode)
         all_stats = dist.gather(stats)  # also the barrier before merging
         if held:
-            _finish(cfg, setup, held[0], samples, prompter.strategy, all_stats, len(done), started)
+            phases.seconds.update(stats.phases)
+            _finish(cfg, setup, held[0], samples, prompter.strategy, all_stats, len(done), started, phases)
     return setup.path
 
 
@@ -172,25 +181,32 @@ def _evaluate(cfg: Config, env: dist.DistEnv, tokenizer: Any, prompter: Any,
 
     backend_cls = get_backend(cfg.inference.backend)
     if not mine and not backend_cls.collective:  # nothing left: do not load a 40 GB model to do nothing
-        return RankStats(env.rank, 0, 0.0)
-    backend = backend_cls(cfg, env.device, env.rank, tokenizer)
+        return RankStats(env.rank, 0, 0.0, {})
+    phases = Phases()
+    with phases("model"):  # build or load, move to the device, compile set-up
+        backend = backend_cls(cfg, env.device, env.rank, tokenizer)
     settings = generation_settings(cfg, prompter.generation)
-    prompts = [mode.render(prompter, s) for s in mine]
-    lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
-    batches = length_sorted_batches([s.id for s in mine], lengths, cfg.inference.batch_size)
+    with phases("tokenize"):
+        prompts = [mode.render(prompter, s) for s in mine]
+        lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+        batches = length_sorted_batches([s.id for s in mine], lengths, cfg.inference.batch_size)
     show = cfg.inference.progress and sys.stderr.isatty()
     started = time.perf_counter()
     with store.ShardWriter(run_path, env.rank) as writer, \
             tqdm(total=len(mine), position=env.rank, desc=f"rank {env.rank}", disable=not show) as bar:
         t0 = time.perf_counter()
         for group in mode.stream(backend, prompts, settings, batches):  # a batch, or the rows finished at a step
+            if "first_output" not in phases.seconds:  # warm-up, graph capture and the first rows' decode
+                phases.add("first_output", time.perf_counter() - started)
             per_sample = (time.perf_counter() - t0) / len(group)  # the time since the last group, shared
             writer.append(make_record(mine[i], prompts[i], out, prompter.strategy, per_sample, env.rank, mode.judge)
                           for i, out in group)
             bar.update(len(group))
             t0 = time.perf_counter()
     backend.finish()  # a collective backend (ZeRO-3) joins the other ranks' remaining batches
-    return RankStats(env.rank, len(mine), time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    phases.add("generation", seconds)
+    return RankStats(env.rank, len(mine), seconds, phases.seconds)
 
 
 def make_record(sample: Sample, prompt: str, out: Any, strategy: str, latency_s: float, rank: int,
@@ -210,22 +226,24 @@ def make_record(sample: Sample, prompt: str, out: Any, strategy: str, latency_s:
 
 
 def _finish(cfg: Config, setup: RunSetup, run: RunDirectory, samples: list[Sample], strategy: str,
-            stats: list[RankStats], resumed: int, started: float) -> None:
+            stats: list[RankStats], resumed: int, started: float, phases: Phases) -> None:
     """Rank 0: merge shards (each sample exactly once), write outputs, complete the manifest."""
-    records = store.merge(setup.path, [s.id for s in samples])
-    meta = report_meta(cfg, setup, len(stats))
-    outputs = write_outputs(setup.path, records, strategy, setup.ts, meta, cfg.report.top_errors)
+    with phases("merge_reports"):
+        records = store.merge(setup.path, [s.id for s in samples])
+        meta = report_meta(cfg, setup, len(stats))
+        outputs = write_outputs(setup.path, records, strategy, setup.ts, meta, cfg.report.top_errors)
     evaluated = sum(s.evaluated for s in stats)
     gen_seconds = max(s.seconds for s in stats)
     run.end(
         Status.COMPLETED, world_size=len(stats),
         samples=len(records), evaluated_this_attempt=evaluated, resumed=resumed,
         per_rank={str(s.rank): s.evaluated for s in stats}, wall_time_s=round(time.time() - started, 2),
-        generation_s=round(gen_seconds, 2),
+        generation_s=round(gen_seconds, 2), phases_s=phases.rounded(),
         samples_per_s=round(evaluated / gen_seconds, 3) if gen_seconds > 0 else None,
         outputs=sorted(p.name for p in outputs), **get_mode(cfg).manifest(), **_mxfp4_load(cfg),
     )
     log.info("merged %d records (%d evaluated now, %d resumed) into %s", len(records), evaluated, resumed, setup.path)
+    log.info("where the time went (rank 0): %s", phases.summary())
 
 
 def _mxfp4_load(cfg: Config) -> dict[str, Any]:

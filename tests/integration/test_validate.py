@@ -46,6 +46,12 @@ def test_cli_prints_run_dir_last_and_writes_every_file(cli_run):
     assert manifest["samples_per_s"] > 0 and manifest["git_sha"] and manifest["versions"]["torch"]
     log_text = (run_dir / f"validation_log_{ts}.log").read_text()
     assert "20 samples to evaluate" in log_text
+    # Where the wall time went: each phase timed once, first output inside generation, all within the command.
+    phases = manifest["phases_s"]
+    assert list(phases) == ["start_up", "setup", "model", "tokenize", "first_output", "generation", "merge_reports"]
+    assert all(v >= 0 for v in phases.values()) and 0 < phases["first_output"] <= phases["generation"]
+    assert sum(v for k, v in phases.items() if k not in ("start_up", "first_output")) <= manifest["wall_time_s"] + 0.1
+    assert "where the time went (rank 0): start_up" in log_text
 
 
 def test_records_keep_special_tokens_and_parse(cli_run):

@@ -72,7 +72,10 @@ def from_pretrained(loader: Any, source: str, what: str, mxfp4_kernels: bool = F
     ``compile_experts``: ``model.compile_attention`` / ``model.compile_experts`` (hsd.gptoss.kernels)."""
     from hsd.models import mxfp4_load
     from hsd.models.fullsize import is_random_spec, random_from_pretrained
+    from hsd.paths import use_compile_cache
 
+    if what == "model":  # before anything compiles: kernels compiled by an earlier job are reused
+        use_compile_cache()
     if "attn_implementation" in kwargs:  # "auto" -> hsd's sink-aware SDPA kernel, registered first
         from hsd.gptoss.kernels import resolve_attn_implementation, resolve_experts_implementation
 

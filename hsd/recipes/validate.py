@@ -68,20 +68,20 @@ def run(cfg: Config, run_dir: Path | None = None) -> Path:
     from hsd.models.loader import resolve_device
 
     started = time.time()
-    phases = Phases()
-    age = process_age_s()
-    if age is not None:
-        phases.add("start_up", age)  # interpreter and imports, before this function: part of the job's wait
     kind = "cuda" if resolve_device(cfg.model).startswith("cuda") else "cpu"
     with dist.session(kind, peer_timeout_s=cfg.distributed.peer_timeout_s) as env:  # binds this rank's GPU
-        return _run(cfg, run_dir, env, started, phases)
+        return _run(cfg, run_dir, env, started)
 
 
-def _run(cfg: Config, run_dir: Path | None, env: dist.DistEnv, started: float, phases: Phases) -> Path:
+def _run(cfg: Config, run_dir: Path | None, env: dist.DistEnv, started: float) -> Path:
     from hsd.data import select_samples
     from hsd.models.loader import check_adapter, load_tokenizer
     from hsd.prompts import Prompter
 
+    phases = Phases()
+    age = process_age_s()
+    if age is not None:  # interpreter, imports (torch), process group and device: part of the job's wait
+        phases.add("start_up", age)
     t_setup = time.perf_counter()
     mode = get_mode(cfg)  # generate | score (hsd.inference.modes); a bad threshold_from fails here, early
     get_backend(cfg.inference.backend)  # an unknown name fails here, before a run directory exists

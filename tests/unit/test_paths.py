@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,16 @@ def test_package_data_is_inside_the_package():
     assert paths.package_data("ds_configs", "zero3.json").is_file()
     assert paths.package_data("configs", "demo.yaml").is_file()
     assert (REPO / "ds_configs").resolve() == paths.package_data("ds_configs")  # the checkout's link
+
+
+def test_compile_caches_go_under_the_hsd_cache_unless_the_user_chose(monkeypatch, tmp_path):
+    monkeypatch.setenv("HSD_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "")  # recorded, so the value set below is undone after
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
+    monkeypatch.setenv("TRITON_CACHE_DIR", "/mine/triton")
+    assert paths.use_compile_cache() == tmp_path / "compile"
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "compile" / "inductor")
+    assert os.environ["TRITON_CACHE_DIR"] == "/mine/triton"  # the user's choice is kept
+    from torch._inductor.runtime.cache_dir_utils import cache_dir  # torch reads it where it compiles
+
+    assert cache_dir() == str(tmp_path / "compile" / "inductor")

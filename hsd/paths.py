@@ -47,11 +47,17 @@ COMPILE_CACHE_ENVS = ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")
 
 def use_compile_cache() -> Path:
     """Point torch.compile's and Triton's on-disk caches into ``cache_root()/compile`` unless the
-    user already chose (either variable set). Why: their defaults are ``/tmp`` per node, which a
-    cluster wipes or does not share, so every job on a fresh node compiled again — measured on one
-    H100, the first ``hsd validate`` of the rich test split took 83 s, the next one with the
-    caches kept 62 s. Under the checkout's or the user's cache, the jobs of an experiment share them."""
+    user chose other places. Why: their defaults are ``/tmp`` per node, which a cluster wipes or
+    does not share, so every job on a fresh node compiled again — measured on one H100, the first
+    ``hsd validate`` of the rich test split took 63.7 s, the next one 47.1 s (BENCHMARKS.md).
+    torch writes its default into ``TORCHINDUCTOR_CACHE_DIR`` as soon as ``torch._inductor`` is
+    imported, so a value equal to that default counts as not chosen; torch reads the variable
+    again at each compile, so setting it here, before the model compiles, takes effect."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
     root = cache_root() / "compile"
-    for name, sub in zip(COMPILE_CACHE_ENVS, ("inductor", "triton")):
-        os.environ.setdefault(name, str(root / sub))
+    inductor = os.environ.get(COMPILE_CACHE_ENVS[0])
+    if inductor is None or os.path.abspath(inductor) == os.path.abspath(default_cache_dir()):
+        os.environ[COMPILE_CACHE_ENVS[0]] = str(root / "inductor")
+    os.environ.setdefault(COMPILE_CACHE_ENVS[1], str(root / "triton"))
     return root

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 
@@ -63,3 +64,16 @@ def test_compile_caches_go_under_the_hsd_cache_unless_the_user_chose(monkeypatch
     from torch._inductor.runtime.cache_dir_utils import cache_dir  # torch reads it where it compiles
 
     assert cache_dir() == str(tmp_path / "compile" / "inductor")
+
+
+def test_torchs_own_default_does_not_count_as_the_users_choice(monkeypatch, tmp_path):
+    importlib.import_module("torch._inductor.config")  # importing it writes the default into the environment
+    from torch._inductor.runtime.cache_dir_utils import cache_dir, default_cache_dir
+
+    monkeypatch.setenv("HSD_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())
+    paths.use_compile_cache()
+    assert cache_dir() == str(tmp_path / "compile" / "inductor")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))  # a real choice is kept
+    paths.use_compile_cache()
+    assert cache_dir() == str(tmp_path / "mine")

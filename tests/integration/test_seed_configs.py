@@ -32,8 +32,9 @@ def test_seed_configs_hold_the_old_settings(monkeypatch):
     assert (post.prompt.template, post.prompt.strategy) == ("../shared/reference/baseline_v1.json", "baseline_standard")
     assert (post.pipeline.finetuned_template, post.pipeline.finetuned_strategy) == (post.prompt.template,
                                                                                     post.prompt.strategy)
-    assert (post.pipeline.baseline_template, post.pipeline.baseline_strategy) == (base.prompt.template,
-                                                                                  base.prompt.strategy)
+    for cfg in (base, post):  # hsd submit baseline / pipeline read the baseline's prompt from pipeline.*
+        assert (cfg.pipeline.baseline_template, cfg.pipeline.baseline_strategy) == (base.prompt.template,
+                                                                                    base.prompt.strategy)
     for cfg in (base, post):  # the sampling parameters are the strategy's own
         strategy = json.loads((REPO / cfg.prompt.template).read_text())["strategies"][cfg.prompt.strategy]
         p = strategy["parameters"]

@@ -71,6 +71,7 @@ def test_seed_baseline_writes_every_old_file_on_val_with_its_empty_row_skipped(
     baseline = (run_dir / "BASELINE_METRICS.txt").read_text().splitlines()
     assert baseline[0] == "BASELINE METRICS" and "strategy: combined_optimized" in baseline
     assert "samples: 6" in baseline and any(line.startswith("f1_score: ") for line in baseline)
+    assert "data val (max_samples 6, seed 42; 1 rows with empty text skipped)" in (run_dir / "report.md").read_text()
     # started again with nothing to do: every file as it was (no second collate)
     before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p.name != ".lock"}
     with one_thread():

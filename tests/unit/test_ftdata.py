@@ -113,6 +113,21 @@ def test_old_optimized_gives_the_target_group_and_answers_label_rationale(writte
     assert any(not r["messages"][2]["content"].endswith("not annotated") for r in rows)
 
 
+@pytest.mark.parametrize("response, label, rationale, status", [
+    # as post-FT validation records them: special tokens kept, or decoded with them stripped
+    ("<|channel|>analysis<|message|>Slur.<|end|><|start|>assistant<|channel|>final<|message|>"
+     "LABEL: hate RATIONALE: calls them vermin<|return|>", "hate", "calls them vermin", "ok_final_channel"),
+    ("<|channel|>final<|message|>LABEL: normal RATIONALE: not annotated<|return|>", "normal", "not annotated",
+     "ok_final_channel"),
+    ("analysisThe post is fine.assistantfinalLABEL: normal RATIONALE: a question", "normal", "a question",
+     "ok_stripped_final"),
+    ("<|channel|>final<|message|>LABEL: offensive RATIONALE: x<|return|>", "unknown", "x", "invalid_label"),
+])
+def test_old_optimized_answers_are_read_by_the_parser(response, label, rationale, status):
+    parsed = parse_response(response)
+    assert (parsed.label, parsed.rationale, parsed.status) == (label, rationale, status)
+
+
 def test_every_ftdata_format_is_a_train_format():
     import typing
 

@@ -44,6 +44,6 @@ def baseline_metrics(cfg: Config, path: Path) -> None:
         return
     try:
         collate_run(path, cfg.data.dir, merge=False)
-    except HsdError as exc:
+    except (HsdError, OSError) as exc:
         print(f"warning: {path}: the run is complete, but BASELINE_METRICS.txt and its reports were not "
               f"written ({exc}); write them with: hsd collate {path}", file=sys.stderr, flush=True)

@@ -42,9 +42,10 @@ class DataConfig:
     subset: Optional[str] = None  # a named file in <dir>/canned/ (e.g. canned_50_quick); overrides split
     max_samples: Union[int, Literal["all"]] = "all"  # N drawn stratified by label x target group
     seed: int = 42  # seed of the stratified draw
-    # A row whose text is "" is an error by default; true skips such rows with a warning naming
-    # them (the shipped unified_val.json has one). Missing or null text is always an error.
-    drop_empty_text: bool = False
+    # A row whose text is "" (unified_val.json has one): skip = left out, one warning line naming it,
+    # counted in the run's manifest and report; error = the file is refused. Missing or null text is
+    # always an error. Older configs' drop_empty_text is read too (see LEGACY_KEYS).
+    empty_text: Literal["skip", "error"] = "skip"
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,7 @@ class LoraConfig:
 class TrainConfig:
     """LoRA fine-tuning under Accelerate + DeepSpeed."""
 
-    format: Literal["simple", "optimized"] = "simple"  # which ftdata chat format to train on
+    format: Literal["simple", "optimized", "old_optimized"] = "simple"  # which ftdata chat format to train on (hsd.training.ftdata.FORMATS)
     holdout_fraction: float = 0.1  # stratified eval hold-out carved from the train split
     # auto: the fastest stage whose estimated memory per GPU fits (hsd.training.memory): zero2,
     # else zero3, else zero3_offload; or a JSON path / name.
@@ -455,12 +456,42 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+# Keys older configs hold (hsd itself wrote them into every resolved config.yaml) -> how they read now.
+# data.drop_empty_text (bool, default false = refuse the file) became data.empty_text (skip | error,
+# default skip): true reads as skip; false, the old default that every config.yaml of that time holds
+# without anyone choosing it, says nothing (empty_text keeps its value, by default skip). A converter
+# returns the new key's value, or None for "no opinion".
+LEGACY_KEYS = {("data", "drop_empty_text"): ("empty_text", lambda old: "skip" if old else None)}
+
+
+def _read_legacy_keys(tree: dict[str, Any], source: str) -> None:
+    """Rewrite the :data:`LEGACY_KEYS` of ``tree`` in place; one set beside its new key is an error
+    when the two disagree, so neither silently wins."""
+    for (section, old), (new, convert) in LEGACY_KEYS.items():
+        node = tree.get(section)
+        if not isinstance(node, dict) or old not in node:
+            continue
+        value = node.pop(old)
+        if not isinstance(value, bool):
+            raise ConfigError(f"{source}: '{section}.{old}' must be bool, got {value!r}; it is the old name "
+                              f"of '{section}.{new}', write that instead")
+        converted = convert(value)
+        if converted is None:
+            continue
+        if new in node and node[new] != converted:
+            raise ConfigError(f"{source}: '{section}.{old}: {str(value).lower()}' (the old name of "
+                              f"'{section}.{new}') contradicts '{section}.{new}: {node[new]}'; keep only "
+                              f"'{section}.{new}'")
+        node[new] = converted
+
+
 def from_dict(values: dict[str, Any], source: str = "<config>", overrides: list[str] = ()) -> Config:
     """Build a :class:`Config` from a plain mapping plus dotted overrides."""
     tree = _deep_copy(values)
     for text in overrides:
         path, value = parse_override(text)
         _set_dotted(tree, path, value)
+    _read_legacy_keys(tree, source if not overrides else f"{source} (with overrides {' '.join(overrides)})")
     src = source if not overrides else f"{source} (with overrides {' '.join(overrides)})"
     return _build(Config, tree, "", src)
 

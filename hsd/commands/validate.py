@@ -1,16 +1,22 @@
 """``hsd validate --config F [--run-dir D] [overrides]``: one resumable validation run.
 
 The run is :func:`hsd.recipes.validate.run`; this prints its directory as the last line of
-stdout (rank 0 only, so a multi-rank launch prints it once).
+stdout (rank 0 only, so a multi-rank launch prints it once). A baseline run (no
+``model.adapter``) whose records this call wrote is then collated on its own
+(:func:`hsd.recipes.collate.collate_run`): its reports and ``BASELINE_METRICS.txt`` exist before
+any fine-tuning, as the old guide wrote them after its baseline. Done after the run released its
+lock; a failure there is one warning line, never a failed run.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
-from hsd.config import load_config
+from hsd.config import Config, load_config
 from hsd.distributed import launcher_rank
+from hsd.errors import HsdError
 
 
 def main(args: Any) -> int:
@@ -19,5 +25,25 @@ def main(args: Any) -> int:
     cfg = load_config(args.config, args.overrides)
     path = run(cfg, Path(args.run_dir) if args.run_dir else None)
     if launcher_rank() == 0:
+        baseline_metrics(cfg, path)
         print(path, flush=True)
     return 0
+
+
+def baseline_metrics(cfg: Config, path: Path) -> None:
+    """Collate a baseline run whose merged records are newer than its ``BASELINE_METRICS.txt``
+    (a completed run started again with nothing to do is left byte-identical)."""
+    from hsd.recipes.collate import collate_run
+    from hsd.reporting.rundata import merged_file
+
+    merged = merged_file(path)
+    summary = path / "BASELINE_METRICS.txt"
+    if cfg.model.adapter or merged is None:
+        return
+    if summary.exists() and summary.stat().st_mtime_ns >= merged.stat().st_mtime_ns:
+        return
+    try:
+        collate_run(path, cfg.data.dir, merge=False)
+    except (HsdError, OSError) as exc:
+        print(f"warning: {path}: the run is complete, but BASELINE_METRICS.txt and its reports were not "
+              f"written ({exc}); write them with: hsd collate {path}", file=sys.stderr, flush=True)

@@ -13,14 +13,17 @@ from hsd.data.loader import (
     load_split,
     read_rows,
     resolve_data_dir,
+    Selection,
+    select,
     select_samples,
     split_path,
     subset_path,
 )
 from hsd.data.sampling import allocate, stratified_sample
-from hsd.data.schema import TARGET_GROUPS
+from hsd.data.schema import EMPTY_TEXT, TARGET_GROUPS
 
 __all__ = [
+    "EMPTY_TEXT",
     "ENV_VAR",
     "SPLITS",
     "TARGET_GROUPS",
@@ -31,6 +34,8 @@ __all__ = [
     "load_split",
     "read_rows",
     "resolve_data_dir",
+    "Selection",
+    "select",
     "select_samples",
     "split_path",
     "stratified_sample",

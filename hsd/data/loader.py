@@ -15,6 +15,7 @@ import json
 import os
 import shlex
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -101,29 +102,46 @@ def read_rows(path: Path) -> list[Any]:
     return rows
 
 
-def load_samples(path: str | Path, *, drop_empty_text: bool = False) -> list[Sample]:
-    """Read and validate one dataset file; one DataError lists every invalid row."""
+def load_samples(path: str | Path, *, empty_text: str = "skip") -> list[Sample]:
+    """Read and validate one dataset file; one DataError lists every invalid row. Rows whose text
+    is "" are left out with one warning line (``empty_text="error"``: refused)."""
     path = Path(path)
-    return validate_rows(read_rows(path), path, drop_empty_text)
+    return validate_rows(read_rows(path), path, empty_text).samples
 
 
-def load_split(data_dir: str | Path | None, split: str, *, drop_empty_text: bool = False) -> list[Sample]:
+def load_split(data_dir: str | Path | None, split: str, *, empty_text: str = "skip") -> list[Sample]:
     """``unified_<split>.json`` of the data directory (resolved as in :func:`resolve_data_dir`)."""
     root = resolve_data_dir(data_dir)
     _require_dir(root)
-    return load_samples(split_path(root, split), drop_empty_text=drop_empty_text)
+    return load_samples(split_path(root, split), empty_text=empty_text)
 
 
-def select_samples(data_cfg: Any) -> list[Sample]:
+@dataclass(frozen=True)
+class Selection:
+    """What a run evaluates, and what the file held that it cannot: rows with empty text, left out
+    before the draw (``row i (original_id)``), so a run's manifest and report can count them."""
+
+    samples: list[Sample]
+    path: Path
+    empty_text_skipped: tuple[str, ...]
+
+
+def select(data_cfg: Any) -> Selection:
     """The samples a run evaluates: a split or a canned subset, then ``max_samples`` drawn
     stratified by label x target group with ``data_cfg.seed`` (input order kept)."""
     root = resolve_data_dir(data_cfg.dir)
     _require_dir(root)
     path = subset_path(root, data_cfg.subset) if data_cfg.subset else split_path(root, data_cfg.split)
-    samples = load_samples(path, drop_empty_text=data_cfg.drop_empty_text)
-    if data_cfg.max_samples == "all":
-        return samples
-    return stratified_sample(samples, data_cfg.max_samples, data_cfg.seed, where=str(path))
+    rows = validate_rows(read_rows(path), path, data_cfg.empty_text)
+    samples = rows.samples
+    if data_cfg.max_samples != "all":
+        samples = stratified_sample(samples, data_cfg.max_samples, data_cfg.seed, where=str(path))
+    return Selection(samples, path, rows.empty_text_skipped)
+
+
+def select_samples(data_cfg: Any) -> list[Sample]:
+    """:func:`select`'s samples."""
+    return select(data_cfg).samples
 
 
 def describe(samples: list[Sample]) -> dict[str, int]:

@@ -27,6 +27,7 @@ TARGET_GROUPS: tuple[str, ...] = ("lgbtq", "mexican", "middle_east")
 REQUIRED_STR = ("text", "label_binary", "target_group_norm", "persona_tag", "source_dataset")
 OPTIONAL_STR = ("rationale_text", "label_multiclass")  # string or null
 MAX_LISTED = 5  # problems quoted in one error message; the rest are counted
+EMPTY_TEXT: tuple[str, ...] = ("skip", "error")  # what a row whose text is "" does (data.empty_text)
 
 
 @dataclass
@@ -116,7 +117,7 @@ def _check_types(row: dict[str, Any], i: int, rid: Optional[str], rep: _Report) 
     return ok
 
 
-def row_to_sample(row: Any, i: int, rep: _Report, drop_empty_text: bool) -> Optional[Sample]:
+def row_to_sample(row: Any, i: int, rep: _Report, empty_text: str) -> Optional[Sample]:
     """Validate one row; problems go to ``rep``. None when the row is invalid or dropped."""
     if not isinstance(row, dict):
         rep.problems.append(f"row {i}: must be a JSON object, got {type(row).__name__} {str(row)[:60]!r}")
@@ -125,10 +126,11 @@ def row_to_sample(row: Any, i: int, rep: _Report, drop_empty_text: bool) -> Opti
     if not _check_types(row, i, rid, rep):
         return None
     if not row["text"].strip():
-        if drop_empty_text:
+        if empty_text == "skip":
             rep.dropped.append(f"row {i} ({rid})")
         else:
-            rep.add(i, rid, "text", "is empty (set data.drop_empty_text=true to skip such rows)")
+            rep.add(i, rid, "text", "is empty (data.empty_text=error; data.empty_text=skip leaves such rows out, "
+                                    "counted in the run's manifest and report)")
         return None
     label = _choice(row, "label_binary", LABELS, i, rid, rep)
     group = _choice(row, "target_group_norm", TARGET_GROUPS, i, rid, rep)
@@ -141,13 +143,24 @@ def row_to_sample(row: Any, i: int, rep: _Report, drop_empty_text: bool) -> Opti
     )
 
 
-def validate_rows(rows: list[Any], path: Path, drop_empty_text: bool) -> list[Sample]:
-    """All rows of one file -> samples, or one DataError listing every problem."""
+@dataclass(frozen=True)
+class Rows:
+    """The samples of one file, and the rows left out for empty text (``row i (original_id)``)."""
+
+    samples: list[Sample]
+    empty_text_skipped: tuple[str, ...]
+
+
+def validate_rows(rows: list[Any], path: Path, empty_text: str = "skip") -> Rows:
+    """All rows of one file -> samples, or one DataError listing every problem. ``empty_text``:
+    ``skip`` leaves rows whose text is "" out (one warning line for the file), ``error`` refuses them."""
+    if empty_text not in EMPTY_TEXT:
+        raise ValueError(f"empty_text must be one of {', '.join(EMPTY_TEXT)}, got {empty_text!r}")
     rep = _Report(path)
     samples: list[Sample] = []
     first_row: dict[str, int] = {}
     for i, row in enumerate(rows):
-        sample = row_to_sample(row, i, rep, drop_empty_text)
+        sample = row_to_sample(row, i, rep, empty_text)
         if sample is None:
             continue
         if sample.id in first_row:
@@ -160,8 +173,8 @@ def validate_rows(rows: list[Any], path: Path, drop_empty_text: bool) -> list[Sa
         log.warning("%s: %d label/target-group values read after lower-casing or stripping spaces",
                     path, rep.normalized)
     if rep.dropped:
-        log.warning("%s: skipped %d rows with empty text (data.drop_empty_text): %s",
+        log.warning("%s: %d rows with empty text skipped (data.empty_text=skip; =error refuses the file): %s",
                     path, len(rep.dropped), ", ".join(rep.dropped[:MAX_LISTED]))
     if not samples:
         raise DataError(f"{path}: no usable samples (every row had empty text and was skipped)")
-    return samples
+    return Rows(samples, tuple(rep.dropped))

@@ -21,7 +21,7 @@ from typing import Any
 from hsd.data import load_split, resolve_data_dir
 from hsd.errors import TemplateError
 from hsd.prompts.few_shot import GROUP_NAMES, select_examples, texts_outside_train
-from hsd.prompts.template import GenerationParams, Template, load_template
+from hsd.prompts.template import GenerationParams, Template, load_template, placeholder_values
 from hsd.records import Sample
 
 GENERATION_PROMPT_END = "<|start|>assistant"  # what the harmony template's generation prompt ends with
@@ -81,7 +81,7 @@ class Prompter:
         examples: tuple[Sample, ...] = ()
         if template.few_shot_rationale is not None and cfg.prompt.few_shot_per_group > 0:
             data_dir = resolve_data_dir(cfg.data.dir)
-            train = load_split(data_dir, "train", drop_empty_text=cfg.data.drop_empty_text)
+            train = load_split(data_dir, "train", empty_text=cfg.data.empty_text)
             banned = texts_outside_train(data_dir)
             examples = tuple(select_examples(train, cfg.prompt.few_shot_per_group, cfg.prompt.few_shot_seed,
                                              set(evaluated_ids), banned))
@@ -96,9 +96,9 @@ class Prompter:
         """System instructions, the few-shot turns, then the sample as the last user turn."""
         msgs = [{"role": "system", "content": self.template.system_prompt}]
         for ex in self.examples:
-            msgs.append({"role": "user", "content": self.template.user_message(ex.text)})
+            msgs.append({"role": "user", "content": self.template.user_message(**placeholder_values(ex))})
             msgs.append({"role": "assistant", "content": self.example_answer(ex)})
-        msgs.append({"role": "user", "content": self.template.user_message(sample.text)})
+        msgs.append({"role": "user", "content": self.template.user_message(**placeholder_values(sample))})
         return msgs
 
     def render(self, sample: Sample) -> str:

@@ -5,7 +5,8 @@ YAML schema (see ``templates/rich.yaml``)::
     name: rich                     # the strategy name written into records and CSVs
     description: ...
     system_prompt: |               # literal text: braces need no escaping
-    user_template: |               # str.format text; {text} is the only placeholder ({{ }} escape)
+    user_template: |               # str.format text; {text} required; {target_group}, {persona_tag},
+                                   # {source} optional (USER_PLACEHOLDERS); {{ }} escape
     few_shot:                      # optional: examples from the train split
       rationale: {hate: "...{group}...", normal: "..."}
     parameters: {max_tokens: 1024, temperature: 0.0, top_p: 1.0}
@@ -17,6 +18,7 @@ read, with ``string.Formatter().parse``, so a typo like ``{txt}`` fails before a
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import re
@@ -34,7 +36,10 @@ from hsd.records import LABELS
 log = logging.getLogger("hsd.prompts")
 
 BUILTIN_DIR = Path(__file__).with_name("templates")
-USER_PLACEHOLDERS: tuple[str, ...] = ("text",)
+# A user template's placeholders: fields every dataset row has (hsd.data.schema REQUIRED_STR), under
+# their record names. Never the label or the rationale: a prompt holding them gives the answer away.
+USER_PLACEHOLDERS: tuple[str, ...] = ("text", "target_group", "persona_tag", "source")
+REQUIRED_PLACEHOLDERS: tuple[str, ...] = ("text",)
 RATIONALE_PLACEHOLDERS: tuple[str, ...] = ("group",)
 TEMPLATE_KEYS = ("name", "description", "system_prompt", "user_template", "few_shot", "parameters")
 PARAMETER_KEYS = ("max_tokens", "temperature", "top_p")
@@ -73,8 +78,16 @@ class Template:
     few_shot_rationale: Optional[dict[str, str]]  # label -> rationale text; None: no examples
     source: str  # file (and strategy) it came from, for error messages
 
-    def user_message(self, text: str) -> str:
-        return self.user_template.format(text=text)
+    def user_message(self, text: str, target_group: str = "", persona_tag: str = "", source: str = "") -> str:
+        """The user turn for one sample (:func:`placeholder_values` gives every field)."""
+        return self.user_template.format(text=text, target_group=target_group, persona_tag=persona_tag, source=source)
+
+
+def placeholder_values(sample: Any) -> dict[str, str]:
+    """A sample's value for each of :data:`USER_PLACEHOLDERS` (``target_group`` is the normalized
+    group: lgbtq, mexican, middle_east; ``persona_tag`` the dataset's own tag; ``source`` its dataset)."""
+    return {"text": sample.text, "target_group": sample.target_group, "persona_tag": sample.persona_tag,
+            "source": sample.source}
 
 
 def check_placeholders(fmt: str, valid: tuple[str, ...], required: tuple[str, ...], where: str) -> None:
@@ -87,8 +100,10 @@ def check_placeholders(fmt: str, valid: tuple[str, ...], required: tuple[str, ..
     for name, spec, conv in fields:
         if name not in valid:
             shown = "{" + name + "}" if name else "{} (positional)"
+            near = difflib.get_close_matches(name, valid, n=1)
+            hint = f"did you mean {{{near[0]}}}? " if near else ""
             raise TemplateError(
-                f"{where}: unknown placeholder {shown}; valid placeholders: {valid_list} "
+                f"{where}: unknown placeholder {shown}; {hint}valid placeholders: {valid_list} "
                 "(write {{ and }} for literal braces)"
             )
         if spec or conv:
@@ -155,7 +170,7 @@ def template_from_dict(raw: Any, where: str, strict: bool = True) -> Template:
     if not _NAME_RE.match(name):
         raise TemplateError(f"{where}: name {name!r} may hold only letters, digits, '.', '_' and '-'")
     user = _text(raw, "user_template", where)
-    check_placeholders(user, USER_PLACEHOLDERS, USER_PLACEHOLDERS, f"{where} user_template")
+    check_placeholders(user, USER_PLACEHOLDERS, REQUIRED_PLACEHOLDERS, f"{where} user_template")
     return Template(
         name=name,
         description=str(raw.get("description") or ""),

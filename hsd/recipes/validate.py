@@ -74,7 +74,7 @@ def run(cfg: Config, run_dir: Path | None = None) -> Path:
 
 
 def _run(cfg: Config, run_dir: Path | None, env: dist.DistEnv, started: float) -> Path:
-    from hsd.data import select_samples
+    from hsd.data import select
     from hsd.models.loader import check_adapter, load_tokenizer
     from hsd.prompts import Prompter
 
@@ -85,7 +85,8 @@ def _run(cfg: Config, run_dir: Path | None, env: dist.DistEnv, started: float) -
     t_setup = time.perf_counter()
     mode = get_mode(cfg)  # generate | score (hsd.inference.modes); a bad threshold_from fails here, early
     get_backend(cfg.inference.backend)  # an unknown name fails here, before a run directory exists
-    samples = select_samples(cfg.data)
+    selection = select(cfg.data)
+    samples = selection.samples
     _check_unique_ids(samples)
     tokenizer = load_tokenizer(cfg.model)
     if cfg.model.adapter is not None:  # before the run directory exists: a typo must leave nothing behind
@@ -108,7 +109,7 @@ def _run(cfg: Config, run_dir: Path | None, env: dist.DistEnv, started: float) -
         all_stats = dist.gather(stats)  # also the barrier before merging
         if held:
             phases.seconds.update(stats.phases)
-            _finish(cfg, setup, held[0], samples, prompter.strategy, all_stats, len(done), started, phases)
+            _finish(cfg, setup, held[0], selection, prompter.strategy, all_stats, len(done), started, phases)
     return setup.path
 
 
@@ -225,12 +226,12 @@ def make_record(sample: Sample, prompt: str, out: Any, strategy: str, latency_s:
     )
 
 
-def _finish(cfg: Config, setup: RunSetup, run: RunDirectory, samples: list[Sample], strategy: str,
+def _finish(cfg: Config, setup: RunSetup, run: RunDirectory, selection: Any, strategy: str,
             stats: list[RankStats], resumed: int, started: float, phases: Phases) -> None:
     """Rank 0: merge shards (each sample exactly once), write outputs, complete the manifest."""
     with phases("merge_reports"):
-        records = store.merge(setup.path, [s.id for s in samples])
-        meta = report_meta(cfg, setup, len(stats))
+        records = store.merge(setup.path, [s.id for s in selection.samples])
+        meta = {**report_meta(cfg, setup, len(stats)), **empty_text_meta(selection)}
         outputs = write_outputs(setup.path, records, strategy, setup.ts, meta, cfg.report.top_errors)
     evaluated = sum(s.evaluated for s in stats)
     gen_seconds = max(s.seconds for s in stats)
@@ -241,6 +242,7 @@ def _finish(cfg: Config, setup: RunSetup, run: RunDirectory, samples: list[Sampl
         generation_s=round(gen_seconds, 2), phases_s=phases.rounded(),
         samples_per_s=round(evaluated / gen_seconds, 3) if gen_seconds > 0 else None,
         outputs=sorted(p.name for p in outputs), **get_mode(cfg).manifest(), **_mxfp4_load(cfg),
+        empty_text_skipped=list(selection.empty_text_skipped),
     )
     log.info("merged %d records (%d evaluated now, %d resumed) into %s", len(records), evaluated, resumed, setup.path)
     log.info("where the time went (rank 0): %s", phases.summary())
@@ -267,6 +269,15 @@ def report_meta(cfg: Config, setup: RunSetup, world_size: int) -> dict[str, Any]
         "reasoning_effort": p.reasoning_effort,
         "backend": cfg.inference.backend,
     }
+
+
+def empty_text_meta(selection: Any) -> dict[str, str]:
+    """The report's line for rows left out because their text is empty (data.empty_text: skip)."""
+    skipped = selection.empty_text_skipped
+    if not skipped:
+        return {}
+    return {"Skipped rows": f"{len(skipped)} rows with empty text skipped in {selection.path.name} "
+                            f"({', '.join(skipped[:5])}{', ...' if len(skipped) > 5 else ''})"}
 
 
 def write_outputs(run_path: Path, records: list[Record], strategy: str, ts: str, meta: dict,

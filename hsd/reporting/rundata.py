@@ -61,8 +61,8 @@ class RunData:
             "model": cfg.model.name_or_path if cfg else meta.get("model"),
             "adapter": cfg.model.adapter if cfg else None,
             "mode": cfg.inference.mode if cfg else None,
-            "data": (f"{cfg.data.subset or cfg.data.split} (max_samples {cfg.data.max_samples}, seed {cfg.data.seed})"
-                     if cfg else meta.get("data")),
+            "data": (f"{cfg.data.subset or cfg.data.split} (max_samples {cfg.data.max_samples}, seed {cfg.data.seed}"
+                     f"{_skipped_note(self.path)})" if cfg else meta.get("data")),
             "records_file": str(self.source), "records_sha256": self.sha256, "n_records": len(self.records),
         }
 
@@ -145,6 +145,16 @@ def _check(records: list[Record], source: Path) -> None:
     if len(strategies) > 1:
         raise RunError(f"{source}: records of several strategies {strategies}; hsd reports one strategy "
                        "per run: split the records into one run directory per strategy")
+
+
+def _skipped_note(path: Path) -> str:
+    """``; N rows with empty text skipped`` when the run's manifest counts any (data.empty_text: skip)."""
+    try:
+        manifest = json.loads(textio.read_text(path / "manifest.json"))
+    except (OSError, ValueError, textio.TextError):  # no manifest (a legacy import) or an unreadable one: nothing to say
+        return ""
+    skipped = manifest.get("empty_text_skipped") if isinstance(manifest, dict) else None
+    return f"; {len(skipped)} rows with empty text skipped" if isinstance(skipped, list) and skipped else ""
 
 
 def _seed_meta(path: Path) -> dict[str, Any]:

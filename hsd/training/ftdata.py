@@ -4,7 +4,7 @@ From the train split, minus every evaluated sample (the config's split or canned
 the val and test files — the canned subsets are drawn from train), a stratified hold-out
 (``train.holdout_fraction``, label x target group, ``train.seed``) for the eval loss, and
 the rest (``train.max_train_samples`` of it, stratified) for training. Both are written in
-two chat formats, each as JSON lines ``{id, label, target_group, messages, prompt, completion}``:
+every chat format of ``FORMATS``, each as JSON lines ``{id, label, target_group, messages, prompt, completion}``:
 
 * ``simple/`` — the prompt of ``pipeline.finetuned_template`` (built-in ``simple``: short
   instructions, no examples), answer ``{"classification": "hate"}``. Post-FT validation uses
@@ -12,6 +12,10 @@ two chat formats, each as JSON lines ``{id, label, target_group, messages, promp
 * ``optimized/`` — the prompt of ``pipeline.baseline_template`` (built-in ``rich``: policy +
   few-shot examples), answer with the dataset's ``rationale_text`` where it has one
   (HateXplain's highlighted words, verbatim), else the label alone.
+* ``old_optimized/`` — the old pipeline's optimized format: the built-in ``old_optimized`` prompt
+  (``Target group: <group>`` then ``Text: <text>``), answer ``LABEL: <label> RATIONALE: <rationale>``,
+  the rationale being the dataset's ``rationale_text`` where it has one, else ``not annotated``.
+  Validate such an adapter with ``prompt.template=old_optimized``.
 
 ``prompt`` is the text exactly as rendered at inference (date pinned, generation prompt
 ``<|start|>assistant`` at the end); ``completion`` is what the tokenizer's chat template
@@ -27,7 +31,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from hsd.config import Config, ConfigError, dump_config, replace, to_dict
 from hsd.data import load_split, resolve_data_dir, select_samples, stratified_sample
@@ -48,10 +52,28 @@ def _optimized_answer(sample: Sample) -> str:
     return _simple_answer(sample)
 
 
-# format -> (template config keys in cfg.pipeline, answer builder)
-FORMATS: dict[str, tuple[tuple[str, str], Callable[[Sample], str]]] = {
-    "simple": (("finetuned_template", "finetuned_strategy"), _simple_answer),
-    "optimized": (("baseline_template", "baseline_strategy"), _optimized_answer),
+NO_RATIONALE = "not annotated"  # old_optimized's rationale where the dataset has none (ToxiGen rows, most normal rows)
+
+
+def old_optimized_answer(sample: Sample) -> str:
+    """``LABEL: hate RATIONALE: <rationale_text>``: one line, as the old optimized format answered."""
+    rationale = " ".join((sample.rationale or "").split()) or NO_RATIONALE
+    return f"LABEL: {sample.label} RATIONALE: {rationale}"
+
+
+@dataclass(frozen=True)
+class FtFormat:
+    """One chat format of fine-tuning data: which prompt (template, strategy) and which answer."""
+
+    prompt: Callable[[Config], tuple[str, Optional[str]]]
+    answer: Callable[[Sample], str]
+
+
+# format name -> its prompt and answer; train.format picks one (hsd.config.TrainConfig.format)
+FORMATS: dict[str, FtFormat] = {
+    "simple": FtFormat(lambda c: (c.pipeline.finetuned_template, c.pipeline.finetuned_strategy), _simple_answer),
+    "optimized": FtFormat(lambda c: (c.pipeline.baseline_template, c.pipeline.baseline_strategy), _optimized_answer),
+    "old_optimized": FtFormat(lambda c: ("old_optimized", None), old_optimized_answer),
 }
 
 
@@ -74,10 +96,10 @@ def carve(cfg: Config) -> Carve:
         raise ConfigError(f"train.holdout_fraction must be in (0, 1), got {fraction}")
     data_dir = resolve_data_dir(cfg.data.dir)
     evaluated = select_samples(cfg.data) + [
-        s for split in ("val", "test") for s in load_split(data_dir, split, drop_empty_text=True)
+        s for split in ("val", "test") for s in load_split(data_dir, split)
     ]
     ids, texts = {s.id for s in evaluated}, {_norm(s.text) for s in evaluated}
-    train = load_split(data_dir, "train", drop_empty_text=cfg.data.drop_empty_text)
+    train = load_split(data_dir, "train", empty_text=cfg.data.empty_text)
     pool = [s for s in train if s.id not in ids and _norm(s.text) not in texts]
     if len(pool) < 2:
         raise TrainingDataError(
@@ -115,9 +137,9 @@ def format_rows(cfg: Config, fmt: str, samples: list[Sample], tokenizer: Any, ex
     """Chat rows of one format; few-shot examples (rich prompt) never come from ``exclude_ids``."""
     from hsd.prompts import Prompter
 
-    (template_key, strategy_key), answer_of = FORMATS[fmt]
-    prompt_cfg = replace(cfg, **{"prompt.template": getattr(cfg.pipeline, template_key),
-                                 "prompt.strategy": getattr(cfg.pipeline, strategy_key)})
+    template, strategy = FORMATS[fmt].prompt(cfg)
+    answer_of = FORMATS[fmt].answer
+    prompt_cfg = replace(cfg, **{"prompt.template": template, "prompt.strategy": strategy})
     prompter = Prompter.from_config(prompt_cfg, tokenizer, exclude_ids)
     rows = []
     for sample in samples:
@@ -159,7 +181,7 @@ def _existing(out_dir: Path, cfg: Config) -> bool:
 
 
 def run(cfg: Config, out_dir: str | Path) -> Path:
-    """Write both formats into ``out_dir`` (temp dir + rename); an identical existing one is reused."""
+    """Write every format into ``out_dir`` (temp dir + rename); an identical existing one is reused."""
     from hsd.models.loader import load_tokenizer
 
     out_dir = Path(out_dir).resolve()

@@ -105,3 +105,24 @@ def test_a_key_set_twice_is_one_error_naming_the_key_and_both_lines(tmp_path, te
         load_config(path)
     assert str(err.value) == (f"{path}: key '{key}' is set twice in one mapping, on line {lines[0]} "
                               f"and line {lines[1]}; keep one of them")
+
+
+def test_empty_text_defaults_to_skip_and_the_old_key_still_reads(tmp_path):
+    assert load_config(None).data.empty_text == "skip"
+    assert load_config(None, ["data.empty_text=error"]).data.empty_text == "error"
+    # drop_empty_text: hsd wrote `false` (its old default) into every resolved config.yaml
+    assert load_config(None, ["data.drop_empty_text=false"]).data.empty_text == "skip"
+    assert load_config(None, ["data.drop_empty_text=false", "data.empty_text=error"]).data.empty_text == "error"
+    assert load_config(None, ["data.drop_empty_text=true"]).data.empty_text == "skip"
+    with pytest.raises(ConfigError, match="contradicts 'data.empty_text: error'; keep only 'data.empty_text'"):
+        load_config(None, ["data.drop_empty_text=true", "data.empty_text=error"])
+    with pytest.raises(ConfigError, match="'data.empty_text' must be 'skip' | 'error'"):
+        load_config(None, ["data.empty_text=drop"])
+    assert "drop_empty_text" not in dump_config(load_config(None, ["data.drop_empty_text=true"]))
+
+
+def test_configs_of_old_runs_still_load():
+    fixtures = Path(__file__).parents[1] / "fixtures" / "runs_3bc6d1b"
+    for path in sorted(fixtures.glob("*/config.yaml")):
+        assert "drop_empty_text: false" in path.read_text()
+        assert load_config(path).data.empty_text == "skip", path

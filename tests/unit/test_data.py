@@ -18,6 +18,7 @@ from hsd.data import (
     load_samples,
     load_split,
     resolve_data_dir,
+    select,
     select_samples,
     stratified_sample,
 )
@@ -134,7 +135,6 @@ def test_not_utf8(tmp_path):
 
 @pytest.mark.parametrize("change, field, problem", [
     ({"text": None}, "text", "is null"),
-    ({"text": ""}, "text", "is empty"),
     ({"text": 5}, "text", "must be a string"),
     ({"label_binary": "offensive"}, "label_binary", "valid values: hate, normal"),
     ({"target_group_norm": "women"}, "target_group_norm", "valid values: lgbtq, mexican, middle_east"),
@@ -180,13 +180,29 @@ def test_label_and_group_case_is_normalised_with_a_note(tmp_path, caplog):
     assert "3 label/target-group values" in caplog.text
 
 
-def test_empty_text_can_be_dropped_but_missing_text_cannot(tmp_path, caplog):
-    path = write_json(tmp_path / "d.json", [row(0), row(1, text="  ")])
-    assert [s.id for s in load_samples(path, drop_empty_text=True)] == ["id0"]
-    assert "skipped 1 rows with empty text" in caplog.text and "row 1 (id1)" in caplog.text
+def test_empty_text_is_skipped_by_default_with_one_warning_but_missing_text_is_an_error(tmp_path, caplog):
+    path = write_json(tmp_path / "d.json", [row(0), row(1, text="  "), row(2, text="")])
+    assert [s.id for s in load_samples(path)] == ["id0"]
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    assert "2 rows with empty text skipped" in warnings[0].getMessage()
+    assert "row 1 (id1), row 2 (id2)" in warnings[0].getMessage()
     missing = row(1)
     del missing["text"]
-    assert "is missing" in load_error(tmp_path, [row(0), missing], drop_empty_text=True)
+    assert "is missing" in load_error(tmp_path, [row(0), missing])
+
+
+def test_empty_text_error_refuses_the_file_naming_the_row_and_the_setting(tmp_path):
+    msg = load_error(tmp_path, [row(0), row(1, text="")], empty_text="error")
+    assert "row 1 (original_id 'id1'): field 'text' is empty" in msg and "data.empty_text=skip" in msg
+
+
+def test_select_counts_the_skipped_rows_before_the_draw(tmp_path):
+    rows = [row(i, "hate" if i % 2 else "normal") for i in range(8)] + [row(8, text="")]
+    write_json(tmp_path / "unified" / "unified_val.json", rows)
+    sel = select(load_config(None, [f"data.dir={tmp_path}", "data.split=val", "data.max_samples=4"]).data)
+    assert len(sel.samples) == 4 and sel.empty_text_skipped == ("row 8 (id8)",)
+    assert sel.path.name == "unified_val.json"
 
 
 # ---------------------------------------------------------------- data directory
@@ -283,8 +299,8 @@ def test_shipped_splits_and_subsets_load():
     assert len(load_split(SHARED_DATA, "train")) == 3628
     assert len(load_split(SHARED_DATA, "test")) == 1009
     with pytest.raises(DataError, match="row 227 .*toxigen_193572.*field 'text' is empty"):
-        load_split(SHARED_DATA, "val")
-    assert len(load_split(SHARED_DATA, "val", drop_empty_text=True)) == 513
+        load_split(SHARED_DATA, "val", empty_text="error")
+    assert len(load_split(SHARED_DATA, "val")) == 513
     assert set(available_subsets(SHARED_DATA)) >= {"canned_50_quick", "canned_100_stratified"}
 
 

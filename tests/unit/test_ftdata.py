@@ -39,7 +39,7 @@ def _rows(path: Path) -> list[dict]:
 def test_no_overlap_with_evaluated_samples(written):
     cfg, out = written
     evaluated = {s.id for s in select_samples(cfg.data)}
-    evaluated |= {s.id for split in ("val", "test") for s in load_split(SHARED_DATA, split, drop_empty_text=True)}
+    evaluated |= {s.id for split in ("val", "test") for s in load_split(SHARED_DATA, split)}
     train_ids = {r["id"] for r in _rows(out / "simple" / "train.jsonl")}
     eval_ids = {r["id"] for r in _rows(out / "simple" / "eval.jsonl")}
     assert len(train_ids) == 60 and eval_ids
@@ -61,7 +61,7 @@ def test_holdout_is_stratified(written):
 def test_deterministic(written, tmp_path, tiny_model_dir):
     cfg, out = written
     again = ftdata.run(_cfg(tiny_model_dir), tmp_path / "again")
-    for name in ("simple/train.jsonl", "simple/eval.jsonl", "optimized/train.jsonl", "optimized/eval.jsonl"):
+    for name in (f"{fmt}/{part}.jsonl" for fmt in ftdata.FORMATS for part in ("train", "eval")):
         assert (out / name).read_bytes() == (again / name).read_bytes(), name
 
 
@@ -85,6 +85,55 @@ def test_target_is_the_final_channel_answer_after_the_inference_prompt(written, 
         assert full == row["prompt"] + row["completion"]
     with_rationale = [r for r in rows if "rationale" in r["completion"]]
     assert bool(with_rationale) == (fmt == "optimized")
+
+
+def test_old_optimized_gives_the_target_group_and_answers_label_rationale(written, tiny_model_dir):
+    """The old optimized format, byte for byte: user turn ``Target group: <g>\nText: <text>``, answer
+    ``LABEL: <label> RATIONALE: <rationale>`` in the final channel, read back by the parser."""
+    from hsd.models.loader import load_tokenizer
+
+    cfg, out = written
+    tokenizer = load_tokenizer(cfg.model)
+    train = {s.id: s for s in load_split(SHARED_DATA, "train")}
+    rows = _rows(out / "old_optimized" / "train.jsonl")
+    assert [r["id"] for r in rows] == [r["id"] for r in _rows(out / "simple" / "train.jsonl")]
+    for row in rows:
+        s = train[row["id"]]
+        system, user, answer = row["messages"]
+        assert user == {"role": "user", "content": f"Target group: {s.target_group}\nText: {s.text}"}
+        rationale = " ".join(s.rationale.split()) if s.rationale and s.rationale.strip() else "not annotated"
+        assert answer == {"role": "assistant", "content": f"LABEL: {s.label} RATIONALE: {rationale}"}
+        assert row["completion"] == f"<|channel|>final<|message|>{answer['content']}<|return|>"
+        parsed = parse_response(row["completion"])
+        assert (parsed.label, parsed.rationale, parsed.status) == (s.label, rationale, "ok_final_channel")
+        full = tokenizer.apply_chat_template(row["messages"], tokenize=False, reasoning_effort=cfg.prompt.reasoning_effort)
+        full = pin_date(full, cfg.prompt.date, full.find(system["content"]))
+        assert full == row["prompt"] + row["completion"]
+    assert any(r["messages"][2]["content"].endswith("not annotated") for r in rows)
+    assert any(not r["messages"][2]["content"].endswith("not annotated") for r in rows)
+
+
+@pytest.mark.parametrize("response, label, rationale, status", [
+    # as post-FT validation records them: special tokens kept, or decoded with them stripped
+    ("<|channel|>analysis<|message|>Slur.<|end|><|start|>assistant<|channel|>final<|message|>"
+     "LABEL: hate RATIONALE: calls them vermin<|return|>", "hate", "calls them vermin", "ok_final_channel"),
+    ("<|channel|>final<|message|>LABEL: normal RATIONALE: not annotated<|return|>", "normal", "not annotated",
+     "ok_final_channel"),
+    ("analysisThe post is fine.assistantfinalLABEL: normal RATIONALE: a question", "normal", "a question",
+     "ok_stripped_final"),
+    ("<|channel|>final<|message|>LABEL: offensive RATIONALE: x<|return|>", "unknown", "x", "invalid_label"),
+])
+def test_old_optimized_answers_are_read_by_the_parser(response, label, rationale, status):
+    parsed = parse_response(response)
+    assert (parsed.label, parsed.rationale, parsed.status) == (label, rationale, status)
+
+
+def test_every_ftdata_format_is_a_train_format():
+    import typing
+
+    from hsd.config import TrainConfig
+
+    assert set(typing.get_args(typing.get_type_hints(TrainConfig)["format"])) == set(ftdata.FORMATS)
 
 
 def test_optimized_uses_the_rich_prompt(written):

@@ -69,7 +69,7 @@ def ids(tok, text: str) -> list[int]:
 @needs_data
 def test_dataset_texts_encode_to_the_same_ids(tok, harmony):
     _, enc = harmony
-    texts = [s.text for split in ("test", "val") for s in load_split(SHARED_DATA, split, drop_empty_text=True)]
+    texts = [s.text for split in ("test", "val") for s in load_split(SHARED_DATA, split)]
     ours = tok(texts, add_special_tokens=False)["input_ids"]
     differ = [t for t, got in zip(texts, ours) if got != enc.encode(t, allowed_special=set())]
     assert len(texts) > 1000 and not differ, differ[:3]
@@ -139,7 +139,7 @@ def test_hsds_prompts_are_what_openai_harmony_renders(tok, harmony, template, ef
     oh, enc = harmony
     cfg = load_config(None, [f"data.dir={SHARED_DATA}", f"prompt.template={template}",
                              f"prompt.reasoning_effort={effort}", f"prompt.date={date}"])
-    samples = load_split(SHARED_DATA, "test", drop_empty_text=True)[:: 97]
+    samples = load_split(SHARED_DATA, "test")[:: 97]
     prompter = Prompter.from_config(cfg, tok, {s.id for s in samples})
     for sample in samples:
         ours = ids(tok, prompter.render(sample))

@@ -28,6 +28,7 @@ from hsd.prompts import (
     select_examples,
 )
 from hsd.prompts.few_shot import MAX_EXAMPLE_CHARS
+from hsd.prompts.template import placeholder_values
 from hsd.records import LABELS, Sample
 
 REPO = Path(__file__).parents[2]
@@ -132,7 +133,10 @@ def test_builtin_templates():
 
 @pytest.mark.parametrize("user_template, expected", [
     ("Classify this.", "no {text} placeholder"),
-    ("Text: {txt}", r"unknown placeholder \{txt\}; valid placeholders: \{text\}"),
+    ("Text: {txt}", r"unknown placeholder \{txt\}; did you mean \{text\}\? valid placeholders: \{text\}, "
+                    r"\{target_group\}, \{persona_tag\}, \{source\}"),
+    ("Text: {text} ({target_grop})", r"unknown placeholder \{target_grop\}; did you mean \{target_group\}\?"),
+    ("Text: {text} {label}", r"unknown placeholder \{label\}; valid placeholders"),
     ("Text: {text} {}", "positional"),
     ("Text: {text:>10}", "format spec"),
     ("Text: {text} {", "malformed placeholder"),
@@ -323,3 +327,34 @@ def test_pin_date_only_before_the_messages():
 def test_bad_pinned_date(data_dir):
     with pytest.raises(TemplateError, match="YYYY-MM-DD"):
         Prompter.from_config(cfg_for(data_dir, "prompt.template=simple", "prompt.date=05/08/2025"), None, set())
+
+
+def test_user_template_fills_every_sample_field_for_the_sample_and_each_example(tmp_path, data_dir):
+    user = "Group: {target_group} | tag: {persona_tag} | from: {source}\nText: {text}"
+    raw = yaml.safe_load((REPO / "hsd" / "prompts" / "templates" / "rich.yaml").read_text())
+    path = tmp_path / "fields.yaml"
+    path.write_text(yaml.safe_dump({**raw, "name": "fields", "user_template": user}))
+    prompter = Prompter.from_config(cfg_for(data_dir, f"prompt.template={path}", "prompt.few_shot_per_group=1"),
+                                    None, set())
+    s = Sample(id="te0", text="they {are} here", label="hate", target_group="mexican", persona_tag="hispanic",
+               source="hatexplain")
+    msgs = prompter.messages(s)
+    assert msgs[-1]["content"] == "Group: mexican | tag: hispanic | from: hatexplain\nText: they {are} here"
+    for ex, turn in zip(prompter.examples, msgs[1:-1:2]):  # each example with its own fields
+        assert turn["content"] == f"Group: {ex.target_group} | tag: {ex.persona_tag} | from: {ex.source}\nText: {ex.text}"
+    assert {ex.target_group for ex in prompter.examples} == set(TARGET_GROUPS)
+
+
+def test_a_legacy_json_strategy_may_use_the_target_group(tmp_path):
+    entry = {"system_prompt": "s", "user_template": "Target group: {target_group}\nText: {text}",
+             "parameters": {"max_tokens": 8, "temperature": 0.0, "top_p": 1.0}}
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps({"strategies": {"grouped": entry}}))
+    t = load_template(str(path), "grouped")
+    assert t.user_message(**placeholder_values(sample("a b"))) == "Target group: mexican\nText: a b"
+
+
+def test_old_optimized_builtin_gives_the_target_group():
+    t = load_template("old_optimized")
+    assert t.user_message(**placeholder_values(sample("a b"))) == "Target group: mexican\nText: a b"
+    assert "LABEL: hate" in t.system_prompt and "RATIONALE:" in t.system_prompt

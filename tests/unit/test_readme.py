@@ -59,3 +59,36 @@ def test_first_two_commands_are_demo_and_test():
     block = readme.split("```bash", 1)[1].split("```", 1)[0]
     commands = [line.split("#")[0].strip() for line in block.strip().splitlines()]
     assert commands[:2] == ["make demo", "make test"]
+
+
+def _migration_keys() -> list[str]:
+    """Config keys named in the hsd column of "Coming from the old pipeline" (``section.key``,
+    ``section.key: value``, ``section.key=value``, or a top-level key)."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Coming from the old pipeline", 1)[1].split("\n## ", 1)[0]
+    sections = set(to_dict(load_config(None)))
+    keys = []
+    for line in section.splitlines():
+        if not line.startswith("| ") or line.startswith("|---"):
+            continue
+        for token in re.findall(r"`([^`]+)`", line.split("|")[2]):
+            name = re.split(r"[\s:=]", token, maxsplit=1)[0]
+            if "/" not in name and name.split(".")[0] in sections:
+                keys.append(name)
+    return keys
+
+
+def test_the_migration_tables_name_only_config_keys_that_exist():
+    cfg = to_dict(load_config(None))
+    leaves = _leaf_keys(cfg)
+    keys = _migration_keys()
+    assert len(keys) >= 30, keys  # the tables were read (a changed layout must not make this pass vacuously)
+    missing = sorted({k for k in keys if k not in leaves and not any(leaf.startswith(k + ".") for leaf in leaves)})
+    assert not missing, f"'Coming from the old pipeline' names config keys that do not exist: {missing}"
+
+
+def test_the_migration_section_names_every_old_flag_the_issue_lists():
+    section = (ROOT / "README.md").read_text().split("## Coming from the old pipeline", 1)[1].split("\n## ", 1)[0]
+    for flag in ("--data_file", "--max_samples", "--strategy", "--lora_r", "--output_dir", "--prompt_template",
+                 "--model_name", "--batch_size", "--learning_rate", "--num_train_epochs"):
+        assert f"`{flag}" in section, flag

@@ -1,0 +1,142 @@
+"""``hsd show RUN SAMPLE_ID [--run NAME|ROLE] [--prompt-only | --answer-only] [--json]``: one sample,
+as the model saw it and as it answered.
+
+RUN is a validation run directory, an experiment directory holding several (``--run baseline``,
+``--run finetuned``: a run's directory name, or its role ``baseline`` / ``fine-tuned``), or a
+comparison directory (its ``comparison.json`` names the runs). The prompt is rebuilt from the run's
+``prompts/prefix-<hash>.txt`` and the record's tail (:mod:`hsd.prompt_files`) and checked against
+the record's ``prompt_hash``; ``--prompt-only`` writes exactly those bytes, nothing added, so
+``hsd show RUN ID --prompt-only > p.txt`` is the string the tokenizer was given.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from hsd.errors import HsdError
+
+RULE = "=" * 24
+
+
+class ShowError(HsdError):
+    """A run or sample ``hsd show`` cannot find, or a prompt the run did not store."""
+
+
+def main(args: Any) -> int:
+    from hsd.reporting.rundata import load_run
+
+    if args.json and args.prompt_only:
+        raise ShowError("--json already holds the prompt (key \"prompt\"): give --json or --prompt-only, not both")
+    run = load_run(pick_run(Path(args.run), args.run_name))
+    record = find_record(run, args.sample_id)
+    prompt = None if args.answer_only else stored_prompt(run, record)
+    if args.json:
+        fields = {"run": str(run.path), **record.to_json(), "outcome": outcome(record)}
+        fields = fields if args.answer_only else {**fields, "prompt": prompt}
+        print(json.dumps(fields, ensure_ascii=False, indent=1))
+    elif args.prompt_only:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(prompt.encode("utf-8"))  # byte for byte: no newline added, no locale
+        sys.stdout.buffer.flush()
+    else:
+        print(render(run, record, prompt), flush=True)
+    return 0
+
+
+def pick_run(path: Path, name: str | None) -> Path:
+    """The one validation run ``path`` means (``name``: a directory name or a role)."""
+    from hsd.reporting.rundata import find_runs
+
+    if not path.exists():
+        raise ShowError(f"{path} does not exist: pass a validation run directory (the path `hsd validate` "
+                        "printed last), an experiment directory or a comparison directory")
+    candidates = comparison_runs(path) or find_runs(path)
+    runs = candidates if name is None else [p for p in candidates if name in (p.name, role(p))]
+    if not runs:
+        raise ShowError(f"--run {name}: no such run in {path}; its runs: {names(candidates)} "
+                        "(give a directory name, or a role: baseline, fine-tuned)")
+    if len(runs) > 1:
+        raise ShowError(f"{path} holds {len(runs)} validation runs ({names(runs)}): "
+                        f"pick one with --run NAME, e.g. --run {runs[0].name}")
+    return runs[0]
+
+
+def role(run_dir: Path) -> str:
+    """As :attr:`hsd.reporting.rundata.RunData.role`, from config.yaml alone (no records read)."""
+    from hsd.reporting.rundata import read_config
+
+    cfg = read_config(run_dir)
+    return "unknown" if cfg is None else "fine-tuned" if cfg.model.adapter else "baseline"
+
+
+def names(runs: list[Path]) -> str:
+    return ", ".join(p.name for p in runs)
+
+
+def comparison_runs(path: Path) -> list[Path]:
+    """The runs a comparison directory compared (its comparison.json), else []. A listed run that
+    is not where it was is looked for beside the comparison (the experiment was moved)."""
+    file = path / "comparison.json"
+    if not file.is_file():
+        return []
+    try:
+        listed = [Path(r["info"]["path"]) for r in json.loads(file.read_text(encoding="utf-8"))["runs"]]
+    except (ValueError, KeyError, TypeError):
+        raise ShowError(f"{file} is not a comparison hsd wrote: pass the run directories instead") from None
+    return [p if p.is_dir() or not (path.parent / p.name).is_dir() else path.parent / p.name for p in listed]
+
+
+def find_record(run: Any, sample_id: str) -> Any:
+    by_id = {r.sample_id: r for r in run.records}
+    if sample_id in by_id:
+        return by_id[sample_id]
+    ids = sorted(by_id)
+    close = difflib.get_close_matches(sample_id, ids, n=5, cutoff=0.6)
+    hint = f"did you mean {', '.join(close)}?" if close else f"ids there include {', '.join(ids[:5])}"
+    raise ShowError(f"sample id {sample_id!r} is not in {run.source} ({len(ids)} records): {hint} "
+                    f"(the sample_id column of strategy_unified_results_<ts>.csv lists them all)")
+
+
+def stored_prompt(run: Any, record: Any) -> str:
+    from hsd.prompt_files import PromptNotStored, full_prompt
+
+    try:
+        return full_prompt(run.path, record.prompt_prefix_hash, record.prompt_tail, record.prompt_hash)
+    except PromptNotStored:
+        who = ("was recorded by an older hsd, which stored only each prompt's hash" if run.cfg is not None
+               else "was not written by `hsd validate` (an imported old-pipeline run?), and holds no prompts")
+        rerun = (f"; to see the prompts, validate again with this hsd: hsd validate --config {run.path}/config.yaml "
+                 "--run-dir NEW_DIR" if run.cfg is not None else "")
+        raise ShowError(f"{run.path} {who}: prompts were not stored (prompt_hash {record.prompt_hash}). "
+                        f"`hsd show {run.path} {record.sample_id} --answer-only` shows the answer{rerun}") from None
+
+
+def outcome(record: Any) -> str:
+    if record.predicted_label not in ("hate", "normal"):
+        return "unknown (no readable answer; left out of the headline metrics, an error in the strict ones)"
+    if record.predicted_label == record.true_label:
+        return "correct"
+    return "false positive" if record.predicted_label == "hate" else "false negative"
+
+
+def render(run: Any, record: Any, prompt: str | None) -> str:
+    """The human-readable page: header, prompt (unless --answer-only), response, answer."""
+    head = [f"run          {run.path}  ({run.role}, strategy {record.strategy})",
+            f"sample       {record.sample_id}  (source {record.source}, persona tag {record.persona_tag})"]
+    parts = ["\n".join(head)]
+    if prompt is not None:
+        tokens = f", {record.prompt_tokens} tokens" if record.prompt_tokens is not None else ""
+        parts.append(f"{RULE} prompt: what the model saw ({len(prompt)} characters{tokens}) {RULE}\n{prompt}")
+    response = record.raw_response or (f"(score mode: nothing generated; P(hate) = {record.p_hate})"
+                                       if record.p_hate is not None else "(empty)")
+    parts.append(f"{RULE} response: what it answered (raw, special tokens kept) {RULE}\n{response}")
+    rows = [("predicted label", record.predicted_label), ("parse status", record.parse_status),
+            ("rationale", record.rationale), ("true label", record.true_label),
+            ("target group", record.target_group), ("outcome", outcome(record)), ("p_hate", record.p_hate),
+            ("stop reason", record.stop_reason), ("new tokens", record.new_tokens)]
+    parts.append(f"{RULE} answer {RULE}\n" + "\n".join(f"{k:<16} {v}" for k, v in rows if v is not None))
+    return "\n".join(parts)

@@ -129,6 +129,9 @@ def _show(p: argparse.ArgumentParser) -> None:
     only.add_argument("--answer-only", action="store_true",
                       help="only the response and the answer (works on runs that stored no prompts)")
     p.add_argument("--json", action="store_true", help="one JSON object: the record, its outcome and the prompt")
+    p.add_argument("--render", action="store_true",
+                   help="a run that stored no prompts (older hsd): render the prompt again from the run's config.yaml "
+                        "and show it only if it hashes to the record's prompt_hash")
 
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]] = {

@@ -1,12 +1,14 @@
-"""``hsd show RUN SAMPLE_ID [--run NAME|ROLE] [--prompt-only | --answer-only] [--json]``: one sample,
-as the model saw it and as it answered.
+"""``hsd show RUN SAMPLE_ID [--run NAME|ROLE] [--prompt-only | --answer-only] [--json] [--render]``: one
+sample, as the model saw it and as it answered.
 
 RUN is a validation run directory, an experiment directory holding several (``--run baseline``,
 ``--run finetuned``: a run's directory name, or its role ``baseline`` / ``fine-tuned``), or a
 comparison directory (its ``comparison.json`` names the runs). The prompt is rebuilt from the run's
 ``prompts/prefix-<hash>.txt`` and the record's tail (:mod:`hsd.prompt_files`) and checked against
 the record's ``prompt_hash``; ``--prompt-only`` writes exactly those bytes, nothing added, so
-``hsd show RUN ID --prompt-only > p.txt`` is the string the tokenizer was given.
+``hsd show RUN ID --prompt-only > p.txt`` is the string the tokenizer was given. A run recorded
+before prompts were stored has only the hash: ``--render`` renders the prompt again from its
+``config.yaml`` and shows it only when it hashes to the record's ``prompt_hash``.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def main(args: Any) -> int:
         raise ShowError("--json already holds the prompt (key \"prompt\"): give --json or --prompt-only, not both")
     run = load_run(pick_run(Path(args.run), args.run_name))
     record = find_record(run, args.sample_id)
-    prompt = None if args.answer_only else stored_prompt(run, record)
+    prompt = None if args.answer_only else rendered_again(run, record) if args.render else stored_prompt(run, record)
     if args.json:
         fields = {"run": str(run.path), **record.to_json(), "outcome": outcome(record)}
         fields = fields if args.answer_only else {**fields, "prompt": prompt}
@@ -107,12 +109,40 @@ def stored_prompt(run: Any, record: Any) -> str:
     try:
         return full_prompt(run.path, record.prompt_prefix_hash, record.prompt_tail, record.prompt_hash)
     except PromptNotStored:
-        who = ("was recorded by an older hsd, which stored only each prompt's hash" if run.cfg is not None
-               else "was not written by `hsd validate` (an imported old-pipeline run?), and holds no prompts")
-        rerun = (f"; to see the prompts, validate again with this hsd: hsd validate --config {run.path}/config.yaml "
-                 "--run-dir NEW_DIR" if run.cfg is not None else "")
-        raise ShowError(f"{run.path} {who}: prompts were not stored (prompt_hash {record.prompt_hash}). "
-                        f"`hsd show {run.path} {record.sample_id} --answer-only` shows the answer{rerun}") from None
+        if run.cfg is None:
+            raise ShowError(f"{run.path} was not written by `hsd validate` (an imported old-pipeline run?) and "
+                            f"holds no prompts; `hsd show {run.path} {record.sample_id} --answer-only` shows the "
+                            "answer") from None
+        raise ShowError(f"{run.path} was recorded by an older hsd, which stored only each prompt's hash "
+                        f"(prompt_hash {record.prompt_hash}): prompts were not stored. `--render` renders this "
+                        "sample's prompt again from the run's config.yaml (tokenizer, template, data) and shows it "
+                        "if it hashes to prompt_hash; `--answer-only` shows the answer; to store every prompt, "
+                        f"validate again with this hsd: hsd validate --config {run.path}/config.yaml "
+                        "--run-dir NEW_DIR") from None
+
+
+def rendered_again(run: Any, record: Any) -> str:
+    """The prompt rendered now from the run's config.yaml, accepted only when it is the one the run fed
+    its model (same SHA-256 as the record's ``prompt_hash``): for runs that stored no prompts."""
+    from hsd.data import select_samples
+    from hsd.inference.modes import get_mode
+    from hsd.models.loader import load_tokenizer
+    from hsd.prompts import Prompter, prompt_hash
+
+    if run.cfg is None:
+        raise ShowError(f"--render: {run.path} has no config.yaml to render its prompts from")
+    samples = {s.id: s for s in select_samples(run.cfg.data)}  # the few-shot selection excludes all of them
+    if record.sample_id not in samples:
+        raise ShowError(f"--render: sample {record.sample_id} is no longer in the data {run.cfg.data.dir} selects; "
+                        "the dataset changed since the run: its prompt cannot be rendered again")
+    prompter = Prompter.from_config(run.cfg, load_tokenizer(run.cfg.model), set(samples))
+    text = get_mode(run.cfg).render(prompter, samples[record.sample_id])
+    if prompt_hash(text) != record.prompt_hash:
+        raise ShowError(f"--render: the prompt rendered now hashes to {prompt_hash(text)}, not the record's "
+                        f"prompt_hash {record.prompt_hash}: the template, few-shot data, tokenizer or hsd's rendering "
+                        "changed since the run, so this is not what the model saw. Validate again with this hsd "
+                        "to store the prompts")
+    return text
 
 
 def outcome(record: Any) -> str:

@@ -64,8 +64,9 @@ def test_an_old_interrupted_run_resumes_to_the_old_complete_runs_records(old_exp
 
 
 def _show_old_and_new_records(run_dir: Path, old_ids: list[str], complete: dict, capsys) -> None:
-    """`hsd show`: the 3 old records hold no prompt (it says so, and shows their answers); the 5
-    resumed ones do, and their stored prompts hash to the old run's prompt_hash (the same prompts)."""
+    """`hsd show`: the 3 old records hold no prompt (it says so, shows their answers, and renders the
+    prompt again with --render); the 5 resumed ones do, and their stored prompts hash to the old run's
+    prompt_hash (the same prompts)."""
     new_ids = sorted(set(complete) - set(old_ids))
     assert len(old_ids) == 3 and len(new_ids) == 5
     assert main(["show", str(run_dir), old_ids[0]]) == 2
@@ -76,6 +77,16 @@ def _show_old_and_new_records(run_dir: Path, old_ids: list[str], complete: dict,
         assert main(["show", str(run_dir), sid, "--json"]) == 0
         shown = json.loads(capsys.readouterr().out)
         assert prompt_hash(shown["prompt"]) == complete[sid][COMPARED.index("prompt_hash")]
+    # --render: an old record's prompt rendered again from config.yaml, shown only when its hash is the record's
+    assert main(["show", str(run_dir), old_ids[0], "--render", "--json"]) == 0
+    rendered = json.loads(capsys.readouterr().out)["prompt"]
+    assert prompt_hash(rendered) == complete[old_ids[0]][COMPARED.index("prompt_hash")]
+    assert rendered.startswith("<|start|>system<|message|>") and rendered.endswith("<|start|>assistant")
+    (merged,) = run_dir.glob("intermediate_results_*.jsonl")
+    merged.write_text(merged.read_text(encoding="utf-8").replace(complete[old_ids[0]][COMPARED.index("prompt_hash")],
+                                                                 "0123456789abcdef"), encoding="utf-8")
+    assert main(["show", str(run_dir), old_ids[0], "--render"]) == 2
+    assert "not the record's prompt_hash 0123456789abcdef" in capsys.readouterr().err
 
 
 def test_an_old_complete_run_is_left_as_it_is_and_the_experiment_collates(old_experiment, capsys):

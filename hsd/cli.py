@@ -118,7 +118,8 @@ def _status(p: argparse.ArgumentParser) -> None:
 
 def _show(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", metavar="RUN", help="a validation run directory; or an experiment or comparison "
-                                              "directory, with --run")
+                                              "directory, with --run; or an experiment name (EXPERIMENT[/RUN])")
+    p.add_argument("--results-dir", default="results", help="where to find an experiment given by name")
     p.add_argument("sample_id", metavar="SAMPLE_ID", help="the sample's id (sample_id in the records and CSVs)")
     p.add_argument("--run", dest="run_name", default=None, metavar="NAME",
                    help="which run of an experiment or comparison: its directory name (baseline, finetuned, ...) "

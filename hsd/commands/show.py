@@ -1,7 +1,8 @@
 """``hsd show RUN SAMPLE_ID [--run NAME|ROLE] [--prompt-only | --answer-only] [--json] [--render]``: one
 sample, as the model saw it and as it answered.
 
-RUN is a validation run directory, an experiment directory holding several (``--run baseline``,
+RUN is a validation run directory, an experiment directory (or its name under ``--results-dir``,
+``EXPERIMENT/RUN`` too) holding several (``--run baseline``,
 ``--run finetuned``: a run's directory name, or its role ``baseline`` / ``fine-tuned``), or a
 comparison directory (its ``comparison.json`` names the runs). The prompt is rebuilt from the run's
 ``prompts/prefix-<hash>.txt`` and the record's tail (:mod:`hsd.prompt_files`) and checked against
@@ -33,7 +34,7 @@ def main(args: Any) -> int:
 
     if args.json and args.prompt_only:
         raise ShowError("--json already holds the prompt (key \"prompt\"): give --json or --prompt-only, not both")
-    run = load_run(pick_run(Path(args.run), args.run_name))
+    run = load_run(pick_run(locate(args.run, args.results_dir), args.run_name))
     record = find_record(run, args.sample_id)
     prompt = None if args.answer_only else rendered_again(run, record) if args.render else stored_prompt(run, record)
     if args.json:
@@ -49,13 +50,22 @@ def main(args: Any) -> int:
     return 0
 
 
+def locate(given: str, results_dir: str) -> Path:
+    """A directory, or an experiment name (``EXPERIMENT`` or ``EXPERIMENT/RUN``) under ``results_dir``."""
+    path = Path(given)
+    if path.exists():
+        return path
+    if not path.is_absolute() and (Path(results_dir) / path).exists():
+        return Path(results_dir) / path
+    where = "" if path.is_absolute() else f" (nor under {results_dir}/)"
+    raise ShowError(f"{given} does not exist{where}: pass a validation run directory (the path `hsd validate` "
+                    "printed last), an experiment directory or name, or a comparison directory")
+
+
 def pick_run(path: Path, name: str | None) -> Path:
     """The one validation run ``path`` means (``name``: a directory name or a role)."""
     from hsd.reporting.rundata import find_runs
 
-    if not path.exists():
-        raise ShowError(f"{path} does not exist: pass a validation run directory (the path `hsd validate` "
-                        "printed last), an experiment directory or a comparison directory")
     candidates = comparison_runs(path) or find_runs(path)
     runs = candidates if name is None else [p for p in candidates if name in (p.name, role(p))]
     if not runs:

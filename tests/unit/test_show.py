@@ -86,6 +86,12 @@ def test_an_experiment_directory_needs_run_by_name_or_role(run, capsys):
     assert capsys.readouterr().out == prompts["s01"]
     assert main(["show", str(path.parent), "s01", "--run", "other"]) == 2
     assert "--run other: no such run" in capsys.readouterr().err
+    # by name under --results-dir: EXPERIMENT --run RUN, or EXPERIMENT/RUN
+    results = str(path.parent.parent)
+    assert main(["show", "exp", "s01", "--run", "finetuned", "--results-dir", results, "--answer-only"]) == 0
+    assert "(fine-tuned" in capsys.readouterr().out
+    assert main(["show", "exp/baseline", "s01", "--results-dir", results, "--answer-only"]) == 0
+    assert "(baseline" in capsys.readouterr().out
 
 
 def test_a_comparison_directory_names_its_runs(run, capsys):
@@ -101,6 +107,8 @@ def test_errors_say_what_where_and_how_to_fix(run, tmp_path, capsys):
     path, _ = run
     assert main(["show", str(tmp_path / "nope"), "s01"]) == 2
     assert "nope does not exist: pass a validation run directory" in capsys.readouterr().err
+    assert main(["show", "nope", "s01", "--results-dir", str(tmp_path)]) == 2
+    assert f"nope does not exist (nor under {tmp_path}/)" in capsys.readouterr().err
     assert main(["show", str(path), "s1"]) == 2
     err = capsys.readouterr().err
     assert "sample id 's1' is not in" in err and "did you mean s01" in err

@@ -167,6 +167,10 @@ def render(run: Any, record: Any, prompt: str | None) -> str:
     """The human-readable page: header, prompt (unless --answer-only), response, answer."""
     head = [f"run          {run.path}  ({run.role}, strategy {record.strategy})",
             f"sample       {record.sample_id}  (source {record.source}, persona tag {record.persona_tag})"]
+    if prompt is not None and record.prompt_tail is not None:
+        head.append(f"stored as    prompts/prefix-{record.prompt_prefix_hash}.txt (shared by the run's samples, "
+                    f"{len(prompt) - len(record.prompt_tail)} characters) + the record's prompt_tail "
+                    f"({len(record.prompt_tail)} characters)")
     parts = ["\n".join(head)]
     if prompt is not None:
         tokens = f", {record.prompt_tokens} tokens" if record.prompt_tokens is not None else ""

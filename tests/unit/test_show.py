@@ -56,6 +56,7 @@ def test_show_prints_the_prompt_the_response_and_the_answer(run, capsys):
     for line in ("predicted label  hate", "parse status     ok_harmony_final", "rationale        slur",
                  "true label       normal", "target group     mexican", "outcome          false positive"):
         assert f"\n{line}\n" in answer + "\n"
+    assert f"stored as    prompts/prefix-{prompt_hash(SYSTEM)}.txt (shared by the run's samples, {len(SYSTEM)} " in out
     assert out.index("prompt: what the model saw") < out.index(prompts["s01"]) < out.index("response: what it")
 
 

@@ -30,7 +30,6 @@ from hsd.inference import get_backend, store
 from hsd.inference.base import GenerationSettings
 from hsd.inference.batching import length_sorted_batches
 from hsd.inference.modes import GenerateMode, get_mode
-from hsd.prompt_files import SplitPrompt
 from hsd.records import Record, Sample
 from hsd.rundir import ConfigCheck, RunDirectory
 from hsd.runs import Status
@@ -197,14 +196,14 @@ def _evaluate(cfg: Config, env: dist.DistEnv, tokenizer: Any, prompter: Any,
     return RankStats(env.rank, len(mine), time.perf_counter() - started)
 
 
-def render_split(mode: Any, prompter: Any, sample: Sample) -> SplitPrompt:
+def render_split(mode: Any, prompter: Any, sample: Sample) -> prompt_files.SplitPrompt:
     """The mode's prompt for ``sample`` as the prefix shared with other samples + the sample's tail
     (:mod:`hsd.prompt_files`): found by rendering the sample once more with a sentinel as its text."""
     probe = mode.render(prompter, dataclasses.replace(sample, text=prompt_files.SENTINEL))
     return prompt_files.split_prompt(mode.render(prompter, sample), probe)
 
 
-def make_record(sample: Sample, prompt: SplitPrompt, out: Any, strategy: str, latency_s: float, rank: int,
+def make_record(sample: Sample, prompt: prompt_files.SplitPrompt, out: Any, strategy: str, latency_s: float, rank: int,
                 judge: Any = None) -> Record:
     """``judge(out)`` (the mode's, :mod:`hsd.inference.modes`) decides label, rationale and status;
     the record keeps the prompt's tail and names its prefix file (written by :func:`_evaluate`)."""

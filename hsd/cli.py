@@ -116,6 +116,25 @@ def _status(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results-dir", default="results", help="where to look for the newest experiment")
 
 
+def _show(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", metavar="RUN", help="a validation run directory; or an experiment or comparison "
+                                              "directory, with --run; or an experiment name (EXPERIMENT[/RUN])")
+    p.add_argument("--results-dir", default="results", help="where to find an experiment given by name")
+    p.add_argument("sample_id", metavar="SAMPLE_ID", help="the sample's id (sample_id in the records and CSVs)")
+    p.add_argument("--run", dest="run_name", default=None, metavar="NAME",
+                   help="which run of an experiment or comparison: its directory name (baseline, finetuned, ...) "
+                        "or its role (baseline, fine-tuned)")
+    only = p.add_mutually_exclusive_group()
+    only.add_argument("--prompt-only", action="store_true",
+                      help="write only the prompt, exactly the bytes the tokenizer was given (no newline added)")
+    only.add_argument("--answer-only", action="store_true",
+                      help="only the response and the answer (works on runs that stored no prompts)")
+    p.add_argument("--json", action="store_true", help="one JSON object: the record, its outcome and the prompt")
+    p.add_argument("--render", action="store_true",
+                   help="a run that stored no prompts (older hsd): render the prompt again from the run's config.yaml "
+                        "and show it only if it hashes to the record's prompt_hash")
+
+
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]] = {
     "validate": ("run one validation (generate or score) and write metrics", _validate,
                  "hsd.commands.validate:main"),
@@ -137,6 +156,8 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]] 
                 _compare, "hsd.commands.compare:main"),
     "submit": ("submit jobs (Slurm, or the local executor): baseline | pipeline | sweep | resume", _submit,
                "hsd.commands.submit:main"),
+    "show": ("one sample of a run: the full prompt the model saw, its raw response, the parsed label and "
+             "status, the true label and target group", _show, "hsd.commands.show:main"),
     "status": ("state and progress of each job of a submitted experiment", _status, "hsd.commands.status:main"),
     "cancel": ("stop a submitted experiment's unfinished jobs (scancel, or the local jobs' processes); "
                "hsd submit resume runs them later", _cancel, "hsd.commands.cancel:main"),

@@ -3,7 +3,9 @@
 A *record* is one evaluated sample, written as one JSON line by the rank that evaluated it
 (``shards/rank<k>.jsonl``). Every metric, CSV and report is recomputed from records alone,
 so the record keeps everything needed to do that: the raw response with special tokens kept,
-the parsed label and why it parsed (or did not), the prompt hash and the timing.
+the parsed label and why it parsed (or did not), the prompt hash and the timing, and the
+sample's part of the prompt (the part shared by all samples is stored once per run, see
+:mod:`hsd.prompt_files`).
 """
 
 from __future__ import annotations
@@ -54,6 +56,10 @@ class Record:
     prompt_tokens: Optional[int] = None
     new_tokens: Optional[int] = None
     stop_reason: Optional[str] = None  # generate mode: "stop" (a stop token) | "length" (max_new_tokens)
+    # The prompt itself (hsd.prompt_files): <run>/prompts/prefix-<prompt_prefix_hash>.txt + prompt_tail.
+    # None in records written before prompts were stored, and in imported legacy runs.
+    prompt_prefix_hash: Optional[str] = None
+    prompt_tail: Optional[str] = None
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -12,7 +12,6 @@ assistant turn as a final-channel message, the exact form the model is asked to 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass, replace
@@ -20,6 +19,7 @@ from typing import Any
 
 from hsd.data import load_split, resolve_data_dir
 from hsd.errors import TemplateError
+from hsd.prompt_files import prompt_hash  # noqa: F401  (re-exported: one hash, kept with the stored prompts)
 from hsd.prompts.few_shot import GROUP_NAMES, select_examples, texts_outside_train
 from hsd.prompts.template import GenerationParams, Template, load_template, placeholder_values
 from hsd.records import Sample
@@ -28,11 +28,6 @@ GENERATION_PROMPT_END = "<|start|>assistant"  # what the harmony template's gene
 SCORE_SUFFIX = '<|channel|>final<|message|>{"classification": "'
 _DATE_RE = re.compile(r"Current date: \d{4}-\d{2}-\d{2}")
 _PIN_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-
-def prompt_hash(text: str) -> str:
-    """First 16 hex characters of the SHA-256 of a rendered prompt."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def answer_json(label: str, rationale: str) -> str:

@@ -12,6 +12,7 @@ and at the end the merged outputs, after checking every sample was recorded exac
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import sys
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from hsd import distributed as dist
-from hsd import runs
+from hsd import prompt_files, runs
 from hsd.config import Config
 from hsd.errors import HsdError
 from hsd.phases import Phases, process_age_s
@@ -187,8 +188,10 @@ def _evaluate(cfg: Config, env: dist.DistEnv, tokenizer: Any, prompter: Any,
     with phases("model"):  # build or load, move to the device, compile set-up
         backend = backend_cls(cfg, env.device, env.rank, tokenizer)
     settings = generation_settings(cfg, prompter.generation)
-    with phases("tokenize"):
-        prompts = [mode.render(prompter, s) for s in mine]
+    with phases("tokenize"):  # render (the shared prefix stored once), then token lengths for batching
+        rendered = [render_split(mode, prompter, s) for s in mine]
+        prompt_files.write_prefixes(run_path, rendered)  # before any record names them
+        prompts = [p.text for p in rendered]
         lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
         batches = length_sorted_batches([s.id for s in mine], lengths, cfg.inference.batch_size)
     show = cfg.inference.progress and sys.stderr.isatty()
@@ -200,7 +203,7 @@ def _evaluate(cfg: Config, env: dist.DistEnv, tokenizer: Any, prompter: Any,
             if "first_output" not in phases.seconds:  # warm-up, graph capture and the first rows' decode
                 phases.add("first_output", time.perf_counter() - started)
             per_sample = (time.perf_counter() - t0) / len(group)  # the time since the last group, shared
-            writer.append(make_record(mine[i], prompts[i], out, prompter.strategy, per_sample, env.rank, mode.judge)
+            writer.append(make_record(mine[i], rendered[i], out, prompter.strategy, per_sample, env.rank, mode.judge)
                           for i, out in group)
             bar.update(len(group))
             t0 = time.perf_counter()
@@ -210,19 +213,26 @@ def _evaluate(cfg: Config, env: dist.DistEnv, tokenizer: Any, prompter: Any,
     return RankStats(env.rank, len(mine), seconds, phases.seconds)
 
 
-def make_record(sample: Sample, prompt: str, out: Any, strategy: str, latency_s: float, rank: int,
-                judge: Any = None) -> Record:
-    """``judge(out)`` (the mode's, :mod:`hsd.inference.modes`) decides label, rationale and status."""
-    from hsd.prompts import prompt_hash
+def render_split(mode: Any, prompter: Any, sample: Sample) -> prompt_files.SplitPrompt:
+    """The mode's prompt for ``sample`` as the prefix shared with other samples + the sample's tail
+    (:mod:`hsd.prompt_files`): found by rendering the sample once more with a sentinel as its text."""
+    probe = mode.render(prompter, dataclasses.replace(sample, text=prompt_files.SENTINEL))
+    return prompt_files.split_prompt(mode.render(prompter, sample), probe)
 
+
+def make_record(sample: Sample, prompt: prompt_files.SplitPrompt, out: Any, strategy: str, latency_s: float, rank: int,
+                judge: Any = None) -> Record:
+    """``judge(out)`` (the mode's, :mod:`hsd.inference.modes`) decides label, rationale and status;
+    the record keeps the prompt's tail and names its prefix file (written by :func:`_evaluate`)."""
     j = (judge or GenerateMode(None).judge)(out)
     return Record(
         sample_id=sample.id, text=sample.text, true_label=sample.label, target_group=sample.target_group,
         persona_tag=sample.persona_tag, source=sample.source, strategy=strategy,
-        prompt_hash=prompt_hash(prompt), raw_response=j.raw_response, predicted_label=j.predicted_label,
-        rationale=j.rationale, parse_status=j.parse_status, latency_s=round(latency_s, 4),
-        rank=rank, p_hate=out.p_hate, prompt_tokens=out.prompt_tokens, new_tokens=out.new_tokens,
-        stop_reason=out.stop_reason,
+        prompt_hash=prompt_files.prompt_hash(prompt.text), raw_response=j.raw_response,
+        predicted_label=j.predicted_label, rationale=j.rationale, parse_status=j.parse_status,
+        latency_s=round(latency_s, 4), rank=rank, p_hate=out.p_hate, prompt_tokens=out.prompt_tokens,
+        new_tokens=out.new_tokens, stop_reason=out.stop_reason,
+        prompt_prefix_hash=prompt.prefix_hash, prompt_tail=prompt.tail,
     )
 
 

@@ -17,6 +17,7 @@ import pytest
 
 from hsd.cli import main
 from hsd.config import load_config
+from hsd.prompt_files import prompt_hash
 from hsd.recipes.validate import run
 
 pytestmark = pytest.mark.integration
@@ -48,16 +49,44 @@ def _records(run_dir: Path) -> dict[str, tuple]:
     return {r["sample_id"]: tuple(r[k] for k in COMPARED) for r in rows}
 
 
-def test_an_old_interrupted_run_resumes_to_the_old_complete_runs_records(old_experiment):
+def test_an_old_interrupted_run_resumes_to_the_old_complete_runs_records(old_experiment, capsys):
     interrupted, complete = old_experiment / "interrupted", old_experiment / "complete"
     shard = interrupted / "shards" / "rank0.jsonl"
     kept = shard.read_bytes()
+    old_ids = [json.loads(line)["sample_id"] for line in kept.decode().splitlines()]
     run(load_config(interrupted / "config.yaml"), interrupted)
     manifest = json.loads((interrupted / "manifest.json").read_text())
     assert manifest["status"] == "COMPLETED" and manifest["attempt"] == 2 and manifest["resumed"] == 3
     assert manifest["ts"] == "20261205_130630", "the first attempt's file-name timestamp is kept"
     assert shard.read_bytes().startswith(kept), "the old records were rewritten"
     assert _records(interrupted) == _records(complete)
+    _show_old_and_new_records(interrupted, old_ids, _records(complete), capsys)
+
+
+def _show_old_and_new_records(run_dir: Path, old_ids: list[str], complete: dict, capsys) -> None:
+    """`hsd show`: the 3 old records hold no prompt (it says so, shows their answers, and renders the
+    prompt again with --render); the 5 resumed ones do, and their stored prompts hash to the old run's
+    prompt_hash (the same prompts)."""
+    new_ids = sorted(set(complete) - set(old_ids))
+    assert len(old_ids) == 3 and len(new_ids) == 5
+    assert main(["show", str(run_dir), old_ids[0]]) == 2
+    assert "recorded by an older hsd" in capsys.readouterr().err
+    assert main(["show", str(run_dir), old_ids[0], "--answer-only"]) == 0
+    assert "predicted label" in capsys.readouterr().out
+    for sid in new_ids:
+        assert main(["show", str(run_dir), sid, "--json"]) == 0
+        shown = json.loads(capsys.readouterr().out)
+        assert prompt_hash(shown["prompt"]) == complete[sid][COMPARED.index("prompt_hash")]
+    # --render: an old record's prompt rendered again from config.yaml, shown only when its hash is the record's
+    assert main(["show", str(run_dir), old_ids[0], "--render", "--json"]) == 0
+    rendered = json.loads(capsys.readouterr().out)["prompt"]
+    assert prompt_hash(rendered) == complete[old_ids[0]][COMPARED.index("prompt_hash")]
+    assert rendered.startswith("<|start|>system<|message|>") and rendered.endswith("<|start|>assistant")
+    (merged,) = run_dir.glob("intermediate_results_*.jsonl")
+    merged.write_text(merged.read_text(encoding="utf-8").replace(complete[old_ids[0]][COMPARED.index("prompt_hash")],
+                                                                 "0123456789abcdef"), encoding="utf-8")
+    assert main(["show", str(run_dir), old_ids[0], "--render"]) == 2
+    assert "not the record's prompt_hash 0123456789abcdef" in capsys.readouterr().err
 
 
 def test_an_old_complete_run_is_left_as_it_is_and_the_experiment_collates(old_experiment, capsys):

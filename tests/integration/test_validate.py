@@ -85,6 +85,41 @@ def test_resume_of_a_complete_run_redoes_nothing(cli_run, tiny_model_dir):
     assert manifest["attempt"] == 1 and manifest["status"] == "COMPLETED" and manifest["samples_per_s"] > 0
 
 
+def test_each_prompt_is_stored_exactly_and_the_shared_prefix_once(cli_run, capsysbinary):
+    from hsd.cli import main
+    from hsd.data import select_samples
+    from hsd.models.loader import load_tokenizer
+    from hsd.prompt_files import full_prompt
+    from hsd.prompts import Prompter
+
+    run_dir = type(cli_run[0])(cli_run[2].stdout.strip().splitlines()[-1])
+    cfg = load_config(run_dir / "config.yaml")
+    tokenizer, samples = load_tokenizer(cfg.model), select_samples(cfg.data)
+    prompter = Prompter.from_config(cfg, tokenizer, {s.id for s in samples})
+    records = merged_records(run_dir)
+    for sample in samples:  # the run's prompts, rendered again now, are the stored ones byte for byte
+        rec, fed = records[sample.id], prompter.render(sample)
+        assert full_prompt(run_dir, rec["prompt_prefix_hash"], rec["prompt_tail"], rec["prompt_hash"]) == fed
+        assert rec["prompt_tokens"] == len(tokenizer(fed, add_special_tokens=False)["input_ids"])
+        assert rec["prompt_tail"].startswith(sample.text)
+    # a tail is the sample's text + the same few closing characters (the rest of the user turn)
+    assert len({len(records[s.id]["prompt_tail"]) - len(s.text) for s in samples}) == 1
+    (prefix,) = (run_dir / "prompts").iterdir()
+    system = prompter.template.system_prompt
+    assert prefix.read_text(encoding="utf-8").count(system) == 1
+    for name in ("intermediate_results_*.jsonl", "shards/rank0.jsonl", "strategy_unified_results_*.csv"):
+        (file,) = run_dir.glob(name)
+        text = file.read_text(encoding="utf-8")
+        assert system not in text and json.dumps(system)[1:-1] not in text, f"{name} repeats the system prompt"
+    assert main(["show", str(run_dir), samples[3].id, "--prompt-only"]) == 0
+    assert capsysbinary.readouterr().out == prompter.render(samples[3]).encode("utf-8")
+    assert main(["show", str(run_dir), samples[3].id]) == 0
+    out = capsysbinary.readouterr().out.decode("utf-8")
+    rec = records[samples[3].id]
+    assert prompter.render(samples[3]) in out and rec["raw_response"] in out
+    assert f"parse status     {rec['parse_status']}\n" in out and f"target group     {rec['target_group']}\n" in out
+
+
 def test_batch_size_does_not_change_greedy_records(cli_run, tiny_model_dir, tmp_path):
     _, _, res = cli_run
     reference = merged_records(type(tmp_path)(res.stdout.strip().splitlines()[-1]))

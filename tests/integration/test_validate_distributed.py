@@ -8,6 +8,7 @@ import pytest
 
 from _run_helpers import N_SAMPLES, comparable, launch, merged_records, seed_shard, shard_ids, write_config
 from hsd.config import load_config
+from hsd.prompt_files import full_prompt
 from hsd.recipes.validate import run
 
 pytestmark = pytest.mark.integration
@@ -34,6 +35,11 @@ def test_two_ranks_equal_one(single, tmp_path):
     records = merged_records(run_dir)
     assert {r["rank"] for r in records.values()} == {0, 1}
     assert {k: comparable(v) for k, v in records.items()} == {k: comparable(v) for k, v in reference.items()}
+    # both ranks wrote the shared prompt prefix: one whole file, no temp file left, every prompt rebuilt
+    (prefix,) = (run_dir / "prompts").iterdir()
+    assert prefix.name == f"prefix-{records[ids1[0]]['prompt_prefix_hash']}.txt"
+    for rec in records.values():
+        full_prompt(run_dir, rec["prompt_prefix_hash"], rec["prompt_tail"], rec["prompt_hash"])
 
 
 def test_resume_with_another_world_size_reads_every_shard(single, tmp_path):

@@ -27,6 +27,7 @@ from typing import Any, Optional
 MAX_ANSWER = 20_000  # characters of an answer that are read; real answers are a few hundred
 MAX_BRACKETS = 256  # more [ or { than this: skip the JSON decoder (its recursion is the risk)
 MAX_NESTED_FINAL = 3  # {"final": "{\"final\": …}"} levels followed
+MAX_VALUES = 16  # values of one object searched for a nested answer
 
 LABEL_KEYS = ("classification", "label", "prediction", "class")
 RATIONALE_KEYS = ("rationale", "reason", "explanation")
@@ -58,14 +59,54 @@ def read_answer(answer: str, depth: int = 0) -> Reading:
     body = _unfence(strip_special(answer[: MAX_ANSWER * 2]).strip()[:MAX_ANSWER])
     obj, doubled = _json_object(body)
     if obj is not None:
-        label = _value(obj, LABEL_KEYS)
-        if label is not None:
-            return Reading(_text(label), _text(_value(obj, RATIONALE_KEYS)), doubled)
-        nested = _value(obj, ("final",))
-        if nested is not None and depth < MAX_NESTED_FINAL:
-            inner = read_answer(nested if isinstance(nested, str) else _dumps(nested), depth + 1)
-            return Reading(inner.label, inner.rationale, True)
+        reading = _from_object(obj, depth)
+        if reading is not None:
+            return Reading(reading.label, reading.rationale, reading.repaired or doubled)
+    elif body.startswith('"') and depth < MAX_NESTED_FINAL:
+        inner = _json_string(body)  # the whole answer is one JSON string: "{\"classification\": …}"
+        if inner is not None:
+            reading = read_answer(inner, depth + 1)
+            return Reading(reading.label, reading.rationale, True) if reading.label is not None else reading
     return _key_value(body, doubled)
+
+
+def _from_object(obj: dict[str, Any], depth: int) -> Optional[Reading]:
+    """The reading of a decoded object: its label, or the answer held in one of its values.
+
+    A value holds an answer when the model nested its whole answer there (under ``final``,
+    ``message``, ``response`` or any other key, as an object or as a string, escaped or not) or
+    when the label's own value is such an answer (``{"classification": "{\"classification\": …}"}``).
+    None: no label anywhere (the caller falls back to the key/value scan).
+    """
+    label = _value(obj, LABEL_KEYS)
+    if label is not None and not _holds_answer(label):
+        return Reading(_text(label), _text(_value(obj, RATIONALE_KEYS)), False)
+    if depth >= MAX_NESTED_FINAL:
+        return None
+    final = _value(obj, ("final",))
+    candidates = ([label] if label is not None else []) + ([final] if final is not None else []) + [
+        v for v in list(obj.values())[:MAX_VALUES] if v is not label and v is not final and _holds_answer(v)]
+    for value in candidates:
+        inner = read_answer(value if isinstance(value, str) else _dumps(value), depth + 1)
+        if inner.label is not None:
+            return Reading(inner.label, inner.rationale, True)
+    return None
+
+
+def _holds_answer(value: Any) -> bool:
+    """Whether a JSON value may hold a whole answer rather than be a label or a rationale."""
+    if isinstance(value, (dict, list)):
+        return True
+    return isinstance(value, str) and ("{" in value or _LABEL_TEXT.search(value[:MAX_ANSWER]) is not None)
+
+
+def _json_string(body: str) -> Optional[str]:
+    """The text of a JSON string literal that opens the body, or None."""
+    try:
+        value, _ = json.JSONDecoder().raw_decode(body)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, str) else None
 
 
 def _key_value(body: str, doubled: bool) -> Reading:
@@ -84,7 +125,9 @@ def _rationale(body: str) -> Optional[str]:
         return None
     rest = body[key.end(): key.end() + 4000].lstrip("\"'\\")
     end = _RATIONALE_END.search(rest)
-    text = (rest[: end.start()] if end else rest).rstrip("\"'}\\ \t\r\n")
+    # its closing quote found, the value is what lies before it (quotes inside it are kept);
+    # else it ran to the end of the answer, and closing quotes and braces are trimmed
+    text = rest[: end.start()].strip() if end else rest.rstrip("\"'}\\ \t\r\n")
     return text or None
 
 

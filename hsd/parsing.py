@@ -140,16 +140,28 @@ STOP_REASONS = ("stop", "length")
 
 # Harmony special tokens that end a message or the generation.
 _END = re.compile(r"<\|return\|>|<\|end\|>|<\|call\|>|<\|endoftext\|>|<\|start\|>")
-# Where a final answer starts; each pattern's match end is the first character of the answer.
+# Where a final answer starts; each pattern's match end is the first character of the answer and its
+# group "ch" the channel name (of two markers at one name, the earlier pattern here wins).
 _FINAL_MARKERS: tuple[tuple[re.Pattern[str], ParseStatus], ...] = (
-    (re.compile(r"<\|channel\|>[ \t]*(?:final|commentary[ \t]+to=final)\b[^<]{0,200}"
+    (re.compile(r"<\|channel\|>[ \t]*(?:commentary[ \t]+to=)?(?P<ch>final)\b[^<]{0,200}"
                 r"(?:<\|constrain\|>[^<]{0,200})?<\|message\|>"), ParseStatus.OK_FINAL_CHANNEL),
     # stripped tokens leave the role and channel glued together: "assistantfinal"
-    (re.compile(r"assistantfinal"), ParseStatus.OK_STRIPPED_FINAL),
-    (re.compile(r"assistantcommentary[ \t]+to=final\b"), ParseStatus.OK_STRIPPED_FINAL),
+    (re.compile(r"assistant(?P<ch>final)"), ParseStatus.OK_STRIPPED_FINAL),
+    (re.compile(r"assistantcommentary[ \t]+to=(?P<ch>final)\b"), ParseStatus.OK_STRIPPED_FINAL),
     # the role, then junk where the channel marker should be: assistant",final{…}
-    (re.compile(r"assistant[^A-Za-z{<]{1,8}final(?=[ \t]*(?:json[ \t]*)?\{)"), ParseStatus.OK_UNFRAMED),
+    (re.compile(r"assistant[^A-Za-z{<]{1,8}(?P<ch>final)(?=[ \t]*(?:json[ \t]*)?\{)"), ParseStatus.OK_UNFRAMED),
 )
+# The channel name alone, its role lost (LoRA-tuned gpt-oss, tokens stripped): glued to the reasoning
+# before it ("Output JSON.final{…}", "…hatefinal\nClassification: …") or opening the response, then at
+# most a little junk (quotes, brackets, punctuation, whitespace, a code fence, "json", a leftover special
+# token) and an answer: an object, a fence, a "classification:" key, or a bare label that ends the text.
+# A quoted "final" key ({"final": "{…}"}) is not a marker: the reader takes that object apart whole.
+# After a space "final" is a word of prose ("We output final {…} would be", "So final classification:
+# hate"); it is a marker only before an object that closes the response ("… JSON. final{…}").
+_GAP = r"(?:[^\w{<]|<\|(?:constrain|message|channel)\|>){0,16}"
+_BARE_CHANNEL = re.compile(
+    rf"(?P<ch>final)(?![\"']\s*:)(?:{_GAP}json)?{_GAP}(?=\{{|```|[\"']?(?i:classification|label|prediction)\b[\"']?\s*[:=]"
+    rf"|(?i:hate|normal)[^\w<]{{0,16}}(?:<\|[a-z]{{1,20}}\|>\s*)*\Z)")
 # A response that is itself an answer starts like one: a few non-letters and at most one short word
 # (never the analysis channel's name) before an object, a fence or a "classification:" key.
 _JUNK = r"[^A-Za-z{`]{0,16}"
@@ -161,6 +173,7 @@ _FRAME_WORD = r"(?:final|name|assistant|answer|output|response|json)[^A-Za-z]{0,
 _KEY_START = re.compile(
     rf"\A(?P<junk>{_JUNK}(?:{_FRAME_WORD})?)[\"']?(?:classification|label|prediction)\b[\"']?\s*[:=]", re.I)
 _BARE_LABEL = re.compile(r"\A[\s\"'`]*(?:hate|normal)[\s\"'`.]*\Z", re.I)
+_CLOSING_JUNK = "`\"'.,;:!?)] \t\r\n"
 _MAX_TEXT = 1_000_000  # longer responses are read from their last million characters
 
 
@@ -211,17 +224,39 @@ def _parse(text: str, stop_reason: Optional[str]) -> ParseResult:
 
 
 def _last_final(text: str) -> Optional[tuple[str, ParseStatus]]:
-    """The text of the last final answer and how it was marked, or None."""
-    best: Optional[tuple[int, ParseStatus]] = None
-    for pattern, status in _FINAL_MARKERS:
+    """The text of the last final answer and how it was marked, or None.
+
+    A bare channel name counts only after the last marked final answer has ended (at an end token):
+    one inside that answer (``assistantfinal{"final": "{…}"}``) is part of the answer, which the
+    reader takes apart with the channel's status.
+    """
+    best: Optional[tuple[int, int, int, ParseStatus]] = None  # (channel name, -pattern, answer start)
+    for rank, (pattern, status) in enumerate(_FINAL_MARKERS):
         for match in pattern.finditer(text):
-            if best is None or match.end() > best[0]:
-                best = (match.end(), status)
+            found = (match.start("ch"), -rank, match.end(), status)
+            best = found if best is None or found[:2] > best[:2] else best
+    answer_end = 0 if best is None else _answer_end(text, best[2])
+    for match in _BARE_CHANNEL.finditer(text, answer_end):
+        spaced = text[match.start() - 1: match.start()] in (" ", "\t")
+        if spaced and not (text.startswith(("{", "`"), match.end()) and _ends_with_object(text)):
+            continue
+        if best is None or match.start("ch") > best[0]:
+            best = (match.start("ch"), 1, match.end(), ParseStatus.OK_UNFRAMED)
     if best is None:
         return None
-    start, status = best
+    start, status = best[2], best[3]
+    return text[start: _answer_end(text, start)], status
+
+
+def _ends_with_object(text: str) -> bool:
+    """Whether the text ends with a closing brace (then at most a fence, punctuation, end tokens)."""
+    return strip_special(text[-2000:]).rstrip(_CLOSING_JUNK).endswith("}")
+
+
+def _answer_end(text: str, start: int) -> int:
+    """Where the answer that starts at ``start`` ends: the next end token, else the end of the text."""
     end = _END.search(text, start)
-    return text[start: end.start()] if end else text[start:], status
+    return end.start() if end else len(text)
 
 
 def _result(reading: Reading, where: ParseStatus, stop_reason: Optional[str]) -> ParseResult:

@@ -32,13 +32,14 @@ MAX_VALUES = 16  # values of one object searched for a nested answer
 LABEL_KEYS = ("classification", "label", "prediction", "class")
 RATIONALE_KEYS = ("rationale", "reason", "explanation")
 _SPECIAL = re.compile(r"<\|[a-z_]{1,20}\|>")
-_FENCE = re.compile(r"```[a-zA-Z]{0,20}\s*")
+_FENCE = re.compile(r"```(?:json|[a-zA-Z]{0,20}(?=\s))?\s*")  # "```jsonLABEL: …": the tag is json
 _Q = r"[\"'\\]{0,4}"  # quotes around a key or value, escaped when nested in a string
 _LABEL_TEXT = re.compile(rf"{_Q}\b(?:classification|label|prediction)\b{_Q}\s*[:=]\s*{_Q}([A-Za-z_-]{{1,40}})", re.I)
 _RATIONALE_KEY = re.compile(rf"{_Q}\b(?:rationale|reason|explanation)\b{_Q}\s*[:=]\s*", re.I)
 _RATIONALE_END = re.compile(r"\\?[\"']\s*[,}]")
 _NESTED_FINAL = re.compile(rf"{_Q}\bfinal\b{_Q}\s*:", re.I)
 _DOUBLED = re.compile(r"[^{]{0,40}\{\s*\{")
+_LABEL_WORD = re.compile(r"\A\s*(?:hate|normal)[\s.]*\Z", re.I)
 _BARE_LABEL = re.compile(r"\A[\s\"'`]*([A-Za-z]{1,40})[\s\"'`.]*\Z")
 
 
@@ -64,9 +65,9 @@ def read_answer(answer: str, depth: int = 0) -> Reading:
             return Reading(reading.label, reading.rationale, reading.repaired or doubled)
     elif body.startswith('"') and depth < MAX_NESTED_FINAL:
         inner = _json_string(body)  # the whole answer is one JSON string: "{\"classification\": …}"
-        if inner is not None:
-            reading = read_answer(inner, depth + 1)
-            return Reading(reading.label, reading.rationale, True) if reading.label is not None else reading
+        reading = read_answer(inner, depth + 1) if inner is not None else None
+        if reading is not None and reading.label is not None:
+            return Reading(reading.label, reading.rationale, True)
     return _key_value(body, doubled)
 
 
@@ -90,6 +91,10 @@ def _from_object(obj: dict[str, Any], depth: int) -> Optional[Reading]:
         inner = read_answer(value if isinstance(value, str) else _dumps(value), depth + 1)
         if inner.label is not None:
             return Reading(inner.label, inner.rationale, True)
+    # {"message": "hate"}, {"answer": "normal", "why": …}: the one value that is a bare label
+    bare = [v for v in list(obj.values())[:MAX_VALUES] if isinstance(v, str) and _LABEL_WORD.match(v)]
+    if len(bare) == 1:
+        return Reading(bare[0], _text(_value(obj, RATIONALE_KEYS)), True)
     return None
 
 
@@ -116,11 +121,13 @@ def _key_value(body: str, doubled: bool) -> Reading:
         return Reading(bare.group(1) if bare else None, None, False)
     nested = _NESTED_FINAL.search(body, 0, match.start()) is not None
     doubled = doubled or _DOUBLED.match(body) is not None
-    return Reading(match.group(1), _rationale(body), doubled or nested)
+    return Reading(match.group(1), _rationale(body, match.end()), doubled or nested)
 
 
-def _rationale(body: str) -> Optional[str]:
-    key = _RATIONALE_KEY.search(body)
+def _rationale(body: str, after: int) -> Optional[str]:
+    """The rationale beside the label: the first one after it (an answer nested in another key's
+    string keeps its own rationale after its label), else the first one before it."""
+    key = _RATIONALE_KEY.search(body, after) or _RATIONALE_KEY.search(body)
     if key is None:
         return None
     rest = body[key.end(): key.end() + 4000].lstrip("\"'\\")
@@ -132,10 +139,14 @@ def _rationale(body: str) -> Optional[str]:
 
 
 def _unfence(body: str) -> str:
-    """The inside of a Markdown code fence around the whole answer."""
+    """The inside of a Markdown code fence around the whole answer (a doubled opening fence too)."""
     if not body.startswith("```"):
         return body
-    inner = body[_FENCE.match(body).end():]
+    inner = body
+    for _ in range(3):
+        if not inner.startswith("```"):
+            break
+        inner = inner[_FENCE.match(inner).end():]
     close = inner.find("```")
     return (inner[:close] if close >= 0 else inner).strip()
 

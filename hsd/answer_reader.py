@@ -7,11 +7,16 @@ recurse without bound. Here an answer is read in two bounded steps:
 
 1. JSON: the first object, or the one after doubled braces, read with ``json``'s decoder on at
    most :data:`MAX_ANSWER` characters and only when nesting is shallow (deep nesting is what
-   makes a recursive decoder blow up). An object with no label but a ``final`` key is read
-   again from that key's value (the fine-tuned model nests its answer there, often as a string).
+   makes a recursive decoder blow up). An object with no label is read again from the value that
+   holds the answer (the fine-tuned model nests it under ``final``, ``message`` or another key, often
+   as a string), as is a label whose value is itself an answer; failing that, the object's one value
+   that is a bare label. A whole answer that is a JSON string (``"{\\"classification\\": …}"``) is read
+   from that string.
 2. Key/value text: ``classification: hate`` / ``"classification": \\"hate\\"`` / single quotes,
-   found with linear regular expressions; the rationale is the text after ``rationale:`` up to
-   its closing quote.
+   found with linear regular expressions; the rationale is the text after the ``rationale:`` beside
+   the label (the first after it, else before it) up to its closing quote. This also reads an
+   answer held in a string value with its quotes unescaped (``{"message": "{"classification": …}"}``),
+   which no JSON decoder can.
 
 A reading is ``repaired`` when the answer's structure had to be fixed (doubled braces, nested
 under ``final``): :mod:`hsd.parsing` then calls a direct answer ``ok_unframed``.

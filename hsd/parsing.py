@@ -23,7 +23,12 @@ Final answers are found in these forms (the last marker wins when there are seve
   doubled braces ``{{…}}``, the answer nested under a ``final`` key as a string, even one that is
   not valid JSON (``{"final": "{"classification": \\"hate\\", …}"}``, ``{"final": "classification: normal"}``).
   A response counts as an answer only when it *starts* like one (at most a few non-letters and
-  one short word before it, never ``analysis``): reasoning cut off mid-sentence stays ``unknown``.
+  one short word before it, never ``analysis``): reasoning cut off mid-sentence stays ``unknown``;
+* the final channel's name without its role after the reasoning, tokens stripped, with junk before
+  the answer (``…So classification: hate. Output JSON.final"{…}``, ``…final]{…}``,
+  ``…final\n\n```json{…}``, ``…finalLABEL: normal``): the answer after it wins over any label the
+  reasoning names. Only where an answer follows: "final" after a space is prose unless an object
+  closes the response, and a quoted ``"final":`` key belongs to the object around it.
 
 An answer is read by :mod:`hsd.answer_reader`: JSON first, then a tolerant key/value scan that
 cannot raise and reads a bounded prefix only. :func:`parse_response` never raises, whatever it
@@ -60,9 +65,10 @@ class ParseStatus(str, Enum):
                                       to=final``)
     ok_json                           the whole response is a JSON answer object (no reasoning)
     ok_plain_text                     the whole response is ``classification: <label>`` or the label
-    ok_unframed                       the whole response is an answer whose frame is broken: junk or
+    ok_unframed                       an answer whose frame is broken: the whole response with junk or
                                       a stray word before it (``",final{``, ``",name{``), doubled
-                                      braces, the answer nested under a ``final`` key
+                                      braces, the answer nested under a ``final`` (or any) key; or the
+                                      channel name without its role after reasoning (``JSON.final"{``)
     ok_legacy_prediction              ``hsd import-legacy --keep-predictions``: the old pipeline's label
     empty                             empty or whitespace-only response
     no_final_answer_truncated         generation stopped at the token limit (stop reason ``length``)
@@ -111,7 +117,7 @@ STATUS_MEANINGS: dict[str, str] = {
     "ok_stripped_final": "answer after the stripped final-channel marker (assistantfinal)",
     "ok_json": "the response is only a JSON answer (no reasoning)",
     "ok_plain_text": "the response is only 'classification: <label>' or the label",
-    "ok_unframed": "an answer with a broken frame (junk before it, doubled braces, nested under 'final')",
+    "ok_unframed": "an answer with a broken frame (junk before it, doubled braces, nested in a key, 'final' without its role)",
     "ok_legacy_prediction": "the old pipeline's own label (--keep-predictions)",
     "ok_score": "score mode: hate iff P(hate) >= threshold",
     "ok_reference": "reference classifier",

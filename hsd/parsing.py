@@ -141,6 +141,8 @@ class ParseResult:
 
 
 VALID_LABELS = ("hate", "normal")
+# The label word with the task's own noun after it; "not hate", "non-hate", "hateful" stay invalid labels.
+_LABEL_ALIASES = {"hate speech": "hate", "hate_speech": "hate", "hate-speech": "hate"}
 UNKNOWN = "unknown"
 STOP_REASONS = ("stop", "length")
 
@@ -168,6 +170,8 @@ _GAP = r"(?:[^\w{<]|<\|(?:constrain|message|channel)\|>){0,16}"
 _BARE_CHANNEL = re.compile(
     rf"(?P<ch>final)(?![\"']\s*:)(?:{_GAP}json)?{_GAP}(?=\{{|```|[\"']?(?i:classification|label|prediction)\b[\"']?\s*[:=]"
     rf"|(?i:hate|normal)[^\w<]{{0,16}}(?:<\|[a-z]{{1,20}}\|>\s*)*\Z)")
+# The role with no channel at all before an object (<|start|>assistant<|message|>{…}, stripped: "JSON.assistant{…}").
+_BARE_ROLE = re.compile(rf"(?P<ch>assistant)(?:{_GAP}json)?{_GAP}(?=\{{|```)")
 # A response that is itself an answer starts like one: a few non-letters and at most one short word
 # (never the analysis channel's name) before an object, a fence or a "classification:" key.
 _JUNK = r"[^A-Za-z{`]{0,16}"
@@ -242,7 +246,7 @@ def _last_final(text: str) -> Optional[tuple[str, ParseStatus]]:
             found = (match.start("ch"), -rank, match.end(), status)
             best = found if best is None or found[:2] > best[:2] else best
     answer_end = 0 if best is None else _answer_end(text, best[2])
-    for match in _BARE_CHANNEL.finditer(text, answer_end):
+    for match in (m for pattern in (_BARE_CHANNEL, _BARE_ROLE) for m in pattern.finditer(text, answer_end)):
         spaced = text[match.start() - 1: match.start()] in (" ", "\t")
         if spaced and not (text.startswith(("{", "`"), match.end()) and _ends_with_object(text)):
             continue
@@ -271,6 +275,7 @@ def _result(reading: Reading, where: ParseStatus, stop_reason: Optional[str]) ->
         status = ParseStatus.NO_FINAL_ANSWER_TRUNCATED if stop_reason == "length" else ParseStatus.UNPARSABLE_FINAL
         return ParseResult(UNKNOWN, None, status.value)
     label = reading.label.strip().strip(".,;:!'\"`").lower()  # "hate." is hate
+    label = _LABEL_ALIASES.get(label, label)
     if label not in VALID_LABELS:
         return ParseResult(UNKNOWN, reading.rationale, ParseStatus.INVALID_LABEL.value)
     if reading.repaired and where in (ParseStatus.OK_JSON, ParseStatus.OK_PLAIN_TEXT):

@@ -86,6 +86,9 @@ CASES = [
     ("none", None, "unknown", ParseStatus.EMPTY.value),
     ("invalid-label", f'analysisxassistantfinal{{"classification": "offensive"}}', "unknown",
      ParseStatus.INVALID_LABEL.value),
+    ("label-with-noun", f'analysisxassistantfinal{{"classification": "Hate speech"}}', "hate", OK_STRIPPED),
+    ("invalid-label-non-hate", f'analysisxassistantfinal{{"classification": "non-hate"}}', "unknown",
+     ParseStatus.INVALID_LABEL.value),
     ("invalid-label-kept", f'{K_ANALYSIS}{K_FINAL}{{"classification": "not hate"}}<|return|>', "unknown",
      ParseStatus.INVALID_LABEL.value),
     ("unparsable-final", f"analysis{REASONING_SAYS_HATE}assistantfinalI cannot help with that.", "unknown",
@@ -313,8 +316,12 @@ def test_the_final_answer_after_reasoning_wins(reasoning, said, join, shape):
     (f'{REASONING_HATE}assistantfinal{{"final": "{{\\"classification\\": \\"normal\\"}}"}}', "normal"),
     (f"{REASONING_HATE}final{HATE_JSON}<|end|>final{NORMAL_JSON}", "normal"),  # the last final answer wins
     (f"{K_ANALYSIS}{K_FINAL}{NORMAL_JSON}<|return|>", "normal"),
+    (f"{REASONING_HATE}assistant{NORMAL_JSON}", "normal"),  # the role with no channel at all
+    (f"{K_ANALYSIS}<|start|>assistant<|message|>{NORMAL_JSON}<|return|>", "normal"),
+    (f"{REASONING_HATE} The assistant {NORMAL_JSON} is one option. So", "unknown"),
 ], ids=["spaced-object-at-end", "spaced-fence-at-end", "spaced-prose", "spaced-key-prose", "finally",
-        "stripped-nested-final-key", "two-bare-finals", "kept"])
+        "stripped-nested-final-key", "two-bare-finals", "kept", "stripped-role-no-channel", "kept-role-no-channel",
+        "role-in-prose"])
 def test_bare_final_is_a_marker_only_where_an_answer_follows(text, label):
     assert parse_response(text).label == label
 

@@ -26,9 +26,10 @@ Final answers are found in these forms (the last marker wins when there are seve
   one short word before it, never ``analysis``): reasoning cut off mid-sentence stays ``unknown``;
 * the final channel's name without its role after the reasoning, tokens stripped, with junk before
   the answer (``…So classification: hate. Output JSON.final"{…}``, ``…final]{…}``,
-  ``…final\n\n```json{…}``, ``…finalLABEL: normal``): the answer after it wins over any label the
-  reasoning names. Only where an answer follows: "final" after a space is prose unless an object
-  closes the response, and a quoted ``"final":`` key belongs to the object around it.
+  ``…final\\n\\n```json{…}``, ``…finalLABEL: normal``), or the role with no channel at all before an
+  object (``…JSON.assistant{…}``): the answer after it wins over any label the reasoning names. Only
+  where an answer follows: "final" after a space is prose unless an object closes the response, and a
+  quoted ``"final":`` key belongs to the object around it.
 
 An answer is read by :mod:`hsd.answer_reader`: JSON first, then a tolerant key/value scan that
 cannot raise and reads a bounded prefix only. :func:`parse_response` never raises, whatever it

@@ -39,8 +39,10 @@ RATIONALE_KEYS = ("rationale", "reason", "explanation")
 _SPECIAL = re.compile(r"<\|[a-z_]{1,20}\|>")
 _FENCE = re.compile(r"```(?:json|[a-zA-Z]{0,20}(?=\s))?\s*")  # "```jsonLABEL: …": the tag is json
 _Q = r"[\"'\\]{0,4}"  # quotes around a key or value, escaped when nested in a string
-_LABEL_TEXT = re.compile(rf"{_Q}\b(?:classification|label|prediction)\b{_Q}\s*[:=]\s*{_Q}([A-Za-z_-]{{1,40}})", re.I)
-_RATIONALE_KEY = re.compile(rf"{_Q}\b(?:rationale|reason|explanation)\b{_Q}\s*[:=]\s*", re.I)
+_MD = r"[*_]{0,3}"  # Markdown emphasis around a key or value: **Label:** hate, LABEL: **hate**
+_LABEL_TEXT = re.compile(
+    rf"{_Q}\b(?:classification|label|prediction)\b{_MD}{_Q}\s*[:=]{_MD}\s*[\"'\\*\[(]{{0,4}}([A-Za-z-]{{1,40}})", re.I)
+_RATIONALE_KEY = re.compile(rf"{_Q}\b(?:rationale|reason|explanation)\b{_MD}{_Q}\s*[:=]{_MD}\s*", re.I)
 _RATIONALE_END = re.compile(r"\\?[\"']\s*[,}]")
 _NESTED_FINAL = re.compile(rf"{_Q}\bfinal\b{_Q}\s*:", re.I)
 _DOUBLED = re.compile(r"[^{]{0,40}\{\s*\{")

@@ -169,7 +169,7 @@ _FINAL_MARKERS: tuple[tuple[re.Pattern[str], ParseStatus], ...] = (
 # hate"); it is a marker only before an object that closes the response ("… JSON. final{…}").
 _GAP = r"(?:[^\w{<]|<\|(?:constrain|message|channel)\|>){0,16}"
 _BARE_CHANNEL = re.compile(
-    rf"(?P<ch>final)(?![\"']\s*:)(?:{_GAP}json)?{_GAP}(?=\{{|```|[\"']?(?i:classification|label|prediction)\b[\"']?\s*[:=]"
+    rf"(?P<ch>final)(?![\"']\s*:)(?:{_GAP}json)?{_GAP}(?=\{{|```|[\"']?(?i:classification|label|prediction)\b[*_]{{0,3}}[\"']?\s*[:=]"
     rf"|(?i:hate|normal)[^\w<]{{0,16}}(?:<\|[a-z]{{1,20}}\|>\s*)*\Z)")
 # The role with no channel at all before an object (<|start|>assistant<|message|>{…}, stripped: "JSON.assistant{…}").
 _BARE_ROLE = re.compile(rf"(?P<ch>assistant)(?:{_GAP}json)?{_GAP}(?=\{{|```)")
@@ -182,7 +182,7 @@ _ANSWER_START = re.compile(
 # "So classification: hate. Provide" must not become an answer.
 _FRAME_WORD = r"(?:final|name|assistant|answer|output|response|json)[^A-Za-z]{0,6}"
 _KEY_START = re.compile(
-    rf"\A(?P<junk>{_JUNK}(?:{_FRAME_WORD})?)[\"']?(?:classification|label|prediction)\b[\"']?\s*[:=]", re.I)
+    rf"\A(?P<junk>{_JUNK}(?:{_FRAME_WORD})?)[\"']?(?:classification|label|prediction)\b[*_]{{0,3}}[\"']?\s*[:=]", re.I)
 _BARE_LABEL = re.compile(r"\A[\s\"'`]*(?:hate|normal)[\s\"'`.]*\Z", re.I)
 _CLOSING_JUNK = "`\"'.,;:!?)] \t\r\n"
 _MAX_TEXT = 1_000_000  # longer responses are read from their last million characters
@@ -275,7 +275,7 @@ def _result(reading: Reading, where: ParseStatus, stop_reason: Optional[str]) ->
     if reading.label is None:  # an answer begun, then cut by the token limit before its label: truncated
         status = ParseStatus.NO_FINAL_ANSWER_TRUNCATED if stop_reason == "length" else ParseStatus.UNPARSABLE_FINAL
         return ParseResult(UNKNOWN, None, status.value)
-    label = reading.label.strip().strip(".,;:!'\"`").lower()  # "hate." is hate
+    label = reading.label.strip().strip(".,;:!'\"`*_").lower()  # "hate." is hate
     label = _LABEL_ALIASES.get(label, label)
     if label not in VALID_LABELS:
         return ParseResult(UNKNOWN, reading.rationale, ParseStatus.INVALID_LABEL.value)

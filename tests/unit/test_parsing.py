@@ -358,3 +358,18 @@ def test_reshaped_recorded_responses_read_the_recorded_answer():
                 text = reasoning + join + shape(answer["classification"]).replace('"r"', json.dumps(answer["rationale"]))
                 result = parse_response(text)
                 assert result.label == truth.lower(), (row["sample_id"], join, text[-200:], result)
+
+
+@pytest.mark.parametrize("text,label,rationale", [
+    ("LABEL: normal\nRATIONALE: no group is attacked", "normal", "no group is attacked"),
+    ("**Label:** hate\n**Rationale:** a slur", "hate", "a slur"),
+    ("**LABEL**: Normal\nRATIONALE: fine", "normal", "fine"),
+    ("LABEL: **hate**\nRATIONALE: a slur", "hate", "a slur"),
+    ("Label: [normal]", "normal", None),
+    (f"{REASONING_HATE}final**Label:** normal", "normal", None),
+    (f"{REASONING_HATE}assistantfinal**Classification**: Normal\n**Rationale**: x", "normal", "x"),
+], ids=["label-rationale", "bold-key-colon-inside", "bold-key-colon-outside", "bold-value", "bracketed-value",
+        "bare-final-bold", "stripped-final-bold"])
+def test_label_and_rationale_text_answers(text, label, rationale):
+    result = parse_response(text)
+    assert (result.label, result.rationale) == (label, rationale), result

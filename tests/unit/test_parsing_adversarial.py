@@ -103,6 +103,8 @@ ANSWER_FORMS = {
     "message-escaped": lambda lab, r: json.dumps({"message": json.dumps({"classification": lab, "rationale": r})}),
     "json-string": lambda lab, r: json.dumps(json.dumps({"classification": lab, "rationale": r})),
     "label-text": lambda lab, r: f"LABEL: {lab}\nRATIONALE: {r}",
+    "label-markdown": lambda lab, r: f"**Label:** {lab}\n**Rationale:** {r}",
+    "fenced": lambda lab, r: "```json\n" + json.dumps({"classification": lab, "rationale": r}) + "\n```",
 }
 plain_rationales = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc"), exclude_characters='<"\\'),
                            max_size=40)

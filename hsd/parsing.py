@@ -220,8 +220,11 @@ def _parse(text: str, stop_reason: Optional[str]) -> ParseResult:
         return ParseResult(UNKNOWN, None, ParseStatus.EMPTY.value)
     found = _last_final(text)
     if found is not None:
-        answer, status = found
-        return _result(read_answer(answer), status, stop_reason)
+        answers, status = found
+        reading = read_answer(answers[0])
+        if reading.label is None and len(answers) > 1:
+            reading = read_answer(answers[1])
+        return _result(reading, status, stop_reason)
     bare = strip_special(text).strip()
     start = _ANSWER_START.match(bare)
     key = _KEY_START.match(bare)
@@ -234,29 +237,42 @@ def _parse(text: str, stop_reason: Optional[str]) -> ParseResult:
     return ParseResult(UNKNOWN, None, _no_final_status(text, stop_reason).value)
 
 
-def _last_final(text: str) -> Optional[tuple[str, ParseStatus]]:
-    """The text of the last final answer and how it was marked, or None.
+def _last_final(text: str) -> Optional[tuple[list[str], ParseStatus]]:
+    """The last final answer's text and how it was marked, or None; a second text to read when the
+    first holds no label.
 
-    A bare channel name counts only after the last marked final answer has ended (at an end token):
-    one inside that answer (``assistantfinal{"final": "{…}"}``) is part of the answer, which the
-    reader takes apart with the channel's status.
+    A bare channel name (or role) after the last marked answer has ended starts a new answer
+    (``ok_unframed``). One inside the marked answer (``…assistantfinal So classification: hate.
+    final{…}``) starts the text read first, with the channel's status; the whole marked answer is
+    read when that text holds no label.
     """
-    best: Optional[tuple[int, int, int, ParseStatus]] = None  # (channel name, -pattern, answer start)
+    marked: Optional[tuple[int, int, int, ParseStatus]] = None  # (channel name, -pattern, answer start)
     for rank, (pattern, status) in enumerate(_FINAL_MARKERS):
         for match in pattern.finditer(text):
             found = (match.start("ch"), -rank, match.end(), status)
-            best = found if best is None or found[:2] > best[:2] else best
-    answer_end = 0 if best is None else _answer_end(text, best[2])
-    for match in (m for pattern in (_BARE_CHANNEL, _BARE_ROLE) for m in pattern.finditer(text, answer_end)):
-        spaced = text[match.start() - 1: match.start()] in (" ", "\t")
-        if spaced and not (text.startswith(("{", "`"), match.end()) and _ends_with_object(text)):
-            continue
-        if best is None or match.start("ch") > best[0]:
-            best = (match.start("ch"), 1, match.end(), ParseStatus.OK_UNFRAMED)
-    if best is None:
-        return None
-    start, status = best[2], best[3]
-    return text[start: _answer_end(text, start)], status
+            marked = found if marked is None or found[:2] > marked[:2] else marked
+    bare = _last_bare(text, marked[0] + 1 if marked else 0)
+    answer = lambda start: text[start: _answer_end(text, start)]  # noqa: E731
+    if marked is None:
+        return ([answer(bare)], ParseStatus.OK_UNFRAMED) if bare is not None else None
+    if bare is None:
+        return [answer(marked[2])], marked[3]
+    if bare >= _answer_end(text, marked[2]):
+        return [answer(bare)], ParseStatus.OK_UNFRAMED
+    return [answer(bare), answer(marked[2])], marked[3]
+
+
+def _last_bare(text: str, after: int) -> Optional[int]:
+    """Where the answer after the last bare channel name (or role) at or after ``after`` starts."""
+    best: Optional[tuple[int, int]] = None  # (channel name, answer start)
+    for pattern in (_BARE_CHANNEL, _BARE_ROLE):
+        for match in pattern.finditer(text, after):
+            spaced = text[match.start() - 1: match.start()] in (" ", "\t")
+            if spaced and not (text.startswith(("{", "`"), match.end()) and _ends_with_object(text)):
+                continue
+            if best is None or match.start("ch") > best[0]:
+                best = (match.start("ch"), match.end())
+    return None if best is None else best[1]
 
 
 def _ends_with_object(text: str) -> bool:

@@ -319,9 +319,15 @@ def test_the_final_answer_after_reasoning_wins(reasoning, said, join, shape):
     (f"{REASONING_HATE}assistant{NORMAL_JSON}", "normal"),  # the role with no channel at all
     (f"{K_ANALYSIS}<|start|>assistant<|message|>{NORMAL_JSON}<|return|>", "normal"),
     (f"{REASONING_HATE} The assistant {NORMAL_JSON} is one option. So", "unknown"),
+    # reasoning inside the final channel, then the channel name again: the answer after it wins
+    (f'{REASONING_HATE}assistantfinal So classification: hate. final{{"message": "{{"classification": "normal"}}"}}',
+     "normal"),
+    # a "final" inside the answer that starts no answer: the marked answer is read
+    (f'{REASONING_HATE}assistantfinal{{"classification": "normal", "rationale": "the verdict is final: hate"}}', "normal"),
+    (f'{REASONING_HATE}assistantfinal{{"classification": "normal", "rationale": "final {{x}}"}}', "normal"),
 ], ids=["spaced-object-at-end", "spaced-fence-at-end", "spaced-prose", "spaced-key-prose", "finally",
         "stripped-nested-final-key", "two-bare-finals", "kept", "stripped-role-no-channel", "kept-role-no-channel",
-        "role-in-prose"])
+        "role-in-prose", "reasoning-in-final-channel", "final-word-in-rationale", "spaced-final-in-rationale"])
 def test_bare_final_is_a_marker_only_where_an_answer_follows(text, label):
     assert parse_response(text).label == label
 

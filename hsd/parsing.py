@@ -265,11 +265,13 @@ def _last_final(text: str) -> Optional[tuple[list[str], ParseStatus]]:
 def _last_bare(text: str, after: int) -> Optional[int]:
     """Where the answer after the last bare channel name (or role) at or after ``after`` starts."""
     best: Optional[tuple[int, int]] = None  # (channel name, answer start)
+    closed: Optional[bool] = None  # whether the text ends with an object; computed once, when needed
     for pattern in (_BARE_CHANNEL, _BARE_ROLE):
         for match in pattern.finditer(text, after):
-            spaced = text[match.start() - 1: match.start()] in (" ", "\t")
-            if spaced and not (text.startswith(("{", "`"), match.end()) and _ends_with_object(text)):
-                continue
+            if text[match.start() - 1: match.start()] in (" ", "\t"):  # prose, unless an object ends the text
+                closed = _ends_with_object(text) if closed is None else closed
+                if not (closed and text.startswith(("{", "`"), match.end())):
+                    continue
             if best is None or match.start("ch") > best[0]:
                 best = (match.start("ch"), match.end())
     return None if best is None else best[1]

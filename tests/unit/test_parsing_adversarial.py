@@ -127,7 +127,7 @@ def test_the_final_answer_after_reasoning_wins(body, said, role, gap, label, for
     "<|channel|>final" * 50_000, "<|channel|>final<|message|>" + "{" * 100_000, "\x00" * 500_000,
     "a" * 2_000_000, '{"classification": ' * 30_000, "{{" * 100_000 + '"classification": "hate"',
     "final" * 200_000, 'x.final"' * 100_000, "final hate" + "<|end|>" * 100_000, "}" * 300_000 + "final{",
-    '{"message": "' * 50_000, '{"a": ' * 100 + '"{\\"message\\": ' * 1000,
+    '{"message": "' * 50_000, " final{" * 100_000 + "}", " assistant{" * 100_000, '{"a": ' * 100 + '"{\\"message\\": ' * 1000,
 ], ids=lambda t: repr(t[:16]))
 def test_huge_and_deeply_nested_input_is_fast(text):
     started = time.perf_counter()

@@ -91,7 +91,7 @@ def base_config(a: argparse.Namespace, model: str) -> Config:
         "prompt.template=simple", "data.split=test", f"data.max_samples={a.max_samples}",
         f"inference.max_new_tokens={a.max_new_tokens}", "inference.temperature=0.0",
         f"inference.batch_size={a.batch_size}", "inference.progress=false",
-        "train.format=simple", f"train.max_steps={a.train_steps}", f"train.micro_batch_size={a.train_batch}",
+        "train.format=simple", f"train.max_steps={max(a.train_steps, 1)}", f"train.micro_batch_size={a.train_batch}",
         f"train.learning_rate={a.learning_rate}", "train.holdout_fraction=0.02", "train.max_length=512",
         f"train.eval_every={max(a.train_steps // 4, 1)}", f"train.save_every={max(a.train_steps, 1)}",
         "train.warmup_ratio=0.05", "train.lora.modules_to_save=[embed_tokens,lm_head]",

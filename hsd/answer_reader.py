@@ -39,6 +39,8 @@ RATIONALE_KEYS = ("rationale", "reason", "explanation")
 _SPECIAL = re.compile(r"<\|[a-z_]{1,20}\|>")
 _FENCE = re.compile(r"```(?:json|[a-zA-Z]{0,20}(?=\s))?\s*")  # "```jsonLABEL: …": the tag is json
 _Q = r"[\"'\\]{0,4}"  # quotes around a key or value, escaped when nested in a string
+# "json" left glued to the answer by a stripped <|constrain|>json: "jsonLABEL: hate", "json{…}"
+_LEADING_TAG = re.compile(r"\A[^\w{]{0,8}(?:json|JSON)(?![a-z])")
 _MD = r"[*_]{0,3}"  # Markdown emphasis around a key or value: **Label:** hate, LABEL: **hate**
 _LABEL_TEXT = re.compile(
     rf"{_Q}\b(?:classification|label|prediction)\b{_MD}{_Q}\s*[:=]{_MD}\s*[\"'\\*\[(]{{0,4}}([A-Za-z-]{{1,40}})", re.I)
@@ -64,7 +66,7 @@ def strip_special(text: str) -> str:
 
 def read_answer(answer: str, depth: int = 0) -> Reading:
     """Label and rationale from one answer's text; never raises, reads at most MAX_ANSWER characters."""
-    body = _unfence(strip_special(answer[: MAX_ANSWER * 2]).strip()[:MAX_ANSWER])
+    body = _unfence(_LEADING_TAG.sub("", strip_special(answer[: MAX_ANSWER * 2]).strip()[:MAX_ANSWER], count=1))
     obj, doubled = _json_object(body)
     if obj is not None:
         reading = _from_object(obj, depth)
@@ -146,16 +148,11 @@ def _rationale(body: str, after: int) -> Optional[str]:
 
 
 def _unfence(body: str) -> str:
-    """The inside of a Markdown code fence around the whole answer (a doubled opening fence too)."""
-    if not body.startswith("```"):
+    """The answer without its Markdown code fences (```json … ```, doubled or with junk between):
+    each becomes a line break, so the reader sees the object or the key/value text inside."""
+    if "```" not in body:
         return body
-    inner = body
-    for _ in range(3):
-        if not inner.startswith("```"):
-            break
-        inner = inner[_FENCE.match(inner).end():]
-    close = inner.find("```")
-    return (inner[:close] if close >= 0 else inner).strip()
+    return _FENCE.sub("\n", body).strip()
 
 
 def _json_object(body: str) -> tuple[Optional[dict[str, Any]], bool]:

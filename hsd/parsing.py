@@ -169,10 +169,10 @@ _FINAL_MARKERS: tuple[tuple[re.Pattern[str], ParseStatus], ...] = (
 # hate"); it is a marker only before an object that closes the response ("… JSON. final{…}").
 _GAP = r"(?:[^\w{<]|<\|(?:constrain|message|channel)\|>){0,16}"
 _BARE_CHANNEL = re.compile(
-    rf"(?P<ch>final)(?![\"']\s*:)(?:{_GAP}json)?{_GAP}(?=\{{|```|[\"']?(?i:classification|label|prediction)\b[*_]{{0,3}}[\"']?\s*[:=]"
+    rf"(?P<ch>final)(?![\"']\s*:)(?:{_GAP}json){{0,2}}{_GAP}(?=\{{|```|[\"']?(?i:classification|label|prediction)\b[*_]{{0,3}}[\"']?\s*[:=]"
     rf"|(?i:hate|normal)[^\w<]{{0,16}}(?:<\|[a-z]{{1,20}}\|>\s*)*\Z)")
 # The role with no channel at all before an object (<|start|>assistant<|message|>{…}, stripped: "JSON.assistant{…}").
-_BARE_ROLE = re.compile(rf"(?P<ch>assistant)(?:{_GAP}json)?{_GAP}(?=\{{|```)")
+_BARE_ROLE = re.compile(rf"(?P<ch>assistant)(?:{_GAP}json){{0,2}}{_GAP}(?=\{{|```)")
 # A response that is itself an answer starts like one: a few non-letters and at most one short word
 # (never the analysis channel's name) before an object, a fence or a "classification:" key.
 _JUNK = r"[^A-Za-z{`]{0,16}"

@@ -374,8 +374,13 @@ def test_reshaped_recorded_responses_read_the_recorded_answer():
     ("Label: [normal]", "normal", None),
     (f"{REASONING_HATE}final**Label:** normal", "normal", None),
     (f"{REASONING_HATE}assistantfinal**Classification**: Normal\n**Rationale**: x", "normal", "x"),
+    (f"{REASONING_HATE}assistantfinal<|constrain|>jsonLABEL: normal\nRATIONALE: x", "normal", "x"),
+    (f"{REASONING_HATE}final json\nClassification: normal\nRationale: x", "normal", "x"),
+    (f'{REASONING_HATE}assistantfinal```)```json\n{{"classification": "normal", "rationale": "x"}}\n```', "normal", "x"),
+    (f'{REASONING_HATE}final jsonjson{{"classification": "normal", "rationale": "x"}}', "normal", "x"),
 ], ids=["label-rationale", "bold-key-colon-inside", "bold-key-colon-outside", "bold-value", "bracketed-value",
-        "bare-final-bold", "stripped-final-bold"])
+        "bare-final-bold", "stripped-final-bold", "json-tag-glued-to-key", "json-tag-line", "junk-between-fences",
+        "two-json-tags"])
 def test_label_and_rationale_text_answers(text, label, rationale):
     result = parse_response(text)
     assert (result.label, result.rationale) == (label, rationale), result

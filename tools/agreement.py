@@ -277,26 +277,12 @@ def environment(device: str) -> dict[str, str]:
 def run(a: argparse.Namespace) -> dict[str, Any]:
     """The whole check; returns the summary (also written to ``a.out``)."""
     from hsd.config import replace
+    from hsd.data import select_samples
     from hsd.models.loader import load_tokenizer
 
-    if a.out.exists() and any(a.out.iterdir()):
-        raise HsdError(f"--out {a.out} exists and is not empty; choose a new directory")
-    if a.device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise HsdError("--device cuda but torch sees no GPU; use --device cpu for a toy run")
-    a.out.mkdir(parents=True, exist_ok=True)
-    started, train_manifest, tune_s = time.perf_counter(), None, 0.0
-    model = Path(a.model).resolve() if a.model else None
-    if model is None:
-        say(f"building the model (hidden {a.hidden_size}, {a.layers} layers, random weights)", started)
-        base = build_base(a.out / "base-model", a.hidden_size, a.layers)
-        model = base
-        if a.train_steps > 0:
-            say(f"fine-tuning: hsd train ({a.train_steps} steps of {a.train_batch}), then hsd merge", started)
-            model, train_manifest = fine_tune(base_config(a, str(base)), a.out)
-            tune_s = time.perf_counter() - started
+    _check_setup(a)
+    started = time.perf_counter()
+    model, train_manifest, tune_s = _model_to_check(a, started)
     cfg = replace(base_config(a, str(model)), **{"model.dtype": a.dtype})
     say(f"fast path: hsd validate on {a.device} in {a.dtype}", started)
     fast, fast_hashes, fast_s = fast_path(cfg, a.out)
@@ -305,10 +291,7 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
     say("comparing", started)
     if fast_hashes != ref_hashes:
         raise HsdError("the two paths were given different prompts (prompt hashes differ): a bug in this tool")
-    from hsd.data import select_samples
-
     truth = {s.id: s.label for s in select_samples(cfg.data)}
-    comparison = compare(fast, ref, truth, load_tokenizer(cfg.model), a.bar)
     summary = {
         "command": "python -m tools.agreement " + " ".join(sys.argv[1:]), "environment": environment(a.device),
         "dtype": a.dtype, "max_new_tokens": a.max_new_tokens, "tokenizer": TOKENIZER,
@@ -317,11 +300,36 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
                   "reference": f"transformers model.generate, eager attention, greedy ({ref_setup['padding']} padding)"},
         "reference_setup": ref_setup, "seconds": {"build_and_fine_tune": tune_s, "fast": fast_s, "reference": ref_s,
                                                 "total": time.perf_counter() - started},
-        "comparison": comparison,
+        "comparison": compare(fast, ref, truth, load_tokenizer(cfg.model), a.bar),
     }
     (a.out / "agreement.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     (a.out / "agreement.md").write_text(markdown(summary), encoding="utf-8")
     return summary
+
+
+def _check_setup(a: argparse.Namespace) -> None:
+    """Refuse a used output directory or a missing GPU before anything is built."""
+    if a.out.exists() and any(a.out.iterdir()):
+        raise HsdError(f"--out {a.out} exists and is not empty; choose a new directory")
+    if a.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise HsdError("--device cuda but torch sees no GPU; use --device cpu for a toy run")
+    a.out.mkdir(parents=True, exist_ok=True)
+
+
+def _model_to_check(a: argparse.Namespace, started: float) -> tuple[Path, Optional[dict[str, Any]], float]:
+    """``--model``, else the model built and fine-tuned here: its path, the train manifest, seconds."""
+    if a.model:
+        return Path(a.model).resolve(), None, 0.0
+    say(f"building the model (hidden {a.hidden_size}, {a.layers} layers, random weights)", started)
+    base = build_base(a.out / "base-model", a.hidden_size, a.layers)
+    if a.train_steps <= 0:
+        return base, None, time.perf_counter() - started
+    say(f"fine-tuning: hsd train ({a.train_steps} steps of {a.train_batch}), then hsd merge", started)
+    model, manifest = fine_tune(base_config(a, str(base)), a.out)
+    return model, manifest, time.perf_counter() - started
 
 
 def _model_facts(model: Path, train_manifest: Optional[dict[str, Any]]) -> dict[str, Any]:

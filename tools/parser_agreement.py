@@ -14,6 +14,13 @@ with reasoning (``analysis``). Agreement = parser label equals that label, over 
 alone, re-written in turn in each broken-frame shape of issue 13 (junk before ``final{``, ``name{``,
 nested under ``final`` as a string, doubled braces, plain key/value text). It measures the parser on
 those shapes; it is not a real model's output.
+
+``--reshape`` builds the post-fine-tuning shapes of issue 27 from every recorded response instead: its
+own reasoning (which names a label) kept, then the final channel's name with its role and tokens
+stripped and junk before the answer (``final{``, ``final"{``, ``final]{``, a code fence, ``json``), then
+the recorded final answer in turn as JSON, as the string value of a ``message`` key (quotes unescaped,
+or escaped), as a JSON string, or as ``LABEL: …`` / ``RATIONALE: …`` text. The truth is the label of the
+recorded final JSON (an oracle that does not depend on how hsd.parsing finds answers).
 """
 
 from __future__ import annotations
@@ -45,6 +52,34 @@ SHAPES = (
 )
 
 
+JOINS = ("final", 'final"', "final]", "final\n\n```json", "final\n\n```json\n", ".final", "final json", '"final"',
+         "final\n", "assistantfinal\n\n```json", 'assistantfinal"', " final")
+ANSWERS = (
+    lambda a: json.dumps(a),
+    lambda a: '{"message": "' + json.dumps(a) + '"}',
+    lambda a: json.dumps({"message": json.dumps(a)}),
+    lambda a: json.dumps(json.dumps(a)),
+    lambda a: f"LABEL: {a['classification'].upper()}\nRATIONALE: {a['rationale']}",
+    lambda a: f"```json\n{json.dumps(a)}\n```",
+)
+
+
+def reshaped(raw: str, k: int) -> tuple[str, str] | None:
+    """(response, true label): the recorded reasoning, a stripped final-channel name with junk, the
+    recorded answer in answer shape number k; None without a recorded final answer."""
+    if "assistantfinal" not in raw:
+        return None
+    reasoning, tail = raw.rsplit("assistantfinal", 1)
+    try:
+        answer = json.loads(tail[tail.index("{"): tail.rindex("}") + 1])
+    except ValueError:
+        return None
+    join, shape = JOINS[k % len(JOINS)], ANSWERS[(k // len(JOINS)) % len(ANSWERS)]
+    if join.startswith(" ") and not shape(answer).endswith("}"):
+        join = join.lstrip()  # "… final" after a space is prose unless an object ends the response
+    return reasoning.rstrip(" ") + join + shape(answer), str(answer["classification"]).lower()
+
+
 def rewrapped(raw: str, k: int) -> str | None:
     """The response's final JSON answer in broken-frame shape number k (None without an answer)."""
     if "assistantfinal" not in raw:
@@ -57,7 +92,7 @@ def rewrapped(raw: str, k: int) -> str | None:
     return SHAPES[k % len(SHAPES)](answer)
 
 
-def main(paths: list[str], rewrap: bool = False) -> None:
+def main(paths: list[str], rewrap: bool = False, reshape: bool = False) -> None:
     rows = raised = agree = 0
     misses: collections.Counter[str] = collections.Counter()
     with_answer = 0
@@ -66,10 +101,13 @@ def main(paths: list[str], rewrap: bool = False) -> None:
             if not line.strip():
                 continue
             raw = json.loads(line).get("raw_response") or ""
+            truth = written_answer(raw)
             if rewrap:
                 raw = rewrapped(raw, rows) or raw
+                truth = written_answer(raw)
+            if reshape:
+                raw, truth = reshaped(raw, rows) or (raw, None)
             rows += 1
-            truth = written_answer(raw)
             with_answer += truth is not None
             try:
                 result = parse_response(raw)
@@ -89,4 +127,4 @@ def main(paths: list[str], rewrap: bool = False) -> None:
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    main([a for a in args if a != "--rewrap"], rewrap="--rewrap" in args)
+    main([a for a in args if a not in ("--rewrap", "--reshape")], rewrap="--rewrap" in args, reshape="--reshape" in args)

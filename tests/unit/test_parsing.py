@@ -86,6 +86,9 @@ CASES = [
     ("none", None, "unknown", ParseStatus.EMPTY.value),
     ("invalid-label", f'analysisxassistantfinal{{"classification": "offensive"}}', "unknown",
      ParseStatus.INVALID_LABEL.value),
+    ("label-with-noun", f'analysisxassistantfinal{{"classification": "Hate speech"}}', "hate", OK_STRIPPED),
+    ("invalid-label-non-hate", f'analysisxassistantfinal{{"classification": "non-hate"}}', "unknown",
+     ParseStatus.INVALID_LABEL.value),
     ("invalid-label-kept", f'{K_ANALYSIS}{K_FINAL}{{"classification": "not hate"}}<|return|>', "unknown",
      ParseStatus.INVALID_LABEL.value),
     ("unparsable-final", f"analysis{REASONING_SAYS_HATE}assistantfinalI cannot help with that.", "unknown",
@@ -268,3 +271,116 @@ def test_recorded_responses_with_special_tokens_restored():
         kept = f"<|channel|>analysis<|message|>{reasoning}<|end|>{K_FINAL}{answer}<|return|>"
         assert parse_response(kept).label == parse_response(raw).label != "unknown"
         assert parse_response(kept).status == OK_FINAL
+
+
+# --- issue 27: the post-fine-tuning shapes left when decoding stripped the special tokens ---------------
+# Reasoning that names one label, then the final channel's name without its role (glued to the
+# reasoning, with junk before the answer), then an answer with the OTHER label: the answer wins.
+REASONING_HATE = "analysisWe need to classify. It demeans a group. So classification: hate. Provide JSON."
+REASONING_NORMAL_JSON = 'We need to classify. Maybe {"classification": "normal"}? No, it is a slur. Provide JSON.'
+JOINS = ["final", 'final"', "final]", "final\n\n```json", "final\n\n```json\n", "final json", "final<|constrain|>json",
+         '"final"', "final\n", "<|end|>final", "final:", "\ufffdfinal", "assistantfinal\n\n```json", 'assistantfinal"']
+ANSWERS = {  # label -> answer text in each shape
+    "json": lambda lab: f'{{"classification": "{lab}", "rationale": "r"}}',
+    "json-fenced-closed": lambda lab: f'{{"classification": "{lab}", "rationale": "r"}}```',
+    "message-unescaped": lambda lab: f'{{"message": "{{"classification": "{lab}", "rationale": "r"}}"}}',
+    "message-escaped": lambda lab: json.dumps({"message": json.dumps({"classification": lab, "rationale": "r"})}),
+    "rationale-holds-answer": lambda lab: f'{{"rationale": "{{"classification": "{lab}", "rationale": "r"}}"}}',
+    "label-holds-answer": lambda lab: json.dumps({"classification": json.dumps({"classification": lab, "rationale": "r"})}),
+    "json-string": lambda lab: json.dumps(json.dumps({"classification": lab, "rationale": "r"})),
+    "label-rationale-text": lambda lab: f"LABEL: {lab.upper()}\nRATIONALE: r",
+    "classification-text": lambda lab: f"Classification: {lab}\nRationale: r",
+    "bare-label": lambda lab: lab,
+}
+
+
+@pytest.mark.parametrize("shape", sorted(ANSWERS))
+@pytest.mark.parametrize("join", JOINS)
+@pytest.mark.parametrize("reasoning,said", [(REASONING_HATE, "hate"), (REASONING_NORMAL_JSON, "normal")],
+                         ids=["reasoning-text", "reasoning-json"])
+def test_the_final_answer_after_reasoning_wins(reasoning, said, join, shape):
+    answer = "normal" if said == "hate" else "hate"
+    result = parse_response(reasoning + join + ANSWERS[shape](answer))
+    assert result.label == answer, result
+    assert result.status in (OK_UNFRAMED, OK_STRIPPED), result
+    if shape not in ("bare-label",):
+        assert result.rationale == "r", result
+
+
+@pytest.mark.parametrize("text,label", [
+    (f"{REASONING_HATE} final{NORMAL_JSON}", "normal"),  # a spaced "final" before an object that ends the response
+    (f"{REASONING_HATE} final\n```json\n{NORMAL_JSON}\n```", "normal"),
+    (f'{REASONING_HATE} final{NORMAL_JSON} would be wrong, so', "unknown"),  # prose: text follows the object
+    (f"{REASONING_HATE} So final classification: normal. Provide", "unknown"),  # prose, not a channel
+    (f"{REASONING_HATE} finally{NORMAL_JSON}", "unknown"),  # a word that starts with final
+    (f'{REASONING_HATE}assistantfinal{{"final": "{{\\"classification\\": \\"normal\\"}}"}}', "normal"),
+    (f"{REASONING_HATE}final{HATE_JSON}<|end|>final{NORMAL_JSON}", "normal"),  # the last final answer wins
+    (f"{K_ANALYSIS}{K_FINAL}{NORMAL_JSON}<|return|>", "normal"),
+    (f"{REASONING_HATE}assistant{NORMAL_JSON}", "normal"),  # the role with no channel at all
+    (f"{K_ANALYSIS}<|start|>assistant<|message|>{NORMAL_JSON}<|return|>", "normal"),
+    (f"{REASONING_HATE} The assistant {NORMAL_JSON} is one option. So", "unknown"),
+    # reasoning inside the final channel, then the channel name again: the answer after it wins
+    (f'{REASONING_HATE}assistantfinal So classification: hate. final{{"message": "{{"classification": "normal"}}"}}',
+     "normal"),
+    # a "final" inside the answer that starts no answer: the marked answer is read
+    (f'{REASONING_HATE}assistantfinal{{"classification": "normal", "rationale": "the verdict is final: hate"}}', "normal"),
+    (f'{REASONING_HATE}assistantfinal{{"classification": "normal", "rationale": "final {{x}}"}}', "normal"),
+], ids=["spaced-object-at-end", "spaced-fence-at-end", "spaced-prose", "spaced-key-prose", "finally",
+        "stripped-nested-final-key", "two-bare-finals", "kept", "stripped-role-no-channel", "kept-role-no-channel",
+        "role-in-prose", "reasoning-in-final-channel", "final-word-in-rationale", "spaced-final-in-rationale"])
+def test_bare_final_is_a_marker_only_where_an_answer_follows(text, label):
+    assert parse_response(text).label == label
+
+
+@pytest.mark.parametrize("text,label,rationale", [
+    ('{"message": "{"classification": "hate", "rationale": "it says "go back" to a group"}"}', "hate",
+     'it says "go back" to a group'),
+    ('{"response": {"classification": "normal", "rationale": "x"}}', "normal", "x"),
+    ('{"output": [{"classification": "hate", "rationale": "x"}]}', "hate", "x"),
+    ('{"message": "hate"}', "hate", None),
+    ('{"answer": "Normal.", "rationale": "x"}', "normal", "x"),
+    ('"{\\"classification\\": \\"normal\\", \\"rationale\\": \\"a \\\\\\"quoted\\\\\\" word\\"}"', "normal", 'a "quoted" word'),
+    ('{"classification": "{\\"classification\\": \\"hate\\"}"}', "hate", None),
+    ('{"a": "hate", "b": "normal"}', "unknown", None),  # two bare labels: no answer
+], ids=["message-unescaped-inner-quotes", "response-object", "output-list", "message-bare-label", "answer-key",
+        "escaped-string-with-escaped-quotes", "label-holds-escaped-answer", "ambiguous-values"])
+def test_answers_held_in_string_values(text, label, rationale):
+    result = parse_response(text)
+    assert (result.label, result.rationale) == (label, rationale), result
+
+
+def test_reshaped_recorded_responses_read_the_recorded_answer():
+    """Every recorded response rebuilt in every issue-27 shape (its own reasoning, a stripped final name
+    with junk, the recorded answer in each form): the label is the recorded final JSON's."""
+    for row in _recorded_rows():
+        raw = row["raw_response"]
+        truth = _independent_final(raw)
+        if truth is None:
+            continue
+        reasoning, tail = raw.rsplit("assistantfinal", 1)
+        answer = json.loads(tail[tail.index("{"): tail.rindex("}") + 1])
+        for join in JOINS[int(row["sample_id"]) % 4::4]:
+            for shape in ANSWERS.values():
+                text = reasoning + join + shape(answer["classification"]).replace('"r"', json.dumps(answer["rationale"]))
+                result = parse_response(text)
+                assert result.label == truth.lower(), (row["sample_id"], join, text[-200:], result)
+
+
+@pytest.mark.parametrize("text,label,rationale", [
+    ("LABEL: normal\nRATIONALE: no group is attacked", "normal", "no group is attacked"),
+    ("**Label:** hate\n**Rationale:** a slur", "hate", "a slur"),
+    ("**LABEL**: Normal\nRATIONALE: fine", "normal", "fine"),
+    ("LABEL: **hate**\nRATIONALE: a slur", "hate", "a slur"),
+    ("Label: [normal]", "normal", None),
+    (f"{REASONING_HATE}final**Label:** normal", "normal", None),
+    (f"{REASONING_HATE}assistantfinal**Classification**: Normal\n**Rationale**: x", "normal", "x"),
+    (f"{REASONING_HATE}assistantfinal<|constrain|>jsonLABEL: normal\nRATIONALE: x", "normal", "x"),
+    (f"{REASONING_HATE}final json\nClassification: normal\nRationale: x", "normal", "x"),
+    (f'{REASONING_HATE}assistantfinal```)```json\n{{"classification": "normal", "rationale": "x"}}\n```', "normal", "x"),
+    (f'{REASONING_HATE}final jsonjson{{"classification": "normal", "rationale": "x"}}', "normal", "x"),
+], ids=["label-rationale", "bold-key-colon-inside", "bold-key-colon-outside", "bold-value", "bracketed-value",
+        "bare-final-bold", "stripped-final-bold", "json-tag-glued-to-key", "json-tag-line", "junk-between-fences",
+        "two-json-tags"])
+def test_label_and_rationale_text_answers(text, label, rationale):
+    result = parse_response(text)
+    assert (result.label, result.rationale) == (label, rationale), result

@@ -24,7 +24,10 @@ PIECES = ["{", "}", "{{", "}}", "[", "]", '"', "'", '\\"', "\\\\", ":", ",", "="
           "final", "assistantfinal", "assistantcommentary to=final json", "analysis", "name", "commentary",
           "classification", "Classification", "rationale", "label", "hate", "normal", "HATE", "not hate",
           "<|channel|>", "<|message|>", "<|start|>", "<|end|>", "<|return|>", "<|call|>", "<|constrain|>",
-          "<|endoftext|>", "<|", "|>", "\x00", "\ufffd", "\ud800", "\u202e", "é", "ß", "😀", "\n", " ", "\t", "…"]
+          "<|endoftext|>", "<|", "|>", "\x00", "\ufffd", "\ud800", "\u202e", "é", "ß", "😀", "\n", " ", "\t", "…",
+          # issue 27: a stripped channel name with junk, answers held in string values
+          'final"', "final]", "final\n\n```json", ".final", "final json", '{"message": "', '"}', '\\"}"', "LABEL:",
+          "RATIONALE:", '"{\\"', "finally"]
 # derandomize: CI sees the same examples every run; no example database written into the tree.
 SETTINGS = settings(max_examples=200, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -90,11 +93,41 @@ def test_a_complete_answer_is_read_in_every_frame(label, rationale, frame, stop_
     assert result.rationale == (rationale or None) or rationale.strip() == "", result
 
 
+# Issue 27: reasoning (which may name a label, or hold JSON), the final channel's name glued to it with
+# junk before the answer, the answer in any form: the answer's label wins, whatever the reasoning says.
+GAPS = ["", '"', "]", "\n\n```json", "\n\n```json\n", " json", "<|constrain|>json", ":", "\n", "```", '",', "}"]
+ANSWER_FORMS = {
+    "json": lambda lab, r: json.dumps({"classification": lab, "rationale": r}, ensure_ascii=False),
+    "message-unescaped": lambda lab, r: '{"message": "' + json.dumps({"classification": lab, "rationale": r},
+                                                                    ensure_ascii=False) + '"}',
+    "message-escaped": lambda lab, r: json.dumps({"message": json.dumps({"classification": lab, "rationale": r})}),
+    "json-string": lambda lab, r: json.dumps(json.dumps({"classification": lab, "rationale": r})),
+    "label-text": lambda lab, r: f"LABEL: {lab}\nRATIONALE: {r}",
+    "label-markdown": lambda lab, r: f"**Label:** {lab}\n**Rationale:** {r}",
+    "fenced": lambda lab, r: "```json\n" + json.dumps({"classification": lab, "rationale": r}) + "\n```",
+}
+plain_rationales = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc"), exclude_characters='<"\\'),
+                           max_size=40)
+
+
+@SETTINGS
+@given(body=reasoning, said=st.sampled_from(["hate", "normal", '{"classification": "hate"}', "{\"classification\": \"normal"]),
+       role=st.sampled_from(["", "assistant"]), gap=st.sampled_from(GAPS), label=st.sampled_from(["hate", "normal", "HATE"]),
+       form=st.sampled_from(sorted(ANSWER_FORMS)), rationale=plain_rationales, stop_reason=stop_reasons)
+def test_the_final_answer_after_reasoning_wins(body, said, role, gap, label, form, rationale, stop_reason):
+    text = f"analysis{body} So classification: {said}. Output JSON.{role}final{gap}{ANSWER_FORMS[form](label, rationale)}"
+    result = parse_response(text, stop_reason=stop_reason)
+    _check(result)
+    assert result.label == label.lower(), (text, result)
+
+
 @pytest.mark.parametrize("text", [
     "{" * 200_000, "[" * 200_000, '{"final": ' * 20_000, '{"final": "' + '\\"' * 100_000, '"' * 300_000,
     "rationale: " + "'" * 200_000, "classification:" * 50_000, "assistantfinal" * 50_000,
     "<|channel|>final" * 50_000, "<|channel|>final<|message|>" + "{" * 100_000, "\x00" * 500_000,
     "a" * 2_000_000, '{"classification": ' * 30_000, "{{" * 100_000 + '"classification": "hate"',
+    "final" * 200_000, 'x.final"' * 100_000, "final hate" + "<|end|>" * 100_000, "}" * 300_000 + "final{",
+    '{"message": "' * 50_000, " final{" * 100_000 + "}", " assistant{" * 100_000, '{"a": ' * 100 + '"{\\"message\\": ' * 1000,
 ], ids=lambda t: repr(t[:16]))
 def test_huge_and_deeply_nested_input_is_fast(text):
     started = time.perf_counter()
@@ -129,7 +162,7 @@ def test_thirty_thousand_adversarial_strings_raise_zero_times():
         _check(result)
         labelled += result.label != "unknown"
     assert raised == []
-    assert labelled > 50  # the generator does reach the answer readers (74 with seed 13)
+    assert labelled > 100  # the generator does reach the answer readers (158 with seed 13)
 
 
 @pytest.fixture(scope="module")

@@ -49,7 +49,7 @@ def use_compile_cache() -> Path:
     """Point torch.compile's and Triton's on-disk caches into ``cache_root()/compile`` unless the
     user chose other places. Why: their defaults are ``/tmp`` per node, which a cluster wipes or
     does not share, so every job on a fresh node compiled again — measured on one H100, the first
-    ``hsd validate`` of the rich test split took 63.7 s, the next one 47.1 s (BENCHMARKS.md).
+    ``hsd validate`` of the test split took 74.2 s, the next one 48.2 s (BENCHMARKS.md).
     torch writes its default into ``TORCHINDUCTOR_CACHE_DIR`` as soon as ``torch._inductor`` is
     imported, so a value equal to that default counts as not chosen; torch reads the variable
     again at each compile, so setting it here, before the model compiles, takes effect."""

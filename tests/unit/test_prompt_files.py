@@ -67,7 +67,7 @@ def test_prefix_plus_tail_is_the_prompt_fed_to_the_tokenizer(gptoss_tokenizer, m
     from hsd.prompts import Prompter
 
     cfg = load_config(None, [f"data.dir={SHARED_DATA}", f"prompt.template={template}"])
-    samples = load_split(SHARED_DATA, "test", drop_empty_text=True)[::101]
+    samples = load_split(SHARED_DATA, "test")[::101]
     samples.append(dataclasses.replace(samples[0], id="edge", text="line\r\nbreak 🙂 {text} <|end|> Current date: 1999-01-01"))
     prompter = Prompter.from_config(cfg, gptoss_tokenizer, {s.id for s in samples})
     mode = mode_cls(cfg)

@@ -34,7 +34,8 @@ PERFORMANCE_NEW_COLUMNS = ["mcc", "balanced_accuracy", "n_samples", "unknown_cou
                            "strict_mcc", "strict_balanced_accuracy", "roc_auc"]
 BIAS_COLUMNS = ["strategy", "persona_tag", "sample_count", "false_positive_rate", "false_negative_rate",
                 "true_positive", "true_negative", "false_positive", "false_negative"]
-BIAS_NEW_COLUMNS = ["unknown_count", "strict_false_positive_rate", "strict_false_negative_rate"]
+BIAS_NEW_COLUMNS = ["unknown_count", "strict_false_positive_rate", "strict_false_negative_rate",
+                    "false_positive_rate_defined", "false_negative_rate_defined"]
 UNIFIED_COLUMNS = ["strategy", "input_text", "true_label", "predicted_label", "response_time", "rationale",
                    "target_group_norm", "persona_tag", "source_dataset", "status"]
 # persona_tag holds the target group, the key bias_metrics groups by, so a script that groups this
@@ -98,8 +99,8 @@ def performance_frame(results: Mapping[str, tuple[Performance, list[GroupMetrics
         by_group = {g.group: g for g in bias}
         for g in groups:
             m = by_group.get(g)
-            row[f"{g}_fpr"] = m.false_positive_rate if m else math.nan
-            row[f"{g}_fnr"] = m.false_negative_rate if m else math.nan
+            row[f"{g}_fpr"] = old_rate(m.false_positive_rate) if m else math.nan
+            row[f"{g}_fnr"] = old_rate(m.false_negative_rate) if m else math.nan
             row[f"{g}_samples"] = m.sample_count if m else 0
         row.update(mcc=head.mcc, balanced_accuracy=head.balanced_accuracy, n_samples=perf.n_samples,
                    unknown_count=perf.unknown_count, unknown_rate=perf.unknown_rate, roc_auc=perf.roc_auc)
@@ -110,9 +111,23 @@ def performance_frame(results: Mapping[str, tuple[Performance, list[GroupMetrics
     return pd.DataFrame(rows, columns=PERFORMANCE_COLUMNS + group_cols + PERFORMANCE_NEW_COLUMNS)
 
 
+def old_rate(value: float) -> float:
+    """A group's FPR/FNR as the old files wrote it: 0.0 where it is undefined (no answered normal /
+    hate sample in the group), so the users' re-check scripts (which do the same) agree with the
+    file; the ``*_defined`` columns, the reports and metrics.json keep "undefined" visible."""
+    return 0.0 if math.isnan(value) else value
+
+
 def bias_frame(results: Mapping[str, tuple[Performance, list[GroupMetrics]]]) -> pd.DataFrame:
     """One row per (strategy, group); the old ``persona_tag`` column holds the target group."""
-    rows = [{"strategy": s, "persona_tag": g.group, **g.to_dict()} for s, (_, bias) in results.items() for g in bias]
+    rows = []
+    for s, (_, bias) in results.items():
+        for g in bias:
+            row = {"strategy": s, "persona_tag": g.group, **g.to_dict()}
+            for rate in ("false_positive_rate", "false_negative_rate"):
+                row[f"{rate}_defined"] = not math.isnan(row[rate])
+                row[rate] = old_rate(row[rate])
+            rows.append(row)
     return pd.DataFrame(rows, columns=BIAS_COLUMNS + BIAS_NEW_COLUMNS)
 
 

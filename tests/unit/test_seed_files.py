@@ -57,7 +57,7 @@ def test_performance_csv_old_columns_first(outputs):
     # answered: TP=1 (id0) TN=2 (id3,id5) FP=1 (id1) FN=1 (id2); id4 unknown
     assert (row.true_positive, row.true_negative, row.false_positive, row.false_negative) == (1, 2, 1, 1)
     assert row.accuracy == 3 / 5 and row.unknown_count == 1 and row.unknown_rate == 1 / 6
-    assert row.mexican_samples == 2 and row.mexican_fnr != row.mexican_fnr  # answered mexican: no hate -> NaN
+    assert row.mexican_samples == 2 and row.mexican_fnr == 0.0  # no answered mexican hate: undefined, 0.0 as the old files
     assert row.strict_accuracy == 3 / 6
 
 
@@ -154,11 +154,17 @@ def printed_rates(bias_csv: Path) -> dict[str, tuple[str, str]]:
 def test_users_recheck_by_persona_tag_gets_the_bias_csv_numbers(outputs):
     run, _ = outputs
     mine = users_recheck(run / f"strategy_unified_results_{TS}.csv")
-    # middle_east has no answered normal sample and mexican no answered hate one: the bias CSV leaves
-    # those rates empty (undefined), the users' script writes 0.0 for them
+    # middle_east has no answered normal sample and mexican no answered hate one: those rates are
+    # undefined; the bias CSV writes 0.0 for them, as the old files and the users' script do, and says so
     assert printed_rates(run / f"bias_metrics_{TS}.csv") == {
-        "middle_east": ("", "0.0"), "lgbtq": ("0.5", "1.0"), "mexican": ("0.0", "")}
+        "middle_east": ("0.0", "0.0"), "lgbtq": ("0.5", "1.0"), "mexican": ("0.0", "0.0")}
     assert mine == {"middle_east": (0.0, 0.0), "lgbtq": (0.5, 1.0), "mexican": (0.0, 0.0)}
+    bias = pd.read_csv(run / f"bias_metrics_{TS}.csv").set_index("persona_tag")
+    assert bias.loc["middle_east", "false_positive_rate_defined"] == False  # noqa: E712 (numpy bool)
+    assert bias.loc["mexican", "false_negative_rate_defined"] == False  # noqa: E712
+    assert bias.loc["lgbtq", ["false_positive_rate_defined", "false_negative_rate_defined"]].all()
+    perf = pd.read_csv(run / f"performance_metrics_{TS}.csv")
+    assert (perf.loc[0, "middle_east_fpr"], perf.loc[0, "mexican_fnr"]) == (0.0, 0.0)
 
 
 def test_users_recheck_on_the_recorded_run_matches_bias_csv(tmp_path):

@@ -45,6 +45,11 @@ def resolve(report_to: Optional[Sequence[str]]) -> list[str]:
     return list(dict.fromkeys(report_to))
 
 
+def report_trackers(cfg: Any) -> list[str]:
+    """A validation's or comparison's trackers: ``report.report_to``, else the same as ``train.report_to``."""
+    return resolve(cfg.report.report_to if cfg.report.report_to is not None else cfg.train.report_to)
+
+
 def warn(message: str) -> None:
     """A tracker problem: one line on stderr, never an exception."""
     print(f"warning: tracking: {message}", file=sys.stderr, flush=True)
@@ -172,11 +177,13 @@ def start_with_accelerator(accelerator: Any, info: RunInfo, config: Mapping[str,
 
 def start(names: Sequence[str], info: RunInfo, config: Mapping[str, Any]) -> Tracking:
     """Validation and comparison (one process, no Accelerator): Accelerate's tracker classes, started here."""
+    from accelerate.state import PartialState
     from accelerate.tracking import LOGGER_TYPE_TO_CLASS
 
     live, failed = [], []
     for name in available(names):
         try:
+            PartialState()  # the tracker classes log through accelerate's logger, which needs its state
             project, kwargs = tracker_args(name, info)
             cls = LOGGER_TYPE_TO_CLASS[name]
             tracker = cls(project, info.path, **kwargs) if cls.requires_logging_directory else cls(project, **kwargs)

@@ -12,6 +12,7 @@ and at the end the merged outputs, after checking every sample was recorded exac
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
@@ -29,6 +30,7 @@ from hsd.inference import get_backend, store
 from hsd.inference.base import GenerationSettings
 from hsd.inference.batching import length_sorted_batches
 from hsd.inference.modes import GenerateMode, get_mode
+from hsd.progress import Progress
 from hsd.records import Record, Sample
 from hsd.rundir import ConfigCheck, RunDirectory
 from hsd.runs import Status
@@ -180,14 +182,17 @@ def _evaluate(cfg: Config, env: dist.DistEnv, tokenizer: Any, prompter: Any,
     batches = length_sorted_batches([s.id for s in mine], lengths, cfg.inference.batch_size)
     show = cfg.inference.progress and sys.stderr.isatty()
     started = time.perf_counter()
+    progress = Progress(f"validate rank {env.rank}", len(mine), cfg.report.progress_every_s, log.info)
     with store.ShardWriter(run_path, env.rank) as writer, \
             tqdm(total=len(mine), position=env.rank, desc=f"rank {env.rank}", disable=not show) as bar:
-        t0 = time.perf_counter()
+        t0, done = time.perf_counter(), 0
         for group in mode.stream(backend, prompts, settings, batches):  # a batch, or the rows finished at a step
             per_sample = (time.perf_counter() - t0) / len(group)  # the time since the last group, shared
             writer.append(make_record(mine[i], prompts[i], out, prompter.strategy, per_sample, env.rank, mode.judge)
                           for i, out in group)
             bar.update(len(group))
+            done += len(group)
+            progress.update(done)
             t0 = time.perf_counter()
     backend.finish()  # a collective backend (ZeRO-3) joins the other ranks' remaining batches
     return RankStats(env.rank, len(mine), time.perf_counter() - started)
@@ -226,6 +231,18 @@ def _finish(cfg: Config, setup: RunSetup, run: RunDirectory, samples: list[Sampl
         outputs=sorted(p.name for p in outputs), **get_mode(cfg).manifest(), **_mxfp4_load(cfg),
     )
     log.info("merged %d records (%d evaluated now, %d resumed) into %s", len(records), evaluated, resumed, setup.path)
+    _track(cfg, setup.path)
+
+
+def _track(cfg: Config, path: Path) -> None:
+    """The run's metrics, as its reports state them, to ``report.report_to``'s trackers (:mod:`hsd.tracking`)."""
+    from hsd import tracking
+    from hsd.config import to_dict
+    from hsd.reporting.tracked import log_to_trackers, validation_values
+
+    names = tracking.report_trackers(cfg)
+    metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
+    log_to_trackers(names, path, cfg.experiment, to_dict(cfg), validation_values(metrics))
 
 
 def _mxfp4_load(cfg: Config) -> dict[str, Any]:

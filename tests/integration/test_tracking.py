@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from _report_helpers import tensorboard_scalars as scalars
 from _run_helpers import REPO, hsd_cmd, hsd_env, require_data
 from hsd.runs import iter_jsonl
 from hsd.tracking import installed
@@ -26,23 +27,6 @@ STEPS = 6
 SETTINGS = {"max_train_samples": 16, "holdout_fraction": 0.01, "micro_batch_size": 4, "max_length": 192,
             "max_steps": STEPS, "eval_every": 2, "save_every": 100, "learning_rate": 0.003, "warmup_ratio": 0.0,
             "ds_config": "zero2"}
-
-
-def scalars(logdir: Path) -> dict[str, list[tuple[int, float]]]:
-    """Every scalar series of a TensorBoard run directory, as TensorBoard itself reads it."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    acc = EventAccumulator(str(logdir), size_guidance={"scalars": 0})
-    acc.Reload()
-    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
-
-
-def texts(logdir: Path) -> dict[str, str]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    acc = EventAccumulator(str(logdir), size_guidance={"tensors": 0})
-    acc.Reload()
-    return {tag: acc.Tensors(tag)[-1].string_val[0].decode() for tag in acc.Tags()["tensors"]}
 
 
 def _close(a: float, b: float) -> bool:

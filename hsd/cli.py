@@ -83,6 +83,11 @@ def _collate(p: argparse.ArgumentParser) -> None:
                         "$HSD_DATA_DIR or data/)")
 
 
+def _report(p: argparse.ArgumentParser) -> None:
+    _collate(p)
+    p.add_argument("--out", default=None, help="hsd report index: the page to write (default: RESULTS_DIR/index.html)")
+
+
 def _compare(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="+", metavar="RUN", help="two or more run directories over the same sample ids; "
                                                           "differences are against the first")
@@ -131,8 +136,9 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]] 
               "hsd.commands.merge:main"),
     "collate": ("merge shards, compute metrics, references and intervals, write reports (+ comparison)",
                 _collate, "hsd.commands.collate:main"),
-    "report": ("regenerate the reports of runs or experiments from their records alone (no model)", _collate,
-               "hsd.commands.collate:report_main"),
+    "report": ("regenerate the reports of runs or experiments from their records alone (no model); "
+               "`hsd report index [RESULTS_DIR]`: one page listing every experiment and run", _report,
+               "hsd.commands.report:main"),
     "compare": ("compare runs over the same samples: paired-bootstrap deltas, success criterion, summaries",
                 _compare, "hsd.commands.compare:main"),
     "submit": ("submit jobs (Slurm, or the local executor): baseline | pipeline | sweep | resume", _submit,

@@ -119,6 +119,9 @@ def _status(p: argparse.ArgumentParser) -> None:
     p.add_argument("experiment_dir", nargs="?", default=None,
                    help="an experiment directory (default: the newest under --results-dir)")
     p.add_argument("--results-dir", default="results", help="where to look for the newest experiment")
+    p.add_argument("--watch", action="store_true", help="print the table again every --interval seconds until "
+                                                          "every job has ended (Ctrl-C stops watching, not the jobs)")
+    p.add_argument("--interval", type=float, default=10.0, help="seconds between two tables with --watch (default 10)")
 
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]] = {

@@ -15,6 +15,7 @@ import sys
 from typing import Callable
 
 from hsd.errors import HsdError
+from hsd.noise import quiet_known_noise
 from hsd.rundir import SIGTERM_MESSAGE, interrupt_on_sigterm
 
 
@@ -167,6 +168,7 @@ def _resolve(target: str) -> Callable[[argparse.Namespace], int | None]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet_known_noise()
     # A subcommand may name its own handler (set_defaults(handler=...)); else the command's.
     handler = _resolve(getattr(args, "handler", None) or COMMANDS[args.command][2])
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # inside a submitit job SIGTERM is submitit's

@@ -22,6 +22,7 @@ from typing import Any, Optional
 
 from hsd.config import Config, ConfigError
 from hsd.distributed import main_only
+from hsd.noise import quiet_known_noise
 from hsd.rundir import ConfigCheck, RunDirectory
 from hsd.runs import Status, new_run_dir, timestamp, update_manifest
 from hsd.runs import run_dir as make_run_dir
@@ -175,6 +176,7 @@ def run(cfg: Config, run_dir: Optional[str | Path] = None, data_dir: Optional[st
     from hsd import distributed
     from hsd.training.accel import make_accelerator, release
 
+    quiet_known_noise()  # jobs call this directly, not through the CLI
     if data_dir is not None:  # fail in a second, before DeepSpeed and the model load
         for part in ("train", "eval"):
             read_chat_jsonl(Path(data_dir) / cfg.train.format / f"{part}.jsonl")

@@ -32,6 +32,7 @@ from hsd.inference.batching import length_sorted_batches
 from hsd.inference.modes import GenerateMode, get_mode
 from hsd.progress import Progress
 from hsd.records import Record, Sample
+from hsd.noise import quiet_known_noise
 from hsd.rundir import ConfigCheck, RunDirectory
 from hsd.runs import Status
 
@@ -67,6 +68,7 @@ def run(cfg: Config, run_dir: Path | None = None) -> Path:
     """Evaluate ``cfg``'s samples into a run directory (new, or resumed); return its path."""
     from hsd.models.loader import resolve_device
 
+    quiet_known_noise()  # jobs call this directly, not through the CLI
     started = time.time()
     kind = "cuda" if resolve_device(cfg.model).startswith("cuda") else "cpu"
     with dist.session(kind, peer_timeout_s=cfg.distributed.peer_timeout_s) as env:  # binds this rank's GPU

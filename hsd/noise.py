@@ -15,6 +15,8 @@ KNOWN = (
      "transformers 5.x renames GptOssModel.forward's argument; raised inside generate()"),
     (FutureWarning, r"`gradient_checkpointing_enable` is deprecated and will be removed",
      "transformers 5.x renames it; peft calls the old name when it prepares the model"),
+    (FutureWarning, r"`is_gradient_checkpointing` is deprecated and will be removed",
+     "transformers 5.x renames it; peft / accelerate read the old property"),
 )
 
 

@@ -243,8 +243,9 @@ def train_loop(accelerator: Any, s: Session, cfg: Config, state: TrainState, log
             log.write(entry)
             early = _maybe_evaluate(accelerator, s, cfg, state, log)
             if progress is not None:
+                evaluated = "-" if state.last_eval_loss is None else f"{state.last_eval_loss:.4f}"
                 progress.update(state.step, f"loss {entry['loss']:.4f}  lr {entry['lr']:.3g}  "
-                                f"tokens/s {entry['tokens_per_s']:.0f}  eval_loss {state.last_eval_loss or float('nan'):.4f}")
+                                f"tokens/s {entry['tokens_per_s']:.0f}  eval_loss {evaluated}")
             stopping = t.stop_after_steps is not None and state.step >= t.stop_after_steps
             if preempted or stopping or early or state.step % t.save_every == 0:
                 checkpoint.save(accelerator, run, state.step, dataclasses.asdict(state), t.keep_checkpoints)

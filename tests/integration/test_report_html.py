@@ -191,3 +191,25 @@ def test_index_sorts_in_the_browser(results_tree, tmp_path):
 
     assert runs_order("#sort=-f1") == ["finetuned_simple", "baseline_rich"]  # accuracy 0.85 before 0.70
     assert runs_order("#sort=f1") == ["baseline_rich", "finetuned_simple"]
+
+
+def test_the_comparison_logs_its_deltas_and_verdicts_to_tensorboard(experiment):
+    """What TensorBoard shows for a comparison equals comparison.json (collate logged it)."""
+    import math
+
+    from _report_helpers import tensorboard_scalars, tensorboard_texts
+    from hsd.tracking import installed
+
+    if not installed("tensorboard"):
+        pytest.skip("tensorboard is not installed")
+    out = experiment / "comparison"
+    comp = json.loads((out / "comparison.json").read_text())
+    logged = {tag: values[-1][1] for tag, values in tensorboard_scalars(out / "tracker").items()}
+    (run, deltas), = comp["deltas"].items()
+    for metric, iv in deltas.items():
+        for key in ("estimate", "low", "high"):
+            if iv.get(key) is not None:
+                assert math.isclose(logged[f"delta/{run}/{metric}/{key}"], iv[key], rel_tol=1e-6), (metric, key)
+    verdict = comp["criterion"]["verdicts"][0]
+    assert logged[f"verdict/{verdict['candidate']}/met"] == float(verdict["met"])
+    assert tensorboard_texts(out / "tracker")[f"verdict/{verdict['candidate']}/text"] == verdict["text"]

@@ -65,12 +65,13 @@ def available(names: Sequence[str]) -> list[str]:
 
 @dataclass(frozen=True)
 class RunInfo:
-    """Who logs: the run directory (named after it), its experiment (the group) and, on a resume,
-    the step it resumes from (TensorBoard drops the old attempt's events past it)."""
+    """Who logs: the run directory (named after it), its experiment (the group), and the step from
+    which TensorBoard drops what earlier writers logged: a resumed training's checkpoint step + 1
+    (the old attempt's events past its checkpoint), 0 for a report written again (its old values)."""
 
     path: Path
     experiment: str
-    resume_step: int = 0
+    purge_step: Optional[int] = None
 
     @property
     def name(self) -> str:
@@ -86,7 +87,7 @@ def tracker_args(name: str, info: RunInfo) -> tuple[str, dict[str, Any]]:
     when set, else a file store beside the runs (``results/<experiment>/mlruns``).
     """
     if name == "tensorboard":
-        return DIR, {"purge_step": info.resume_step + 1} if info.resume_step else {}
+        return DIR, {} if info.purge_step is None else {"purge_step": info.purge_step}
     if name == "wandb":
         (info.path / DIR).mkdir(parents=True, exist_ok=True)
         run_id = hashlib.sha256(str(info.path.resolve()).encode()).hexdigest()[:16]
@@ -99,9 +100,12 @@ def tracker_args(name: str, info: RunInfo) -> tuple[str, dict[str, Any]]:
 
 
 def _mlflow_uri(info: RunInfo) -> None:
+    """No ``MLFLOW_TRACKING_URI``: a file store in the experiment directory, which needs no server
+    and no database package (MLflow 3 asks for ``MLFLOW_ALLOW_FILE_STORE`` to accept one)."""
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         import mlflow
 
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         mlflow.set_tracking_uri((info.path.parent / "mlruns").resolve().as_uri())
 
 

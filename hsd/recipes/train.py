@@ -154,7 +154,7 @@ def _tracking(accelerator: Any, cfg: Config, run: Path, state: Any) -> Any:
     from hsd import tracking
     from hsd.config import to_dict
 
-    info = tracking.RunInfo(run, cfg.experiment, state.step)
+    info = tracking.RunInfo(run, cfg.experiment, purge_step=state.step + 1 if state.step else None)
     return tracking.start_with_accelerator(accelerator, info, to_dict(cfg))
 
 

@@ -76,7 +76,7 @@ def log_to_trackers(names: list[str], path: Path, experiment: str, config: Mappi
 
     if not names:
         return []
-    tracked = tracking.start(names, tracking.RunInfo(path, experiment), config)
+    tracked = tracking.start(names, tracking.RunInfo(path, experiment, purge_step=0), config)  # a rerun replaces
     tracked.log(values, step=0)
     logged = tracked.names
     tracked.finish()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 from pathlib import Path
 
@@ -98,6 +99,7 @@ def test_mlflow_file_store_holds_the_same_losses(trained):
         pytest.skip("mlflow is not installed (pip install 'hsd[mlflow]')")
     import mlflow
 
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 reads its file store only with this
     client = mlflow.tracking.MlflowClient((run.parent / "mlruns").resolve().as_uri())
     exp = client.get_experiment_by_name("exp")
     found = client.search_runs([exp.experiment_id])

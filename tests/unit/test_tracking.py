@@ -70,3 +70,25 @@ def test_hyperparameters_are_flat_scalars() -> None:
     assert flat == {"train.lora.r": 8, "train.lora.target_modules": "['q', 'k']", "train.max_steps": "None",
                     "experiment": "e"}
     assert tracking.scalars({"a": True, "b": None, "c": "text", "d": 2}) == {"a": 1.0, "c": "text", "d": 2}
+
+
+@pytest.mark.parametrize("name,env", [("wandb", {"WANDB_MODE": "offline", "WANDB_SILENT": "true"}),
+                                      ("trackio", {}), ("mlflow", {"MLFLOW_TRACKING_URI": ""})])
+def test_optional_trackers_log_offline_when_installed(name, env, tmp_path: Path, monkeypatch, capsys) -> None:
+    """W&B offline, trackio's local store, MLflow's file store beside the runs: started, logged to
+    and finished without a warning."""
+    if not tracking.installed(name):
+        pytest.skip(f"{name} is not installed (pip install 'hsd[{name}]')")
+    for key, value in {**env, "TRACKIO_DIR": str(tmp_path / "trackio"), "WANDB_DIR": str(tmp_path)}.items():
+        monkeypatch.setenv(key, value)
+    run = tmp_path / "exp" / "run1"
+    run.mkdir(parents=True)
+    started = tracking.start([name], tracking.RunInfo(run, "exp"), {"train": {"lora": {"r": 8}}})
+    assert started.names == [name], capsys.readouterr().err
+    started.log({"train/loss": 1.5}, step=1)
+    started.finish()
+    assert _warnings(capsys) == []
+    if name == "wandb":
+        assert any((run / "tracker" / "wandb").iterdir())  # the offline run, for `wandb sync`
+    if name == "mlflow":
+        assert (tmp_path / "exp" / "mlruns").is_dir()

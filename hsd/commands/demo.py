@@ -68,7 +68,7 @@ def run(overrides: list[str]) -> Path:
     return submit_command("pipeline", cfg)
 
 
-def _print_index(exp: Path) -> None:
+def print_index(exp: Path) -> None:
     """The page of every experiment beside this one (``hsd report index``) and the curves' command."""
     from hsd.reporting.index_html import write_index
 
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         exp = run(overrides)
     except StagesFailed as exc:  # what finished is still compared: show it before the error
         print_summary(exc.exp)
-        _print_index(exc.exp)
+        print_index(exc.exp)
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2
     except HsdError as exc:
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     print(f"demo: done in {time.time() - start:.0f} s")
     print_summary(exp)
-    _print_index(exp)
+    print_index(exp)
     print(exp)
     return 0
 

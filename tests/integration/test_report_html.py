@@ -213,3 +213,13 @@ def test_the_comparison_logs_its_deltas_and_verdicts_to_tensorboard(experiment):
     verdict = comp["criterion"]["verdicts"][0]
     assert logged[f"verdict/{verdict['candidate']}/met"] == float(verdict["met"])
     assert tensorboard_texts(out / "tracker")[f"verdict/{verdict['candidate']}/text"] == verdict["text"]
+
+
+def test_the_demo_prints_the_index_of_its_results(results_tree, capsys):
+    from hsd.commands.demo import print_index
+
+    print_index(results_tree / "complete")
+    out = capsys.readouterr().out
+    assert f"every experiment under {results_tree}: {(results_tree / 'index.html').resolve()}" in out
+    assert f"tensorboard --logdir {results_tree / 'complete'}" in out
+    assert "finetuned_simple" in (results_tree / "index.html").read_text()

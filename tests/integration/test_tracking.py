@@ -1,6 +1,7 @@
 """Trackers (hsd.tracking): what a user watches in TensorBoard / MLflow equals what hsd writes.
 
-A tiny training (one process, ZeRO-2, a few steps) stopped after 3 steps and resumed logs to
+A tiny training (one process, ZeRO-2, a few steps) stopped after 3 steps and resumed from its
+step-2 checkpoint (step 3's checkpoint removed, as a crash would leave it) logs to
 TensorBoard (and MLflow's file store when mlflow is installed); the event files read back with
 TensorBoard's own reader hold exactly ``train_log.jsonl``'s numbers, once per step even across
 the resume.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -26,7 +28,7 @@ pytestmark = pytest.mark.integration
 
 STEPS = 6
 SETTINGS = {"max_train_samples": 16, "holdout_fraction": 0.01, "micro_batch_size": 4, "max_length": 192,
-            "max_steps": STEPS, "eval_every": 2, "save_every": 100, "learning_rate": 0.003, "warmup_ratio": 0.0,
+            "max_steps": STEPS, "eval_every": 2, "save_every": 2, "learning_rate": 0.003, "warmup_ratio": 0.0,
             "ds_config": "zero2"}
 
 
@@ -54,7 +56,9 @@ def trained(tmp_path_factory, tiny_model_dir):
     run = root / "results" / "exp" / "lora_r16"
     env = hsd_env(MLFLOW_TRACKING_URI="")
     outs = []
-    for extra in (["train.stop_after_steps=3"], []):  # stopped after 3 steps, then resumed
+    for extra in (["train.stop_after_steps=3"], []):  # stopped after 3 steps, then resumed from step 2:
+        if not extra:  # as after a crash past the last checkpoint, step 3's events must not show twice
+            shutil.rmtree(run / "checkpoints" / "step_0000003")
         res = subprocess.run(hsd_cmd("train", "--config", str(cfg), "--data", str(ft), "--run-dir", str(run), *extra),
                              cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
         assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]

@@ -198,6 +198,8 @@ def run_row(results: Path, exp: Path, run: Path, verdict: dict[str, str]) -> Run
             row.detail = str(manifest["error"]).splitlines()[0][:300]
         elif row.status in ACTIVE:
             row.detail = _progress(row, run, manifest)
+        elif row.kind == "train" and manifest.get("final_eval_loss") is not None:
+            row.detail = f"{manifest.get('steps', '?')} steps, final eval loss {num(manifest['final_eval_loss'], 4)}"
     except Exception as exc:  # a torn or hand-edited file: the row says so, the page still renders
         row.detail = f"cannot read this run: {exc}"
         row.status = row.status if row.status != "?" else "UNREADABLE"

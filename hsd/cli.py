@@ -15,6 +15,7 @@ import sys
 from typing import Callable
 
 from hsd.errors import HsdError
+from hsd.noise import quiet_known_noise
 from hsd.rundir import SIGTERM_MESSAGE, interrupt_on_sigterm
 
 
@@ -83,6 +84,11 @@ def _collate(p: argparse.ArgumentParser) -> None:
                         "$HSD_DATA_DIR or data/)")
 
 
+def _report(p: argparse.ArgumentParser) -> None:
+    _collate(p)
+    p.add_argument("--out", default=None, help="hsd report index: the page to write (default: RESULTS_DIR/index.html)")
+
+
 def _compare(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="+", metavar="RUN", help="two or more run directories over the same sample ids; "
                                                           "differences are against the first")
@@ -114,6 +120,9 @@ def _status(p: argparse.ArgumentParser) -> None:
     p.add_argument("experiment_dir", nargs="?", default=None,
                    help="an experiment directory (default: the newest under --results-dir)")
     p.add_argument("--results-dir", default="results", help="where to look for the newest experiment")
+    p.add_argument("--watch", action="store_true", help="print the table again every --interval seconds until "
+                                                          "every job has ended (Ctrl-C stops watching, not the jobs)")
+    p.add_argument("--interval", type=float, default=10.0, help="seconds between two tables with --watch (default 10)")
 
 
 def _show(p: argparse.ArgumentParser) -> None:
@@ -150,8 +159,9 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]] 
               "hsd.commands.merge:main"),
     "collate": ("merge shards, compute metrics, references and intervals, write reports (+ comparison)",
                 _collate, "hsd.commands.collate:main"),
-    "report": ("regenerate the reports of runs or experiments from their records alone (no model)", _collate,
-               "hsd.commands.collate:report_main"),
+    "report": ("regenerate the reports of runs or experiments from their records alone (no model); "
+               "`hsd report index [RESULTS_DIR]`: one page listing every experiment and run", _report,
+               "hsd.commands.report:main"),
     "compare": ("compare runs over the same samples: paired-bootstrap deltas, success criterion, summaries",
                 _compare, "hsd.commands.compare:main"),
     "submit": ("submit jobs (Slurm, or the local executor): baseline | pipeline | sweep | resume", _submit,
@@ -179,6 +189,7 @@ def _resolve(target: str) -> Callable[[argparse.Namespace], int | None]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet_known_noise()
     # A subcommand may name its own handler (set_defaults(handler=...)); else the command's.
     handler = _resolve(getattr(args, "handler", None) or COMMANDS[args.command][2])
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # inside a submitit job SIGTERM is submitit's

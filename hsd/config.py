@@ -159,6 +159,9 @@ class TrainConfig:
     # A row longer than max_length: "truncate" cuts the prompt from the left (the answer stays
     # whole; the count is reported), "error" refuses the data with the row and its length.
     on_too_long: Literal["truncate", "error"] = "truncate"
+    # Experiment trackers for the loss curves (hsd.tracking); None: tensorboard when installed, else none;
+    # [] logs to none. Files go in <run>/tracker (TensorBoard: tensorboard --logdir results/<experiment>).
+    report_to: Optional[tuple[Literal["tensorboard", "wandb", "mlflow", "trackio"], ...]] = None
 
 
 @dataclass(frozen=True)
@@ -229,6 +232,9 @@ class ReportConfig:
     min_class_count: int = 30  # flag a group with fewer answered hate or normal samples than this
     errors_per_group: int = 5  # error examples per target group in the report
     top_errors: int = 10  # the run's top N false positives and N false negatives in its report (the old users' lists)
+    # Trackers a validation and a comparison log their metrics to; None: the same as train.report_to.
+    report_to: Optional[tuple[Literal["tensorboard", "wandb", "mlflow", "trackio"], ...]] = None
+    progress_every_s: float = 30.0  # a progress line in the job log this often (validation per rank, training)
 
 
 @dataclass(frozen=True)
@@ -284,6 +290,7 @@ _POSITIVE = {
     "executor.cpu_stage.timeout_min",
     "report.bootstrap_resamples",
     "report.min_class_count",
+    "report.progress_every_s",
 }
 _NON_NEGATIVE = {"executor.gpus_per_node", "prompt.few_shot_per_group", "report.errors_per_group",
                  "inference.temperature"}

@@ -117,3 +117,22 @@ def make_experiment(root: Path, scored: bool = False) -> tuple[Path, Path]:
     make_run(exp, "finetuned_simple", data, "simple", accuracy=0.85, unknown=0.01, seed=2, adapter=str(adapter),
              scored=scored)
     return exp, data
+
+
+def tensorboard_scalars(logdir: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar series of a TensorBoard run directory, read by TensorBoard's own reader."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(logdir), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def tensorboard_texts(logdir: Path) -> dict[str, str]:
+    """The last text of each text tag (TensorBoard stores them as string tensors)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(logdir), size_guidance={"tensors": 0})
+    acc.Reload()
+    return {tag.removesuffix("/text_summary"): acc.Tensors(tag)[-1].tensor_proto.string_val[0].decode()
+            for tag in acc.Tags()["tensors"]}

@@ -26,5 +26,5 @@ def main(args: Any) -> int:
     out = Path(args.out) if args.out else default_out(runs)
     refs, provenance = refcache.references_for(runs[0], args.data_dir, use_cache=True)
     comp = compare(runs, refs, provenance, runs[0].cfg.report if runs[0].cfg else ReportConfig())
-    print(write(comp, out), flush=True)
+    print(write(comp, out, runs[0].cfg), flush=True)
     return 0

@@ -4,8 +4,8 @@
    (:func:`hsd.paths.cache_root`: a checkout's ``.cache/``) unless it is there, 2. links the prepared dataset (``hsd data``), 3. runs ``hsd submit pipeline
    --config configs/demo.yaml`` on the local executor — baseline validation, ftdata, LoRA
    training, post-FT validation, collate — and ends with the comparison's short table (each
-   run's answered rate, F1, MCC, the TF-IDF reference, the success-criterion verdict) and the
-   report's path.
+   run's answered rate, F1, MCC, the TF-IDF reference, the success-criterion verdict), the
+   index page of every demo experiment (``hsd report index``) and the report's path.
 Each run goes to a new experiment directory, so the demo can be run again at any time.
 """
 
@@ -68,6 +68,14 @@ def run(overrides: list[str]) -> Path:
     return submit_command("pipeline", cfg)
 
 
+def print_index(exp: Path) -> None:
+    """The page of every experiment beside this one (``hsd report index``) and the curves' command."""
+    from hsd.reporting.index_html import write_index
+
+    print(f"demo: every experiment under {exp.parent}: {write_index(exp.parent)}")
+    print(f"demo: training curves: tensorboard --logdir {exp}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     from hsd.commands.submit import print_summary
     from jobs.interrupt import Interrupted
@@ -79,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         exp = run(overrides)
     except StagesFailed as exc:  # what finished is still compared: show it before the error
         print_summary(exc.exp)
+        print_index(exc.exp)
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2
     except HsdError as exc:
@@ -89,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     print(f"demo: done in {time.time() - start:.0f} s")
     print_summary(exp)
+    print_index(exp)
     print(exp)
     return 0
 

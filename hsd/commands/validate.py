@@ -1,8 +1,8 @@
 """``hsd validate --config F [--run-dir D] [overrides]``: one resumable validation run.
 
-The run is :func:`hsd.recipes.validate.run`; this prints its directory as the last line of
-stdout (rank 0 only, so a multi-rank launch prints it once). A baseline run (no
-``model.adapter``) whose records this call wrote is then collated on its own
+The run is :func:`hsd.recipes.validate.run`; this prints its metrics table, then its directory as
+the last line of stdout (rank 0 only, so a multi-rank launch prints them once). A baseline run (no
+``model.adapter``) whose records this call wrote is first collated on its own
 (:func:`hsd.recipes.collate.collate_run`): its reports and ``BASELINE_METRICS.txt`` exist before
 any fine-tuning, as the old guide wrote them after its baseline. Done after the run released its
 lock; a failure there is one warning line, never a failed run.
@@ -10,6 +10,7 @@ lock; a failure there is one warning line, never a failed run.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ def main(args: Any) -> int:
     path = run(cfg, Path(args.run_dir) if args.run_dir else None)
     if launcher_rank() == 0:
         baseline_metrics(cfg, path)
+        print(_table(path), flush=True)
         print(path, flush=True)
     return 0
 
@@ -47,3 +49,11 @@ def baseline_metrics(cfg: Config, path: Path) -> None:
     except (HsdError, OSError) as exc:
         print(f"warning: {path}: the run is complete, but BASELINE_METRICS.txt and its reports were not "
               f"written ({exc}); write them with: hsd collate {path}", file=sys.stderr, flush=True)
+
+
+def _table(path: Path) -> str:
+    """The run's headline metrics table (from its ``metrics.json``, as the reports)."""
+    from hsd.reporting.tracked import metrics_table
+
+    metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
+    return "\n".join(metrics_table(s, m["performance"]) for s, m in metrics["strategies"].items())

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from hsd.config import ReportConfig
+from hsd.config import Config, ReportConfig
 from hsd.errors import HsdError
 from hsd.metrics import intervals
 from hsd.metrics.references import REFERENCES, as_records
@@ -141,14 +141,25 @@ def compare(runs: Sequence[RunData], refs, provenance: dict[str, Any], cfg: Repo
     })
 
 
-def write(comp: dict[str, Any], out: Path) -> Path:
-    """comparison.json, report.md/html, plots and the old summary files into ``out``."""
+def write(comp: dict[str, Any], out: Path, cfg: Optional[Config] = None) -> Path:
+    """comparison.json, report.md/html, plots and the old summary files into ``out``; the deltas and
+    verdicts to the trackers of ``cfg`` (the baseline run's; None: the defaults)."""
     out.mkdir(parents=True, exist_ok=True)
     write_report(out, comp, comparison_report.build)
     atomic_write_json(out / "comparison.json", comp)
     for name, text in summary_files.render(comp).items():
         atomic_write_text(out / name, text)
+    _track(comp, out, cfg or Config())
     return out / "report.html"
+
+
+def _track(comp: dict[str, Any], out: Path, cfg: Config) -> None:
+    from hsd import tracking
+    from hsd.config import to_dict
+    from hsd.reporting.tracked import comparison_values, log_to_trackers
+
+    names = tracking.report_trackers(cfg)
+    log_to_trackers(names, out, out.parent.name, {"report": to_dict(cfg.report)}, comparison_values(comp))
 
 
 def compare_experiment(exp_dir: Path, runs: Sequence[RunData], data_dir: Optional[str],
@@ -164,7 +175,7 @@ def compare_experiment(exp_dir: Path, runs: Sequence[RunData], data_dir: Optiona
     comp = compare(same, refs, provenance, same[0].cfg.report if same[0].cfg else ReportConfig())
     comp["not_compared"] = [r.name for r in ordered if r not in same]
     comp["unfinished"] = [{k: u.get(k) for k in ("stage", "state", "run_dir", "error")} for u in unfinished]
-    return write(comp, exp_dir / "comparison")
+    return write(comp, exp_dir / "comparison", same[0].cfg)
 
 
 def default_out(runs: Sequence[RunData]) -> Path:

@@ -22,6 +22,7 @@ from typing import Any, Optional
 
 from hsd.config import Config, ConfigError
 from hsd.distributed import main_only
+from hsd.noise import quiet_known_noise
 from hsd.rundir import ConfigCheck, RunDirectory
 from hsd.runs import Status, new_run_dir, timestamp, update_manifest
 from hsd.runs import run_dir as make_run_dir
@@ -34,7 +35,7 @@ ADAPTER = "adapter"
 # these, none of which alters the weights it trains (kernels — attention, experts — may change too).
 CHECK = ConfigCheck(sections=("train",), keys=("model.name_or_path", "model.dtype"), free=frozenset(
     f"train.{k}" for k in ("stop_after_steps", "eval_every", "save_every", "keep_checkpoints",
-                           "early_stopping_patience", "early_stopping_min_delta")))
+                           "early_stopping_patience", "early_stopping_min_delta", "report_to")))
 OUTCOMES = {"completed": Status.COMPLETED, "early_stopped": Status.COMPLETED, "stopped": Status.STOPPED}
 
 
@@ -138,13 +139,23 @@ def _train(accelerator: Any, choice: Any, cfg: Config, run: Path, newest: Option
     s = setup(accelerator, cfg, data)
     state = _resume(accelerator, newest)
     _start_manifest(accelerator, cfg, run, data, s, state, choice)
-    log = TrainLog(run / LOG, accelerator.is_main_process, state.step)
+    log = TrainLog(run / LOG, accelerator.is_main_process, state.step, _tracking(accelerator, cfg, run, state))
     try:
         outcome = train_loop(accelerator, s, cfg, state, log, run)
     finally:
         log.close()
     _finish(accelerator, cfg, run, s, state, outcome, time.perf_counter() - start, held)
     return run
+
+
+def _tracking(accelerator: Any, cfg: Config, run: Path, state: Any) -> Any:
+    """The run's trackers (``train.report_to``), named after the run and grouped by the experiment;
+    the hyperparameters are the resolved config."""
+    from hsd import tracking
+    from hsd.config import to_dict
+
+    info = tracking.RunInfo(run, cfg.experiment, purge_step=state.step + 1 if state.step else None)
+    return tracking.start_with_accelerator(accelerator, info, to_dict(cfg))
 
 
 def _agree_run_dir(cfg: Config, run_dir: Optional[str | Path]) -> Path:
@@ -165,6 +176,7 @@ def run(cfg: Config, run_dir: Optional[str | Path] = None, data_dir: Optional[st
     from hsd import distributed
     from hsd.training.accel import make_accelerator, release
 
+    quiet_known_noise()  # jobs call this directly, not through the CLI
     if data_dir is not None:  # fail in a second, before DeepSpeed and the model load
         for part in ("train", "eval"):
             read_chat_jsonl(Path(data_dir) / cfg.train.format / f"{part}.jsonl")
@@ -177,7 +189,7 @@ def run(cfg: Config, run_dir: Optional[str | Path] = None, data_dir: Optional[st
         run = _agree_run_dir(cfg, run_dir)
         # Claimed before DeepSpeed starts: a refusal comes in a second and changes nothing.
         if not main_only(lambda: _claim(cfg, run, held)):
-            accelerator, choice = make_accelerator(cfg, env)
+            accelerator, choice = make_accelerator(cfg, env, project_dir=run)
             newest = main_only(lambda: _begin(cfg, held[0], env.world_size))
             _train(accelerator, choice, cfg, run, newest, str(data_dir) if data_dir else None, held)
         distributed.barrier()

@@ -13,6 +13,7 @@ and at the end the merged outputs, after checking every sample was recorded exac
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import re
 import sys
@@ -31,7 +32,9 @@ from hsd.inference import get_backend, store
 from hsd.inference.base import GenerationSettings
 from hsd.inference.batching import length_sorted_batches
 from hsd.inference.modes import GenerateMode, get_mode
+from hsd.progress import Progress
 from hsd.records import Record, Sample
+from hsd.noise import quiet_known_noise
 from hsd.rundir import ConfigCheck, RunDirectory
 from hsd.runs import Status
 
@@ -68,6 +71,7 @@ def run(cfg: Config, run_dir: Path | None = None) -> Path:
     """Evaluate ``cfg``'s samples into a run directory (new, or resumed); return its path."""
     from hsd.models.loader import resolve_device
 
+    quiet_known_noise()  # jobs call this directly, not through the CLI
     started = time.time()
     kind = "cuda" if resolve_device(cfg.model).startswith("cuda") else "cpu"
     with dist.session(kind, peer_timeout_s=cfg.distributed.peer_timeout_s) as env:  # binds this rank's GPU
@@ -196,9 +200,10 @@ def _evaluate(cfg: Config, env: dist.DistEnv, tokenizer: Any, prompter: Any,
         batches = length_sorted_batches([s.id for s in mine], lengths, cfg.inference.batch_size)
     show = cfg.inference.progress and sys.stderr.isatty()
     started = time.perf_counter()
+    progress = Progress(f"validate rank {env.rank}", len(mine), cfg.report.progress_every_s, log.info)
     with store.ShardWriter(run_path, env.rank) as writer, \
             tqdm(total=len(mine), position=env.rank, desc=f"rank {env.rank}", disable=not show) as bar:
-        t0 = time.perf_counter()
+        t0, done = time.perf_counter(), 0
         for group in mode.stream(backend, prompts, settings, batches):  # a batch, or the rows finished at a step
             if "first_output" not in phases.seconds:  # warm-up, graph capture and the first rows' decode
                 phases.add("first_output", time.perf_counter() - started)
@@ -206,6 +211,8 @@ def _evaluate(cfg: Config, env: dist.DistEnv, tokenizer: Any, prompter: Any,
             writer.append(make_record(mine[i], rendered[i], out, prompter.strategy, per_sample, env.rank, mode.judge)
                           for i, out in group)
             bar.update(len(group))
+            done += len(group)
+            progress.update(done)
             t0 = time.perf_counter()
     backend.finish()  # a collective backend (ZeRO-3) joins the other ranks' remaining batches
     seconds = time.perf_counter() - started
@@ -256,6 +263,18 @@ def _finish(cfg: Config, setup: RunSetup, run: RunDirectory, selection: Any, str
     )
     log.info("merged %d records (%d evaluated now, %d resumed) into %s", len(records), evaluated, resumed, setup.path)
     log.info("where the time went (rank 0): %s", phases.summary())
+    _track(cfg, setup.path)
+
+
+def _track(cfg: Config, path: Path) -> None:
+    """The run's metrics, as its reports state them, to ``report.report_to``'s trackers (:mod:`hsd.tracking`)."""
+    from hsd import tracking
+    from hsd.config import to_dict
+    from hsd.reporting.tracked import log_to_trackers, validation_values
+
+    names = tracking.report_trackers(cfg)
+    metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
+    log_to_trackers(names, path, cfg.experiment, to_dict(cfg), validation_values(metrics))
 
 
 def _mxfp4_load(cfg: Config) -> dict[str, Any]:

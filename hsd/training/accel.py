@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Optional
 
-from hsd import textio
+from hsd import textio, tracking
 from hsd.config import Config, ConfigError
 from hsd.distributed import DistEnv
 from hsd.paths import package_data
@@ -165,8 +165,11 @@ def release() -> None:
     _forget_accelerate_state()
 
 
-def make_accelerator(cfg: Config, env: DistEnv) -> tuple[Any, Optional[DsChoice]]:
-    """Accelerator + DeepSpeed plugin on the group ``env`` joined; gloo without CUDA (trap 1)."""
+def make_accelerator(cfg: Config, env: DistEnv, project_dir: Optional[Path] = None) -> tuple[Any, Optional[DsChoice]]:
+    """Accelerator + DeepSpeed plugin on the group ``env`` joined; gloo without CUDA (trap 1).
+
+    With ``project_dir`` (the run directory) it logs to ``train.report_to``'s installed trackers
+    (:mod:`hsd.tracking`; rank 0 warns once about the missing ones)."""
     from accelerate import Accelerator
     from accelerate.utils import DeepSpeedPlugin, InitProcessGroupKwargs
 
@@ -185,11 +188,17 @@ def make_accelerator(cfg: Config, env: DistEnv) -> tuple[Any, Optional[DsChoice]
         zero3_init_flag=zero_stage(ds_config) == 3,
     )
     handlers = [] if cuda else [InitProcessGroupKwargs(backend="gloo")]
+    log_with = []
+    if project_dir is not None:
+        wanted = tracking.resolve(train.report_to)
+        log_with = tracking.available(wanted) if env.rank == 0 else [n for n in wanted if tracking.installed(n)]
     _forget_accelerate_state()
     accelerator = Accelerator(
         deepspeed_plugin=plugin,
         mixed_precision="bf16" if cuda else "no",
         gradient_accumulation_steps=train.grad_accum,
         kwargs_handlers=handlers,
+        log_with=log_with or None,
+        project_dir=str(project_dir) if project_dir is not None else None,
     )
     return accelerator, choice

@@ -16,6 +16,7 @@ from typing import Any, Optional
 from hsd.config import Config
 from hsd.distributed import gather
 from hsd.errors import TrainingDataError
+from hsd.progress import Progress
 from hsd.runs import Status, atomic_write_text, iter_jsonl, update_manifest
 from hsd.training import checkpoint
 from hsd.training.dataset import IGNORE, StepPlan, TokenizedSet, collate, eval_batches, read_chat_jsonl, tokenize_rows
@@ -165,11 +166,18 @@ def evaluate(accelerator: Any, s: Session, batch_size: int) -> float:
     return total[0].item() / total[1].item()
 
 
-class TrainLog:
-    """``train_log.jsonl`` on rank 0; a resume first drops lines past the checkpoint's step."""
+# train_log.jsonl key -> tracker scalar name: the trackers get exactly the file's numbers.
+TRACKED = {"loss": "train/loss", "lr": "train/learning_rate", "grad_norm": "train/grad_norm",
+           "tokens_per_s": "train/tokens_per_s", "peak_memory_gib": "train/peak_memory_gib", "epoch": "train/epoch",
+           "eval_loss": "eval/loss", "best_eval_loss": "eval/best_loss"}
 
-    def __init__(self, path: Path, main: bool, resume_step: int) -> None:
-        self.path, self.main = path, main
+
+class TrainLog:
+    """``train_log.jsonl`` on rank 0, and the same numbers to the trackers (:mod:`hsd.tracking`);
+    a resume first drops lines past the checkpoint's step."""
+
+    def __init__(self, path: Path, main: bool, resume_step: int, tracking: Optional[Any] = None) -> None:
+        self.path, self.main, self.tracking = path, main, tracking
         if main:
             kept = [e for e in iter_jsonl(path) if e["step"] <= resume_step] if resume_step else []
             atomic_write_text(path, "".join(json.dumps(e) + "\n" for e in kept))
@@ -179,10 +187,14 @@ class TrainLog:
         if self.main:
             self._fh.write(json.dumps(entry) + "\n")
             self._fh.flush()
+            if self.tracking is not None:
+                self.tracking.log({TRACKED[k]: v for k, v in entry.items() if k in TRACKED}, step=entry["step"])
 
     def close(self) -> None:
         if self.main:
             self._fh.close()
+            if self.tracking is not None:
+                self.tracking.finish()
 
 
 def _maybe_evaluate(accelerator: Any, s: Session, cfg: Config, state: TrainState, log: TrainLog) -> bool:
@@ -200,10 +212,19 @@ def _maybe_evaluate(accelerator: Any, s: Session, cfg: Config, state: TrainState
     return patience is not None and state.evals_since_best >= patience
 
 
+def _progress(accelerator: Any, s: Session, cfg: Config, state: TrainState) -> Optional[Progress]:
+    """Rank 0's progress line (``report.progress_every_s``): step, rate, ETA, loss, tokens/s."""
+    if not accelerator.is_main_process:
+        return None
+    return Progress("train", s.total_steps, cfg.report.progress_every_s, lambda line: print(line, flush=True),
+                    unit="steps", start_at=state.step)
+
+
 def train_loop(accelerator: Any, s: Session, cfg: Config, state: TrainState, log: TrainLog, run: Path) -> str:
     """Train until done; returns how it ended: completed | early_stopped | stopped."""
     t = cfg.train
     first_step = state.step
+    progress = _progress(accelerator, s, cfg, state)
     with checkpoint.PreemptionGuard() as guard:
         while state.step < s.total_steps:
             start = time.perf_counter()
@@ -217,8 +238,14 @@ def train_loop(accelerator: Any, s: Session, cfg: Config, state: TrainState, log
             state.tokens += tokens
             state.samples += s.plan.global_batch
             preempted = entry.pop("stop")
-            log.write({**entry, "epoch": state.step / s.plan.steps_per_epoch, "train_time_s": state.train_time_s})
+            entry.update(epoch=state.step / s.plan.steps_per_epoch, train_time_s=state.train_time_s,
+                         tokens_per_s=round(tokens / elapsed, 2), peak_memory_gib=peak_memory_gib(accelerator))
+            log.write(entry)
             early = _maybe_evaluate(accelerator, s, cfg, state, log)
+            if progress is not None:
+                evaluated = "-" if state.last_eval_loss is None else f"{state.last_eval_loss:.4f}"
+                progress.update(state.step, f"loss {entry['loss']:.4f}  lr {entry['lr']:.3g}  "
+                                f"tokens/s {entry['tokens_per_s']:.0f}  eval_loss {evaluated}")
             stopping = t.stop_after_steps is not None and state.step >= t.stop_after_steps
             if preempted or stopping or early or state.step % t.save_every == 0:
                 checkpoint.save(accelerator, run, state.step, dataclasses.asdict(state), t.keep_checkpoints)

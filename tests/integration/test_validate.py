@@ -177,3 +177,37 @@ def test_a_run_directory_in_use_is_refused(tiny_model_dir, tmp_path):
         with pytest.raises(RunError, match="in use"):
             run(load_config(write_config(tmp_path, tiny_model_dir)), run_dir)
     assert not (run_dir / "shards").exists() and not (run_dir / "config.yaml").exists()
+
+
+def test_cli_ends_with_the_metrics_table_logs_progress_and_tensorboard_holds_the_csv_numbers(cli_run):
+    """What the trackers show equals the performance and bias CSVs (TensorBoard, the default tracker)."""
+    import math
+
+    import pandas as pd
+
+    from _report_helpers import tensorboard_scalars, tensorboard_texts
+    from hsd.tracking import installed
+
+    _, _, res = cli_run
+    run_dir = type(cli_run[0])(res.stdout.strip().splitlines()[-1])
+    ts = json.loads((run_dir / "manifest.json").read_text())["ts"]
+    perf = pd.read_csv(run_dir / f"performance_metrics_{ts}.csv").iloc[0]
+    table = res.stdout.strip().splitlines()[-4:-1]  # the table, then the run directory
+    shown = "n/a" if math.isnan(perf["accuracy"]) else f"{perf['accuracy']:.4f}"
+    assert table[0].startswith("| strategy | accuracy") and f"| {perf['strategy']} | {shown} |" in table[2]
+    log_text = (run_dir / f"validation_log_{ts}.log").read_text()
+    assert f"validate rank 0: {N_SAMPLES}/{N_SAMPLES} samples (100%)" in log_text
+    if not installed("tensorboard"):
+        pytest.skip("tensorboard is not installed")
+    logged = {tag: values[-1][1] for tag, values in tensorboard_scalars(run_dir / "tracker").items()}
+    close = lambda a, b: math.isclose(a, b, rel_tol=1e-6) or (math.isnan(a) and math.isnan(b))
+    for col in ("accuracy", "precision", "recall", "f1_score", "mcc", "balanced_accuracy", "unknown_rate",
+                "unknown_count", "n_samples"):
+        assert close(logged[f"metrics/{col}"], float(perf[col])), col
+    for row in pd.read_csv(run_dir / f"bias_metrics_{ts}.csv").itertuples():
+        for col in ("false_positive_rate", "false_negative_rate", "sample_count"):
+            assert close(logged[f"bias/{row.persona_tag}/{col}"], float(getattr(row, col))), (row.persona_tag, col)
+    records = merged_records(run_dir).values()
+    for status in {r["parse_status"] for r in records}:
+        assert logged[f"parse_status/{status}"] == sum(r["parse_status"] == status for r in records)
+    assert "| strategy | accuracy" in tensorboard_texts(run_dir / "tracker")["report/metrics_table"]

@@ -177,3 +177,59 @@ def test_cancel_on_slurm_scancels_only_the_unfinished_jobs(tmp_path: Path, monke
                                       f"resume with: hsd submit resume {exp}"]
     assert (tmp_path / "scancelled").read_text() == "13 14\n"
     assert [e["state"] for e in load_book(exp)["jobs"]] == ["COMPLETED", "CANCELLED", "CANCELLED"]
+
+
+# ---------------------------------------------------------------------------------------------
+# hsd status --watch: refreshes until every job has ended (no real sleeping: the sleep is injected)
+# ---------------------------------------------------------------------------------------------
+
+
+def _watch_args(exp: Path, interval: float = 0.01):
+    import argparse
+
+    return argparse.Namespace(experiment_dir=str(exp), results_dir="results", watch=True, interval=interval)
+
+
+def test_watch_of_a_finished_experiment_prints_once_and_returns(tmp_path: Path, capsys) -> None:
+    from hsd.commands.status import main
+
+    exp = tmp_path / "exp"
+    _write_book(exp, [_entry("baseline", "COMPLETED", "exp/run"), _entry("train", "FAILED", "exp/t")])
+    slept = []
+    assert main(_watch_args(exp), sleep=slept.append) == 0
+    out = capsys.readouterr().out
+    assert slept == [] and out.count("STAGE") == 1 and "every job has ended" in out
+
+
+def test_watch_refreshes_until_the_last_job_ends_and_ctrl_c_stops_it_cleanly(tmp_path: Path, capsys,
+                                                                                monkeypatch) -> None:
+    import jobs.status
+    from hsd.commands.status import main
+
+    exp = tmp_path / "exp"
+    _write_book(exp, [_entry("baseline", "RUNNING", "exp/run")])
+    states = iter(["PENDING", "RUNNING", "PREEMPTED", "COMPLETED"])  # a preempted job is requeued: keep watching
+    monkeypatch.setattr(jobs.status, "collect",
+                        lambda e: ({"command": "baseline", "executor": "slurm", "jobs": [{"stage": "baseline"}]},
+                                   [("baseline", "12", next(states), "")]))
+    slept = []
+    assert main(_watch_args(exp, 2.5), sleep=slept.append) == 0
+    out = capsys.readouterr().out
+    assert slept == [2.5, 2.5, 2.5] and out.count("STAGE") == 4 and out.rstrip().endswith("every job has ended")
+
+    def interrupted(_):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(jobs.status, "collect", lambda e: ({"command": "b", "executor": "slurm", "jobs": [{}]},
+                                                           [("baseline", "12", "RUNNING", "")]))
+    assert main(_watch_args(exp), sleep=interrupted) == 0
+    assert "stopped watching; the jobs go on" in capsys.readouterr().out
+
+
+def test_watch_refuses_a_zero_interval(tmp_path: Path) -> None:
+    from hsd.commands.status import main
+    from hsd.errors import HsdError
+
+    exp = tmp_path / "exp"
+    _write_book(exp, [_entry("baseline", "RUNNING", "exp/run")])
+    with pytest.raises(HsdError, match="--interval must be > 0"):
+        main(_watch_args(exp, 0))

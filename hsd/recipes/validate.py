@@ -23,7 +23,7 @@ from typing import Any
 
 from hsd import distributed as dist
 from hsd import runs
-from hsd.config import Config
+from hsd.config import Config, ReportConfig
 from hsd.errors import HsdError
 from hsd.inference import get_backend, store
 from hsd.inference.base import GenerationSettings
@@ -214,7 +214,7 @@ def _finish(cfg: Config, setup: RunSetup, run: RunDirectory, samples: list[Sampl
     """Rank 0: merge shards (each sample exactly once), write outputs, complete the manifest."""
     records = store.merge(setup.path, [s.id for s in samples])
     meta = report_meta(cfg, setup, len(stats))
-    outputs = write_outputs(setup.path, records, strategy, setup.ts, meta, cfg.report.top_errors)
+    outputs = write_outputs(setup.path, records, strategy, setup.ts, meta, cfg.report)
     evaluated = sum(s.evaluated for s in stats)
     gen_seconds = max(s.seconds for s in stats)
     run.end(
@@ -252,8 +252,8 @@ def report_meta(cfg: Config, setup: RunSetup, world_size: int) -> dict[str, Any]
 
 
 def write_outputs(run_path: Path, records: list[Record], strategy: str, ts: str, meta: dict,
-                  top_n: int) -> list[Path]:
+                  report: ReportConfig) -> list[Path]:
     """The seed-compatible files (CSVs, report, merged intermediate_results) + metrics.json."""
     from hsd.reporting.seed_files import write_run_outputs
 
-    return write_run_outputs(run_path, records, strategy, ts, meta, top_n)
+    return write_run_outputs(run_path, records, strategy, ts, meta, report.top_errors, report)

@@ -9,8 +9,10 @@ mean P(hate)|. Equal-width and not equal-mass because a model that puts most sam
 (gpt-oss in score mode does) should show its empty middle, and because the per-group bins of
 ~100-300 samples would otherwise differ from group to group. Bin points come from scikit-learn.
 
-Also the decision threshold: the one that maximises F1 on the validation split (hate predicted
-when P(hate) >= threshold), applied unchanged to the test split, next to the default 0.5.
+Also the decision threshold: the one that maximises F1 (or Youden's J, ``inference.threshold_metric``)
+on the validation split, applied unchanged to the test split, next to the default 0.5 - the rule
+``inference.threshold_from`` uses when a score-mode run labels its samples, so a report and a run
+never pick thresholds differently.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from hsd.records import Record
 
 N_BINS = 10
 DEFAULT_THRESHOLD = 0.5
-THRESHOLD_RULE = "the P(hate) threshold with the highest F1 (hate when P(hate) >= threshold; the lowest on ties)"
+THRESHOLD_METRICS = ("f1", "youden")
+RULES = {"f1": "the P(hate) threshold with the highest F1 of the hate class (hate when P(hate) >= threshold)",
+         "youden": "the P(hate) threshold with the highest Youden's J = TPR - FPR (hate when P(hate) >= threshold)"}
 
 
 def reliability(y: np.ndarray, p: np.ndarray, n_bins: int = N_BINS) -> dict[str, Any]:
@@ -52,15 +56,26 @@ def summarize(records: Sequence[Record]) -> Optional[dict[str, Any]]:
     return {"n_bins": N_BINS, "binning": "equal-width", "overall": reliability(data.y, data.p), "groups": groups}
 
 
-def pick_threshold(data: Scored) -> Optional[float]:
-    """The P(hate) threshold with the highest F1 (the lowest such threshold on ties); None without
-    hate samples (F1 is then undefined at every threshold)."""
-    if not data.y.any():
+def best_threshold(y_true: Sequence[bool], p_hate: Sequence[float], metric: str = "f1") -> Optional[float]:
+    """The P(hate) cut (hate iff p >= cut) maximising ``metric`` (``f1`` of the hate class, or
+    ``youden``: J = TPR - FPR) over the observed probabilities (scikit-learn's curves); ties go to
+    the higher cut. None when the samples hold one class only (no cut is better than another)."""
+    y, p = np.asarray(y_true, dtype=bool), np.asarray(p_hate, dtype=float)
+    if y.all() or not y.any():
         return None
-    precision, recall, thresholds = skm.precision_recall_curve(data.y, data.p)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)[:-1]
-    return float(thresholds[int(np.argmax(f1))])
+    if metric == "f1":
+        precision, recall, cuts = skm.precision_recall_curve(y, p)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)[:-1]
+        best = np.flatnonzero(f1 == f1.max())[-1]
+    elif metric == "youden":
+        fpr, tpr, cuts = skm.roc_curve(y, p)
+        j = (tpr - fpr)[1:]  # the first point is the "predict nothing" cut (inf)
+        cuts = cuts[1:]
+        best = np.flatnonzero(j == j.max())[0]  # roc cuts descend: the first is the highest
+    else:
+        raise ValueError(f"threshold metric must be one of {', '.join(THRESHOLD_METRICS)}, got {metric!r}")
+    return float(cuts[best])
 
 
 def at_threshold(data: Scored, threshold: float) -> dict[str, Any]:
@@ -74,21 +89,21 @@ def at_threshold(data: Scored, threshold: float) -> dict[str, Any]:
             "f1": float(skm.f1_score(data.y, pred, **zero)), "mcc": float(skm.matthews_corrcoef(data.y, pred))}
 
 
-def own_threshold(records: Sequence[Record]) -> Optional[dict[str, Any]]:
+def own_threshold(records: Sequence[Record], metric: str = "f1") -> Optional[dict[str, Any]]:
     """The threshold this run's own samples pick, and the metrics there and at 0.5 (in-sample: the
     F1 at a threshold picked on the same samples is optimistic)."""
     data = scored(records)
-    t = None if data is None else pick_threshold(data)
+    t = None if data is None else best_threshold(data.y, data.p, metric)
     if t is None:
         return None
-    return {"rule": THRESHOLD_RULE, "picked": at_threshold(data, t), "default": at_threshold(data, DEFAULT_THRESHOLD)}
+    return {"rule": RULES[metric], "picked": at_threshold(data, t), "default": at_threshold(data, DEFAULT_THRESHOLD)}
 
 
-def transfer(validation: Sequence[Record], test: Sequence[Record]) -> Optional[dict[str, Any]]:
+def transfer(validation: Sequence[Record], test: Sequence[Record], metric: str = "f1") -> Optional[dict[str, Any]]:
     """The threshold the validation run picks, applied to the test run's scores (and 0.5 beside it)."""
     val, tst = scored(validation), scored(test)
-    t = None if val is None or tst is None else pick_threshold(val)
+    t = None if val is None or tst is None else best_threshold(val.y, val.p, metric)
     if t is None:
         return None
-    return {"rule": THRESHOLD_RULE, "validation_f1": at_threshold(val, t)["f1"],
+    return {"rule": RULES[metric], "validation_f1": at_threshold(val, t)["f1"],
             "picked": at_threshold(tst, t), "default": at_threshold(tst, DEFAULT_THRESHOLD)}

@@ -194,7 +194,7 @@ def threshold_transfer(run: RunData) -> dict[str, Any]:
         return {"validation_run": None, "note": f"only the {split or 'unknown'} split is present: no run of the "
                 "validation split (data.split=val) with the same model, adapter, template and mode beside this "
                 "run, so no validation-picked threshold is applied"}
-    result = transfer(load_run(partner).records, run.records)
+    result = transfer(load_run(partner).records, run.records, run.cfg.inference.threshold_metric)
     if result is None:
         return {"validation_run": partner.name, "note": "the validation run or this run has no scores "
                 "(or no hate samples): no threshold can be picked"}

@@ -43,7 +43,7 @@ def test_threshold_maximises_f1_and_transfers():
     val = [_rec(i, h, p) for i, (h, p) in enumerate([(True, 0.9), (True, 0.4), (False, 0.35), (False, 0.1),
                                                      (True, 0.6), (False, 0.7)])]
     data = scored(val)
-    t = calibration.pick_threshold(data)
+    t = calibration.best_threshold(data.y, data.p)
     grid = sorted(set(data.p))
     best = max(f1_score(data.y, data.p >= c) for c in grid)
     assert t == 0.4 and f1_score(data.y, data.p >= t) == pytest.approx(best)
@@ -52,7 +52,7 @@ def test_threshold_maximises_f1_and_transfers():
     assert out["picked"]["threshold"] == 0.4
     assert out["picked"]["f1"] == pytest.approx(f1_score([1, 0, 1, 0], [1, 1, 0, 0]))
     assert out["default"]["f1"] == 0.0  # nothing reaches 0.5 in test
-    assert calibration.pick_threshold(scored([_rec(0, False, 0.3)])) is None
+    assert calibration.best_threshold([False], [0.3]) is None and calibration.own_threshold([_rec(0, False, 0.3)]) is None
 
 
 def test_collate_finds_the_validation_run(tmp_path):

@@ -30,6 +30,7 @@ class Judgement:
     rationale: Optional[str]
     parse_status: str
     raw_response: str
+    p_hate: Optional[float] = None
 
 
 class GenerateMode:
@@ -49,7 +50,9 @@ class GenerateMode:
         from hsd.parsing import parse_response
 
         parsed = parse_response(out.text, stop_reason=out.stop_reason)
-        return Judgement(parsed.label, parsed.rationale, parsed.status, out.text)
+        # the label token's probability counts only where it named the label the answer reader read
+        p_hate = out.p_hate if out.label_token is not None and out.label_token == parsed.label else None
+        return Judgement(parsed.label, parsed.rationale, parsed.status, out.text, p_hate)
 
     def manifest(self) -> dict[str, Any]:
         return {}
@@ -73,7 +76,7 @@ class ScoreMode(GenerateMode):
 
     def judge(self, out: Any) -> Judgement:
         label = POSITIVE if out.p_hate >= self.threshold else "normal"
-        return Judgement(label, None, self.STATUS, "")
+        return Judgement(label, None, self.STATUS, "", out.p_hate)
 
     def manifest(self) -> dict[str, Any]:
         return {"threshold": self.threshold, "threshold_source": self.source}

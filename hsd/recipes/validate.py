@@ -204,7 +204,7 @@ def make_record(sample: Sample, prompt: str, out: Any, strategy: str, latency_s:
         persona_tag=sample.persona_tag, source=sample.source, strategy=strategy,
         prompt_hash=prompt_hash(prompt), raw_response=j.raw_response, predicted_label=j.predicted_label,
         rationale=j.rationale, parse_status=j.parse_status, latency_s=round(latency_s, 4),
-        rank=rank, p_hate=out.p_hate, prompt_tokens=out.prompt_tokens, new_tokens=out.new_tokens,
+        rank=rank, p_hate=j.p_hate, prompt_tokens=out.prompt_tokens, new_tokens=out.new_tokens,
         stop_reason=out.stop_reason,
     )
 

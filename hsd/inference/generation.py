@@ -90,10 +90,10 @@ class LabelLogitsRecorder:
         self.steps.append(gather(scores, self.ids))
         return scores
 
-    def per_row(self) -> Optional[list]:
+    def per_row(self) -> Any:
         import torch
 
-        return torch.stack(self.steps, dim=1).tolist() if self.steps else None
+        return torch.stack(self.steps, dim=1).cpu() if self.steps else None  # (rows, steps, K)
 
 
 def encode(tokenizer: Any, prompts: Sequence[str], device: Any) -> Any:
@@ -118,7 +118,7 @@ def generate_encoded(model: Any, tokenizer: Any, enc: Any, settings: GenerationS
     new = out[:, enc["input_ids"].shape[1]:].tolist()
     lens = enc["attention_mask"].sum(dim=1).tolist()
     rows = recorder.per_row() if recorder else None
-    return [to_output(tokenizer, row, n, stops, rows[i] if rows else None, labels)
+    return [to_output(tokenizer, row, n, stops, None if rows is None else rows[i], labels)
             for i, (row, n) in enumerate(zip(new, lens))]
 
 
@@ -133,9 +133,9 @@ def generate_static(decoder: Any, tokenizer: Any, enc: Any, sampling: Any, rows:
     ids, mask, n = pad_rows(enc["input_ids"], enc["attention_mask"], rows)
     record = None if labels is None else torch.tensor(labels.ids, device=ids.device)
     new = decoder.generate(ids, mask, sampling, record)[:n].tolist()
-    kept = decoder.label_logits[:n].tolist() if record is not None else None
+    kept = decoder.label_logits[:n].cpu() if record is not None else None
     lens = mask[:n].sum(dim=1).tolist()
-    return [to_output(tokenizer, row, k, stops, kept[i] if kept else None, labels)
+    return [to_output(tokenizer, row, k, stops, None if kept is None else kept[i], labels)
             for i, (row, k) in enumerate(zip(new, lens))]
 
 

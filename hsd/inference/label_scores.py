@@ -82,9 +82,10 @@ def gather(logits: Any, ids: Any) -> Any:
     return logits.index_select(-1, ids).float()
 
 
-def label_score(tokenizer: Any, tokens: Sequence[int], step_logits: Optional[Sequence[Sequence[float]]],
+def label_score(tokenizer: Any, tokens: Sequence[int], step_logits: Any,
                 labels: Optional[LabelIds]) -> tuple[Optional[float], Optional[str]]:
-    """(P(hate), label named) at the answer's label step, or (None, None) when there is none."""
+    """(P(hate), label named) at the answer's label step, or (None, None) when there is none.
+    ``step_logits``: (steps, K) recorded logits (a CPU tensor or nested lists)."""
     if labels is None or step_logits is None:
         return None, None
     hate, normal = set(labels.hate), set(labels.normal)
@@ -98,7 +99,7 @@ def label_score(tokenizer: Any, tokens: Sequence[int], step_logits: Optional[Seq
             continue
         k = labels.hate.index(tok) if tok in hate else labels.normal.index(tok)
         row = step_logits[i]
-        diff = row[len(labels.hate) + k] - row[k]  # logit_normal - logit_hate
+        diff = float(row[len(labels.hate) + k]) - float(row[k])  # logit_normal - logit_hate
         p = 1.0 / (1.0 + math.exp(diff)) if diff < 700 else 0.0
         return p, LABEL_WORDS[0] if tok in hate else LABEL_WORDS[1]
     return None, None

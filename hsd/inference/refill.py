@@ -73,7 +73,7 @@ class Job:
 class Finished:
     index: int
     tokens: list[int]  # new tokens, up to and including the stop token (its only one) if one ended it
-    label_logits: Optional[list[list[float]]] = None  # per new token, the recorded label logits (run's ``record``)
+    label_logits: Optional[torch.Tensor] = None  # (new tokens, K) on the CPU: the recorded label logits (``record``)
 
 
 def shared_prefix(jobs: Sequence[Job]) -> tuple[int, ...]:
@@ -325,7 +325,7 @@ class _Run:
         self.active[r] = False
         self.dec.advance[r, 0] = 0
         counts, tokens = self.steps[r].tolist(), self.out[r].tolist()
-        kept = self.kept[r, : max(counts)].tolist() if self.kept is not None else [None] * len(rows)
+        kept = self.kept[r, : max(counts)].cpu() if self.kept is not None else [None] * len(rows)  # one copy
         finished = []
         for row, n, toks, logits_row in zip(rows, counts, tokens, kept):
             finished.append(Finished(self.jobs[self.slot_job[row]].index, toks[:n],

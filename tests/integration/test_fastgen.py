@@ -141,7 +141,7 @@ def captured_label_logits(b, prompts, monkeypatch, stream: bool = False, **setti
 
     seen = []
     monkeypatch.setattr(generation, "label_score", lambda tok, ids, logits, labels: (
-        seen.append((list(ids), None if logits is None else [list(r) for r in logits[: len(ids)]])), (None, None))[1])
+        seen.append((list(ids), None if logits is None else torch.as_tensor(logits)[: len(ids)].tolist())), (None, None))[1])
     s = GenerationSettings(max_new_tokens=24, temperature=0.0, top_p=1.0, **settings)
     if stream:
         got = dict(pair for group in b.generate_stream(prompts, s, [list(range(len(prompts)))]) for pair in group)

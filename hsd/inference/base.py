@@ -36,7 +36,7 @@ class Output:
     text: str  # generate: the new tokens decoded with special tokens kept; score: ""
     prompt_tokens: int
     new_tokens: int
-    p_hate: Optional[float] = None  # score mode; generate mode: at the answer's label token (hsd.inference.label_scores)
+    p_hate: Optional[float] = None  # score mode; generate: at the answer's label token (inference.label_scores)
     stop_reason: Optional[str] = None  # "stop" | "length" (generate mode)
     label_token: Optional[str] = None  # generate mode: the label named at the step p_hate was read from
 

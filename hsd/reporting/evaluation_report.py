@@ -70,11 +70,13 @@ def score_lines(strategy: str, block: Mapping[str, Any]) -> list[str]:
     lines = [f"THRESHOLD-FREE BIAS METRICS (ROC-AUC of P(hate)), {strategy.upper()} Strategy:", "-" * 40]
     if cov["unscored"]:
         why = "; ".join(f"{n} {reason}" for reason, n in cov["unscored_why"].items())
-        lines.append(f"  Score not available for {cov['unscored']} of {cov['scored'] + cov['unscored']} samples ({why}).")
+        total = cov["scored"] + cov["unscored"]
+        lines.append(f"  Score not available for {cov['unscored']} of {total} samples ({why}).")
     if not b:
         return lines + ["  No sample has a P(hate) score (inference.mode=score gives one for every sample)."]
     lines += ["  Subgroup = within the group; BPSN = hate about other groups vs harmless posts about the group;",
-              "  BNSP = harmless posts about other groups vs hate about the group. [bootstrap interval, report.confidence]"]
+              "  BNSP = harmless posts about other groups vs hate about the group.",
+              "  [bootstrap interval at report.confidence]"]
     for g in b["groups"]:
         lines.append(f"  Target Group: {g['group'].upper()} (scored hate {g['positives']}, normal {g['negatives']})")
         lines += [f"     {name}: {_auc(g, key)}" for key, name in _AUCS]
@@ -83,7 +85,8 @@ def score_lines(strategy: str, block: Mapping[str, Any]) -> list[str]:
     lines.append(f"  Overall AUC: {_iv(b['overall_auc'])}; final bias score (0.25 x overall + 0.25 x each mean): "
                  f"{_iv(b['final_score'])}")
     cal = block["calibration"]
-    lines.append(f"  Expected calibration error ({cal['n_bins']} {cal['binning']} bins): all {_f(cal['overall']['ece'])}, "
+    lines.append(f"  Expected calibration error ({cal['n_bins']} {cal['binning']} bins): "
+                 f"all {_f(cal['overall']['ece'])}, "
                  + ", ".join(f"{g} {_f(rel['ece'])}" for g, rel in cal["groups"].items()))
     t = block["threshold"]
     if t:

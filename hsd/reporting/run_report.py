@@ -172,6 +172,7 @@ def build(full: Mapping[str, Any], out_dir: Path) -> Document:
     plot_dir = out_dir / "plots"
     doc = Document(f"hsd report: {full['run']['name']}")
     doc.add(*_what(full), *_headline(full, plot_dir), *_confusion(full, plot_dir), *_groups(full, plot_dir),
-            *_scores(full, plot_dir), *_statuses(full), *_errors(full), *_training(full, plot_dir), *method_notes(full["bootstrap"]))
+            *_scores(full, plot_dir), *_statuses(full), *_errors(full), *_training(full, plot_dir),
+            *method_notes(full["bootstrap"]))
     return doc
 

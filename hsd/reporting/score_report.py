@@ -80,7 +80,8 @@ def calibration_blocks(series: Series, plot_path: Path) -> list:
 
 
 def _at(t: Mapping[str, Any], named: bool = True) -> str:
-    return ((f"threshold {num(t['threshold'])}: " if named else "") + f"accuracy {num(t['accuracy'])}, precision {num(t['precision'])}, "
+    return ((f"threshold {num(t['threshold'])}: " if named else "")
+            + f"accuracy {num(t['accuracy'])}, precision {num(t['precision'])}, "
             f"recall {num(t['recall'])}, F1 {num(t['f1'])}, MCC {num(t['mcc'])}")
 
 

@@ -140,8 +140,11 @@ def captured_label_logits(b, prompts, monkeypatch, stream: bool = False, **setti
     from hsd.inference import generation
 
     seen = []
-    monkeypatch.setattr(generation, "label_score", lambda tok, ids, logits, labels: (
-        seen.append((list(ids), None if logits is None else torch.as_tensor(logits)[: len(ids)].tolist())), (None, None))[1])
+    def capture(tok, ids, logits, labels):
+        seen.append((list(ids), None if logits is None else torch.as_tensor(logits)[: len(ids)].tolist()))
+        return None, None
+
+    monkeypatch.setattr(generation, "label_score", capture)
     s = GenerationSettings(max_new_tokens=24, temperature=0.0, top_p=1.0, **settings)
     if stream:
         got = dict(pair for group in b.generate_stream(prompts, s, [list(range(len(prompts)))]) for pair in group)

@@ -52,7 +52,8 @@ def test_threshold_maximises_f1_and_transfers():
     assert out["picked"]["threshold"] == 0.4
     assert out["picked"]["f1"] == pytest.approx(f1_score([1, 0, 1, 0], [1, 1, 0, 0]))
     assert out["default"]["f1"] == 0.0  # nothing reaches 0.5 in test
-    assert calibration.best_threshold([False], [0.3]) is None and calibration.own_threshold([_rec(0, False, 0.3)]) is None
+    assert calibration.best_threshold([False], [0.3]) is None
+    assert calibration.own_threshold([_rec(0, False, 0.3)]) is None
 
 
 def test_collate_finds_the_validation_run(tmp_path):

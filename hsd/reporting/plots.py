@@ -132,11 +132,11 @@ def reliability(series: Sequence[tuple[str, Mapping[str, Any]]], path: Path) -> 
             y = [b["fraction_hate"] for b in rel["bins"]]
             ax.plot(x, y, "o-", color=COLORS[k % len(COLORS)], markersize=4,
                     label=f"{label} (ECE {rel['ece']:.3f})")
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
+        ax.set_xlim(-0.03, 1.03)  # a margin: bins at exactly 0 or 1 stay visible
+        ax.set_ylim(-0.03, 1.03)
         ax.set_title(panel, fontsize=10)
         ax.set_xlabel("mean P(hate) in bin")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="upper left")
+        ax.legend(fontsize=7, loc="best")
     axes[0][0].set_ylabel("fraction hate in bin")
     return _save(fig, path)

@@ -158,6 +158,11 @@ def comparison_sections(comp: Mapping[str, Any], plot_path: Path) -> list:
         if delta and base["metrics"].get("bias_auc") and r["metrics"].get("bias_auc"):
             words += changes(base["info"]["name"], r["info"]["name"], base["metrics"]["bias_auc"],
                              r["metrics"]["bias_auc"], delta)
+        else:
+            unscored = [x["info"]["name"] for x in (base, r) if not x["metrics"].get("bias_auc")]
+            words.append(f"`{r['info']['name']}` vs `{base['info']['name']}`: bias AUCs not compared ("
+                         + (", ".join(f"`{n}`" for n in unscored) + " has no P(hate) scores" if unscored
+                            else "no sample is scored in both runs") + ").")
     if words:
         blocks += [Heading(f"Which groups got worse or better than {base['info']['name']}", 3),
                    Paragraph("Paired bootstrap over the samples both runs scored: a difference counts when its "

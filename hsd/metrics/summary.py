@@ -79,7 +79,7 @@ def score_coverage(records: Sequence[Record]) -> dict[str, Any]:
     missing = [r for r in records if not bias_auc.has_score(r)]
     why = Counter("no hate/normal label in the answer" if r.predicted_label not in intervals.PRED[:2]
                   else "label read but no label-token probability: the answer's label token does not follow a "
-                       "classification/label key, or the backend (deepspeed, tp) records none" for r in missing)
+                       "classification/label key, or the run predates generate-mode scores" for r in missing)
     return {"scored": len(records) - len(missing), "unscored": len(missing), "unscored_why": dict(sorted(why.items()))}
 
 

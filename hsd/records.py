@@ -52,7 +52,7 @@ class Record:
     parse_status: str  # see hsd.parsing.ParseStatus
     latency_s: float  # batch wall time / batch size
     rank: int = 0
-    p_hate: Optional[float] = None  # score mode: P(hate | prompt)
+    p_hate: Optional[float] = None  # score mode: P(hate | prompt); generate mode: at the answer's label token
     prompt_tokens: Optional[int] = None
     new_tokens: Optional[int] = None
     stop_reason: Optional[str] = None  # generate mode: "stop" (a stop token) | "length" (max_new_tokens)

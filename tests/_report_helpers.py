@@ -71,17 +71,18 @@ def predict(samples: list[Sample], accuracy: float, unknown: float, seed: int,
 
 
 def make_run(exp: Path, name: str, data_dir: Path, template: str, accuracy: float, unknown: float, seed: int,
-             adapter: Optional[str] = None, world_size: int = 2, merge: bool = False, scored: bool = False) -> Path:
+             adapter: Optional[str] = None, world_size: int = 2, merge: bool = False, scored: bool = False,
+             split: str = "test") -> Path:
     """A validation run directory: config.yaml + shards/rank<k>.jsonl (+ merged seed files if ``merge``)."""
     from hsd.data import load_split
 
     run = exp / name
     (run / "shards").mkdir(parents=True)
     cfg = from_dict({"experiment": exp.name, "run_name": name, "results_dir": str(exp.parent),
-                     "data": {"dir": str(data_dir), "split": "test"}, "prompt": {"template": template},
+                     "data": {"dir": str(data_dir), "split": split}, "prompt": {"template": template},
                      "model": {"name_or_path": "tiny", "adapter": adapter}})
     (run / "config.yaml").write_text(dump_config(cfg))
-    samples = load_split(data_dir, "test")
+    samples = load_split(data_dir, split)
     records = [Record(s.id, s.text, s.label, s.target_group, s.persona_tag, s.source, f"{template}_strategy",
                       "0" * 16, f"<|channel|>final<|message|>{{\"classification\": \"{label}\"}}" if label != "unknown"
                       else "<|channel|>analysis<|message|>We need to think about this for a long", label,

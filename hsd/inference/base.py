@@ -36,8 +36,9 @@ class Output:
     text: str  # generate: the new tokens decoded with special tokens kept; score: ""
     prompt_tokens: int
     new_tokens: int
-    p_hate: Optional[float] = None  # score mode
+    p_hate: Optional[float] = None  # score mode; generate: at the answer's label token (inference.label_scores)
     stop_reason: Optional[str] = None  # "stop" | "length" (generate mode)
+    label_token: Optional[str] = None  # generate mode: the label named at the step p_hate was read from
 
 
 class Backend(ABC):

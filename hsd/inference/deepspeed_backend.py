@@ -29,6 +29,7 @@ from hsd.config import Config, ConfigError
 from hsd.inference import generation
 from hsd.inference.base import Backend, GenerationSettings, Output
 from hsd.inference.batching import empty_cuda_cache
+from hsd.inference.label_scores import LabelIds
 from hsd.inference.lockstep import Agreement, LockstepBackoff, log_partition
 from hsd.inference.score import ANSWER_OPENING, Scorer, score_outputs
 
@@ -65,6 +66,7 @@ class DeepSpeedBackend(Backend):
         self.model = self.engine.module
         log_partition(self.model, rank)
         self.stop_ids = generation.stop_ids(tokenizer)
+        self.labels = LabelIds.from_tokenizer(tokenizer)  # generate mode's p_hate (hsd.inference.label_scores)
         self.scorer = Scorer(self.model, tokenizer, reuse_prefix=False)
         self.steps = LockstepBackoff(cfg.inference.batch_size, rank, Agreement(), on_oom=empty_cuda_cache)
         self._dummy = tokenizer.decode([tokenizer.pad_token_id or 0])
@@ -89,7 +91,7 @@ class DeepSpeedBackend(Backend):
 
     def _run_generate(self, enc: Any) -> list[Output]:
         return generation.generate_encoded(self.model, self.tokenizer, enc, self._settings, self.stop_ids,
-                                           synced_gpus=self.steps.agreement.distributed)
+                                           synced_gpus=self.steps.agreement.distributed, labels=self.labels)
 
     def _prepare_score(self, prompts: list[str]) -> list[str]:
         return list(prompts) or [self._dummy + ANSWER_OPENING]

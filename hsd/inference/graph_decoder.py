@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from hsd.gptoss.static_cache import full_static_cache
+from hsd.inference.label_scores import gather
 from hsd.inference.sampling import Sampling, select_tokens
 
 CACHE_ROUND = 128  # cache lengths are rounded up to this, so nearby lengths share one graph
@@ -41,9 +42,11 @@ class GraphDecoder:
         self.shape: tuple[int, int] = (0, 0)  # (rows, cache_len) of the cache and graph
         self.cache: Any = None
         self.graph: Any = None
+        self.label_logits: Any = None  # (rows, steps, K) of the last generate call given ``record``
 
-    def generate(self, input_ids: Any, attention_mask: Any, s: Sampling) -> Any:
-        """New token ids (rows, <= max_new_tokens), pad after a row's stop token."""
+    def generate(self, input_ids: Any, attention_mask: Any, s: Sampling, record: Any = None) -> Any:
+        """New token ids (rows, <= max_new_tokens), pad after a row's stop token. ``record``: token
+        ids whose logits are kept per step in :attr:`label_logits` (hsd.inference.label_scores)."""
         import torch
 
         rows, plen = input_ids.shape
@@ -56,9 +59,11 @@ class GraphDecoder:
             logits = self.model(input_ids=input_ids, attention_mask=self.mask[:, :plen], position_ids=pos,
                                 past_key_values=self.cache, use_cache=True, logits_to_keep=1).logits[:, -1]
             self.pos.copy_(pos[:, -1:] + 1)
-            out, done = [], torch.zeros(rows, dtype=torch.bool, device=input_ids.device)
+            out, kept, done = [], [], torch.zeros(rows, dtype=torch.bool, device=input_ids.device)
             stops = torch.tensor(s.stop_ids, device=input_ids.device)
             for step in range(s.max_new_tokens):
+                if record is not None:
+                    kept.append(gather(logits, record))
                 tok = _select(logits.float(), s, step, stops)
                 tok = torch.where(done, torch.full_like(tok, s.pad_id), tok)
                 out.append(tok)
@@ -67,6 +72,7 @@ class GraphDecoder:
                     break
                 self.tok.copy_(tok.view(rows, 1))
                 logits = self._step(first=step == 0)
+            self.label_logits = torch.stack(kept, dim=1) if kept else None
             return torch.stack(out, dim=1)
 
     @property

@@ -16,6 +16,7 @@ from hsd.inference.base import Backend, GenerationSettings, Output, RefillReport
 from hsd.inference.batching import OomBackoff, OomHalving, empty_cuda_cache
 from hsd.inference.generation import encode, generate_encoded, generate_static, sampling, stop_ids, to_output
 from hsd.inference.graph_decoder import GraphDecoder
+from hsd.inference.label_scores import LabelIds
 from hsd.inference.refill import Finished, Job, RefillDecoder
 from hsd.inference.sampling import Sampling
 from hsd.inference.score import Scorer, score_outputs
@@ -42,6 +43,9 @@ class HFBackend(Backend):
         # Refill rows: inference.slots, else sized by free memory on CUDA; off CUDA (tests) batch_size.
         self.slots = inf.slots or (None if str(device).startswith("cuda") else inf.batch_size)
         self.scorer = Scorer(self.model, tokenizer, reuse_prefix=inf.prefix_cache)
+        # generate mode's p_hate: the label words' logits kept per step (hsd.inference.label_scores)
+        self.labels = LabelIds.from_tokenizer(tokenizer)
+        self.label_ids = None if self.labels is None else torch.tensor(self.labels.ids, device=self.model.device)
         self._reserve_new = 0  # reserve(): size caches for this many new tokens up front
         # Each rank samples from its own stream; greedy runs do not depend on it.
         self.generator_seed = cfg.inference.seed + rank
@@ -63,7 +67,8 @@ class HFBackend(Backend):
         jobs = [Job(i, tuple(t), *_limits(settings, forced_new_tokens, i)) for i, t in zip(order, ids)]
         prompt_tokens = {j.index: len(j.ids) for j in jobs}
         for group in self._refill_with_backoff(jobs, self._sampling(settings)):
-            yield [(f.index, to_output(self.tokenizer, f.tokens, prompt_tokens[f.index], self.stop_ids)) for f in group]
+            yield [(f.index, to_output(self.tokenizer, f.tokens, prompt_tokens[f.index], self.stop_ids,
+                                       f.label_logits, self.labels)) for f in group]
 
     def _refill_with_backoff(self, jobs: list[Job], sampling: Sampling) -> Iterator[list[Finished]]:
         """Run the refill decoder (``inference.slots`` rows, or as many as fit); on CUDA OOM halve
@@ -73,7 +78,7 @@ class HFBackend(Backend):
         while jobs:
             finished: set[int] = set()
             try:
-                for group in self.refill.run(jobs, sampling, halving.size):
+                for group in self.refill.run(jobs, sampling, halving.size, self.label_ids):
                     finished.update(f.index for f in group)
                     yield group
                 return
@@ -101,10 +106,10 @@ class HFBackend(Backend):
     def _generate(self, prompts: Sequence[str], settings: GenerationSettings) -> list[Output]:
         enc = encode(self.tokenizer, prompts, self.model.device)
         if self.decoder is None:
-            return generate_encoded(self.model, self.tokenizer, enc, settings, self.stop_ids)
+            return generate_encoded(self.model, self.tokenizer, enc, settings, self.stop_ids, labels=self.labels)
         # the fast path: rows padded to a fixed count, static cache, CUDA graph
         return generate_static(self.decoder, self.tokenizer, enc, self._sampling(settings), self.backoff.size,
-                               self.stop_ids)
+                               self.stop_ids, self.labels)
 
     def _sampling(self, s: GenerationSettings) -> Sampling:
         return sampling(s, self.stop_ids, self.tokenizer.pad_token_id, reserve_new=self._reserve_new)

@@ -30,6 +30,7 @@ class Judgement:
     rationale: Optional[str]
     parse_status: str
     raw_response: str
+    p_hate: Optional[float] = None
 
 
 class GenerateMode:
@@ -49,7 +50,9 @@ class GenerateMode:
         from hsd.parsing import parse_response
 
         parsed = parse_response(out.text, stop_reason=out.stop_reason)
-        return Judgement(parsed.label, parsed.rationale, parsed.status, out.text)
+        # the label token's probability counts only where it named the label the answer reader read
+        p_hate = out.p_hate if out.label_token is not None and out.label_token == parsed.label else None
+        return Judgement(parsed.label, parsed.rationale, parsed.status, out.text, p_hate)
 
     def manifest(self) -> dict[str, Any]:
         return {}
@@ -73,7 +76,7 @@ class ScoreMode(GenerateMode):
 
     def judge(self, out: Any) -> Judgement:
         label = POSITIVE if out.p_hate >= self.threshold else "normal"
-        return Judgement(label, None, self.STATUS, "")
+        return Judgement(label, None, self.STATUS, "", out.p_hate)
 
     def manifest(self) -> dict[str, Any]:
         return {"threshold": self.threshold, "threshold_source": self.source}
@@ -95,29 +98,16 @@ def get_mode(cfg: Any) -> GenerateMode:
 
 
 def choose_threshold(y_true: list[bool], p_hate: list[float], metric: str) -> float:
-    """The P(hate) cut (predict hate iff p >= cut) maximising ``metric`` on these samples.
+    """The P(hate) cut (predict hate iff p >= cut) maximising ``metric`` on these samples
+    (:func:`hsd.metrics.calibration.best_threshold`, which reports use too)."""
+    from hsd.metrics.calibration import THRESHOLD_METRICS, best_threshold
 
-    Candidates are the observed probabilities (sklearn's curves); ties go to the higher cut.
-    """
-    import numpy as np
-    from sklearn.metrics import precision_recall_curve, roc_curve
-
-    y, p = np.asarray(y_true, dtype=bool), np.asarray(p_hate, dtype=float)
-    if y.all() or not y.any():
-        raise ConfigError("threshold_from: the run's records hold one class only; a threshold cannot be chosen")
-    if metric == "f1":
-        precision, recall, cuts = precision_recall_curve(y, p)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)[:-1]
-        best = np.flatnonzero(f1 == f1.max())[-1]
-    elif metric == "youden":
-        fpr, tpr, cuts = roc_curve(y, p)
-        j = (tpr - fpr)[1:]  # the first point is the "predict nothing" cut (inf)
-        cuts = cuts[1:]
-        best = np.flatnonzero(j == j.max())[0]  # roc cuts descend: the first is the highest
-    else:
+    if metric not in THRESHOLD_METRICS:
         raise ConfigError(f"inference.threshold_metric must be f1 or youden, got {metric!r}")
-    return float(cuts[best])
+    cut = best_threshold(y_true, p_hate, metric)
+    if cut is None:
+        raise ConfigError("threshold_from: the run's records hold one class only; a threshold cannot be chosen")
+    return cut
 
 
 def resolve_threshold(inference: InferenceConfig) -> tuple[float, str]:

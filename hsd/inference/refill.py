@@ -32,6 +32,7 @@ import torch
 
 from hsd.gptoss.slotcache import SlotCache, SlotShape
 from hsd.inference.graph_decoder import CACHE_ROUND
+from hsd.inference.label_scores import gather
 from hsd.inference.sampling import Sampling, select_tokens
 from hsd.inference.score import MIN_SHARED_PREFIX, common_prefix_len, decoder_and_head
 
@@ -72,6 +73,7 @@ class Job:
 class Finished:
     index: int
     tokens: list[int]  # new tokens, up to and including the stop token (its only one) if one ended it
+    label_logits: Optional[torch.Tensor] = None  # (new tokens, K) on the CPU: the recorded label logits (``record``)
 
 
 def shared_prefix(jobs: Sequence[Job]) -> tuple[int, ...]:
@@ -98,10 +100,12 @@ class RefillDecoder:
         self.rows = 0  # slots of the last run
         self.fitted: tuple[int, int, int] = (0, 0, 0)  # (cache length, prefix, rows) of rows_that_fit
 
-    def run(self, jobs: Sequence[Job], s: Sampling, rows: Optional[int]) -> Iterator[list[Finished]]:
+    def run(self, jobs: Sequence[Job], s: Sampling, rows: Optional[int],
+            record: Optional[torch.Tensor] = None) -> Iterator[list[Finished]]:
         """Yield the samples finished at each step (in order of finishing) until all are done.
 
-        ``rows``: slots decoding at once; None sizes them by free GPU memory (:meth:`rows_that_fit`)."""
+        ``rows``: slots decoding at once; None sizes them by free GPU memory (:meth:`rows_that_fit`).
+        ``record``: token ids whose logits each step keeps per row (hsd.inference.label_scores)."""
         if not jobs:
             return
         prefix = shared_prefix(jobs) if self.reuse_prefix else ()
@@ -113,7 +117,7 @@ class RefillDecoder:
             self._prepare(SlotShape(rows, length, len(prefix)), prefix)
             self.stats = {"steps": 0, "busy_row_steps": 0, "row_steps": 0, "shrinks": 0, "admits": 0,
                           "admitted": 0, "admit_s": 0.0}
-            yield from _Run(self, jobs, s).loop()
+            yield from _Run(self, jobs, s, record).loop()
 
     def rows_that_fit(self, length: int, prefix: int) -> int:
         """Slots whose KV fits in what the GPU has free (this decoder's own cache counted as free),
@@ -221,13 +225,15 @@ class RefillDecoder:
 class _Run:
     """The state of one :meth:`RefillDecoder.run`: which job is in which slot, tokens so far."""
 
-    def __init__(self, dec: RefillDecoder, jobs: Sequence[Job], s: Sampling) -> None:
-        self.dec, self.jobs, self.s = dec, list(jobs), s
+    def __init__(self, dec: RefillDecoder, jobs: Sequence[Job], s: Sampling, record: Optional[torch.Tensor]) -> None:
+        self.dec, self.jobs, self.s, self.record = dec, list(jobs), s, record
         rows, dev = dec.cache.shape.rows, dec.device
         self.queue = list(range(len(jobs)))[::-1]  # pop() takes the next job
         self.slot_job: list[Optional[int]] = [None] * rows
         self.stops = torch.tensor(s.stop_ids, device=dev)
         self.out = torch.full((rows, max(j.max_new for j in jobs)), s.pad_id, dtype=torch.long, device=dev)
+        # per row and step the recorded logits: a few floats, gathered on the device (no vocabulary copy)
+        self.kept = None if record is None else torch.zeros(rows, self.out.shape[1], record.numel(), device=dev)
         self.steps = torch.zeros(rows, dtype=torch.long, device=dev)
         self.max_new = torch.ones(rows, dtype=torch.long, device=dev)
         self.min_new = torch.zeros(rows, dtype=torch.long, device=dev)
@@ -263,7 +269,8 @@ class _Run:
         if src:
             self.dec.cache.move_rows(src, dst)
             s, d = (torch.tensor(x, device=self.dec.device) for x in (src, dst))
-            for t in (self.out, self.steps, self.max_new, self.min_new, self.active, self.dec.tok, self.dec.advance):
+            for t in (self.out, self.steps, self.max_new, self.min_new, self.active, self.dec.tok, self.dec.advance,
+                      *([] if self.kept is None else [self.kept])):
                 t[d] = t[s]
             for i, j in zip(src, dst):
                 self.slot_job[j], self.slot_job[i] = self.slot_job[i], None
@@ -303,7 +310,10 @@ class _Run:
         tok = select_tokens(logits, self.s, steps < self.min_new[idx], self.stops)
         active = self.active[idx]
         tok = torch.where(active, tok, torch.full_like(tok, self.s.pad_id))
-        self.out[idx, steps.clamp(max=self.out.shape[1] - 1)] = torch.where(active, tok, self.out[idx, 0])
+        at = steps.clamp(max=self.out.shape[1] - 1)
+        self.out[idx, at] = torch.where(active, tok, self.out[idx, 0])
+        if self.kept is not None:  # an idle row writes too: its slot is rewritten before anyone reads it
+            self.kept[idx, at] = gather(logits, self.record)
         self.steps[idx] = steps + active.long()
         self.dec.tok[idx, 0] = tok
         stopped = torch.isin(tok, self.stops)
@@ -315,8 +325,10 @@ class _Run:
         self.active[r] = False
         self.dec.advance[r, 0] = 0
         counts, tokens = self.steps[r].tolist(), self.out[r].tolist()
+        kept = self.kept[r, : max(counts)].cpu() if self.kept is not None else [None] * len(rows)  # one copy
         finished = []
-        for row, n, toks in zip(rows, counts, tokens):
-            finished.append(Finished(self.jobs[self.slot_job[row]].index, toks[:n]))
+        for row, n, toks, logits_row in zip(rows, counts, tokens, kept):
+            finished.append(Finished(self.jobs[self.slot_job[row]].index, toks[:n],
+                                     None if logits_row is None else logits_row[:n]))
             self.slot_job[row] = None
         return finished

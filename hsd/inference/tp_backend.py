@@ -33,6 +33,7 @@ from hsd.inference import generation
 from hsd.inference.base import Backend, GenerationSettings, Output
 from hsd.inference.batching import empty_cuda_cache
 from hsd.inference.graph_decoder import GraphDecoder
+from hsd.inference.label_scores import LabelIds
 from hsd.inference.lockstep import Agreement, LockstepBackoff, log_partition
 from hsd.inference.score import Scorer, score_outputs
 
@@ -53,6 +54,7 @@ class TPBackend(Backend):
         self.model = load_sharded(cfg, device)
         log_partition(self.model, rank)
         self.stop_ids = generation.stop_ids(tokenizer)
+        self.labels = LabelIds.from_tokenizer(tokenizer)  # generate mode's p_hate (hsd.inference.label_scores)
         self.agreement = Agreement()
         self.world = self.agreement.world_size
         self.steps = LockstepBackoff(cfg.inference.batch_size, rank, self.agreement, on_oom=empty_cuda_cache)
@@ -84,12 +86,12 @@ class TPBackend(Backend):
         enc = generation.encode(self.tokenizer, union, self.device)
         if self.decoder is None:
             outs = generation.generate_encoded(self.model, self.tokenizer, enc, self._settings, self.stop_ids,
-                                               synced_gpus=self.world > 1)
+                                               synced_gpus=self.world > 1, labels=self.labels)
             return outs[rows]
         # Rows padded to every rank's full share, so one static cache (and CUDA graph) serves every step.
         sampling = generation.sampling(self._settings, self.stop_ids, self.tokenizer.pad_token_id)
         outs = generation.generate_static(self.decoder, self.tokenizer, enc, sampling, self.steps.size * self.world,
-                                          self.stop_ids)
+                                          self.stop_ids, self.labels)
         return outs[rows]
 
     def _run_score(self, mine: list[str]) -> list[Output]:

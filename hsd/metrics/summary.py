@@ -16,7 +16,7 @@ from collections import Counter
 from typing import Any, Sequence
 
 from hsd.config import ReportConfig
-from hsd.metrics import fairness, intervals
+from hsd.metrics import bias_auc, calibration, fairness, intervals
 from hsd.metrics.frame import nan_to_none  # noqa: F401  (collate and compare import it from here)
 from hsd.metrics.performance import HEADLINE, compute_performance
 from hsd.records import Record
@@ -61,7 +61,26 @@ def evaluate(records: Sequence[Record], cfg: ReportConfig) -> dict[str, Any]:
         "small_group_flags": [f.message() for f in flags],
         "parse_status_counts": dict(sorted(Counter(r.parse_status for r in records).items())),
         "confusion": _confusion(records),
+        **score_metrics(records, cfg),
     }
+
+
+def score_metrics(records: Sequence[Record], cfg: ReportConfig) -> dict[str, Any]:
+    """Threshold-free metrics of P(hate): bias AUCs per group, calibration, the run's own best
+    threshold, and how many samples have no score and why (the blocks are None without scores)."""
+    return {"score_coverage": score_coverage(records),
+            "bias_auc": bias_auc.summarize(records, cfg.bootstrap_resamples, cfg.bootstrap_seed, cfg.confidence),
+            "calibration": calibration.summarize(records), "threshold": calibration.own_threshold(records)}
+
+
+def score_coverage(records: Sequence[Record]) -> dict[str, Any]:
+    """Samples with and without a P(hate); the unscored counted by why (their parse status says it:
+    no label in the answer, or a label the decoder recorded no probability for)."""
+    missing = [r for r in records if not bias_auc.has_score(r)]
+    why = Counter("no hate/normal label in the answer" if r.predicted_label not in intervals.PRED[:2]
+                  else "label read but no label-token probability: the answer's label token does not follow a "
+                       "classification/label key, or the run predates generate-mode scores" for r in missing)
+    return {"scored": len(records) - len(missing), "unscored": len(missing), "unscored_why": dict(sorted(why.items()))}
 
 
 def paired(a: Sequence[Record], b: Sequence[Record], cfg: ReportConfig) -> dict[str, Any]:
@@ -69,6 +88,11 @@ def paired(a: Sequence[Record], b: Sequence[Record], cfg: ReportConfig) -> dict[
     res = intervals.paired_bootstrap(encode(sorted_records(a)), encode(sorted_records(b)),
                                      cfg.bootstrap_resamples, cfg.bootstrap_seed, cfg.confidence)
     return {k: v.to_json() for k, v in res.items()}
+
+
+def paired_bias_auc(a: Sequence[Record], b: Sequence[Record], cfg: ReportConfig) -> dict[str, Any] | None:
+    """Paired-bootstrap intervals of bias-AUC differences ``b - a`` over the samples both scored."""
+    return bias_auc.paired(a, b, cfg.bootstrap_resamples, cfg.bootstrap_seed, cfg.confidence)
 
 
 def _group_rows(table, ivs: dict[str, intervals.Interval], flagged: set[str]) -> list[dict[str, Any]]:

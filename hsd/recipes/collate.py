@@ -26,7 +26,8 @@ from hsd.metrics.summary import evaluate, nan_to_none, paired, settings
 from hsd.reporting import refcache, run_report, summary_files
 from hsd.reporting.output import write_report
 from hsd.reporting.misclassified import select_errors, top_errors, unanswered
-from hsd.reporting.rundata import RunData, find_runs, is_run, load_run, merged_file, read_config
+from hsd.reporting.rundata import (RunData, find_runs, is_run, load_run, merged_file, read_config,
+                                  threshold_transfer)
 from hsd.runs import RunError, RunLock, atomic_write_json, atomic_write_text, timestamp
 
 log = logging.getLogger("hsd.recipes.collate")
@@ -40,11 +41,13 @@ def report_config(run: RunData) -> ReportConfig:
 def full_metrics(run: RunData, refs, provenance: dict[str, Any], cfg: ReportConfig) -> dict[str, Any]:
     """Everything the run's report shows, JSON-ready (undefined numbers are null)."""
     log_path = run.training_log()
+    metrics = evaluate(run.records, cfg)
     return nan_to_none({
         "generated": timestamp(),
         "run": run.info(),
         "bootstrap": settings(cfg),
-        "metrics": evaluate(run.records, cfg),
+        "metrics": metrics,
+        "threshold_from_validation": threshold_transfer(run) if metrics["bias_auc"] else None,
         "references": {ref.name: {"description": REFERENCES[ref.name][0],
                                   "metrics": evaluate(as_records(run.records, ref), cfg)} for ref in refs},
         "reference_provenance": provenance,
@@ -73,7 +76,7 @@ def merge_if_needed(path: Path, data_dir: Optional[str]) -> bool:
     meta = {"model": cfg.model.name_or_path + (f" + adapter {cfg.model.adapter}" if cfg.model.adapter else ""),
             "template": cfg.prompt.template, "data": f"{cfg.data.subset or cfg.data.split}",
             "command": "hsd collate (merged the shards)"}
-    write_run_outputs(path, records, records[0].strategy, timestamp(), meta, cfg.report.top_errors)
+    write_run_outputs(path, records, records[0].strategy, timestamp(), meta, cfg.report.top_errors, cfg.report)
     log.info("merged %d records of %s", len(records), path)
     return True
 

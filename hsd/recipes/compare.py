@@ -19,10 +19,10 @@ from hsd.config import Config, ReportConfig
 from hsd.errors import HsdError
 from hsd.metrics import intervals
 from hsd.metrics.references import REFERENCES, as_records
-from hsd.metrics.summary import encode, evaluate, nan_to_none, paired, settings
+from hsd.metrics.summary import encode, evaluate, nan_to_none, paired, paired_bias_auc, settings
 from hsd.reporting import comparison_report, refcache, summary_files
 from hsd.reporting.output import write_report
-from hsd.reporting.rundata import RunData
+from hsd.reporting.rundata import RunData, threshold_transfer
 from hsd.runs import atomic_write_json, atomic_write_text, timestamp
 
 DELTA_METRICS = ("accuracy", "f1", "mcc", "eod", "unknown_rate")
@@ -112,9 +112,15 @@ def _summaries(runs: Sequence[RunData], ref_records: dict, provenance: dict[str,
     runs_m = []
     for run in runs:
         cached = collated(run, cfg)
-        runs_m.append(cached["metrics"] if cached else evaluate(run.records, cfg))
+        metrics = cached["metrics"] if cached and "bias_auc" in cached["metrics"] else evaluate(run.records, cfg)
+        if cached and "threshold_from_validation" in cached:
+            metrics["threshold_from_validation"] = cached["threshold_from_validation"]
+        elif metrics["bias_auc"]:
+            metrics["threshold_from_validation"] = threshold_transfer(run)
+        runs_m.append(metrics)
     first = collated(runs[0], cfg, provenance)
-    refs_m = {name: first["references"][name]["metrics"] if first and name in first["references"]
+    refs_m = {name: first["references"][name]["metrics"]
+              if first and name in first["references"] and "bias_auc" in first["references"][name]["metrics"]
               else evaluate(recs, cfg) for name, recs in ref_records.items()}
     return runs_m, refs_m
 
@@ -136,6 +142,7 @@ def compare(runs: Sequence[RunData], refs, provenance: dict[str, Any], cfg: Repo
         "references": {name: {"description": REFERENCES[name][0], "metrics": refs_m[name]} for name in ref_records},
         "reference_provenance": provenance,
         "deltas": {r.name: paired(runs[0].records, r.records, cfg) for r in runs[1:]},
+        "bias_auc_deltas": {r.name: paired_bias_auc(runs[0].records, r.records, cfg) for r in runs[1:]},
         "vs_tfidf": {r.name: paired(tfidf, r.records, cfg) for r in runs} if tfidf else {},
         "criterion": success_criterion(runs, data, cfg, [m["performance"]["answered"]["f1_score"] for m in runs_m]),
     })

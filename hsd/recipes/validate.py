@@ -25,7 +25,7 @@ from typing import Any
 
 from hsd import distributed as dist
 from hsd import prompt_files, runs
-from hsd.config import Config
+from hsd.config import Config, ReportConfig
 from hsd.errors import HsdError
 from hsd.phases import Phases, process_age_s
 from hsd.inference import get_backend, store
@@ -237,7 +237,7 @@ def make_record(sample: Sample, prompt: prompt_files.SplitPrompt, out: Any, stra
         persona_tag=sample.persona_tag, source=sample.source, strategy=strategy,
         prompt_hash=prompt_files.prompt_hash(prompt.text), raw_response=j.raw_response,
         predicted_label=j.predicted_label, rationale=j.rationale, parse_status=j.parse_status,
-        latency_s=round(latency_s, 4), rank=rank, p_hate=out.p_hate, prompt_tokens=out.prompt_tokens,
+        latency_s=round(latency_s, 4), rank=rank, p_hate=j.p_hate, prompt_tokens=out.prompt_tokens,
         new_tokens=out.new_tokens, stop_reason=out.stop_reason,
         prompt_prefix_hash=prompt.prefix_hash, prompt_tail=prompt.tail,
     )
@@ -249,7 +249,7 @@ def _finish(cfg: Config, setup: RunSetup, run: RunDirectory, selection: Any, str
     with phases("merge_reports"):
         records = store.merge(setup.path, [s.id for s in selection.samples])
         meta = {**report_meta(cfg, setup, len(stats)), **empty_text_meta(selection)}
-        outputs = write_outputs(setup.path, records, strategy, setup.ts, meta, cfg.report.top_errors)
+        outputs = write_outputs(setup.path, records, strategy, setup.ts, meta, cfg.report)
     evaluated = sum(s.evaluated for s in stats)
     gen_seconds = max(s.seconds for s in stats)
     run.end(
@@ -310,8 +310,8 @@ def empty_text_meta(selection: Any) -> dict[str, str]:
 
 
 def write_outputs(run_path: Path, records: list[Record], strategy: str, ts: str, meta: dict,
-                  top_n: int) -> list[Path]:
+                  report: ReportConfig) -> list[Path]:
     """The seed-compatible files (CSVs, report, merged intermediate_results) + metrics.json."""
     from hsd.reporting.seed_files import write_run_outputs
 
-    return write_run_outputs(run_path, records, strategy, ts, meta, top_n)
+    return write_run_outputs(run_path, records, strategy, ts, meta, report.top_errors, report)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from hsd.reporting import plots
+from hsd.reporting import plots, score_report
 from hsd.reporting.document import Bullets, Document, Figure, Heading, Paragraph, Table
 from hsd.reporting.fmt import interval, num, pct, rate_interval
 from hsd.reporting.parse_status import comparison_rows
@@ -133,7 +133,8 @@ def build(comp: Mapping[str, Any], out_dir: Path) -> Document:
     names = " vs ".join(r["info"]["name"] for r in comp["runs"])
     doc = Document(f"hsd comparison: {names}")
     doc.add(*_runs(comp), *_unfinished(comp), *_criterion(comp), *_metrics(comp, plot_dir), *_deltas(comp, plot_dir),
-            *_groups(comp, plot_dir), *_statuses(comp), *_pictures(comp, plot_dir), *method_notes(comp["bootstrap"]))
+            *_groups(comp, plot_dir), *score_report.comparison_sections(comp, plot_dir / "reliability.png"),
+            *_statuses(comp), *_pictures(comp, plot_dir), *method_notes(comp["bootstrap"]))
     return doc
 
 

@@ -25,8 +25,10 @@ _HEADER = (("model", "Model"), ("template", "Prompt Template"), ("data", "Data S
 
 def render_report(results: Mapping[str, tuple[Performance, Sequence[GroupMetrics]]],
                   status_counts: Mapping[str, Mapping[str, int]], meta: Mapping[str, Any],
-                  top: Mapping[str, Mapping[str, Any]] | None = None) -> str:
-    """``top``: per strategy, :func:`hsd.reporting.misclassified.top_errors` (listed when given)."""
+                  top: Mapping[str, Mapping[str, Any]] | None = None,
+                  scores: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+    """``top``: per strategy, :func:`hsd.reporting.misclassified.top_errors` (listed when given);
+    ``scores``: per strategy, :func:`hsd.metrics.summary.score_metrics` (bias AUCs, calibration)."""
     lines = ["HATE SPEECH DETECTION - STRATEGY EVALUATION REPORT", _RULE,
              f"Generated: {_dt.datetime.now().strftime('%Y-%m-%d %H:%M:%S')}"]
     lines += _header(meta)
@@ -40,6 +42,8 @@ def render_report(results: Mapping[str, tuple[Performance, Sequence[GroupMetrics
               "Counts are over answered samples; 'strict' counts an unknown as an error."]
     for strategy, (_, bias) in results.items():
         lines += [""] + _bias(strategy, bias)
+    for strategy, block in (scores or {}).items():
+        lines += ["", ""] + score_lines(strategy, block)
     lines += ["", "", "PARSE STATUS (how each response was read):", "-" * 40]
     for strategy in results:
         lines += ["", f"{strategy.upper()} Strategy:"] + text_table(status_counts[strategy])
@@ -57,6 +61,51 @@ def _top(strategy: str, top: Mapping[str, Any]) -> list[str]:
                           f"{top['counts'][key]}, {top['selection']}:", "-" * 40]
         lines += [f"  {r['sample_id']}  [{r['group']}]  confidence {_f(r['confidence'])}  {r['text']}" for r in rows]
     return lines
+
+
+def score_lines(strategy: str, block: Mapping[str, Any]) -> list[str]:
+    """Bias AUCs per group (Subgroup, BPSN, BNSP with intervals), their generalized means, the
+    final bias score, ECE per group and the threshold, or why there are none."""
+    cov, b = block["score_coverage"], block["bias_auc"]
+    lines = [f"THRESHOLD-FREE BIAS METRICS (ROC-AUC of P(hate)), {strategy.upper()} Strategy:", "-" * 40]
+    if cov["unscored"]:
+        why = "; ".join(f"{n} {reason}" for reason, n in cov["unscored_why"].items())
+        total = cov["scored"] + cov["unscored"]
+        lines.append(f"  Score not available for {cov['unscored']} of {total} samples ({why}).")
+    if not b:
+        return lines + ["  No sample has a P(hate) score (inference.mode=score gives one for every sample)."]
+    lines += ["  Subgroup = within the group; BPSN = hate about other groups vs harmless posts about the group;",
+              "  BNSP = harmless posts about other groups vs hate about the group.",
+              "  [bootstrap interval at report.confidence]"]
+    for g in b["groups"]:
+        lines.append(f"  Target Group: {g['group'].upper()} (scored hate {g['positives']}, normal {g['negatives']})")
+        lines += [f"     {name}: {_auc(g, key)}" for key, name in _AUCS]
+    lines.append(f"  Generalized mean (p = {b['power']:g}) over groups: "
+                 + ", ".join(f"{name} {_iv(b['generalized_mean'][key])}" for key, name in _AUCS))
+    lines.append(f"  Overall AUC: {_iv(b['overall_auc'])}; final bias score (0.25 x overall + 0.25 x each mean): "
+                 f"{_iv(b['final_score'])}")
+    cal = block["calibration"]
+    lines.append(f"  Expected calibration error ({cal['n_bins']} {cal['binning']} bins): "
+                 f"all {_f(cal['overall']['ece'])}, "
+                 + ", ".join(f"{g} {_f(rel['ece'])}" for g, rel in cal["groups"].items()))
+    t = block["threshold"]
+    if t:
+        lines.append(f"  Threshold ({t['rule']}) picked on these samples: {_f(t['picked']['threshold'])} "
+                     f"(F1 {_f(t['picked']['f1'])}; at 0.5: F1 {_f(t['default']['f1'])}). A test run gets the "
+                     "validation run's threshold in report.html (hsd collate).")
+    return lines
+
+
+_AUCS = (("subgroup_auc", "Subgroup AUC"), ("bpsn_auc", "BPSN AUC"), ("bnsp_auc", "BNSP AUC"))
+
+
+def _iv(iv: Mapping[str, Any]) -> str:
+    return f"{_f(iv['estimate'])} [{_f(iv['low'])}, {_f(iv['high'])}]"
+
+
+def _auc(row: Mapping[str, Any], key: str) -> str:
+    why = row[f"{key}_undefined"]
+    return f"n/a ({why})" if why else _iv(row[key])
 
 
 def _header(meta: Mapping[str, Any]) -> list[str]:

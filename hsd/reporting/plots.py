@@ -114,3 +114,29 @@ def loss_curve(log_path: Path, path: Path) -> Path:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     return draw(log_path, path)
+
+
+def reliability(series: Sequence[tuple[str, Mapping[str, Any]]], path: Path) -> Path:
+    """Reliability diagram: per panel (all samples, then each group) the fraction of hate against
+    the mean P(hate) of each non-empty bin, one line per series (run or reference); the diagonal is
+    perfect calibration. ``series``: (label, calibration block of :mod:`hsd.metrics.calibration`)."""
+    panels = ["all", *series[0][1]["groups"]]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4), sharey=True, squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        ax.plot([0, 1], [0, 1], color="#999", linewidth=1, linestyle="--")
+        for k, (label, cal) in enumerate(series):
+            rel = cal["overall"] if panel == "all" else cal["groups"].get(panel)
+            if not rel or not rel["bins"]:
+                continue
+            x = [b["mean_p_hate"] for b in rel["bins"]]
+            y = [b["fraction_hate"] for b in rel["bins"]]
+            ax.plot(x, y, "o-", color=COLORS[k % len(COLORS)], markersize=4,
+                    label=f"{label} (ECE {rel['ece']:.3f})")
+        ax.set_xlim(-0.03, 1.03)  # a margin: bins at exactly 0 or 1 stay visible
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_title(panel, fontsize=10)
+        ax.set_xlabel("mean P(hate) in bin")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    axes[0][0].set_ylabel("fraction hate in bin")
+    return _save(fig, path)

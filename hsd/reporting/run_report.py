@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from hsd.reporting import plots
+from hsd.reporting import plots, score_report
 from hsd.reporting.document import Bullets, Document, Figure, Heading, Paragraph, Table
 from hsd.reporting.fmt import interval, num, pct, rate_interval
 from hsd.reporting.parse_status import HEADERS as STATUS_HEADERS, status_rows, summary as status_summary
@@ -102,6 +102,15 @@ def _groups(full: Mapping[str, Any], plot_dir: Path) -> list:
                      Table(["reference", "group", "FPR", "FNR"], ref_rows, caption="References, per group")]
 
 
+def _scores(full: Mapping[str, Any], plot_dir: Path) -> list:
+    """Bias AUCs, calibration and threshold of this run and of the references that have scores."""
+    own = {**full["metrics"], "threshold_from_validation": full.get("threshold_from_validation")}
+    series = [(f"{full['run']['name']} (this run)", own)]
+    series += [(f"reference: {name}", ref["metrics"]) for name, ref in full["references"].items()
+               if ref["metrics"].get("bias_auc")]
+    return score_report.sections(series, full["bootstrap"]["level"], plot_dir / "reliability.png")
+
+
 def _statuses(full: Mapping[str, Any]) -> list:
     counts = full["metrics"]["parse_status_counts"]
     return [Heading("Parse status"), Paragraph(status_summary(counts) + " The label comes only from the final answer."),
@@ -163,6 +172,7 @@ def build(full: Mapping[str, Any], out_dir: Path) -> Document:
     plot_dir = out_dir / "plots"
     doc = Document(f"hsd report: {full['run']['name']}")
     doc.add(*_what(full), *_headline(full, plot_dir), *_confusion(full, plot_dir), *_groups(full, plot_dir),
-            *_statuses(full), *_errors(full), *_training(full, plot_dir), *method_notes(full["bootstrap"]))
+            *_scores(full, plot_dir), *_statuses(full), *_errors(full), *_training(full, plot_dir),
+            *method_notes(full["bootstrap"]))
     return doc
 

@@ -166,3 +166,46 @@ def _seed_meta(path: Path) -> dict[str, Any]:
         return dict(json.loads(textio.read_text(file)).get("meta") or {})
     except (textio.TextError, json.JSONDecodeError, AttributeError):  # a header only: the report goes on
         return {}
+
+
+def _identity(cfg: Config) -> tuple:
+    """What must match for a validation-split run's threshold to apply to a test-split run."""
+    return (cfg.model.name_or_path, cfg.model.adapter, cfg.prompt.template, cfg.prompt.strategy, cfg.inference.mode)
+
+
+def validation_partner(run: RunData) -> Optional[Path]:
+    """The newest run beside ``run`` of the validation split (``data.split=val``, no subset) with the
+    same model, adapter, template, strategy and mode; None when there is none or ``run`` is not a
+    test-split run."""
+    cfg = run.cfg
+    if cfg is None or cfg.data.subset or cfg.data.split != "test":
+        return None
+    found = []
+    for path in sorted(p for p in run.path.parent.iterdir() if p.is_dir() and p != run.path and is_run(p)):
+        try:
+            other = read_config(path)
+        except RunError:  # a sibling written by another hsd version: not this run's partner
+            continue
+        if other and other.data.split == "val" and not other.data.subset and _identity(other) == _identity(cfg):
+            found.append(path)
+    return found[-1] if found else None
+
+
+def threshold_transfer(run: RunData) -> dict[str, Any]:
+    """The test metrics at the threshold the validation-split partner picks, or why there are none."""
+    from hsd.metrics.calibration import transfer
+
+    split = run.cfg.data.split if run.cfg and not run.cfg.data.subset else None
+    if split == "val":
+        return {"validation_run": None, "note": "this run is of the validation split: the threshold it picks "
+                                                "(above) is the one applied to test-split runs"}
+    partner = validation_partner(run)
+    if partner is None:
+        return {"validation_run": None, "note": f"only the {split or 'unknown'} split is present: no run of the "
+                "validation split (data.split=val) with the same model, adapter, template and mode beside this "
+                "run, so no validation-picked threshold is applied"}
+    result = transfer(load_run(partner).records, run.records, run.cfg.inference.threshold_metric)
+    if result is None:
+        return {"validation_run": partner.name, "note": "the validation run or this run has no scores "
+                "(or no hate samples): no threshold can be picked"}
+    return {"validation_run": partner.name, **result}

@@ -21,9 +21,11 @@ from hsd.config import ReportConfig
 from hsd.metrics.bias import GroupMetrics, compute_bias
 from hsd.metrics.frame import nan_to_none, to_frame
 from hsd.metrics.performance import HEADLINE, Performance, compute_performance
+from hsd.metrics.summary import score_metrics
 from hsd.records import Record
 from hsd.reporting.evaluation_report import render_report
 from hsd.reporting.misclassified import top_errors
+from hsd.reporting import score_files
 from hsd.runs import RunError, atomic_write_json, atomic_write_text
 
 PERFORMANCE_COLUMNS = ["strategy", "accuracy", "precision", "recall", "f1_score", "true_positive",
@@ -48,30 +50,35 @@ _UNIFIED_RENAME = {"text": "input_text", "latency_s": "response_time", "target_g
 
 
 def write_run_outputs(run_dir: Path, records: Sequence[Record], strategy: str, ts: str,
-                      meta: Mapping[str, Any], top_n: int = ReportConfig.top_errors) -> list[Path]:
+                      meta: Mapping[str, Any], top_n: int = ReportConfig.top_errors,
+                      report: ReportConfig | None = None) -> list[Path]:
     """Write the seed files of one strategy's records into ``run_dir``; returns their paths."""
     wrong = {r.strategy for r in records} - {strategy}
     if wrong:
         raise ValueError(f"records of strategies {sorted(wrong)} passed as strategy {strategy!r}")
-    return write_outputs(run_dir, {strategy: list(records)}, ts, meta, top_n)
+    return write_outputs(run_dir, {strategy: list(records)}, ts, meta, top_n, report)
 
 
 def write_outputs(run_dir: Path, by_strategy: Mapping[str, Sequence[Record]], ts: str,
-                  meta: Mapping[str, Any], top_n: int = ReportConfig.top_errors) -> list[Path]:
+                  meta: Mapping[str, Any], top_n: int = ReportConfig.top_errors,
+                  report: ReportConfig | None = None) -> list[Path]:
     """Seed files for one or more strategies (old runs could hold several: one CSV row each);
-    ``top_n``: the top false positives / negatives the text report lists (``report.top_errors``)."""
+    ``top_n``: the top false positives / negatives the text report lists (``report.top_errors``);
+    ``report``: the interval settings of the P(hate) metrics (bias AUCs), written when scores exist."""
     _check_unique(by_strategy)
     results = {s: (compute_performance(recs), compute_bias(recs)) for s, recs in by_strategy.items()}
     status_counts = {s: dict(Counter(r.parse_status for r in recs)) for s, recs in by_strategy.items()}
+    scores = {s: score_metrics(recs, report or ReportConfig()) for s, recs in by_strategy.items()}
     files = {
         # the old pipeline wrote this one file with the csv module: CRLF line ends, kept for diffing
         f"performance_metrics_{ts}.csv": performance_frame(results).to_csv(index=False, lineterminator="\r\n"),
         f"bias_metrics_{ts}.csv": bias_frame(results).to_csv(index=False),
         f"strategy_unified_results_{ts}.csv": unified_frame(by_strategy).to_csv(index=False),
         f"evaluation_report_{ts}.txt": render_report(
-            results, status_counts, meta, {s: top_errors(recs, top_n) for s, recs in by_strategy.items()}),
+            results, status_counts, meta, {s: top_errors(recs, top_n) for s, recs in by_strategy.items()}, scores),
         f"intermediate_results_{ts}.jsonl": "".join(
             json.dumps(r.to_json(), ensure_ascii=False) + "\n" for recs in by_strategy.values() for r in recs),
+        **score_files.files(scores, ts),
     }
     paths = []
     for name, text in files.items():

@@ -133,3 +133,36 @@ def test_pad_rows_repeats_a_real_row():
     ids, mask = torch.tensor([[0, 5, 6]]), torch.tensor([[0, 1, 1]])
     pids, pmask, n = pad_rows(ids, mask, 3)
     assert n == 1 and pids.tolist() == [[0, 5, 6]] * 3 and pmask.tolist() == [[0, 1, 1]] * 3
+
+
+def captured_label_logits(b, prompts, monkeypatch, stream: bool = False, **settings):
+    """Per prompt (new token ids, the label logits recorded at each of them), as to_output got them."""
+    from hsd.inference import generation
+
+    seen = []
+    def capture(tok, ids, logits, labels):
+        seen.append((list(ids), None if logits is None else torch.as_tensor(logits)[: len(ids)].tolist()))
+        return None, None
+
+    monkeypatch.setattr(generation, "label_score", capture)
+    s = GenerationSettings(max_new_tokens=24, temperature=0.0, top_p=1.0, **settings)
+    if stream:
+        got = dict(pair for group in b.generate_stream(prompts, s, [list(range(len(prompts)))]) for pair in group)
+        return [got[i] for i in range(len(prompts))], seen
+    return b.generate(prompts, s), seen
+
+
+def assert_same_label_logits(a, b):
+    """The same tokens, and at every step the same recorded logits (fp32 on CPU: to rounding)."""
+    assert [ids for ids, _ in a] == [ids for ids, _ in b]
+    for (ids, la), (_, lb) in zip(a, b):
+        assert la is not None and lb is not None and len(la) == len(lb) == len(ids)
+        assert torch.allclose(torch.tensor(la), torch.tensor(lb), rtol=1e-5, atol=1e-4), (la[:2], lb[:2])
+
+
+def test_label_logits_of_the_fast_path_equal_the_plain_path(fast, plain, prompts, monkeypatch):
+    """Generate mode's P(hate) is read from logits both paths record per step (hsd.inference.label_scores)."""
+    assert fast.labels is not None and len(fast.labels.ids) >= 4
+    _, ref = captured_label_logits(plain, prompts, monkeypatch)
+    _, got = captured_label_logits(fast, prompts, monkeypatch)
+    assert_same_label_logits(got, ref)

@@ -23,7 +23,7 @@ from hsd.inference.refill import Job, RefillDecoder, shared_prefix
 from hsd.inference.sampling import Sampling
 from hsd.prompts import Prompter
 
-from test_fastgen import PLAIN, PLAIN_MODEL, backend, make_peaky
+from test_fastgen import PLAIN, PLAIN_MODEL, assert_same_label_logits, backend, captured_label_logits, make_peaky
 
 pytestmark = pytest.mark.integration
 
@@ -84,6 +84,16 @@ def test_refill_without_prefix_reuse_and_with_min_new_tokens(tiny_model_dir, pla
     assert b.refill.cache.shape.prefix == 0
     assert [(got[i].text, got[i].new_tokens) for i in range(5)] == [(o.text, o.new_tokens) for o in plain.generate(prompts, s)]
     assert all(o.new_tokens >= 10 for o in got.values())
+
+
+def test_refill_label_logits_equal_the_plain_path(fast, plain, monkeypatch):
+    """The label logits generate mode reads P(hate) from, kept per slot across refills and shrinks."""
+    prompts = render(fast.tokenizer, "simple", 6)
+    _, ref = captured_label_logits(plain, prompts, monkeypatch)
+    outs, got = captured_label_logits(fast, prompts, monkeypatch, stream=True)
+    by_tokens = {tuple(ids): logits for ids, logits in got}  # refill hands samples back as they finish
+    assert_same_label_logits([(ids, by_tokens[tuple(ids)]) for ids, _ in ref], ref)
+    assert fast.refill.stats["shrinks"] > 0 and fast.refill.stats["admits"] > 1
 
 
 def test_forced_lengths_end_each_row_at_its_own_length(fast):

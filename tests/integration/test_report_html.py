@@ -102,9 +102,22 @@ def test_run_report_renders_with_its_numbers(experiment, tmp_path):
     assert interval(tfidf["f1"]) in text and "reference: always_hate" in text
     assert "most confident" in text  # score mode: errors ranked by P(hate)
     html = (run / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 4  # metrics, confusion, group rates, loss curve
+    assert html.count("data:image/png;base64,") == 5  # metrics, confusion, group rates, reliability, loss curve
+    _bias_auc_shown(text, m)
+    assert "Reliability diagram" in text and "only the test split is present" in text
     assert "http://" not in html and "https://" not in html  # self-contained
     assert shot.stat().st_size > 50_000 and _not_blank(shot) > 0.03
+
+
+def _bias_auc_shown(text: str, m: dict) -> None:
+    """Every group's three bias AUCs with intervals, the final score and the ECEs are in the page."""
+    b = m["bias_auc"]
+    for g in b["groups"]:
+        for key in ("subgroup_auc", "bpsn_auc", "bnsp_auc"):
+            assert interval(g[key]) in text, (g["group"], key)
+    assert interval(b["final_score"]) in text and interval(b["overall_auc"]) in text
+    for rel in m["calibration"]["groups"].values():
+        assert num(rel["ece"]) in text
 
 
 def test_comparison_report_renders_with_its_verdict(experiment, tmp_path):
@@ -117,6 +130,12 @@ def test_comparison_report_renders_with_its_verdict(experiment, tmp_path):
             f"{interval(verdict['delta'], sign=True)} - {verdict['text']}.") in text
     for run in comp["runs"]:
         assert interval(run["metrics"]["intervals"]["f1"]) in text
+        _bias_auc_shown(text, run["metrics"])
+    _bias_auc_shown(text, comp["references"]["tfidf_logreg"]["metrics"])
+    # the reading in words, from the paired differences (the fine-tuned run is far better here)
+    d = comp["bias_auc_deltas"]["finetuned_simple"]["bpsn_auc/lgbtq"]
+    assert "BPSN AUC for lgbtq rose from" in text
+    assert f"(difference {interval(d, sign=True)}, interval excludes 0)" in text
     assert _not_blank(shot) > 0.03
     shutil.copy(shot, Path(os.environ.get("HSD_SCREENSHOT_DIR", tmp_path)) / "comparison_report.png")
 

@@ -198,8 +198,34 @@ def test_validate_in_score_mode_writes_probabilities_and_applies_the_threshold(t
         assert r.new_tokens == 0 and r.prompt_tokens > 0
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["threshold"] == 0.3 and manifest["threshold_source"] == "inference.threshold"
+    _bias_auc_in_the_reports(run_dir, records)
     # a second run on the same samples takes its threshold from the first one's records
     cfg2 = load_config(write_config(tmp_path, tiny_model_dir, name="c2.yaml",
                                     inference={"mode": "score", "threshold_from": str(run_dir)}), ["run_name=from-val"])
     manifest2 = json.loads((run(cfg2) / "manifest.json").read_text())
     assert manifest2["threshold_source"].startswith("f1-optimal on") and 0.0 < manifest2["threshold"] < 1.0
+
+
+def _bias_auc_in_the_reports(run_dir, records) -> None:
+    """A score-mode run's text report, bias_auc CSV and report.html carry the bias AUCs and calibration."""
+    import json
+
+    import pandas as pd
+
+    from hsd import cli
+    from hsd.metrics import bias_auc
+
+    text = next(run_dir.glob("evaluation_report_*.txt")).read_text()
+    assert "THRESHOLD-FREE BIAS METRICS" in text and "Expected calibration error (10 equal-width bins)" in text
+    table = pd.read_csv(next(run_dir.glob("bias_auc_*.csv")))
+    want = bias_auc.sklearn_values(bias_auc.scored(records))
+    for row in table[table.target_group != "generalized_mean"].itertuples():
+        got = row.subgroup_auc
+        assert (pd.isna(got) and want[f"subgroup_auc/{row.target_group}"] != want[f"subgroup_auc/{row.target_group}"]) \
+            or got == pytest.approx(want[f"subgroup_auc/{row.target_group}"], abs=1e-12)
+    assert cli.main(["collate", str(run_dir)]) == 0
+    html = (run_dir / "report.html").read_text()
+    assert "Subgroup AUC" in html and "BPSN AUC" in html and "Reliability diagram" in html
+    assert (run_dir / "plots" / "reliability.png").stat().st_size > 10_000
+    full = json.loads((run_dir / "metrics_full.json").read_text())
+    assert full["metrics"]["bias_auc"]["n_scored"] == len(records)

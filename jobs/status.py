@@ -78,7 +78,7 @@ def _in_range(task: int, spec: str) -> bool:
 # submitit's first log line of each task: which node and rank it is
 _TASK_LINE = re.compile(r"JobEnvironment\(job_id=[^,]*, hostname=([^,]+),.*global_rank=(\d+)\(")
 # srun's own report of a task that died or failed: "srun: error: hsdn2: task 1: Killed"
-_SRUN_TASK = re.compile(r"srun: error: ([^:\s]+): tasks? ([\d,\-]+): (.+)$")
+_SRUN_TASK = re.compile(r"^srun: error: ([^:\s]+): tasks? ([\d,\-]+): (.+)$", re.M)
 
 
 def task_nodes(exp: Path, job_id: str) -> dict[int, str]:

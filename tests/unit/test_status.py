@@ -71,7 +71,9 @@ def test_a_failure_names_the_rank_and_node_it_came_from(tmp_path: Path) -> None:
                                      1: ("hsdn2", "Traceback (most recent call last):\nValueError: bad batch\n")})
     assert log_error(tmp_path / "a", "9") == "rank 1 on hsdn2: ValueError: bad batch"  # the cause, not the echo
     # a SIGKILLed task leaves no exception; srun's line says which node and task
-    _task_logs(tmp_path / "b", "7", {0: ("hsdn1", peer + "srun: error: hsdn2: task 1: Killed\n"), 1: ("hsdn2", "")})
+    _task_logs(tmp_path / "b", "7", {0: ("hsdn1", peer + "srun: error: hsdn2: task 1: Killed\n"
+                                                      "srun: error: hsdn1: task 0: Killed\nsrun: Force Terminated\n"),
+                                           1: ("hsdn2", "")})
     assert log_error(tmp_path / "b", "7") == "task 1 on hsdn2: Killed"
     _task_logs(tmp_path / "c", "5", {0: ("hsdn1", "x\nRuntimeError: boom\n")})  # one node: the line as before
     assert log_error(tmp_path / "c", "5") == "RuntimeError: boom"

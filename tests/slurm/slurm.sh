@@ -102,7 +102,8 @@ MinJobAge=30
 MailProg=/bin/true
 # submitit reads job states through sacct: without accounting it cannot see a dead job.
 AccountingStorageType=accounting_storage/slurmdbd
-AccountingStorageHost=localhost
+# the bridge address: sacct must work on the nodes too (collate reads the states of earlier jobs)
+AccountingStorageHost=$CTL_ADDR
 PreemptType=preempt/partition_prio
 PreemptMode=REQUEUE
 # preempted jobs get their --signal (USR2: submitit checkpoints and requeues)

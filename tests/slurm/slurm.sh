@@ -7,7 +7,7 @@
 # of its own (`ip netns`, its own address 10.251.0.1N on a bridge) and a UTS namespace of its
 # own (its own hostname) and a mount namespace where /etc/netns/<node>/hosts covers /etc/hosts and
 # names every node (for the jobs' MASTER_ADDR). slurmctld, slurmdbd, MariaDB and munged run on the
-# host: slurmctld is reached at the bridge address 10.251.0.1, munge through its unix socket.
+# host: slurmctld and slurmdbd are reached at the bridge address 10.251.0.1, munge through its unix socket.
 # Nothing is added to the host's network but the bridge and its veth ends (all 10.251.0.0/24,
 # no route, no forwarding); `down` removes every namespace and link by name.
 # Runs as root on Debian without systemd: daemons are started by hand and stopped by the PIDs

@@ -49,6 +49,7 @@ install_packages() {
   command -v slurmdbd >/dev/null || need+=(slurmdbd)
   command -v munged >/dev/null || need+=(munge)
   command -v mariadbd >/dev/null || need+=(mariadb-server)
+  command -v ip >/dev/null || need+=(iproute2)   # the nodes' namespaces, veths and bridge
   [ ${#need[@]} -eq 0 ] && return 0
   log "installing ${need[*]} (apt)"
   # Package scripts must not try to start services (no systemd here): policy-rc.d says no.
@@ -136,7 +137,8 @@ EOF
 
 make_network() {  # the bridge in the host namespace, one namespace + veth pair per node
   if ! ip link show $BRIDGE >/dev/null 2>&1; then
-    ip link add $BRIDGE type bridge
+    ip link add $BRIDGE type bridge 2>/dev/null || die "cannot create the bridge $BRIDGE (ip link add): the nodes' \
+network namespaces need root with CAP_NET_ADMIN and CAP_SYS_ADMIN (in a container: --privileged)"
     ip addr add $CTL_ADDR/24 dev $BRIDGE
   fi
   ip link set $BRIDGE up

@@ -7,11 +7,13 @@ MODEL_DIR is the tests' tiny model (``.cache/tests/tiny-*``, built by the test s
 validation (6 samples, as tests/integration/test_slurm_multinode.py) and the LoRA training (10
 steps) each run alone, one after the other, in three layouts: one task on one node, two tasks on
 one node, one task on each of two nodes. Prints a Markdown table: the wall time from sbatch to the
-job's end as submitit sees it, and Slurm's elapsed time of the job.
+job's end as submitit sees it, Slurm's elapsed time of the job, and for the training the time of
+its 10 steps alone (``train_time_s`` of the last step in ``train_log.jsonl``: without start-up).
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -53,11 +55,22 @@ def main(model: Path, out: Path) -> None:
             t0 = time.monotonic()
             job = make_executor(cfg.executor, out / name, name).submit(job_obj)
             job.results()
-            rows.append((kind, layout, time.monotonic() - t0, elapsed(job.job_id)))
-            print(f"{kind:9} {layout:17} {rows[-1][2]:6.1f} s  (sacct {rows[-1][3]})", file=sys.stderr, flush=True)
-    print("| job | layout | wall time, sbatch to result (s) | Slurm elapsed |\n|---|---|---|---|")
-    for kind, layout, wall, slurm in rows:
-        print(f"| {kind} | {layout} | {wall:.1f} | {slurm} |")
+            rows.append((kind, layout, time.monotonic() - t0, elapsed(job.job_id), steps_time(out / name / "run")))
+            print(f"{kind:9} {layout:17} {rows[-1][2]:6.1f} s  (sacct {rows[-1][3]}, steps {rows[-1][4]})",
+                  file=sys.stderr, flush=True)
+    print("| job | layout | wall time, sbatch to result (s) | Slurm elapsed | training steps alone (s) |")
+    print("|---|---|---|---|---|")
+    for kind, layout, wall, slurm, steps in rows:
+        print(f"| {kind} | {layout} | {wall:.1f} | {slurm} | {steps} |")
+
+
+def steps_time(run: Path) -> str:
+    log = run / "train_log.jsonl"
+    if not log.exists():
+        return "-"
+    times = [json.loads(l).get("train_time_s") for l in log.read_text().splitlines() if l.strip()]
+    times = [t for t in times if t is not None]
+    return f"{times[-1]:.1f}" if times else "-"
 
 
 if __name__ == "__main__":

@@ -94,11 +94,17 @@ def node_limits(partition: str | None) -> NodeLimits:
     return NodeLimits(cpus=max(int(row[0].rstrip("+")) for row in rows),
                       mem_mb=max(int(row[1].rstrip("+")) for row in rows), gpus=max(gpus, default=0),
                       nodes=sum(int(row[3]) for row in rows),
-                      usable=sum(int(row[3]) for row in rows if row[4].rstrip("*~#!%$@^-") not in UNUSABLE))
+                      usable=sum(int(row[3]) for row in rows if _usable(row[4])))
 
 
-# sinfo %t states of nodes that cannot take a job (a trailing * etc. marks "not responding" and the like)
+# sinfo %t states of nodes that cannot take a job
 UNUSABLE = {"down", "drain", "drng", "fail", "failg", "maint", "boot", "unk", "futr", "inval", "plnd"}
+
+
+def _usable(state: str) -> bool:
+    """A trailing ``*`` is a node that does not respond; ``~ # ! % $ @ ^ -`` (power saving, reboot,
+    reservations) leave a node that will take a job."""
+    return not state.endswith("*") and state.rstrip("~#!%$@^-") not in UNUSABLE
 
 
 def make_executor(

@@ -217,7 +217,7 @@ def _fake_sinfo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rows: str) -> N
 def test_preflight_says_when_the_partition_has_too_few_nodes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from jobs.preflight import check_resources
 
-    _fake_sinfo(tmp_path, monkeypatch, "8|64000|(null)|2|idle 8|64000|(null)|1|down*")
+    _fake_sinfo(tmp_path, monkeypatch, "8|64000|(null)|1|idle 8|64000|(null)|1|mix~ 8|64000|(null)|1|idle*")
     check_resources(ExecutorConfig(kind="slurm", nodes=2, mem_gb=1))  # two of three are up: fits
     with pytest.raises(ConfigError, match="executor.nodes=3 but only 2 of the 3 nodes of the default partition are up"):
         check_resources(ExecutorConfig(kind="slurm", nodes=3, mem_gb=1))

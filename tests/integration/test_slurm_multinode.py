@@ -34,6 +34,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.integration]
 
 TRAIN_STEPS = 10
 INTERRUPT_AT = 3
+KILL_SAMPLES = 24
 # one node x two tasks, two nodes x one task: the same world size
 LAYOUTS = {"1node": ("executor.nodes=1", "executor.tasks_per_node=2"), "2node": ("executor.nodes=2",)}
 
@@ -89,22 +90,16 @@ def jobs(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> dict
             ex = make_executor(cfg.executor, results / name, name)
             out[name] = (submit(ex, [TrainJob(to_dict(cfg), run_dir=str(run), data_dir=str(data))], name)[0].job_id,
                          run)
-        # slow enough (the long prompt, batches of 2) to be killed mid-run; hsd submit, for resume
-        cfg = tiny_config(results, tiny_model_dir, "killed", "executor.nodes=2", "data.max_samples=12",
-                          "inference.batch_size=2", "prompt.template=rich", "pipeline.baseline_template=rich")
+        # slow enough to be killed mid-run (as test_slurm_requeue's: the long prompt, 16 new tokens,
+        # batches of 2, 12 per rank); through hsd submit, so that hsd submit resume can finish it
+        cfg = tiny_config(results, tiny_model_dir, "killed", "executor.nodes=2", f"data.max_samples={KILL_SAMPLES}",
+                          "inference.batch_size=2", "inference.max_new_tokens=16", "prompt.template=rich",
+                          "pipeline.baseline_template=rich")
         exp = submit_command("baseline", cfg)
         out["killed"] = (job_ids(exp)["baseline"], exp)
     finally:
         mp.undo()
-    _kill_second_node_when_running(*out["killed"])
-    jid, run = out["requeued-2node"]
-    deadline = time.monotonic() + 400
-    while _last_step(run) < INTERRUPT_AT:
-        if sacct([jid]).get(jid, {}).get("state") in TERMINAL or time.monotonic() > deadline:
-            pytest.fail(f"the 2-node training {jid} never reached step {INTERRUPT_AT}: {sacct([jid])}")
-        time.sleep(0.2)
-    # USR2 alone (see test_slurm_requeue); scancel --signal reaches every task of the job, on both nodes
-    subprocess.run(["scancel", "--signal=USR2", jid], check=True)
+    _interrupt_when_ready(out)
     for name, (jid, _) in out.items():
         wait_for(lambda: sacct([jid]).get(jid, {}).get("state") in TERMINAL, 600, f"job {name} ({jid})")
     return out
@@ -127,14 +122,34 @@ def _task_pids(jid: str, rank: int) -> list[int]:
 KILLED_AT: dict[str, float] = {}
 
 
-def _kill_second_node_when_running(jid: str, exp: Path) -> None:
-    shard = exp / "baseline" / "shards" / "rank1.jsonl"
-    wait_for(lambda: shard.exists() and shard.read_bytes().count(b"\n") >= 1, 400, f"rank 1 of {jid} to record", exp)
+def _kill_rank1(jid: str) -> None:
     pids = _task_pids(jid, 1)
     assert pids, f"no process of task 1 of job {jid}"
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
     KILLED_AT[jid] = time.time()
+
+
+def _interrupt_when_ready(jobs: dict[str, tuple[str, Path]]) -> None:
+    """SIGKILL rank 1 (on hsdn2) of the validation once it has recorded a batch; USR2 the 2-node
+    training once it is past step INTERRUPT_AT (USR2 alone, see test_slurm_requeue; scancel
+    --signal reaches every task of the job, on both nodes). Both watched at once: neither may
+    finish before its interruption."""
+    usr2 = lambda jid: subprocess.run(["scancel", "--signal=USR2", jid], check=True)  # noqa: E731
+    shard = jobs["killed"][1] / "baseline" / "shards" / "rank1.jsonl"
+    actions = {"killed": (lambda: shard.exists() and shard.read_bytes().count(b"\n") >= 1, _kill_rank1),
+               "requeued-2node": (lambda: _last_step(jobs["requeued-2node"][1]) >= INTERRUPT_AT, usr2)}
+    deadline = time.monotonic() + 400
+    while actions and time.monotonic() < deadline:
+        for name, (ready, act) in list(actions.items()):
+            jid = jobs[name][0]
+            if ready():
+                act(jid)
+                del actions[name]
+            elif sacct([jid]).get(jid, {}).get("state") in TERMINAL:
+                pytest.fail(f"job {name} ({jid}) ended before it could be interrupted: {sacct([jid])}")
+        time.sleep(0.2)
+    assert not actions, f"never interrupted (no progress in 400 s): {sorted(actions)}"
 
 
 def _completed_on(jobs: dict, name: str, nodes: str) -> Path:
@@ -183,5 +198,5 @@ def test_a_killed_node_task_ends_the_job_in_a_minute_and_resume_finishes_it(jobs
     assert rows["baseline"]["state"] == "COMPLETED", status_text(exp)
     run = exp / "baseline"
     ids = [json.loads(l)["sample_id"] for p in (run / "shards").glob("rank*.jsonl") for l in p.read_text().splitlines()]
-    assert len(ids) == len(set(ids)) == 12  # the killed attempt's records kept, none repeated
+    assert len(ids) == len(set(ids)) == KILL_SAMPLES  # the killed attempt's records kept, none repeated
     assert json.loads((run / "manifest.json").read_text())["resumed"] > 0

@@ -49,17 +49,17 @@ test-unit: $(STAMP) ## fast unit tests only
 test-integration: $(STAMP) ## tiny-model and multi-process tests
 	$(PY) -m pytest tests/integration -q -m "not slurm" $(PYTEST_ARGS)
 
-test-slurm: $(STAMP) ## start the project's single-node Slurm and run the Slurm tests
+test-slurm: $(STAMP) ## start the project's multi-node Slurm (tests/slurm/README.md) and run the Slurm tests
 	bash tests/slurm/slurm.sh up
 	HSD_SLURM_UP=1 $(PY) -m pytest tests -q -m slurm $(PYTEST_ARGS)
 
 test-faults: $(STAMP) ## the fault-injection suite (kills, torn writes, locks, bad input)
 	$(PY) -m pytest tests -q -m faults $(PYTEST_ARGS)
 
-slurm-up: ## start the single-node Slurm (root, Debian)
+slurm-up: ## start the 2-node test Slurm: slurmds in network namespaces (root, Debian)
 	bash tests/slurm/slurm.sh up
 
-slurm-down: ## stop it
+slurm-down: ## stop it and remove its namespaces and links
 	bash tests/slurm/slurm.sh down
 
 bench: $(STAMP) ## GPU benchmark on the full-size gpt-oss-20b architecture (random weights)

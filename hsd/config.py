@@ -190,6 +190,7 @@ class ExecutorConfig:
     """Where jobs run (submitit). The keys below are the GPU stages' (validation, training)."""
 
     kind: Literal["slurm", "local", "debug"] = "local"
+    nodes: int = 1  # validate/train jobs span this many nodes (Slurm only); CPU stages take one
     gpus_per_node: int = 0
     tasks_per_node: Optional[int] = None  # None: = gpus_per_node (at least 1)
     cpus_per_task: int = 2
@@ -282,6 +283,7 @@ _POSITIVE = {
     "distributed.peer_timeout_s",
     "train.holdout_fraction",
     "train.lora.alpha",
+    "executor.nodes",
     "executor.cpus_per_task",
     "executor.mem_gb",
     "executor.timeout_min",

@@ -298,7 +298,8 @@ def hsd_version() -> str:
 def base_manifest(command: str, world_size: int = 1) -> dict[str, Any]:
     """Facts every run records: versions, git sha, host, devices, Slurm ids, start time."""
     slurm = {k: v for k, v in os.environ.items() if k in {
-        "SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_RESTART_COUNT", "SLURM_JOB_PARTITION"}}
+        "SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_RESTART_COUNT", "SLURM_JOB_PARTITION",
+        "SLURM_JOB_NODELIST", "SLURM_JOB_NUM_NODES"}}  # the nodes of a multi-node job ("host" is rank 0's)
     return {
         "command": command,
         "hsd_version": hsd_version(),

@@ -43,6 +43,9 @@ def check_executor(exe: ExecutorConfig) -> None:
     if exe.kind not in CLUSTERS:
         raise ConfigError(f"executor.kind '{exe.kind}' is unknown; valid: {', '.join(CLUSTERS)}")
     if exe.kind != "slurm":
+        if exe.nodes > 1:
+            raise ConfigError(f"executor.nodes={exe.nodes} needs executor.kind=slurm: the {exe.kind} executor runs "
+                              "on this machine only; set executor.nodes=1 or submit to a Slurm cluster")
         return
     if shutil.which("sbatch") is None:
         raise ConfigError("executor.kind=slurm but 'sbatch' is not on PATH: run on a Slurm login node, "
@@ -68,32 +71,50 @@ def slurm_partitions() -> list[str]:
 
 @dataclass(frozen=True)
 class NodeLimits:
-    """The largest node of a partition, as ``sinfo`` reports it."""
+    """The largest node of a partition, and how many nodes it has, as ``sinfo`` reports them."""
 
     cpus: int
     mem_mb: int
     gpus: int
+    nodes: int = 1  # every node of the partition, whatever its state
+    usable: int = 1  # those not down, drained or failing (they can run a job now or soon)
 
 
 def node_limits(partition: str | None) -> NodeLimits:
     """CPUs, memory and GPUs (``gpu:N`` in GRES) of the partition's largest node (None: the default)."""
     if partition is None:
         partition = next(p.rstrip("*") for p in slurm_partitions() if p.endswith("*"))
-    out = subprocess.run(["sinfo", "-h", "-p", partition, "-o", "%c|%m|%G"], capture_output=True, text=True,
+    # one row per (node shape, state) group; %D counts its nodes, %t is its state
+    out = subprocess.run(["sinfo", "-h", "-p", partition, "-o", "%c|%m|%G|%D|%t"], capture_output=True, text=True,
                          timeout=60)
     if out.returncode != 0:
         raise SubmitError(f"sinfo failed ({out.stderr.strip()}): is slurmctld reachable?")
     rows = [line.split("|") for line in out.stdout.split()]
-    gpus = [int(m.group(1)) for *_, gres in rows for m in [re.search(r"gpu(?::[\w-]+)?:(\d+)", gres)] if m]
-    return NodeLimits(cpus=max(int(c.rstrip("+")) for c, *_ in rows),
-                      mem_mb=max(int(m.rstrip("+")) for _, m, _ in rows), gpus=max(gpus, default=0))
+    gpus = [int(m.group(1)) for row in rows for m in [re.search(r"gpu(?::[\w-]+)?:(\d+)", row[2])] if m]
+    return NodeLimits(cpus=max(int(row[0].rstrip("+")) for row in rows),
+                      mem_mb=max(int(row[1].rstrip("+")) for row in rows), gpus=max(gpus, default=0),
+                      nodes=sum(int(row[3]) for row in rows),
+                      usable=sum(int(row[3]) for row in rows if _usable(row[4])))
+
+
+# sinfo %t states of nodes that cannot take a job
+UNUSABLE = {"down", "drain", "drng", "fail", "failg", "maint", "boot", "unk", "futr", "inval", "plnd"}
+
+
+def _usable(state: str) -> bool:
+    """A trailing ``*`` is a node that does not respond; ``~ # ! % $ @ ^ -`` (power saving, reboot,
+    reservations) leave a node that will take a job."""
+    return not state.endswith("*") and state.rstrip("~#!%$@^-") not in UNUSABLE
 
 
 def make_executor(
     exe: ExecutorConfig, exp_dir: Path, name: str, gpus: bool = True, dependency: str | None = None
 ) -> submitit.AutoExecutor:
     """An executor for one stage. ``gpus=False`` for CPU-only stages (ftdata, collate): they
-    take one task and no GPU. ``dependency`` is an sbatch dependency (``afterok:12:13``)."""
+    take one task on one node and no GPU. A GPU stage takes ``executor.nodes`` nodes of
+    :func:`tasks_per_node` tasks each: submitit's srun starts every task, and
+    :func:`jobs.base.distributed_environment` gives each its rank, LOCAL_RANK and the first node as
+    MASTER_ADDR. ``dependency`` is an sbatch dependency (``afterok:12:13``)."""
     check_executor(exe)
     # requeues a job may use up on timeouts (preemptions do not count)
     limits = {"slurm_max_num_timeout": exe.max_num_timeout} if exe.kind == "slurm" else {}
@@ -108,7 +129,7 @@ def make_executor(
         "timeout_min": res.timeout_min,
         "mem_gb": res.mem_gb,
         "cpus_per_task": res.cpus_per_task,
-        "nodes": 1,
+        "nodes": exe.nodes if gpus else 1,
         "gpus_per_node": exe.gpus_per_node if gpus else 0,
         "tasks_per_node": tasks_per_node(exe) if gpus else 1,
     }

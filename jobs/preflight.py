@@ -91,6 +91,7 @@ def check_resources(exe: ExecutorConfig) -> None:
               ("executor.cpu_stage", exe.cpu_stage.partition or exe.partition, exe.cpu_stage.cpus_per_task,
                exe.cpu_stage.mem_gb, 0))
     limits = {partition: node_limits(partition) for partition in {stage[1] for stage in stages}}  # sinfo once each
+    _check_nodes(exe, limits[exe.partition])
     for key, partition, cpus, mem_gb, gpus in stages:
         limit = limits[partition]
         name = partition or "the default partition"
@@ -103,6 +104,18 @@ def check_resources(exe: ExecutorConfig) -> None:
         if gpus > limit.gpus:
             raise ConfigError(f"executor.gpus_per_node={gpus} but the nodes of {name} have at most {limit.gpus} "
                               "GPUs (sinfo %G); lower it or set executor.partition to a GPU partition")
+
+
+def _check_nodes(exe: ExecutorConfig, limit: Any) -> None:
+    """``executor.nodes`` fits the partition: more nodes than it has would pend forever."""
+    name = exe.partition or "the default partition"
+    if exe.nodes > limit.nodes:
+        raise ConfigError(f"executor.nodes={exe.nodes} but {name} has {limit.nodes} node(s) (sinfo); lower "
+                          "executor.nodes or set executor.partition to a larger partition")
+    if exe.nodes > limit.usable:
+        raise ConfigError(f"executor.nodes={exe.nodes} but only {limit.usable} of the {limit.nodes} nodes of {name} "
+                          "are up (the others are down or drained, see `sinfo -R`); lower executor.nodes or "
+                          "wait until the nodes are back")
 
 
 def check_plan(cfg: Config, steps: list[Any]) -> None:

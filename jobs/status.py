@@ -7,12 +7,14 @@ each word read as a :class:`hsd.runs.Status`. Local/debug experiments record the
 still PENDING after its ``hsd submit`` ended never started (CANCELLED). For a running
 validation it counts the lines of each rank's shard file against the rank's share of the
 samples; for a running training the newest step in ``train_log.jsonl``; for a failed job, the
-line of its log that says what went wrong.
+line of its logs that says what went wrong. A job on several nodes names each rank's node (from
+submitit's first log line of each task), and the node a failure came from.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -73,26 +75,79 @@ def _in_range(task: int, spec: str) -> bool:
     return False
 
 
+# submitit's first log line of each task: which node and rank it is
+_TASK_LINE = re.compile(r"JobEnvironment\(job_id=[^,]*, hostname=([^,]+),.*global_rank=(\d+)\(")
+# srun's own report of a task that died or failed: "srun: error: hsdn2: task 1: Killed"
+_SRUN_TASK = re.compile(r"^srun: error: ([^:\s]+): tasks? ([\d,\-]+): (.+)$", re.M)
+
+
+def task_nodes(exp: Path, job_id: str) -> dict[int, str]:
+    """rank -> hostname of a Slurm job's tasks, from the first lines of their submitit logs."""
+    nodes = {}
+    for path in (exp / LOG_DIR).glob(f"{job_id}_*_log.out"):
+        with open(path, errors="replace") as handle:
+            head = handle.read(4096)
+        match = _TASK_LINE.search(head)
+        if match:
+            nodes[int(match.group(2))] = match.group(1)
+    return nodes
+
+
 def log_error(exp: Path, job_id: str) -> str:
-    """The last exception line of a job's stderr (``...Error: message``), else its last line."""
-    path = exp / LOG_DIR / f"{job_id}_0_log.err"
-    if not path.exists():
-        return f"(no log at {path})"
-    text = path.read_text(errors="replace")
-    lines = [l.strip() for l in text.splitlines() if l.strip()]
-    return exception_line(text) or (lines or ["(empty log)"])[-1][:400]
+    """What went wrong, in one line, and where: the last exception line of each task's stderr; on
+    several nodes prefixed ``rank R on NODE:``. A rank whose error only echoes another's
+    (``PeerFailedError``) yields to that one; a task killed by a signal leaves no exception, and
+    srun's ``srun: error: NODE: task R: Killed`` names it."""
+    logs = sorted((exp / LOG_DIR).glob(f"{job_id}_*_log.err"), key=lambda p: _task_of(p, job_id))
+    if not logs:
+        return f"(no log at {exp / LOG_DIR / f'{job_id}_0_log.err'})"
+    nodes = task_nodes(exp, job_id)
+    where = (lambda rank: f"rank {rank} on {nodes[rank]}: ") if len(set(nodes.values())) > 1 else (lambda rank: "")
+    found: list[tuple[int, str]] = []
+    for path in logs:
+        text = path.read_text(errors="replace")
+        line = exception_line(text)
+        if line:
+            found.append((_task_of(path, job_id), line))
+        for match in _SRUN_TASK.finditer(text):
+            if "exit code" not in match.group(3):  # a signal: this task left no exception of its own
+                return f"task {match.group(2)} on {match.group(1)}: {match.group(3).strip()}"[:400]
+    causes = [f for f in found if "PeerFailedError" not in f[1]] or found
+    if causes:
+        rank, line = causes[0]
+        return (where(rank) + line)[:400]
+    lines = [l.strip() for l in logs[0].read_text(errors="replace").splitlines() if l.strip()]
+    return (lines or ["(empty log)"])[-1][:400]
 
 
-def validation_progress(run: Path) -> str:
-    """``rank0 12/25 rank1 11/25`` from the shard files and the run's sample selection."""
+def _task_of(path: Path, job_id: str) -> int:
+    middle = path.name[len(job_id) + 1:].split("_")[0]
+    return int(middle) if middle.isdigit() else 0
+
+
+def node_list(nodes: dict[int, str]) -> str:
+    """`` on hsdn1 (rank 0), hsdn2 (rank 1)`` for a job on several nodes, else ''."""
+    if len(set(nodes.values())) < 2:
+        return ""
+    by_node: dict[str, list[int]] = {}
+    for rank, node in sorted(nodes.items()):
+        by_node.setdefault(node, []).append(rank)
+    return " on " + ", ".join(f"{n} (rank {','.join(map(str, r))})" for n, r in by_node.items())
+
+
+def validation_progress(run: Path, nodes: dict[int, str] | None = None) -> str:
+    """``rank0 12/25 rank1 11/25`` from the shard files and the run's sample selection; on several
+    nodes each rank names its node (``rank1@hsdn2 11/25``)."""
     shards = sorted((run / "shards").glob("rank*.jsonl"), key=lambda p: (len(p.name), p.name))
     done = {int(p.stem[4:]): sum(1 for _ in iter_jsonl(p)) for p in shards}
     total = _sample_count(run)
     manifest = _json(run / "manifest.json")
     world = int(manifest.get("world_size") or max(len(done), 1))
+    nodes = nodes if nodes and len(set(nodes.values())) > 1 else {}
+    name = lambda r: f"rank{r}@{nodes[r]}" if r in nodes else f"rank{r}"  # noqa: E731
     if total is None:
-        return " ".join(f"rank{r} {n}/?" for r, n in sorted(done.items())) or "starting"
-    parts = [f"rank{r} {done.get(r, 0)}/{len(range(r, total, world))}" for r in range(world)]
+        return " ".join(f"{name(r)} {n}/?" for r, n in sorted(done.items())) or "starting"
+    parts = [f"{name(r)} {done.get(r, 0)}/{len(range(r, total, world))}" for r in range(world)]
     return f"{' '.join(parts)} ({sum(done.values())}/{total} samples)"
 
 
@@ -108,10 +163,11 @@ def _sample_count(run: Path) -> int | None:
         return None
 
 
-def training_progress(run: Path) -> str:
+def training_progress(run: Path, nodes: dict[int, str] | None = None) -> str:
+    """``step 3/10``; every rank takes each step together, so the nodes are only named."""
     steps = [e["step"] for e in iter_jsonl(run / "train_log.jsonl") if "step" in e]
     total = _json(run / "manifest.json").get("total_steps", "?")
-    return f"step {steps[-1] if steps else 0}/{total}"
+    return f"step {steps[-1] if steps else 0}/{total}{node_list(nodes or {})}"
 
 
 def _json(path: Path) -> dict[str, Any]:
@@ -129,7 +185,8 @@ def detail(exp: Path, entry: dict[str, Any], state: Status, reason: str, book: d
     if state is Status.FAILED:
         return entry.get("error") or (f"{reason}: " if reason else "") + log_error(exp, entry["job_id"])
     if state is Status.RUNNING and entry["kind"] in PROGRESS:
-        return PROGRESS[entry["kind"]](run_path(exp, entry))
+        nodes = task_nodes(exp, entry["job_id"]) if book["executor"] == "slurm" else {}
+        return PROGRESS[entry["kind"]](run_path(exp, entry), nodes)
     if state is Status.PENDING and reason:
         return f"waiting: {reason}" + (" (never: a stage it needs failed)" if "NeverSatisfied" in reason else "")
     if state is Status.CANCELLED:

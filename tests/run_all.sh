@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make test`: the whole suite. Starts the project's single-node Slurm when this machine can
+# `make test`: the whole suite. Starts the project's multi-node Slurm (tests/slurm/README.md) when this machine can
 # (root + apt, as in CI) so the Slurm tests run for real; elsewhere they are skipped with a reason.
 set -euo pipefail
 cd "$(dirname "$0")/.."

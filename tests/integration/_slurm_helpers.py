@@ -22,10 +22,11 @@ TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NOD
 
 def require_slurm() -> None:
     if shutil.which("sinfo") is None:
-        pytest.skip("no Slurm here (sinfo not on PATH): run `make test-slurm` as root on Debian")
+        pytest.skip("no Slurm here (sinfo not on PATH): run `make test-slurm` as root on Debian "
+                    "(it installs Slurm and starts 2 nodes in network namespaces, which needs root)")
     if not os.environ.get("HSD_SLURM_UP"):
-        pytest.skip("HSD_SLURM_UP is not set: start the project's Slurm with `make test-slurm` "
-                    "(or `bash tests/slurm/slurm.sh up` and export HSD_SLURM_UP=1)")
+        pytest.skip("HSD_SLURM_UP is not set: start the project's 2-node Slurm with `make test-slurm` as root "
+                    "(or `bash tests/slurm/slurm.sh up` and export HSD_SLURM_UP=1); `make test` does so only as root")
     if not (SHARED_DATA / "canned" / "canned_50_quick.json").is_file():
         pytest.skip(f"prepared data not found at {SHARED_DATA}")
 

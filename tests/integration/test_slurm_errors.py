@@ -38,6 +38,7 @@ def test_a_missing_partition_is_refused_naming_the_ones_that_exist(tmp_path: Pat
     ("executor.mem_gb=100000", r"executor.mem_gb=100000 but the largest node of the default partition has \d+ GB"),
     ("executor.cpu_stage.cpus_per_task=64", r"executor.cpu_stage: 64 CPUs per node requested but the largest node"),
     ("executor.gpus_per_node=1", r"executor.gpus_per_node=1 but the nodes of the default partition have at most 0"),
+    ("executor.nodes=3", r"executor.nodes=3 but the default partition has 2 node\(s\) \(sinfo\)"),
 ])
 def test_resources_no_node_has_are_refused_before_anything_is_queued(tmp_path: Path, tiny_model_dir: Path,
                                                                      override: str, message: str) -> None:

@@ -82,10 +82,11 @@ def interrupted(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) 
 
 def _interrupt_when_ready(jobs: dict[str, tuple[str, Path]]) -> None:
     usr2 = lambda jid: subprocess.run(["scancel", "--signal=USR2", jid], check=True)  # noqa: E731
-    # a job in `high` asking for the whole node: Slurm must preempt what runs in `debug`
+    # a job in `high` asking for the whole node the job runs on (the cluster has several): Slurm
+    # must preempt what runs there in `debug`
     preempt = lambda jid: subprocess.run(  # noqa: E731
         ["sbatch", "-p", "high", "-c", "8", "--mem=500M", "-J", "hsd-preemptor", "-o", "/dev/null",
-         "--wrap", "sleep 2"], check=True, capture_output=True)
+         "-w", _node_of(jid), "--wrap", "sleep 2"], check=True, capture_output=True)
     actions = {
         "usr2": (lambda run: _lines(run / "shards" / "rank0.jsonl") >= 2, usr2),
         "train": (lambda run: _last_step(run / "train_log.jsonl") >= 3, usr2),
@@ -102,6 +103,11 @@ def _interrupt_when_ready(jobs: dict[str, tuple[str, Path]]) -> None:
                 pytest.fail(f"job {name} ({jid}) ended before it could be interrupted: {sacct([jid])}")
         time.sleep(0.2)
     assert not actions, f"never interrupted (no progress in 300 s): {sorted(actions)}"
+
+
+def _node_of(jid: str) -> str:
+    return subprocess.run(["squeue", "-h", "-j", jid, "-o", "%N"], capture_output=True, text=True, check=True,
+                          timeout=60).stdout.strip()
 
 
 def _wait_completed(jid: str, timeout: float = 240) -> None:

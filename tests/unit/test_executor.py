@@ -189,3 +189,42 @@ def test_stop_signals_raise_interrupted_but_wait_out_a_held_block_and_stop_once_
         os.kill(os.getpid(), signum)
         time.sleep(0.05)  # ignored: the jobs are being stopped
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_nodes_go_to_the_gpu_stages_only_and_need_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match="executor.nodes=2 needs executor.kind=slurm.*executor.nodes=1"):
+        make_executor(ExecutorConfig(kind="local", nodes=2), tmp_path, "train")
+    _fake_sinfo(tmp_path, monkeypatch, "8|64000|(null)|2|idle")
+    exe = ExecutorConfig(kind="slurm", nodes=2, gpus_per_node=4)
+    gpu = make_executor(exe, tmp_path, "train")._executor
+    script = gpu._make_submission_file_text("python -m x", "1")
+    assert "#SBATCH --nodes=2" in script and "#SBATCH --ntasks-per-node=4" in script
+    cpu = make_executor(exe, tmp_path, "collate", gpus=False)._executor
+    script = cpu._make_submission_file_text("python -m x", "1")
+    assert "#SBATCH --nodes=1" in script and "#SBATCH --ntasks-per-node=1" in script
+
+
+def _fake_sinfo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rows: str) -> None:
+    """A `sinfo` on PATH that prints ``rows`` for ``-o %c|%m|%G|%D|%t`` and a default partition."""
+    script = tmp_path / "sinfo"
+    script.write_text("#!/bin/sh\ncase \"$*\" in *%P*) echo 'debug*';; *) printf '%s\\n' " +
+                      " ".join(f"'{r}'" for r in rows.split()) + ";; esac\n")
+    script.chmod(0o755)
+    (tmp_path / "sbatch").symlink_to("/bin/true")
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+
+
+def test_preflight_says_when_the_partition_has_too_few_nodes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from jobs.preflight import check_resources
+
+    _fake_sinfo(tmp_path, monkeypatch, "8|64000|(null)|1|idle 8|64000|(null)|1|mix~ 8|64000|(null)|1|idle*")
+    check_resources(ExecutorConfig(kind="slurm", nodes=2, mem_gb=1))  # two of three are up: fits
+    with pytest.raises(ConfigError, match="executor.nodes=3 but only 2 of the 3 nodes of the default partition are up"):
+        check_resources(ExecutorConfig(kind="slurm", nodes=3, mem_gb=1))
+    with pytest.raises(ConfigError, match="executor.nodes=4 but the default partition has 3 node"):
+        check_resources(ExecutorConfig(kind="slurm", nodes=4, mem_gb=1))
+
+
+def test_a_non_positive_node_count_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="executor.nodes"):
+        load_config(None, ["executor.nodes=0"])

@@ -15,7 +15,7 @@ from hsd.runs import RunError
 from jobs import local
 from jobs.book import JOBS_FILE, load_book
 from jobs.cancel import cancel_experiment
-from jobs.status import _lookup, collect, training_progress, validation_progress
+from jobs.status import _lookup, collect, log_error, training_progress, validation_progress
 
 
 def test_array_tasks_find_their_pending_array_line() -> None:
@@ -35,6 +35,48 @@ def test_progress_counts_complete_shard_lines_per_rank(tmp_path: Path) -> None:
     (tmp_path / "manifest.json").write_text(json.dumps({"world_size": 2}))
     # no config.yaml: the total is unknown, the counts are still shown
     assert validation_progress(tmp_path) == "rank0 2/? rank1 1/?"
+
+
+def _task_logs(exp: Path, job: str, tasks: dict[int, tuple[str, str]]) -> None:
+    """submitit's logs of a Slurm job: rank -> (hostname, stderr text)."""
+    logs = exp / "submitit"
+    logs.mkdir(parents=True)
+    for rank, (host, err) in tasks.items():
+        (logs / f"{job}_{rank}_log.out").write_text(
+            f"submitit INFO (2026-12-05 15:31:18,186) - Starting with JobEnvironment(job_id={job}, hostname={host}, "
+            f"local_rank=0(1), node={rank}(2), global_rank={rank}(2))\n")
+        (logs / f"{job}_{rank}_log.err").write_text(err)
+
+
+def test_a_multi_node_job_shows_each_ranks_node(tmp_path: Path) -> None:
+    from jobs.status import task_nodes
+
+    _task_logs(tmp_path, "9", {0: ("hsdn1", ""), 1: ("hsdn2", "")})
+    nodes = task_nodes(tmp_path, "9")
+    assert nodes == {0: "hsdn1", 1: "hsdn2"}
+    shards = tmp_path / "run" / "shards"
+    shards.mkdir(parents=True)
+    (shards / "rank0.jsonl").write_text('{"sample_id": "a"}\n')
+    (shards / "rank1.jsonl").write_text('{"sample_id": "b"}\n{"sample_id": "d"}\n')
+    (tmp_path / "run" / "manifest.json").write_text(json.dumps({"world_size": 2, "total_steps": 10}))
+    assert validation_progress(tmp_path / "run", nodes) == "rank0@hsdn1 1/? rank1@hsdn2 2/?"
+    assert validation_progress(tmp_path / "run", {0: "n1", 1: "n1"}) == "rank0 1/? rank1 2/?"  # one node: no names
+    (tmp_path / "run" / "train_log.jsonl").write_text('{"step": 3, "loss": 2.0}\n')
+    assert training_progress(tmp_path / "run", nodes) == "step 3/10 on hsdn1 (rank 0), hsdn2 (rank 1)"
+
+
+def test_a_failure_names_the_rank_and_node_it_came_from(tmp_path: Path) -> None:
+    peer = "hsd.watchdog.PeerFailedError: rank 0 stops the job: rank 1: ValueError: bad batch\n"
+    _task_logs(tmp_path / "a", "9", {0: ("hsdn1", "Traceback\n" + peer),
+                                     1: ("hsdn2", "Traceback (most recent call last):\nValueError: bad batch\n")})
+    assert log_error(tmp_path / "a", "9") == "rank 1 on hsdn2: ValueError: bad batch"  # the cause, not the echo
+    # a SIGKILLed task leaves no exception; srun's line says which node and task
+    _task_logs(tmp_path / "b", "7", {0: ("hsdn1", peer + "srun: error: hsdn2: task 1: Killed\n"
+                                                      "srun: error: hsdn1: task 0: Killed\nsrun: Force Terminated\n"),
+                                           1: ("hsdn2", "")})
+    assert log_error(tmp_path / "b", "7") == "task 1 on hsdn2: Killed"
+    _task_logs(tmp_path / "c", "5", {0: ("hsdn1", "x\nRuntimeError: boom\n")})  # one node: the line as before
+    assert log_error(tmp_path / "c", "5") == "RuntimeError: boom"
 
 
 def test_training_progress_is_the_newest_logged_step(tmp_path: Path) -> None:

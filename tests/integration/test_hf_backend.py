@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hsd.config import ModelConfig, from_dict
+from hsd.config import from_dict
 from hsd.inference import get_backend
 from hsd.inference.base import GenerationSettings
 from hsd.models.loader import load_tokenizer

@@ -155,16 +155,7 @@ def bootstrap(data: Scored, n_resamples: int, seed: int, level: float) -> dict[s
                                     sklearn_values(data), tol=1e-9)
     idx = intervals.resample_indices(data.strata, n_resamples, seed)
     boot = statistics(data, data.p[idx])
-    return {k: intervals.Interval(point[k], *_bounds(boot[k], level)) for k in point}
-
-
-def _bounds(values: np.ndarray, level: float) -> tuple[float, float]:
-    alpha = (1.0 - level) / 2.0
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
-        return float("nan"), float("nan")
-    lo, hi = np.quantile(finite, [alpha, 1.0 - alpha])
-    return float(lo), float(hi)
+    return {k: intervals.Interval(point[k], *intervals.percentile_bounds(boot[k], level)) for k in point}
 
 
 def summarize(records: Sequence[Record], n_resamples: int, seed: int, level: float) -> Optional[dict[str, Any]]:
@@ -202,5 +193,5 @@ def paired(a: Sequence[Record], b: Sequence[Record], n_resamples: int, seed: int
     point = {k: float(v) for k, v in statistics(db, db.p).items()}
     base = statistics(da, da.p)
     boot_b, boot_a = statistics(db, db.p[idx]), statistics(da, da.p[idx])
-    return {k: intervals.Interval(point[k] - float(base[k]), *_bounds(boot_b[k] - boot_a[k], level)).to_json()
-            for k in point}
+    bounds = {k: intervals.percentile_bounds(boot_b[k] - boot_a[k], level) for k in point}
+    return {k: intervals.Interval(point[k] - float(base[k]), *bounds[k]).to_json() for k in point}

@@ -165,7 +165,8 @@ def strata_of(data: Sample3) -> np.ndarray:
     return data.group * 2 + data.true
 
 
-def _percentile(values: np.ndarray, level: float) -> tuple[float, float]:
+def percentile_bounds(values: np.ndarray, level: float) -> tuple[float, float]:
+    """The ``level`` percentile interval of bootstrap ``values`` (undefined resamples left out)."""
     alpha = (1.0 - level) / 2.0
     finite = values[np.isfinite(values)]
     if finite.size == 0:
@@ -196,7 +197,7 @@ def bootstrap(data: Sample3, n_resamples: int, seed: int, level: float) -> dict[
     """
     point = statistics(group_counts(data))
     boot = statistics(group_counts(data, resample_indices(strata_of(data), n_resamples, seed)))
-    return {_named(k, data.groups): Interval(float(point[k]), *_percentile(boot[k], level)) for k in point}
+    return {_named(k, data.groups): Interval(float(point[k]), *percentile_bounds(boot[k], level)) for k in point}
 
 
 def paired_bootstrap(a: Sample3, b: Sample3, n_resamples: int, seed: int,
@@ -212,7 +213,7 @@ def paired_bootstrap(a: Sample3, b: Sample3, n_resamples: int, seed: int,
     idx = resample_indices(strata_of(a), n_resamples, seed)
     pa, pb = statistics(group_counts(a)), statistics(group_counts(b))
     ba, bb = statistics(group_counts(a, idx)), statistics(group_counts(b, idx))
-    return {_named(k, a.groups): Interval(float(pb[k] - pa[k]), *_percentile(bb[k] - ba[k], level)) for k in pa}
+    return {_named(k, a.groups): Interval(float(pb[k] - pa[k]), *percentile_bounds(bb[k] - ba[k], level)) for k in pa}
 
 
 def _named(key: str, groups: tuple[str, ...]) -> str:

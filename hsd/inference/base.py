@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, Sequence
 
 from hsd.config import Config
 
@@ -62,10 +62,15 @@ class Backend(ABC):
     def generate(self, prompts: list[str], settings: GenerationSettings) -> list[Output]:
         """Reasoning + answer for each prompt (raw text with harmony markers kept)."""
 
-    def generate_stream(self, prompts: list[str], settings: GenerationSettings,
-                        batches: list[list[int]]) -> Iterator[list[tuple[int, Output]]]:
+    def generate_stream(self, prompts: list[str], settings: GenerationSettings, batches: list[list[int]], *,
+                        prompt_ids: Optional[Sequence[Sequence[int]]] = None) -> Iterator[list[tuple[int, Output]]]:
         """``(prompt index, output)`` pairs as they finish. Here: one group per batch of indices;
-        a backend that refills rows as they finish (hf) yields each step's finished samples."""
+        a backend that refills rows as they finish (hf) yields each step's finished samples.
+
+        ``prompt_ids``: each prompt's token ids as ``tokenizer(prompt, add_special_tokens=False)``
+        gives them (validate has them already, :mod:`hsd.inference.prompt_ids`), so a backend that
+        runs on ids need not tokenize again; None: it tokenizes. A backend that feeds the model
+        strings (this default, which batches ``generate``) ignores them."""
         for idx in batches:
             yield list(zip(idx, self.generate([prompts[i] for i in idx], settings)))
 

@@ -55,15 +55,23 @@ class HFBackend(Backend):
         return self.backoff(prompts, lambda chunk: self._generate(chunk, settings))
 
     def generate_stream(self, prompts: list[str], settings: GenerationSettings, batches: list[list[int]],
-                        forced_new_tokens: Optional[Sequence[int]] = None) -> Iterator[list[tuple[int, Output]]]:
+                        forced_new_tokens: Optional[Sequence[int]] = None, *,
+                        prompt_ids: Optional[Sequence[Sequence[int]]] = None) -> Iterator[list[tuple[int, Output]]]:
         """Samples as they finish. With refill: in the order of ``batches`` (flattened), at most
-        ``inference.batch_size`` rows at once. ``forced_new_tokens`` (benchmarks): per-prompt exact
-        output lengths, emulating a stop token at a drawn length."""
+        ``inference.batch_size`` rows at once, run on ``prompt_ids`` when given (else the prompts
+        are tokenized here); the static-batch path tokenizes its padded batches itself.
+        ``forced_new_tokens`` (benchmarks): per-prompt exact output lengths, emulating a stop
+        token at a drawn length."""
         if self.refill is None:
             yield from super().generate_stream(prompts, settings, batches)
             return
         order = [i for idx in batches for i in idx]
-        ids = self.tokenizer([prompts[i] for i in order], add_special_tokens=False)["input_ids"]
+        if prompt_ids is None:
+            ids = self.tokenizer([prompts[i] for i in order], add_special_tokens=False)["input_ids"]
+        elif len(prompt_ids) != len(prompts):
+            raise ValueError(f"prompt_ids holds {len(prompt_ids)} rows for {len(prompts)} prompts")
+        else:
+            ids = [prompt_ids[i] for i in order]
         jobs = [Job(i, tuple(t), *_limits(settings, forced_new_tokens, i)) for i, t in zip(order, ids)]
         prompt_tokens = {j.index: len(j.ids) for j in jobs}
         for group in self._refill_with_backoff(jobs, self._sampling(settings)):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from hsd.config import ConfigError, InferenceConfig
 from hsd.records import POSITIVE
@@ -42,9 +42,11 @@ class GenerateMode:
     def render(self, prompter: Any, sample: Any) -> str:
         return prompter.render(sample)
 
-    def stream(self, backend: Any, prompts: list[str], settings: Any, batches: list[list[int]]) -> Any:
-        """``(index, output)`` groups as samples finish (validate writes each group at once)."""
-        return backend.generate_stream(prompts, settings, batches)
+    def stream(self, backend: Any, prompts: list[str], settings: Any, batches: list[list[int]],
+               prompt_ids: Optional[Sequence[Sequence[int]]] = None) -> Any:
+        """``(index, output)`` groups as samples finish (validate writes each group at once);
+        ``prompt_ids``: the prompts' token ids, if known (:meth:`Backend.generate_stream`)."""
+        return backend.generate_stream(prompts, settings, batches, prompt_ids=prompt_ids)
 
     def judge(self, out: Any) -> Judgement:
         from hsd.parsing import parse_response
@@ -70,7 +72,11 @@ class ScoreMode(GenerateMode):
     def render(self, prompter: Any, sample: Any) -> str:
         return prompter.render_score_prefix(sample)
 
-    def stream(self, backend: Any, prompts: list[str], settings: Any, batches: list[list[int]]) -> Any:
+    def stream(self, backend: Any, prompts: list[str], settings: Any, batches: list[list[int]],
+               prompt_ids: Optional[Sequence[Sequence[int]]] = None) -> Any:
+        """One group per batch. ``prompt_ids`` are not used: the scorer feeds the prompt without its
+        answer opening, tokenized, + the opening's fixed label-split ids (hsd.inference.score),
+        which are not the whole score prefix's ids; it tokenizes each prompt once itself."""
         for idx in batches:
             yield list(zip(idx, backend.score([prompts[i] for i in idx])))
 

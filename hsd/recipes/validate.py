@@ -28,7 +28,7 @@ from hsd import prompt_files, runs
 from hsd.config import Config, ReportConfig
 from hsd.errors import HsdError
 from hsd.phases import Phases, process_age_s
-from hsd.inference import get_backend, store
+from hsd.inference import get_backend, prompt_ids, store
 from hsd.inference.base import GenerationSettings
 from hsd.inference.batching import length_sorted_batches
 from hsd.inference.modes import GenerateMode, get_mode
@@ -192,19 +192,19 @@ def _evaluate(cfg: Config, env: dist.DistEnv, tokenizer: Any, prompter: Any,
     with phases("model"):  # build or load, move to the device, compile set-up
         backend = backend_cls(cfg, env.device, env.rank, tokenizer)
     settings = generation_settings(cfg, prompter.generation)
-    with phases("tokenize"):  # render (the shared prefix stored once), then token lengths for batching
-        rendered = [render_split(mode, prompter, s) for s in mine]
+    with phases("tokenize"):  # render (the shared prefix stored once), then the token ids batching and the backend use
+        rendered = render_splits(mode, prompter, mine)
         prompt_files.write_prefixes(run_path, rendered)  # before any record names them
         prompts = [p.text for p in rendered]
-        lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
-        batches = length_sorted_batches([s.id for s in mine], lengths, cfg.inference.batch_size)
+        ids = prompt_ids.token_ids(tokenizer, rendered)  # the shared head tokenized once per prefix
+        batches = length_sorted_batches([s.id for s in mine], [len(i) for i in ids], cfg.inference.batch_size)
     show = cfg.inference.progress and sys.stderr.isatty()
     started = time.perf_counter()
     progress = Progress(f"validate rank {env.rank}", len(mine), cfg.report.progress_every_s, log.info)
     with store.ShardWriter(run_path, env.rank) as writer, \
             tqdm(total=len(mine), position=env.rank, desc=f"rank {env.rank}", disable=not show) as bar:
         t0, done = time.perf_counter(), 0
-        for group in mode.stream(backend, prompts, settings, batches):  # a batch, or the rows finished at a step
+        for group in mode.stream(backend, prompts, settings, batches, prompt_ids=ids):  # a batch, or a step's rows
             if "first_output" not in phases.seconds:  # warm-up, graph capture and the first rows' decode
                 phases.add("first_output", time.perf_counter() - started)
             per_sample = (time.perf_counter() - t0) / len(group)  # the time since the last group, shared
@@ -223,8 +223,33 @@ def _evaluate(cfg: Config, env: dist.DistEnv, tokenizer: Any, prompter: Any,
 def render_split(mode: Any, prompter: Any, sample: Sample) -> prompt_files.SplitPrompt:
     """The mode's prompt for ``sample`` as the prefix shared with other samples + the sample's tail
     (:mod:`hsd.prompt_files`): found by rendering the sample once more with a sentinel as its text."""
-    probe = mode.render(prompter, dataclasses.replace(sample, text=prompt_files.SENTINEL))
-    return prompt_files.split_prompt(mode.render(prompter, sample), probe)
+    return prompt_files.split_prompt(mode.render(prompter, sample), _probe(mode, prompter, sample))
+
+
+def render_splits(mode: Any, prompter: Any, samples: list[Sample]) -> list[prompt_files.SplitPrompt]:
+    """:func:`render_split` of each sample, the sentinel probe rendered once per distinct value of the
+    other fields a template can see (``{target_group}``, ``{persona_tag}``, ``{source}``).
+
+    Why that is the same split: :class:`hsd.prompts.Prompter` reads a sample only through
+    :func:`hsd.prompts.template.placeholder_values` (its few-shot examples are chosen once, from
+    the evaluated ids as a set; the system prompt is fixed; the date is pinned), and both modes
+    render through it, so two probes that differ only outside those fields are the same string.
+    Should a prompter ever read more, exactness still holds: :func:`prompt_files.split_prompt`
+    keeps the whole prompt as the tail when it does not start with the probe's prefix."""
+    from hsd.prompts.template import placeholder_values
+
+    probes: dict[tuple[tuple[str, str], ...], str] = {}
+    out = []
+    for sample in samples:
+        key = tuple(sorted((k, v) for k, v in placeholder_values(sample).items() if k != "text"))
+        if key not in probes:
+            probes[key] = _probe(mode, prompter, sample)
+        out.append(prompt_files.split_prompt(mode.render(prompter, sample), probes[key]))
+    return out
+
+
+def _probe(mode: Any, prompter: Any, sample: Sample) -> str:
+    return mode.render(prompter, dataclasses.replace(sample, text=prompt_files.SENTINEL))
 
 
 def make_record(sample: Sample, prompt: prompt_files.SplitPrompt, out: Any, strategy: str, latency_s: float, rank: int,

@@ -24,7 +24,7 @@ from hsd.prompt_files import (
     split_prompt,
     write_prefixes,
 )
-from hsd.recipes.validate import render_split
+from hsd.recipes.validate import render_split, render_splits
 from hsd.runs import RunError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -89,6 +89,36 @@ def test_prefix_plus_tail_is_the_prompt_fed_to_the_tokenizer(gptoss_tokenizer, m
         assert back.encode("utf-8") == fed.encode("utf-8")
         assert gptoss_tokenizer(back, add_special_tokens=False)["input_ids"] == \
             gptoss_tokenizer(fed, add_special_tokens=False)["input_ids"]
+
+
+FIELDS_TEMPLATE = ("name: fields\nsystem_prompt: Classify.\n"
+                   "user_template: \"{source} / {target_group}:\\n{text}\\nPersona {persona_tag}.\"\n"
+                   "parameters: {max_tokens: 8, temperature: 0.0, top_p: 1.0}\n")
+
+
+@needs_data
+@pytest.mark.parametrize("mode_cls", [GenerateMode, ScoreMode])
+@pytest.mark.parametrize("template", ["rich", "simple", "fields"])
+def test_one_probe_per_distinct_template_fields_splits_as_one_probe_per_sample(gptoss_tokenizer, mode_cls,
+                                                                               template, tmp_path, monkeypatch):
+    from hsd.data import load_split
+    from hsd.prompts import Prompter
+
+    if template == "fields":  # fields before the text: one prefix per (source, group)
+        (tmp_path / "fields.yaml").write_text(FIELDS_TEMPLATE)
+        template = str(tmp_path / "fields.yaml")
+    cfg = load_config(None, [f"data.dir={SHARED_DATA}", f"prompt.template={template}"])
+    samples = load_split(SHARED_DATA, "test")[::23]
+    prompter = Prompter.from_config(cfg, gptoss_tokenizer, {s.id for s in samples})
+    mode = mode_cls(cfg)
+    want = [render_split(mode, prompter, s) for s in samples]
+    probes = []
+    render = mode.render
+    monkeypatch.setattr(mode, "render", lambda p, s: probes.append(s.text == SENTINEL) or render(p, s))
+    assert render_splits(mode, prompter, samples) == want
+    fields = {(s.target_group, s.persona_tag, s.source) for s in samples}
+    assert sum(probes) == len(fields) < len(samples)
+    assert len({w.prefix for w in want}) == (1 if "fields" not in template else len({f[::2] for f in fields}))
 
 
 # ---------------------------------------------------------------- the files

@@ -55,7 +55,7 @@ def build_model(args: argparse.Namespace) -> Any:
     if args.kernels == "hsd":
         from hsd.training.lora import load_base
 
-        return load_base(ModelConfig(name_or_path=args.model), gradient_checkpointing=False)
+        return load_base(ModelConfig(name_or_path=args.model), checkpointing=False)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if is_random_spec(args.model):
         model = build_random(args.model[len(PREFIX):], harmony_tokenizer(), device=device,

@@ -146,7 +146,8 @@ class TrainConfig:
     warmup_ratio: float = 0.05
     scheduler: Literal["cosine", "linear", "constant"] = "cosine"
     max_length: int = 1024  # longer examples are truncated from the left of the prompt
-    gradient_checkpointing: bool = True
+    # auto: recompute (checkpoint) only as many layers as memory needs, by estimate (hsd.training.memory)
+    gradient_checkpointing: Union[bool, Literal["auto"]] = "auto"
     eval_every: int = 50  # steps
     save_every: int = 50  # steps
     keep_checkpoints: int = 2

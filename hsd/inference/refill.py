@@ -24,6 +24,7 @@ exactly its own prompt at positions ``0..n-1``, as in an unpadded batch of one.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any, Iterator, Optional, Sequence
@@ -35,6 +36,8 @@ from hsd.inference.graph_decoder import CACHE_ROUND
 from hsd.inference.label_scores import gather
 from hsd.inference.sampling import Sampling, select_tokens
 from hsd.inference.score import MIN_SHARED_PREFIX, common_prefix_len, decoder_and_head
+
+log = logging.getLogger("hsd.inference.refill")
 
 ADMIT_EVERY = 8  # admit new samples once rows // ADMIT_EVERY slots (at least 1) are free
 # Once no sample is left to admit, the step shrinks to the rows still running (halving, down to
@@ -114,10 +117,16 @@ class RefillDecoder:
         rows = min(rows or self.rows_that_fit(length, len(prefix)), len(jobs))
         self.rows = rows  # what this run uses (an out-of-memory retry halves it)
         with torch.inference_mode():
+            t0 = time.perf_counter()
             self._prepare(SlotShape(rows, length, len(prefix)), prefix)
+            # prepare_s: the cache and the shared prefix's forward; capture_s: the decode graphs
+            # (both 0 when a run of the same shape already built them)
             self.stats = {"steps": 0, "busy_row_steps": 0, "row_steps": 0, "shrinks": 0, "admits": 0,
-                          "admitted": 0, "admit_s": 0.0}
+                          "admitted": 0, "admit_s": 0.0, "prepare_s": round(time.perf_counter() - t0, 3),
+                          "capture_s": 0.0}
             yield from _Run(self, jobs, s, record).loop()
+        log.info("refill: %d slots, shared prefix %d tokens; %s", rows, len(prefix),
+                 ", ".join(f"{k} {round(v, 2) if isinstance(v, float) else v}" for k, v in self.stats.items()))
 
     def rows_that_fit(self, length: int, prefix: int) -> int:
         """Slots whose KV fits in what the GPU has free (this decoder's own cache counted as free),
@@ -161,6 +170,8 @@ class RefillDecoder:
                          use_cache=True)  # a plain forward: exact as any prefill
             self.cache.set_prefix(full)
             self.prefix_ids = prefix
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # its time is prepare_s, not the first admit's
 
     # ------------------------------------------------------------------ forwards
 
@@ -204,6 +215,7 @@ class RefillDecoder:
         if not self.use_graph:
             return self._forward_step(n)
         if not self.graphs:
+            t0 = time.perf_counter()
             pos = self.cache.pos.clone()
             for size in self.sizes():  # warm up on a side stream (lazy set-up stays out of the graph), capture
                 side = torch.cuda.Stream()
@@ -217,6 +229,8 @@ class RefillDecoder:
                     logits = self._forward_step(size)
                 self.graphs[size] = (graph, logits)
                 self.cache.pos.copy_(pos)
+            torch.cuda.synchronize(self.device)
+            self.stats["capture_s"] = round(time.perf_counter() - t0, 3)
         graph, logits = self.graphs[n]
         graph.replay()
         return logits

@@ -17,6 +17,7 @@ it checkpoints at the next step and exits (code 75, or submitit's requeue).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -28,6 +29,7 @@ from hsd.runs import Status, new_run_dir, timestamp, update_manifest
 from hsd.runs import run_dir as make_run_dir
 from hsd.training import checkpoint
 from hsd.training.dataset import read_chat_jsonl
+from hsd.training.memory import CheckpointPlan, DsChoice
 
 LOG = "train_log.jsonl"
 ADAPTER = "adapter"
@@ -73,7 +75,7 @@ def _resume(accelerator: Any, newest: Optional[str]) -> Any:
 
 
 def _start_manifest(accelerator: Any, cfg: Config, run: Path, data_dir: Path, s: Any, state: Any,
-                    choice: Any) -> None:
+                    plans: Plans) -> None:
     from hsd.models.mxfp4_load import record_for
     from hsd.training.accel import zero_stage
     from hsd.training.lora import optimizer_parameters, trainable_counts, training_modes
@@ -100,7 +102,8 @@ def _start_manifest(accelerator: Any, cfg: Config, run: Path, data_dir: Path, s:
             resumed_at=list(state.resumed_at), deepspeed_dp_world_size=s.engine.dp_world_size,
             rows_per_rank_at_start=rows, zero3_leaf_modules=list(s.zero3_leaves),
             loaded_elements_per_rank=list(s.loaded_elements_per_rank),
-            ds_choice=choice.as_dict() if choice else None, **counts,
+            ds_choice=plans.ds_choice.as_dict() if plans.ds_choice else None,
+            checkpointing=plans.checkpointing.as_dict(), **counts,
             **({"mxfp4_load_per_rank": loads} if any(loads) else {}),
         )
 
@@ -129,16 +132,24 @@ def _finish(accelerator: Any, cfg: Config, run: Path, s: Any, state: Any, outcom
     )
 
 
-def _train(accelerator: Any, choice: Any, cfg: Config, run: Path, newest: Optional[str], data_dir: Optional[str],
+@dataclass(frozen=True)
+class Plans:
+    """What the memory estimate decided for this job (:mod:`hsd.training.memory`), in the manifest."""
+
+    ds_choice: Optional[DsChoice]  # train.ds_config auto's stage; None for a named config
+    checkpointing: CheckpointPlan  # train.gradient_checkpointing: which layers recompute
+
+
+def _train(accelerator: Any, plans: Plans, cfg: Config, run: Path, newest: Optional[str], data_dir: Optional[str],
            held: list[RunDirectory]) -> Path:
     from hsd.training import ftdata
     from hsd.training.loop import TrainLog, setup, train_loop
 
     start = time.perf_counter()
     data = Path(data_dir) if data_dir else main_only(lambda: ftdata.run(cfg, run / "ftdata"))
-    s = setup(accelerator, cfg, data)
+    s = setup(accelerator, cfg, data, plans.checkpointing.checkpointed)
     state = _resume(accelerator, newest)
-    _start_manifest(accelerator, cfg, run, data, s, state, choice)
+    _start_manifest(accelerator, cfg, run, data, s, state, plans)
     log = TrainLog(run / LOG, accelerator.is_main_process, state.step, _tracking(accelerator, cfg, run, state))
     try:
         outcome = train_loop(accelerator, s, cfg, state, log, run)
@@ -174,7 +185,7 @@ def run(cfg: Config, run_dir: Optional[str | Path] = None, data_dir: Optional[st
     import torch
 
     from hsd import distributed
-    from hsd.training.accel import make_accelerator, release
+    from hsd.training.accel import checkpointing, make_accelerator, release
 
     quiet_known_noise()  # jobs call this directly, not through the CLI
     if data_dir is not None:  # fail in a second, before DeepSpeed and the model load
@@ -190,8 +201,9 @@ def run(cfg: Config, run_dir: Optional[str | Path] = None, data_dir: Optional[st
         # Claimed before DeepSpeed starts: a refusal comes in a second and changes nothing.
         if not main_only(lambda: _claim(cfg, run, held)):
             accelerator, choice = make_accelerator(cfg, env, project_dir=run)
+            plans = Plans(choice, checkpointing(cfg, accelerator.state.deepspeed_plugin.deepspeed_config, env))
             newest = main_only(lambda: _begin(cfg, held[0], env.world_size))
-            _train(accelerator, choice, cfg, run, newest, str(data_dir) if data_dir else None, held)
+            _train(accelerator, plans, cfg, run, newest, str(data_dir) if data_dir else None, held)
         distributed.barrier()
         ok = True
     except BaseException as exc:

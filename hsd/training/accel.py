@@ -19,7 +19,7 @@ from hsd import textio, tracking
 from hsd.config import Config, ConfigError
 from hsd.distributed import DistEnv
 from hsd.paths import package_data
-from hsd.training.memory import DsChoice
+from hsd.training.memory import CheckpointPlan, DsChoice, checkpoint_plan
 
 BUILTIN_DIR = package_data("ds_configs")  # shipped in the wheel; the checkout's ds_configs/ links here
 AUTO = "auto"
@@ -142,6 +142,22 @@ def set_zero3_leaves(model: Any, ds_config: dict[str, Any], enabled: bool) -> li
 
 def zero_stage(ds_config: dict[str, Any]) -> int:
     return int(ds_config["zero_optimization"].get("stage", 0))
+
+
+def stage_name(ds_config: dict[str, Any]) -> str:
+    """The memory estimate's name (:data:`hsd.training.memory.STAGES`) for a DeepSpeed config:
+    stages 0-2 keep a whole replica on every GPU, as ZeRO-2 does."""
+    zero = ds_config["zero_optimization"]
+    if zero_stage(ds_config) < 3:
+        return "zero2"
+    offloaded = (zero.get("offload_param") or {}).get("device", "none") not in ("none", None)
+    return "zero3_offload" if offloaded else "zero3"
+
+
+def checkpointing(cfg: Config, ds_config: dict[str, Any], env: DistEnv) -> CheckpointPlan:
+    """``train.gradient_checkpointing`` for this job: which layers recompute (:mod:`hsd.training.memory`)."""
+    kind = "cuda" if env.device.startswith("cuda") else "cpu"
+    return checkpoint_plan(cfg, stage_name(ds_config), kind, env.world_size, env.local_world_size)
 
 
 def _forget_accelerate_state() -> None:

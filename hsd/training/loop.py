@@ -89,7 +89,9 @@ def _load_sets(cfg: Config, data_dir: Path, tokenizer: Any) -> tuple[TokenizedSe
     return sets[0], sets[1]
 
 
-def setup(accelerator: Any, cfg: Config, data_dir: Path) -> Session:
+def setup(accelerator: Any, cfg: Config, data_dir: Path, checkpointed_layers: int) -> Session:
+    """Tokenizer, data, model (the first ``checkpointed_layers`` decoder layers recompute their
+    activations in the backward), LoRA, optimizer, DeepSpeed engine."""
     import torch
 
     from hsd.models.loader import load_tokenizer
@@ -98,7 +100,7 @@ def setup(accelerator: Any, cfg: Config, data_dir: Path) -> Session:
 
     tokenizer = load_tokenizer(cfg.model)
     train_set, eval_set = _load_sets(cfg, data_dir, tokenizer)  # bad data fails before the model loads
-    model = load_base(cfg.model, cfg.train.gradient_checkpointing)
+    model = load_base(cfg.model, checkpointed_layers)
     # Parameter elements this rank holds as loaded: about 1/world each when ZeRO-3 partitioned
     # the model while it was built, all of them when it was built whole.
     loaded = tuple(gather(sum(p.ds_tensor.numel() if hasattr(p, "ds_tensor") else p.numel()

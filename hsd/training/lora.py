@@ -17,9 +17,11 @@ from hsd.runs import publish_dir
 from hsd.models.loader import check_source, from_pretrained, resolve_dtype
 
 
-def load_base(model_cfg: ModelConfig, gradient_checkpointing: bool) -> Any:
+def load_base(model_cfg: ModelConfig, checkpointing: int | bool) -> Any:
     """The model for training: no device map (DeepSpeed places it; under ZeRO-3 it is
-    partitioned while it loads)."""
+    partitioned while it loads). ``checkpointing``: True every decoder layer recomputes its
+    activations in the backward, False none, N the first N (the plan of
+    :func:`hsd.training.memory.checkpoint_plan`: the last layers' activations are freed first)."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -43,10 +45,25 @@ def load_base(model_cfg: ModelConfig, gradient_checkpointing: bool) -> Any:
                             compile_experts=model_cfg.compile_experts, **kwargs)
     model.config.use_cache = False  # no KV cache in training (and it conflicts with checkpointing)
     fuse_rms_norms(model)
-    if gradient_checkpointing:
+    if checkpointing is not False and checkpointing != 0:
         # Non-reentrant: works with frozen inputs (LoRA) without enable_input_require_grads.
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if checkpointing is not True:
+            keep_whole_after(model, int(checkpointing))
     return model
+
+
+def decoder_layers(model: Any) -> list[Any]:
+    """The layers transformers can checkpoint, in order (the GradientCheckpointingLayer subclasses)."""
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    return [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+
+
+def keep_whole_after(model: Any, first: int) -> None:
+    """Only the first ``first`` decoder layers recompute; the others keep their activations."""
+    for layer in decoder_layers(model)[first:]:
+        layer.gradient_checkpointing = False
 
 
 def check_lora(lora: LoraConfig, where: str = "train.lora") -> None:
@@ -121,9 +138,9 @@ def training_modes(model: Any) -> dict[str, bool]:
     training`` per layer), so a model left in eval mode trains without either and says nothing;
     the manifest records what was in force.
     """
-    layers = [m for m in model.modules() if hasattr(m, "gradient_checkpointing")]
-    return {"train_mode": bool(model.training),
-            "gradient_checkpointing_active": any(m.gradient_checkpointing and m.training for m in layers)}
+    active = sum(1 for m in decoder_layers(model) if m.gradient_checkpointing and m.training)
+    return {"train_mode": bool(model.training), "gradient_checkpointing_active": active > 0,
+            "checkpointed_layers_active": active}
 
 
 def export_adapter(accelerator: Any, engine: Any, out_dir: Path) -> Path:

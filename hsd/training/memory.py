@@ -13,9 +13,10 @@ W = ranks, tokens = micro-batch x max_length):
 - weights: N*b (ZeRO-2), N*b/W plus two layers gathered (ZeRO-3; the current and the
   prefetched one), two layers only (offload);
 - LoRA state: T*b gradients + 16*T/W fp32 master, Adam moments and gradient partition;
-- activations: with gradient checkpointing each layer's input (L*H*b per token) plus one
-  layer recomputed; without, every layer's; scores (heads x seq per token and layer) only for
-  eager attention; times :data:`ACTIVATION_CALIBRATION`;
+- activations: a checkpointed layer keeps its input (H*b per token), plus one layer
+  recomputed at a time (times :data:`ACTIVATION_CALIBRATION`); a layer kept whole keeps all its
+  saved tensors (times :data:`STORED_CALIBRATION`); scores (heads x seq per token and layer)
+  only for eager attention;
 - logits: the loss projects only labelled positions (``answer_loss_sum``), assumed
   :data:`ANSWER_POSITIONS` per row, 201,088-wide in bf16 + fp32 upcast + fp32 gradient.
 
@@ -39,6 +40,9 @@ ANSWER_POSITIONS = 64  # labelled tokens per row: the answers of both ftdata for
 # Fitted so the estimate reproduces the one measured point: 1 x H200, ZeRO-2, gpt-oss-20b,
 # seq 1,024, micro-batch 8, LoRA r 32 on q,k,v,o, checkpointing, peak 42.0 GiB (notes).
 ACTIVATION_CALIBRATION = 0.82
+# Fitted to the same setting without checkpointing: 1 x H100 80GB, ZeRO-2, peak 68.4 GiB (BENCHMARKS.md,
+# issue 29 call 1), where the formula alone said 62.0.
+STORED_CALIBRATION = 1.06
 STAGES = ("zero2", "zero3", "zero3_offload")  # cheapest in time first
 
 
@@ -68,6 +72,7 @@ class Workload:
     gradient_checkpointing: bool
     world_size: int
     eager_attention: bool = False
+    stored_layers: int = 0  # with checkpointing: layers kept whole anyway (the last ones; train.gradient_checkpointing auto)
 
 
 @dataclass(frozen=True)
@@ -141,8 +146,13 @@ def _activation_bytes(s: ModelShape, w: Workload) -> float:
     layer = 6 * s.hidden + 2 * q + 2 * kv + s.num_experts + s.experts_per_token * (s.hidden + 3 * s.intermediate)
     if w.eager_attention:
         layer += 3 * s.heads * w.seq_len  # bf16 scores + fp32 softmax
-    per_token = s.layers * s.hidden + layer if w.gradient_checkpointing else s.layers * layer
-    hidden_acts = tokens * per_token * s.bytes_per_param * ACTIVATION_CALIBRATION
+    stored = min(w.stored_layers, s.layers) if w.gradient_checkpointing else s.layers
+    checkpointed = s.layers - stored
+    # a checkpointed layer keeps its input; one is recomputed at a time (counted on top of the
+    # stored layers: conservative, the last layers are stored and freed before any recompute)
+    kept = (checkpointed * s.hidden + (layer if checkpointed else 0)) * ACTIVATION_CALIBRATION
+    per_token = kept + stored * layer * STORED_CALIBRATION
+    hidden_acts = tokens * per_token * s.bytes_per_param
     logits = w.micro_batch * min(ANSWER_POSITIONS, w.seq_len) * s.vocab * (s.bytes_per_param + 4 + 4)
     return hidden_acts + logits
 
@@ -188,10 +198,57 @@ def choose(s: ModelShape, w: Workload, memory_gib: Optional[float], source: str)
                     "lower train.micro_batch_size or train.max_length")
 
 
+def workload(cfg: Config, world_size: int, stored_layers: int = 0) -> Workload:
+    """The step's workload; ``auto`` checkpointing counts as checkpointed when a stage is chosen
+    (the least memory: the stage comes first, then the layers that still fit are kept whole)."""
+    return Workload(cfg.train.micro_batch_size, cfg.train.max_length, cfg.train.gradient_checkpointing is not False,
+                    world_size, cfg.model.attn_implementation == "eager", stored_layers)
+
+
 def plan(cfg: Config, device_kind: str, world_size: int, local_world: int) -> DsChoice:
     """``auto``'s choice for this config on this machine."""
     shape = model_shape(cfg, device_kind)
-    work = Workload(cfg.train.micro_batch_size, cfg.train.max_length, cfg.train.gradient_checkpointing,
-                    world_size, cfg.model.attn_implementation == "eager")
     memory, source = device_memory(cfg, device_kind, local_world)
-    return choose(shape, work, memory, source)
+    return choose(shape, workload(cfg, world_size), memory, source)
+
+
+@dataclass(frozen=True)
+class CheckpointPlan:
+    """Which decoder layers recompute their activations in the backward (``train.gradient_checkpointing``);
+    recorded in the manifest as ``checkpointing``."""
+
+    setting: str  # auto | true | false, as configured
+    layers: int
+    checkpointed: int  # the first ``checkpointed`` layers recompute; the rest keep their activations
+    estimate_gib: Optional[float]
+    usable_gib: Optional[float]
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def checkpoint_plan(cfg: Config, stage: str, device_kind: str, world_size: int, local_world: int) -> CheckpointPlan:
+    """``train.gradient_checkpointing``: true recomputes every layer, false none; ``auto`` keeps
+    as many of the last layers whole as the estimate (under DeepSpeed ``stage``, one of
+    :data:`STAGES`) fits in the usable memory. Recomputing is a third forward pass per step:
+    measured on one H100 (BENCHMARKS.md), none recomputed trains 1.39x the tokens/s of all."""
+    setting = cfg.train.gradient_checkpointing
+    shape = model_shape(cfg, device_kind)
+    name = "auto" if setting == "auto" else str(bool(setting)).lower()
+    if setting != "auto":
+        checkpointed = shape.layers if setting else 0
+        est = estimate_bytes(shape, workload(cfg, world_size), stage) / GIB
+        return CheckpointPlan(name, shape.layers, checkpointed, round(est, 2), None,
+                              f"train.gradient_checkpointing={name}")
+    memory, source = device_memory(cfg, device_kind, local_world)
+    if memory is None:
+        return CheckpointPlan(name, shape.layers, shape.layers, None, None, f"device memory {source}: every layer")
+    usable = memory * (1 - MARGIN_FRACTION)
+    estimates = {k: estimate_bytes(shape, workload(cfg, world_size, k), stage) / GIB for k in range(shape.layers + 1)}
+    stored = max((k for k, est in estimates.items() if est <= usable), default=0)  # the most layers kept whole that fit
+    checkpointed, est = shape.layers - stored, estimates[stored]
+    verdict = "fits" if est <= usable else "does not fit even with every layer recomputed:"
+    return CheckpointPlan(name, shape.layers, checkpointed, round(est, 2), round(usable, 2),
+                          f"{checkpointed} of {shape.layers} layers recomputed: estimate {est:.2f} GiB {verdict} "
+                          f"usable {usable:.2f} GiB ({source}, {stage})")

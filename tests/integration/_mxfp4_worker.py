@@ -35,7 +35,7 @@ def main(model_dir: str, out_dir: str, broken_dir: str) -> None:
     env = distributed.init_distributed("cpu", always=True)
     cfg = from_dict({"model": {"name_or_path": model_dir, "dtype": "float32"}, "train": {"ds_config": "zero3"}})
     accelerator, _ = make_accelerator(cfg, env)  # ZeRO-3 thresholds are sized from this model
-    model = load_base(cfg.model, gradient_checkpointing=False)
+    model = load_base(cfg.model, checkpointing=False)
     params = dict(model.named_parameters())
     held_whole = [n for n, p in params.items() if p.numel() > 0]  # ZeRO-3 leaves an empty .data when partitioned
     differ = []
@@ -47,7 +47,7 @@ def main(model_dir: str, out_dir: str, broken_dir: str) -> None:
               "differ": differ, "names_match": sorted(params) == sorted(expected),
               "record": record_for(model_dir)}
     try:  # a checkpoint with a tensor missing: the same error on every rank, before any collective (no hang)
-        load_base(replace(cfg.model, name_or_path=broken_dir), gradient_checkpointing=False)
+        load_base(replace(cfg.model, name_or_path=broken_dir), checkpointing=False)
     except ModelError as exc:
         report["broken_error"] = str(exc)
     with open(os.path.join(out_dir, f"rank{accelerator.process_index}.json"), "w") as f:

@@ -102,11 +102,11 @@ def runs(setup):
     ZeRO-3 with parameters and optimizer offloaded to the CPU | that random: run resumed;
     the random: model uninterrupted with the ZeRO-3 speed-ups off."""
     root = setup[0]
-    z3 = "train.ds_config=zero3"
-    full, part = _launch(setup, "z3_full", z3), _launch(setup, "z3_resumed", z3, "train.stop_after_steps=3")
+    z3 = ("train.ds_config=zero3", f"train.device_memory_gib={_gib_recomputing_one_layer(setup[1])!r}")
+    full, part = _launch(setup, "z3_full", *z3), _launch(setup, "z3_resumed", *z3, "train.stop_after_steps=3")
     _finish(full), _finish(part)
     stopped = dict(_manifest(root / "z3_resumed"), adapter_written=(root / "z3_resumed" / "adapter").exists())
-    resume = _launch(setup, "z3_resumed", z3)
+    resume = _launch(setup, "z3_resumed", *z3)
     sig = _launch(setup, "z2_resumed")
     _interrupt_with_sigusr2(root / "z2_resumed", sig)
     sig_out = _finish(sig, expect_ok=False)
@@ -122,6 +122,20 @@ def runs(setup):
             "random": root / "random", "random_untuned": root / "random_untuned"}
 
 
+def _gib_recomputing_one_layer(cfg_path: Path) -> float:
+    """A ``train.device_memory_gib`` under which ``gradient_checkpointing: auto`` recomputes exactly
+    one of the tiny model's layers (ZeRO-3, 2 ranks): halfway between the estimates of keeping all
+    but one layer whole and keeping every layer whole."""
+    from hsd.config import load_config
+    from hsd.training import memory
+
+    cfg = load_config(cfg_path)
+    shape = memory.model_shape(cfg, "cpu")
+    est = [memory.estimate_bytes(shape, memory.workload(cfg, 2, k), "zero3") for k in (shape.layers - 1, shape.layers)]
+    assert est[0] < est[1]
+    return (est[0] + est[1]) / 2 / memory.GIB / (1 - memory.MARGIN_FRACTION)
+
+
 @pytest.fixture(scope="module")
 def zero3(runs):
     return runs["full"], runs["z3"], runs["stopped"]
@@ -133,6 +147,10 @@ def test_zero3_is_one_world_of_two_ranks_on_different_rows(zero3):
     assert manifest["zero_stage"] == 3 and manifest["status"] == "COMPLETED"
     # from_pretrained hands over an eval-mode model: trained as such, no layer recomputes, no dropout
     assert manifest["train_mode"] and manifest["gradient_checkpointing_active"]
+    # auto under this memory: only the first layer recomputes, the last keeps its activations
+    plan = manifest["checkpointing"]
+    assert plan["setting"] == "auto" and plan["checkpointed"] == 1 and plan["layers"] == 2, plan
+    assert manifest["checkpointed_layers_active"] == 1 and plan["estimate_gib"] <= plan["usable_gib"]
     first, second = manifest["rows_per_rank_at_start"]
     assert len(first) == len(second) == SETTINGS["micro_batch_size"] and not set(first) & set(second)
     assert manifest["samples_trained"] == STEPS * 2 * SETTINGS["micro_batch_size"]
@@ -341,8 +359,48 @@ def test_early_stopping_in_one_process(setup, monkeypatch):
     evals = _losses(run, "eval_loss")
     assert manifest["status"] == "COMPLETED" and manifest["outcome"] == "early_stopped" and manifest["world_size"] == 1
     assert manifest["zero_stage"] == 2 and manifest["ds_choice"]["name"] == "zero2"  # auto: the replica fits
-    assert manifest["train_mode"] and manifest["gradient_checkpointing_active"]
+    # auto checkpointing with the host's memory: nothing needs recomputing
+    assert manifest["train_mode"] and not manifest["gradient_checkpointing_active"]
+    assert manifest["checkpointing"]["checkpointed"] == 0 and manifest["checkpointed_layers_active"] == 0
     assert [s for s, _ in evals] == [2, 4]
     assert manifest["steps"] == 4 and manifest["best_step"] == 2 and manifest["best_eval_loss"] == evals[0][1]
     assert (run / "adapter" / "adapter_config.json").is_file()
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_0000003", "step_0000004"]
+
+
+def test_partial_checkpointing_recomputes_the_first_layers_with_the_same_gradients(tiny_model_dir):
+    """``train.gradient_checkpointing`` auto may recompute only the first N layers; the loss and the
+    LoRA gradients equal those of recomputing every layer and none (fp32, no dropout)."""
+    import torch
+
+    from hsd.config import LoraConfig, ModelConfig
+    from hsd.training.dataset import Example, collate
+    from hsd.training.lora import apply_lora, decoder_layers, load_base, training_modes
+    from hsd.training.loop import answer_loss_sum
+
+    lora = LoraConfig(dropout=0.0, target_modules=("q_proj", "v_proj"))
+    gen = torch.Generator().manual_seed(1)
+    ids = [torch.randint(10, 200, (n,), generator=gen).tolist() for n in (11, 14)]
+    batch = collate([Example(tuple(x), (-100,) * (len(x) - 4) + tuple(x[-4:])) for x in ids], pad_id=0)
+
+    def run(checkpointing):
+        cfg = ModelConfig(name_or_path=str(tiny_model_dir), device="cpu", dtype="float32")
+        model = apply_lora(load_base(cfg, checkpointing), lora, 0)
+        model.train()
+        flags = [layer.gradient_checkpointing for layer in decoder_layers(model)]
+        total, count = answer_loss_sum(model, batch)
+        (total / count).backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+        return flags, training_modes(model)["checkpointed_layers_active"], (total / count).item(), grads
+
+    every, first, none = run(True), run(1), run(False)
+    layers = len(every[0])
+    assert layers >= 2
+    assert every[:2] == ([True] * layers, layers)
+    assert first[:2] == ([True] + [False] * (layers - 1), 1)
+    assert none[:2] == ([False] * layers, 0)
+    for other in (first, none):
+        assert other[2] == pytest.approx(every[2], rel=1e-6)
+        assert other[3].keys() == every[3].keys()
+        for name, grad in every[3].items():
+            assert torch.allclose(other[3][name], grad, rtol=1e-4, atol=1e-7), name

@@ -16,6 +16,7 @@ from typing import Callable
 
 from hsd.errors import HsdError
 from hsd.noise import quiet_known_noise
+from hsd.paths import use_bytecode_cache
 from hsd.rundir import SIGTERM_MESSAGE, interrupt_on_sigterm
 
 
@@ -188,6 +189,7 @@ def _resolve(target: str) -> Callable[[argparse.Namespace], int | None]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    use_bytecode_cache()  # before any command imports torch (hsd.paths says why)
     args = build_parser().parse_args(argv)
     quiet_known_noise()
     # A subcommand may name its own handler (set_defaults(handler=...)); else the command's.

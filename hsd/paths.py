@@ -10,6 +10,7 @@ write next to its code, so it uses the user's cache directory.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -60,4 +61,23 @@ def use_compile_cache() -> Path:
     if inductor is None or os.path.abspath(inductor) == os.path.abspath(default_cache_dir()):
         os.environ[COMPILE_CACHE_ENVS[0]] = str(root / "inductor")
     os.environ.setdefault(COMPILE_CACHE_ENVS[1], str(root / "triton"))
+    return root
+
+
+BYTECODE_ENV = "HSD_BYTECODE_CACHE"  # 0: leave Python's bytecode settings as they are
+
+
+def use_bytecode_cache() -> Optional[Path]:
+    """Where Python is told not to write bytecode (``PYTHONDONTWRITEBYTECODE``, which many
+    container images set), keep it under ``cache_root()/pycache`` instead, so only the first job
+    compiles torch's and transformers' sources. Why: on the lent H100 machines (an image with
+    PYTHONDONTWRITEBYTECODE=1) compiling sources was 8.8 s of every ``hsd validate``
+    (``builtins.compile`` under cProfile, BENCHMARKS.md). Nothing is written next to the
+    sources; a prefix the user chose (``PYTHONPYCACHEPREFIX``) or ``HSD_BYTECODE_CACHE=0`` leaves
+    Python as configured. Call it before the heavy imports; returns the directory, or None."""
+    if not sys.flags.dont_write_bytecode or sys.pycache_prefix or os.environ.get(BYTECODE_ENV) == "0":
+        return None
+    root = cache_root() / "pycache"
+    sys.pycache_prefix = str(root)  # importlib reads both at every import from now on
+    sys.dont_write_bytecode = False
     return root

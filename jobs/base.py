@@ -82,7 +82,9 @@ class HsdJob(Checkpointable):
 
     def __call__(self) -> str:
         from hsd.config import from_dict
+        from hsd.paths import use_bytecode_cache
 
+        use_bytecode_cache()  # a job imports torch below, in self.run (hsd.paths says why)
         cfg = from_dict(self.config, source=f"{type(self).__name__} config")
         stop_like_ctrl_c()
         with distributed_environment():

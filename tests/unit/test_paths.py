@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -77,3 +79,25 @@ def test_torchs_own_default_does_not_count_as_the_users_choice(monkeypatch, tmp_
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))  # a real choice is kept
     paths.use_compile_cache()
     assert cache_dir() == str(tmp_path / "mine")
+
+
+def _cli(tmp_path, **env):
+    """``hsd validate`` of a missing config: one error line, after the command's modules were imported."""
+    full = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")}
+    full.update(HSD_CACHE_DIR=str(tmp_path / "cache"), **env)
+    out = subprocess.run([sys.executable, "-m", "hsd.cli", "validate", "--config", str(tmp_path / "missing.yaml")],
+                         cwd=REPO, env=full, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "missing.yaml" in out.stderr, out.stderr
+    return sorted((tmp_path / "cache" / "pycache").rglob("*.pyc"))
+
+
+def test_bytecode_python_was_told_not_to_write_goes_under_the_hsd_cache(tmp_path):
+    written = _cli(tmp_path, PYTHONDONTWRITEBYTECODE="1")
+    mirrored = {p.relative_to(tmp_path / "cache" / "pycache").as_posix() for p in written}
+    for module in ("hsd/commands/validate", "hsd/recipes/validate"):  # imported by the command, after main() began
+        assert any(m.startswith(str(REPO).lstrip("/") + "/" + module + ".cpython-") for m in mirrored), mirrored
+
+
+@pytest.mark.parametrize("env", [{}, {"PYTHONDONTWRITEBYTECODE": "1", "HSD_BYTECODE_CACHE": "0"}])
+def test_bytecode_settings_are_left_alone_otherwise(tmp_path, env):
+    assert _cli(tmp_path, **env) == []

@@ -101,6 +101,8 @@ class HFBackend(Backend):
 
     def reserve(self, new_tokens: int) -> None:
         self._reserve_new = new_tokens
+        if self.refill is not None:  # the warm-up captures every decode size the timed run may use
+            self.refill.capture_all = True
 
     def refill_report(self) -> Optional[RefillReport]:
         if self.refill is None or self.refill.cache is None:

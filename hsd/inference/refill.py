@@ -102,6 +102,7 @@ class RefillDecoder:
         self.stats: dict[str, float] = {}  # of the last run: where its time went (HFBackend.refill_report)
         self.rows = 0  # slots of the last run
         self.fitted: tuple[int, int, int] = (0, 0, 0)  # (cache length, prefix, rows) of rows_that_fit
+        self.capture_all = False  # every decode size at the first step (HFBackend.reserve: a benchmark's warm-up)
 
     def run(self, jobs: Sequence[Job], s: Sampling, rows: Optional[int],
             record: Optional[torch.Tensor] = None) -> Iterator[list[Finished]]:
@@ -211,29 +212,36 @@ class RefillDecoder:
 
     def step_logits(self, n: int) -> torch.Tensor:
         """One decode step for slots [0, n) (eager on CPU; on GPU a CUDA graph per size in
-        :meth:`sizes`, all captured at the run's first step, so later runs only replay)."""
+        :meth:`sizes`, captured when a run first steps at that size and replayed by later runs;
+        with :attr:`capture_all` every size at the first step, as a benchmark's warm-up wants)."""
         if not self.use_graph:
             return self._forward_step(n)
-        if not self.graphs:
-            t0 = time.perf_counter()
-            pos = self.cache.pos.clone()
-            for size in self.sizes():  # warm up on a side stream (lazy set-up stays out of the graph), capture
-                side = torch.cuda.Stream()
-                side.wait_stream(torch.cuda.current_stream())
-                with torch.cuda.stream(side):
-                    self._forward_step(size)
-                torch.cuda.current_stream().wait_stream(side)
-                self.cache.pos.copy_(pos)  # the warm-up advanced it; its writes are rewritten by the replay
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph):
-                    logits = self._forward_step(size)
-                self.graphs[size] = (graph, logits)
-                self.cache.pos.copy_(pos)
-            torch.cuda.synchronize(self.device)
-            self.stats["capture_s"] = round(time.perf_counter() - t0, 3)
+        if n not in self.graphs:
+            self._capture(self.sizes() if self.capture_all and not self.graphs else [n])
         graph, logits = self.graphs[n]
         graph.replay()
         return logits
+
+    def _capture(self, sizes: list[int]) -> None:
+        """Capture the decode step at each of ``sizes`` (its time is added to ``capture_s``). Why
+        lazily: a run whose rows all finish together (fixed lengths) never steps below all slots,
+        and each capture costs a warm-up forward plus the capture (BENCHMARKS.md, issue 29)."""
+        t0 = time.perf_counter()
+        pos = self.cache.pos.clone()
+        for size in sizes:  # warm up on a side stream (lazy set-up stays out of the graph), capture
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                self._forward_step(size)
+            torch.cuda.current_stream().wait_stream(side)
+            self.cache.pos.copy_(pos)  # the warm-up advanced it; its writes are rewritten by the replay
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                logits = self._forward_step(size)
+            self.graphs[size] = (graph, logits)
+            self.cache.pos.copy_(pos)
+        torch.cuda.synchronize(self.device)
+        self.stats["capture_s"] = round(self.stats.get("capture_s", 0.0) + time.perf_counter() - t0, 3)
 
 
 class _Run:

@@ -40,8 +40,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--alpha", type=int, default=64)
     p.add_argument("--targets", default=DEFAULT_TARGETS)
     p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--schedule", choices=("trl", "hsd"), default="trl",
+                   help="trl: TRL's linear warm-up from 0 and linear decay (the cookbook's); hsd: hsd train's "
+                        "(hsd.training.schedule.lr_at with the bench config's cosine and 5%% warm-up), so the two "
+                        "loss curves compare step by step")
     p.add_argument("--out", default="bench_train_out")
     return p.parse_args(argv)
+
+
+def hsd_schedule(model: Any, peft_config: Any, args: argparse.Namespace) -> tuple[Any, tuple[Any, Any]]:
+    """The LoRA model and (optimizer, scheduler) with hsd train's learning rate at every step:
+    AdamW over the adapter's weights, ``hsd.training.schedule.lr_at`` as a LambdaLR."""
+    import torch
+    from peft import get_peft_model
+
+    from hsd.config import TrainConfig
+    from hsd.training.schedule import lr_at
+
+    model = get_peft_model(model, peft_config)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0, fused=torch.cuda.is_available())
+    train = TrainConfig(learning_rate=args.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_at(train, step, args.steps) / args.lr)
+    return model, (opt, sched)
 
 
 def build_model(args: argparse.Namespace) -> Any:
@@ -124,8 +145,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     peft_config = LoraConfig(r=args.r, lora_alpha=args.alpha, lora_dropout=0.05, bias="none",
                              target_modules=args.targets.split(","), task_type="CAUSAL_LM")
-    trainer = SFTTrainer(model=model, args=config, train_dataset=data, processing_class=tokenizer,
-                         peft_config=peft_config, callbacks=[Clock()])
+    if args.schedule == "hsd":
+        model, optimizers = hsd_schedule(model, peft_config, args)
+        trainer = SFTTrainer(model=model, args=config, train_dataset=data, processing_class=tokenizer,
+                             optimizers=optimizers, callbacks=[Clock()])
+    else:
+        trainer = SFTTrainer(model=model, args=config, train_dataset=data, processing_class=tokenizer,
+                             peft_config=peft_config, callbacks=[Clock()])
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
@@ -140,6 +166,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "median_step_s": round(statistics.median(b - a for a, b in zip(stamps, stamps[1:])), 4),
         "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
         "losses": [h["loss"] for h in trainer.state.log_history if "loss" in h],
+        "lrs": [h.get("learning_rate") for h in trainer.state.log_history if "loss" in h],
+        "schedule": args.schedule,
         "versions": {m.__name__: m.__version__ for m in (torch, __import__("trl"), __import__("peft"),
                                                            __import__("transformers"))},
     }

@@ -75,11 +75,12 @@ class ModelConfig:
     # or eager | batched_mm | grouped_mm
     experts_implementation: Optional[str] = None
     # On CUDA, hsd's decode attention (attn_implementation auto) is torch.compile'd so its element-wise
-    # passes fuse into a few kernels; false runs them eagerly (no compile at start-up, slower decode)
-    compile_attention: bool = True
-    # On CUDA, hsd_grouped's element-wise stages are torch.compile'd (inference and training); false runs
-    # the same stages uncompiled: no compile in the first step, ~5-20% slower training steps (BENCHMARKS.md)
-    compile_experts: bool = True
+    # passes fuse into a few kernels; false runs them eagerly (no compile at start-up, slower decode).
+    # auto: compiled for training only (hsd.gptoss.kernels.compile_flag says why)
+    compile_attention: Union[bool, Literal["auto"]] = "auto"
+    # On CUDA, hsd_grouped's element-wise stages are torch.compile'd; false runs the same stages
+    # uncompiled: no compile in the first step, ~5-20% slower training steps (BENCHMARKS.md). auto: as above
+    compile_experts: Union[bool, Literal["auto"]] = "auto"
     trust_remote_code: bool = False  # off unless you trust the model repository's code
 
 

@@ -9,7 +9,7 @@ Other names (``eager``, ``grouped_mm``, ...) pass through to transformers unchan
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Union
 
 from hsd.gptoss.fusion import ATTENTION, EXPERTS
 
@@ -34,3 +34,12 @@ def resolve_experts_implementation(name: Optional[str], compile: bool = True) ->
         return name
     EXPERTS.enabled = compile
     return register_experts()
+
+
+def compile_flag(setting: Union[bool, str], training: bool) -> bool:
+    """``model.compile_attention`` / ``model.compile_experts`` for a model built for training or
+    for inference: ``auto`` compiles for training only. Why: compiling (even with its caches warm)
+    cost ~14 s of every ``hsd validate`` on one H100 and saved ~3 ms per 512-row decode step, 0.8 s
+    of a 1,009-sample validation (the whole job ran 36.3 s compiled, 31.2 s not: BENCHMARKS.md,
+    issue 29); a training step repeats for minutes, where the fused kernels pay back."""
+    return training if setting == "auto" else bool(setting)

@@ -109,6 +109,7 @@ def _load_engine(cfg: Config, device: str) -> Any:
 
     from hsd.distributed import init_distributed
     from hsd.models.fullsize import architecture_config, is_random_spec
+    from hsd.gptoss.kernels import compile_flag
     from hsd.models.loader import apply_adapter, check_source, from_pretrained, resolve_dtype
 
     m = cfg.model
@@ -123,8 +124,9 @@ def _load_engine(cfg: Config, device: str) -> Any:
                               "trust_remote_code": m.trust_remote_code}
     if m.experts_implementation is not None:
         kwargs["experts_implementation"] = m.experts_implementation
-    model = from_pretrained(AutoModelForCausalLM, source, "model", compile_attention=m.compile_attention,
-                            compile_experts=m.compile_experts, **kwargs)
+    model = from_pretrained(AutoModelForCausalLM, source, "model",
+                            compile_attention=compile_flag(m.compile_attention, training=False),
+                            compile_experts=compile_flag(m.compile_experts, training=False), **kwargs)
     if m.adapter is not None:
         model = apply_adapter(model, m.adapter)
     engine = deepspeed.initialize(model=model, config_params=ds)[0]

@@ -120,7 +120,7 @@ def load_sharded(cfg: Config, device: str) -> Any:
     import torch
     import torch.distributed as dist
 
-    from hsd.gptoss.kernels import resolve_attn_implementation
+    from hsd.gptoss.kernels import compile_flag, resolve_attn_implementation
     from hsd.models.fullsize import build_random_sharded, harmony_tokenizer, is_random_spec, random_from_pretrained
     from hsd.models.loader import resolve_dtype
 
@@ -135,8 +135,8 @@ def load_sharded(cfg: Config, device: str) -> Any:
                           f"leave it unset ({EP_EXPERTS}) or use grouped_mm, batched_mm or eager")
     world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
     kwargs: dict[str, Any] = {"dtype": resolve_dtype(m, device), "experts_implementation": experts,
-                              "attn_implementation": resolve_attn_implementation(m.attn_implementation,
-                                                                                 m.compile_attention)}
+                              "attn_implementation": resolve_attn_implementation(
+                                  m.attn_implementation, compile_flag(m.compile_attention, training=False))}
     if world > 1:
         kwargs["distributed_config"] = parallel_config(world)
     else:

@@ -128,11 +128,13 @@ def load_model(model_cfg: ModelConfig, device: str | None = None) -> Any:
     }
     if model_cfg.experts_implementation is not None:  # None: let transformers choose
         kwargs["experts_implementation"] = model_cfg.experts_implementation
+    from hsd.gptoss.kernels import compile_flag
+
     # MXFP4 experts stay MXFP4 only for inference without an adapter (peft needs dense weights)
     kernels = model_cfg.adapter is None
     model = from_pretrained(AutoModelForCausalLM, source, "model", mxfp4_kernels=kernels,
-                            compile_attention=model_cfg.compile_attention, compile_experts=model_cfg.compile_experts,
-                            **kwargs)
+                            compile_attention=compile_flag(model_cfg.compile_attention, training=False),
+                            compile_experts=compile_flag(model_cfg.compile_experts, training=False), **kwargs)
     if model_cfg.adapter is not None:
         model = apply_adapter(model, model_cfg.adapter)
     return model.eval()

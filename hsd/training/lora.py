@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from hsd.config import ConfigError, LoraConfig, ModelConfig
+from hsd.gptoss.kernels import compile_flag
 from hsd.gptoss.norm import fuse_rms_norms
 from hsd.runs import publish_dir
 from hsd.models.loader import check_source, from_pretrained, resolve_dtype
@@ -41,8 +42,9 @@ def load_base(model_cfg: ModelConfig, checkpointing: int | bool) -> Any:
     }
     if model_cfg.experts_implementation is not None:
         kwargs["experts_implementation"] = model_cfg.experts_implementation
-    model = from_pretrained(AutoModelForCausalLM, source, "model", compile_attention=model_cfg.compile_attention,
-                            compile_experts=model_cfg.compile_experts, **kwargs)
+    model = from_pretrained(AutoModelForCausalLM, source, "model",
+                            compile_attention=compile_flag(model_cfg.compile_attention, training=True),
+                            compile_experts=compile_flag(model_cfg.compile_experts, training=True), **kwargs)
     model.config.use_cache = False  # no KV cache in training (and it conflicts with checkpointing)
     fuse_rms_norms(model)
     if checkpointing is not False and checkpointing != 0:

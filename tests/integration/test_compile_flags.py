@@ -1,0 +1,39 @@
+"""``model.compile_attention`` / ``model.compile_experts`` auto: the fused kernels are compiled for
+training, not for inference (hsd.gptoss.kernels.compile_flag), through the real model builders."""
+
+from __future__ import annotations
+
+import pytest
+
+from hsd.config import ModelConfig
+from hsd.gptoss.fusion import ATTENTION, EXPERTS
+from hsd.gptoss.kernels import compile_flag
+
+
+@pytest.mark.parametrize("setting, training, expected", [
+    ("auto", True, True), ("auto", False, False), (True, False, True), (False, True, False),
+])
+def test_compile_flag(setting, training, expected):
+    assert compile_flag(setting, training) is expected
+
+
+def _switches() -> tuple[bool, bool]:
+    return ATTENTION.enabled, EXPERTS.enabled
+
+
+@pytest.mark.parametrize("overrides, inference, training", [
+    ({}, (False, False), (True, True)),  # auto
+    ({"compile_attention": True, "compile_experts": False}, (True, False), (True, False)),
+])
+def test_validation_and_training_models_get_their_compile_switches(tiny_model_dir, overrides, inference, training):
+    from hsd.models.loader import load_model
+    from hsd.training.lora import load_base
+
+    cfg = ModelConfig(name_or_path=str(tiny_model_dir), device="cpu", **overrides)
+    try:
+        load_model(cfg, "cpu")
+        assert _switches() == inference
+        load_base(cfg, checkpointing=False)
+        assert _switches() == training
+    finally:
+        ATTENTION.enabled = EXPERTS.enabled = True  # the process-wide default other tests expect

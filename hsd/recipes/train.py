@@ -24,6 +24,7 @@ from typing import Any, Optional
 from hsd.config import Config, ConfigError
 from hsd.distributed import main_only
 from hsd.noise import quiet_known_noise
+from hsd.phases import Phases, process_age_s
 from hsd.rundir import ConfigCheck, RunDirectory
 from hsd.runs import Status, new_run_dir, timestamp, update_manifest
 from hsd.runs import run_dir as make_run_dir
@@ -109,7 +110,7 @@ def _start_manifest(accelerator: Any, cfg: Config, run: Path, data_dir: Path, s:
 
 
 def _finish(accelerator: Any, cfg: Config, run: Path, s: Any, state: Any, outcome: str, wall: float,
-            held: list[RunDirectory]) -> None:
+            held: list[RunDirectory], phases: Phases) -> None:
     from hsd.training.loop import peak_memory_gib
     from hsd.training.lora import export_adapter
     from hsd.training.plots import loss_curve
@@ -127,9 +128,10 @@ def _finish(accelerator: Any, cfg: Config, run: Path, s: Any, state: Any, outcom
         tokens_per_s=round(state.tokens / rate, 2), samples_per_s=round(state.samples / rate, 3),
         steady_tokens_per_s=round(state.steady_tokens / state.steady_time_s, 2) if state.steady_time_s else None,
         peak_memory_gib=peak, final_eval_loss=state.last_eval_loss, best_eval_loss=state.best_eval_loss,
-        best_step=state.best_step, attempt_wall_s=round(wall, 2),
+        best_step=state.best_step, attempt_wall_s=round(wall, 2), phases_s=phases.rounded(),
         adapter=str(run / ADAPTER) if outcome != "stopped" else None,
     )
+    print(f"where the time went (rank 0): {phases.summary()}", flush=True)
 
 
 @dataclass(frozen=True)
@@ -141,21 +143,26 @@ class Plans:
 
 
 def _train(accelerator: Any, plans: Plans, cfg: Config, run: Path, newest: Optional[str], data_dir: Optional[str],
-           held: list[RunDirectory]) -> Path:
+           held: list[RunDirectory], phases: Phases) -> Path:
     from hsd.training import ftdata
     from hsd.training.loop import TrainLog, setup, train_loop
 
     start = time.perf_counter()
-    data = Path(data_dir) if data_dir else main_only(lambda: ftdata.run(cfg, run / "ftdata"))
-    s = setup(accelerator, cfg, data, plans.checkpointing.checkpointed)
-    state = _resume(accelerator, newest)
+    if data_dir:
+        data = Path(data_dir)
+    else:
+        with phases("ftdata"):
+            data = main_only(lambda: ftdata.run(cfg, run / "ftdata"))
+    s = setup(accelerator, cfg, data, plans.checkpointing.checkpointed, phases)
+    with phases("resume"):
+        state = _resume(accelerator, newest)
     _start_manifest(accelerator, cfg, run, data, s, state, plans)
     log = TrainLog(run / LOG, accelerator.is_main_process, state.step, _tracking(accelerator, cfg, run, state))
     try:
-        outcome = train_loop(accelerator, s, cfg, state, log, run)
+        outcome = train_loop(accelerator, s, cfg, state, log, run, phases)
     finally:
         log.close()
-    _finish(accelerator, cfg, run, s, state, outcome, time.perf_counter() - start, held)
+    _finish(accelerator, cfg, run, s, state, outcome, time.perf_counter() - start, held, phases)
     return run
 
 
@@ -188,6 +195,10 @@ def run(cfg: Config, run_dir: Optional[str | Path] = None, data_dir: Optional[st
     from hsd.training.accel import checkpointing, make_accelerator, release
 
     quiet_known_noise()  # jobs call this directly, not through the CLI
+    phases = Phases()  # where this attempt's time goes up to its first step (manifest phases_s)
+    age = process_age_s()
+    if age is not None:  # interpreter, imports (torch): part of the wait for the first step
+        phases.add("start_up", age)
     if data_dir is not None:  # fail in a second, before DeepSpeed and the model load
         for part in ("train", "eval"):
             read_chat_jsonl(Path(data_dir) / cfg.train.format / f"{part}.jsonl")
@@ -200,10 +211,11 @@ def run(cfg: Config, run_dir: Optional[str | Path] = None, data_dir: Optional[st
         run = _agree_run_dir(cfg, run_dir)
         # Claimed before DeepSpeed starts: a refusal comes in a second and changes nothing.
         if not main_only(lambda: _claim(cfg, run, held)):
-            accelerator, choice = make_accelerator(cfg, env, project_dir=run)
-            plans = Plans(choice, checkpointing(cfg, accelerator.state.deepspeed_plugin.deepspeed_config, env))
+            with phases("accelerator"):  # DeepSpeed's plugin, the memory plans
+                accelerator, choice = make_accelerator(cfg, env, project_dir=run)
+                plans = Plans(choice, checkpointing(cfg, accelerator.state.deepspeed_plugin.deepspeed_config, env))
             newest = main_only(lambda: _begin(cfg, held[0], env.world_size))
-            _train(accelerator, plans, cfg, run, newest, str(data_dir) if data_dir else None, held)
+            _train(accelerator, plans, cfg, run, newest, str(data_dir) if data_dir else None, held, phases)
         distributed.barrier()
         ok = True
     except BaseException as exc:

@@ -16,6 +16,7 @@ from typing import Any, Optional
 from hsd.config import Config
 from hsd.distributed import gather
 from hsd.errors import TrainingDataError
+from hsd.phases import Phases
 from hsd.progress import Progress
 from hsd.runs import Status, atomic_write_text, iter_jsonl, update_manifest
 from hsd.training import checkpoint
@@ -89,23 +90,25 @@ def _load_sets(cfg: Config, data_dir: Path, tokenizer: Any) -> tuple[TokenizedSe
     return sets[0], sets[1]
 
 
-def setup(accelerator: Any, cfg: Config, data_dir: Path, checkpointed_layers: int) -> Session:
+def setup(accelerator: Any, cfg: Config, data_dir: Path, checkpointed_layers: int, phases: Phases) -> Session:
     """Tokenizer, data, model (the first ``checkpointed_layers`` decoder layers recompute their
-    activations in the backward), LoRA, optimizer, DeepSpeed engine."""
+    activations in the backward), LoRA, optimizer, DeepSpeed engine; each timed into ``phases``."""
     import torch
 
     from hsd.models.loader import load_tokenizer
     from hsd.training.accel import set_zero3_leaves
     from hsd.training.lora import apply_lora, load_base
 
-    tokenizer = load_tokenizer(cfg.model)
-    train_set, eval_set = _load_sets(cfg, data_dir, tokenizer)  # bad data fails before the model loads
-    model = load_base(cfg.model, checkpointed_layers)
-    # Parameter elements this rank holds as loaded: about 1/world each when ZeRO-3 partitioned
-    # the model while it was built, all of them when it was built whole.
-    loaded = tuple(gather(sum(p.ds_tensor.numel() if hasattr(p, "ds_tensor") else p.numel()
-                              for p in model.parameters())))
-    model = apply_lora(model, cfg.train.lora, cfg.train.seed)
+    with phases("data"):  # tokenizer, tokenized rows
+        tokenizer = load_tokenizer(cfg.model)
+        train_set, eval_set = _load_sets(cfg, data_dir, tokenizer)  # bad data fails before the model loads
+    with phases("model"):  # build or load (partitioned under ZeRO-3), LoRA
+        model = load_base(cfg.model, checkpointed_layers)
+        # Parameter elements this rank holds as loaded: about 1/world each when ZeRO-3 partitioned
+        # the model while it was built, all of them when it was built whole.
+        loaded = tuple(gather(sum(p.ds_tensor.numel() if hasattr(p, "ds_tensor") else p.numel()
+                                  for p in model.parameters())))
+        model = apply_lora(model, cfg.train.lora, cfg.train.seed)
     # from_pretrained returns a model in eval mode, where transformers skips gradient
     # checkpointing and peft skips LoRA dropout — silently. The engine must train in train mode.
     model.train()
@@ -113,7 +116,8 @@ def setup(accelerator: Any, cfg: Config, data_dir: Path, checkpointed_layers: in
                               cfg.train.zero3_moe_leaves)  # before DeepSpeed installs its hooks
     params = [p for p in model.parameters() if p.requires_grad]  # frozen weights: no optimizer state, no gradients
     optimizer = torch.optim.AdamW(params, lr=cfg.train.learning_rate, weight_decay=cfg.train.weight_decay)
-    engine, optimizer = accelerator.prepare(model, optimizer)
+    with phases("engine"):  # DeepSpeed's engine and optimizer (ZeRO-3: its hooks)
+        engine, optimizer = accelerator.prepare(model, optimizer)
     t = cfg.train
     plan = StepPlan(len(train_set.examples), accelerator.num_processes, accelerator.process_index,
                     t.micro_batch_size, t.grad_accum, t.seed)
@@ -222,8 +226,10 @@ def _progress(accelerator: Any, s: Session, cfg: Config, state: TrainState) -> O
                     unit="steps", start_at=state.step)
 
 
-def train_loop(accelerator: Any, s: Session, cfg: Config, state: TrainState, log: TrainLog, run: Path) -> str:
-    """Train until done; returns how it ended: completed | early_stopped | stopped."""
+def train_loop(accelerator: Any, s: Session, cfg: Config, state: TrainState, log: TrainLog, run: Path,
+               phases: Optional[Phases] = None) -> str:
+    """Train until done; returns how it ended: completed | early_stopped | stopped. The attempt's
+    first step (compiling the fused kernels, the allocator's warm-up) is ``phases``' ``first_step``."""
     t = cfg.train
     first_step = state.step
     progress = _progress(accelerator, s, cfg, state)
@@ -235,6 +241,8 @@ def train_loop(accelerator: Any, s: Session, cfg: Config, state: TrainState, log
             if state.step > first_step:
                 state.steady_time_s += elapsed
                 state.steady_tokens += tokens
+            elif phases is not None:
+                phases.add("first_step", elapsed)
             state.step += 1
             state.train_time_s += elapsed
             state.tokens += tokens

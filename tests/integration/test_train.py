@@ -151,6 +151,9 @@ def test_zero3_is_one_world_of_two_ranks_on_different_rows(zero3):
     plan = manifest["checkpointing"]
     assert plan["setting"] == "auto" and plan["checkpointed"] == 1 and plan["layers"] == 2, plan
     assert manifest["checkpointed_layers_active"] == 1 and plan["estimate_gib"] <= plan["usable_gib"]
+    # where this attempt's time went up to its first step, in the order it ran
+    assert list(manifest["phases_s"]) == ["start_up", "accelerator", "data", "model", "engine", "resume", "first_step"]
+    assert all(v >= 0 for v in manifest["phases_s"].values()) and manifest["phases_s"]["model"] > 0
     first, second = manifest["rows_per_rank_at_start"]
     assert len(first) == len(second) == SETTINGS["micro_batch_size"] and not set(first) & set(second)
     assert manifest["samples_trained"] == STEPS * 2 * SETTINGS["micro_batch_size"]

@@ -153,7 +153,7 @@ def _train(accelerator: Any, plans: Plans, cfg: Config, run: Path, newest: Optio
     else:
         with phases("ftdata"):
             data = main_only(lambda: ftdata.run(cfg, run / "ftdata"))
-    s = setup(accelerator, cfg, data, plans.checkpointing.checkpointed, phases)
+    s = setup(accelerator, cfg, data, plans.checkpointing.recompute, phases)
     with phases("resume"):
         state = _resume(accelerator, newest)
     _start_manifest(accelerator, cfg, run, data, s, state, plans)

@@ -90,9 +90,10 @@ def _load_sets(cfg: Config, data_dir: Path, tokenizer: Any) -> tuple[TokenizedSe
     return sets[0], sets[1]
 
 
-def setup(accelerator: Any, cfg: Config, data_dir: Path, checkpointed_layers: int, phases: Phases) -> Session:
-    """Tokenizer, data, model (the first ``checkpointed_layers`` decoder layers recompute their
-    activations in the backward), LoRA, optimizer, DeepSpeed engine; each timed into ``phases``."""
+def setup(accelerator: Any, cfg: Config, data_dir: Path, recompute: int | bool, phases: Phases) -> Session:
+    """Tokenizer, data, model (``recompute``: which decoder layers recompute their activations in
+    the backward, as :func:`hsd.training.lora.load_base` takes it), LoRA, optimizer, DeepSpeed
+    engine; each timed into ``phases``."""
     import torch
 
     from hsd.models.loader import load_tokenizer
@@ -103,7 +104,7 @@ def setup(accelerator: Any, cfg: Config, data_dir: Path, checkpointed_layers: in
         tokenizer = load_tokenizer(cfg.model)
         train_set, eval_set = _load_sets(cfg, data_dir, tokenizer)  # bad data fails before the model loads
     with phases("model"):  # build or load (partitioned under ZeRO-3), LoRA
-        model = load_base(cfg.model, checkpointed_layers)
+        model = load_base(cfg.model, recompute)
         # Parameter elements this rank holds as loaded: about 1/world each when ZeRO-3 partitioned
         # the model while it was built, all of them when it was built whole.
         loaded = tuple(gather(sum(p.ds_tensor.numel() if hasattr(p, "ds_tensor") else p.numel()

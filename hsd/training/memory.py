@@ -100,8 +100,9 @@ def _config_of(model_cfg: Any) -> Any:
     try:
         return AutoConfig.from_pretrained(model_cfg.name_or_path, trust_remote_code=model_cfg.trust_remote_code)
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"train.ds_config=auto needs the model's config to size it: model.name_or_path="
-                          f"{model_cfg.name_or_path!r} has none readable ({exc}); name a ds_config instead") from None
+        raise ConfigError(f"train.ds_config=auto and train.gradient_checkpointing=auto need the model's config to "
+                          f"size the memory: model.name_or_path={model_cfg.name_or_path!r} has none readable ({exc}); "
+                          "name a ds_config and set train.gradient_checkpointing to true or false instead") from None
 
 
 def model_shape(cfg: Config, device_kind: str) -> ModelShape:
@@ -218,11 +219,16 @@ class CheckpointPlan:
     recorded in the manifest as ``checkpointing``."""
 
     setting: str  # auto | true | false, as configured
-    layers: int
-    checkpointed: int  # the first ``checkpointed`` layers recompute; the rest keep their activations
+    layers: Optional[int]  # decoder layers (auto only: true/false need no model config)
+    checkpointed: Optional[int]  # auto: the first ``checkpointed`` layers recompute, the rest keep their activations
     estimate_gib: Optional[float]
     usable_gib: Optional[float]
     reason: str
+
+    @property
+    def recompute(self) -> int | bool:
+        """What :func:`hsd.training.lora.load_base` takes: True every layer, False none, N the first N."""
+        return self.setting == "true" if self.checkpointed is None else self.checkpointed
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -234,21 +240,18 @@ def checkpoint_plan(cfg: Config, stage: str, device_kind: str, world_size: int, 
     :data:`STAGES`) fits in the usable memory. Recomputing is a third forward pass per step:
     measured on one H100 (BENCHMARKS.md), none recomputed trains 1.39x the tokens/s of all."""
     setting = cfg.train.gradient_checkpointing
-    shape = model_shape(cfg, device_kind)
-    name = "auto" if setting == "auto" else str(bool(setting)).lower()
     if setting != "auto":
-        checkpointed = shape.layers if setting else 0
-        est = estimate_bytes(shape, workload(cfg, world_size), stage) / GIB
-        return CheckpointPlan(name, shape.layers, checkpointed, round(est, 2), None,
-                              f"train.gradient_checkpointing={name}")
+        name = str(bool(setting)).lower()
+        return CheckpointPlan(name, None, None, None, None, f"train.gradient_checkpointing={name}")
+    shape = model_shape(cfg, device_kind)
     memory, source = device_memory(cfg, device_kind, local_world)
     if memory is None:
-        return CheckpointPlan(name, shape.layers, shape.layers, None, None, f"device memory {source}: every layer")
+        return CheckpointPlan("auto", shape.layers, shape.layers, None, None, f"device memory {source}: every layer")
     usable = memory * (1 - MARGIN_FRACTION)
     estimates = {k: estimate_bytes(shape, workload(cfg, world_size, k), stage) / GIB for k in range(shape.layers + 1)}
     stored = max((k for k, est in estimates.items() if est <= usable), default=0)  # the most layers kept whole that fit
     checkpointed, est = shape.layers - stored, estimates[stored]
     verdict = "fits" if est <= usable else "does not fit even with every layer recomputed:"
-    return CheckpointPlan(name, shape.layers, checkpointed, round(est, 2), round(usable, 2),
+    return CheckpointPlan("auto", shape.layers, checkpointed, round(est, 2), round(usable, 2),
                           f"{checkpointed} of {shape.layers} layers recomputed: estimate {est:.2f} GiB {verdict} "
                           f"usable {usable:.2f} GiB ({source}, {stage})")

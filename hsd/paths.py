@@ -52,16 +52,22 @@ def use_compile_cache() -> Path:
     does not share, so every job on a fresh node compiled again — measured on one H100, the first
     ``hsd validate`` of the test split took 74.2 s, the next one 48.2 s (BENCHMARKS.md).
     torch writes its default into ``TORCHINDUCTOR_CACHE_DIR`` as soon as ``torch._inductor`` is
-    imported, so a value equal to that default counts as not chosen; torch reads the variable
-    again at each compile, so setting it here, before the model compiles, takes effect."""
-    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
-
+    imported (here, or in a parent process), so a value equal to that default counts as not chosen;
+    torch reads the variable again at each compile, so setting it here, before the model compiles,
+    takes effect. ``torch._inductor`` is imported only to compare a value already set: importing
+    it pulls in torch._dynamo (1.1-2 s of CPU), which a job that never compiles does not need."""
     root = cache_root() / "compile"
     inductor = os.environ.get(COMPILE_CACHE_ENVS[0])
-    if inductor is None or os.path.abspath(inductor) == os.path.abspath(default_cache_dir()):
+    if inductor is None or _is_inductor_default(inductor):
         os.environ[COMPILE_CACHE_ENVS[0]] = str(root / "inductor")
     os.environ.setdefault(COMPILE_CACHE_ENVS[1], str(root / "triton"))
     return root
+
+
+def _is_inductor_default(path: str) -> bool:
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    return os.path.abspath(path) == os.path.abspath(default_cache_dir())
 
 
 BYTECODE_ENV = "HSD_BYTECODE_CACHE"  # 0: leave Python's bytecode settings as they are

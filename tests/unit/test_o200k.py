@@ -49,6 +49,16 @@ def test_vocabulary_and_named_ids(tok):
     assert (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id) == (199998, 200002, 199999)
     assert tok.convert_ids_to_tokens(201087) == "<|reserved_201087|>"
     assert tok.chat_template == (REPO / "hsd" / "models" / "harmony_chat_template.jinja").read_text()
+    assert {t: tok.convert_tokens_to_ids(t) for t in o200k.SPECIAL_IDS} == o200k.SPECIAL_IDS  # a random model's config
+
+
+def test_a_random_models_config_has_the_tokenizers_special_ids_without_loading_it(tok):
+    from hsd.models.fullsize import architecture_config
+
+    with_tok, without = architecture_config("gpt-oss-20b", tok), architecture_config("gpt-oss-20b")
+    for key in ("bos_token_id", "pad_token_id", "eos_token_id"):
+        assert getattr(with_tok, key) == getattr(without, key)
+    assert without.eos_token_id == [200002, 200012]
 
 
 @pytest.mark.skipif(not RELEASED.exists(), reason=f"{RELEASED} not present")

@@ -101,3 +101,16 @@ def test_bytecode_python_was_told_not_to_write_goes_under_the_hsd_cache(tmp_path
 @pytest.mark.parametrize("env", [{}, {"PYTHONDONTWRITEBYTECODE": "1", "HSD_BYTECODE_CACHE": "0"}])
 def test_bytecode_settings_are_left_alone_otherwise(tmp_path, env):
     assert _cli(tmp_path, **env) == []
+
+
+def test_choosing_the_compile_cache_does_not_import_the_compiler(tmp_path):
+    """A validation job never compiles (``model.compile_*`` auto): importing torch._inductor only to
+    read its default cache path pulled in torch._dynamo, 1-2 s of every job's start-up."""
+    env = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_CACHE_DIR"}
+    code = ("import sys, os, torch; from hsd import paths; paths.use_compile_cache(); "
+            "print(os.environ['TORCHINDUCTOR_CACHE_DIR']); "
+            "print(sorted(m for m in ('torch._inductor', 'torch._dynamo') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**env, "HSD_CACHE_DIR": str(tmp_path)},
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == [str(tmp_path / "compile" / "inductor"), "[]"]

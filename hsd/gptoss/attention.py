@@ -25,7 +25,7 @@ from typing import Any, Optional
 import torch
 
 from hsd.gptoss.fusion import ATTENTION
-from hsd.gptoss.prefix_attention import decode_shared_prefix
+from hsd.gptoss.prefix_attention import shared_prefix_attention
 
 ATTN_NAME = "hsd_sinks"  # (a name containing "sdpa" would trip transformers' SDPA checks)
 
@@ -53,15 +53,10 @@ def sinks_attention_forward(
     sinks = module.sinks if s_aux is None else s_aux
     shared = hsd_prefix.prefix(module.layer_idx) if hsd_prefix is not None else None
     if shared is not None and query.shape[2] == 1:
-        out = ATTENTION("shared", decode_shared_prefix, query.is_cuda, query, key, value, attention_mask, sinks,
+        out = ATTENTION("shared", shared_prefix_attention, query.is_cuda, query, key, value, attention_mask, sinks,
                         scaling, shared[0], shared[1])
-    elif shared is not None:  # a refill's prefill: the few admitted rows see the prefix, expanded (no copy kept)
-        b, q_len = query.shape[0], query.shape[2]
-        key = torch.cat([shared[0].expand(b, -1, -1, -1), key], dim=2)
-        value = torch.cat([shared[1].expand(b, -1, -1, -1), value], dim=2)
-        seen = attention_mask.new_ones(b, 1, q_len, shared[0].shape[2])
-        out = _prefill_attention(module, query, key, value, torch.cat([seen, attention_mask], dim=-1),
-                                 sinks, scaling, dropout)
+    elif shared is not None:  # a refill's admit: the prefix read once for all admitted rows (uncompiled)
+        out = shared_prefix_attention(query, key, value, attention_mask, sinks, scaling, shared[0], shared[1])
     elif query.shape[2] == 1:
         out = ATTENTION("decode", _decode_attention, query.is_cuda, query, key, value, attention_mask, sinks, scaling)
     else:

@@ -166,6 +166,29 @@ def test_sliding_window_around_the_prefix_is_exact(tiny_model_dir, window):
         assert got[j.index] == greedy_reference(model, list(j.ids), 12, set(s.stop_ids)), f"job {j.index}"
 
 
+def reference_logits(model, ids: list[int], tokens: list[int]) -> torch.Tensor:
+    """Each step's next-token logits, one full forward (no cache, no batch) over prompt + tokens."""
+    with torch.no_grad():
+        logits = model(torch.tensor([ids + tokens])).logits[0].float()
+    return logits[len(ids) - 1 : len(ids) - 1 + len(tokens)]
+
+
+@pytest.mark.parametrize("window", [4, 64])
+def test_every_steps_logits_equal_a_full_forward(tiny_model_dir, window):
+    """Not only the greedy choice: the logits of each admit (several tail tokens per row over the
+    shared prefix) and of each decode step equal a cache-free forward's, over the whole vocabulary."""
+    model, tok = sliding_model(tiny_model_dir, window)
+    jobs = prefixed_jobs([1, 7, 3, 12, 5, 9], 6)
+    s = greedy_settings(tok, 6)
+    dec = RefillDecoder(model, cuda_graphs=False, admit_every=2)
+    every = torch.arange(model.config.vocab_size)
+    done = {f.index: f for group in dec.run(jobs, s, rows=3, record=every) for f in group}
+    assert dec.cache.shape.prefix == 40 and dec.stats["admits"] > 1
+    for j in jobs:
+        want = reference_logits(model, list(j.ids), done[j.index].tokens)
+        assert torch.allclose(done[j.index].label_logits, want, rtol=1e-4, atol=1e-3), f"job {j.index}"
+
+
 def test_admits_in_chunks_of_rounded_shapes_are_exact(tiny_model_dir, monkeypatch):
     """Admit prefills split into chunks, row counts rounded, tails padded to a width multiple:
     every sample still gets exactly its greedy continuation."""

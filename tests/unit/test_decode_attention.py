@@ -74,3 +74,33 @@ def test_log_sum_exp_helpers_agree():
     assert torch.allclose(lse_a.double(), torch.logsumexp(scores, -1), atol=1e-5)
     assert torch.allclose(lse_b.double(), torch.logsumexp(scores, -1), atol=1e-5)
     assert torch.allclose(out_a, out_b, atol=1e-5)
+
+
+def reference_many(q, k, v, mask, sinks, scale, pk, pv):
+    """:func:`reference` for ``n`` query tokens per row: mask (b, 1, n, k) over the own keys."""
+    b, h, n, d = q.shape
+    kv, group, p = k.shape[1], h // k.shape[1], pk.shape[2]
+    qd = q.double().view(b, kv, group, n, d)
+    keys = torch.cat([pk.double().expand(b, -1, -1, -1), k.double()], 2)[:, :, None]  # (b, kv, 1, P+k, d)
+    vals = torch.cat([pv.double().expand(b, -1, -1, -1), v.double()], 2)[:, :, None]
+    seen = torch.cat([torch.ones(b, 1, n, p, dtype=torch.bool), mask], -1)[:, :, None]  # (b, 1, 1, n, P+k)
+    scores = (qd @ keys.transpose(-1, -2) * scale).masked_fill(~seen, float("-inf"))
+    scores = torch.cat([scores, sinks.double().view(1, kv, group, 1, 1).expand(b, -1, -1, n, -1)], -1)
+    return (torch.softmax(scores, -1)[..., :-1] @ vals).reshape(b, h, n, d)
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 0.05)])
+def test_an_admits_tails_over_the_shared_prefix_equal_attention_over_the_concatenation(dtype, tol):
+    """A refill's admit: several query tokens per row, causal over the row's own keys (right-padded
+    tails), the prefix seen by all — read once, not expanded per row."""
+    b, n, own = 5, 7, 7
+    q, k, v, _, sinks, scale, pk, pv = inputs(dtype, b=b, own=own)
+    q = torch.randn(b, q.shape[1], n, q.shape[3], generator=torch.Generator().manual_seed(1)).to(dtype) * 2
+    mask = torch.ones(n, own, dtype=torch.bool).tril().expand(b, 1, n, own).clone()
+    mask[0, :, :, 3:] = False  # a short tail: its padding keys are never seen
+    layer = SimpleNamespace(sinks=sinks, layer_idx=0, training=False)
+    got, _ = sinks_attention_forward(layer, q, k, v, mask, scale, hsd_prefix=SimpleNamespace(prefix=lambda i: (pk, pv)))
+    want = reference_many(q, k, v, mask, sinks, scale, pk, pv)
+    assert got.shape == (b, n, q.shape[1], q.shape[3])
+    err = (got.transpose(1, 2).double() - want).abs().max().item()
+    assert err < tol, err

@@ -46,6 +46,11 @@ STORED_CALIBRATION = 1.06
 STAGES = ("zero2", "zero3", "zero3_offload")  # cheapest in time first
 
 
+def usable_gib(memory_gib: float) -> float:
+    """What an estimate must fit: the device memory less :data:`MARGIN_FRACTION`."""
+    return memory_gib * (1 - MARGIN_FRACTION)
+
+
 @dataclass(frozen=True)
 class ModelShape:
     """What the estimate needs to know about the model (from its config alone)."""
@@ -189,7 +194,7 @@ def choose(s: ModelShape, w: Workload, memory_gib: Optional[float], source: str)
     estimates = {stage: round(estimate_bytes(s, w, stage) / GIB, 2) for stage in STAGES}
     if memory_gib is None:  # nothing to size against: the replica, ZeRO-2's speed
         return DsChoice("zero2", None, source, None, estimates, "device memory unknown: zero2")
-    usable = round(memory_gib * (1 - MARGIN_FRACTION), 2)
+    usable = round(usable_gib(memory_gib), 2)
     for stage in STAGES:
         if estimates[stage] <= usable:
             return DsChoice(stage, round(memory_gib, 2), source, usable, estimates,
@@ -247,7 +252,7 @@ def checkpoint_plan(cfg: Config, stage: str, device_kind: str, world_size: int, 
     memory, source = device_memory(cfg, device_kind, local_world)
     if memory is None:
         return CheckpointPlan("auto", shape.layers, shape.layers, None, None, f"device memory {source}: every layer")
-    usable = memory * (1 - MARGIN_FRACTION)
+    usable = usable_gib(memory)
     estimates = {k: estimate_bytes(shape, workload(cfg, world_size, k), stage) / GIB for k in range(shape.layers + 1)}
     stored = max((k for k, est in estimates.items() if est <= usable), default=0)  # the most layers kept whole that fit
     checkpointed, est = shape.layers - stored, estimates[stored]

@@ -144,7 +144,7 @@ def load_sharded(cfg: Config, device: str) -> Any:
     try:
         if is_random_spec(m.name_or_path) and world > 1:
             name = m.name_or_path.split(":", 1)[1]
-            model = build_random_sharded(name, None, kwargs.pop("distributed_config"), **kwargs)
+            model = build_random_sharded(name, kwargs.pop("distributed_config"), **kwargs)
         elif is_random_spec(m.name_or_path):  # what from_pretrained would give on one device
             model = random_from_pretrained("model", m.name_or_path, **kwargs)
         else:

@@ -93,7 +93,7 @@ def architecture_config(name: str, tokenizer: Any = None) -> Any:
 
 def _token_ids(ids: Callable[[str], Any]) -> dict[str, Any]:
     return {"bos_token_id": ids(o200k.BOS), "pad_token_id": ids(o200k.PAD),
-            "eos_token_id": [ids(o200k.EOS), ids("<|call|>")]}
+            "eos_token_id": [ids(o200k.EOS), ids(o200k.CALL)]}
 
 
 def build_random(
@@ -137,8 +137,8 @@ def _as_served(model: Any, config: Any, name: str) -> Any:
     return model.eval()
 
 
-def build_random_sharded(name: str, tokenizer: Any, distributed_config: Any, dtype: Any,
-                         attn_implementation: str, experts_implementation: str, seed: int = 0) -> Any:
+def build_random_sharded(name: str, distributed_config: Any, dtype: Any, attn_implementation: str,
+                         experts_implementation: str, seed: int = 0) -> Any:
     """The architecture with random weights, each rank materialising only its own shards.
 
     transformers' own parallel loading with an empty state dict: the model is laid out on the
@@ -151,7 +151,7 @@ def build_random_sharded(name: str, tokenizer: Any, distributed_config: Any, dty
     from transformers import GptOssForCausalLM
     from transformers.utils import logging as hf_logging
 
-    config = architecture_config(name, tokenizer)
+    config = architecture_config(name)  # gpt-oss's special token ids
     torch.manual_seed(seed)
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the load report would list every parameter as "missing"

@@ -48,10 +48,10 @@ TIKTOKEN_FILE = "o200k_base.tiktoken"
 TIKTOKEN_SHA256 = "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"
 # gpt-oss's embedding rows: the ranks + every harmony special and reserved id (..201087).
 VOCAB_SIZE = 201_088
-BOS, PAD, EOS = "<|startoftext|>", "<|endoftext|>", "<|return|>"
+BOS, PAD, EOS, CALL = "<|startoftext|>", "<|endoftext|>", "<|return|>", "<|call|>"
 # Their ids in o200k_harmony (fixed by the pinned special-token table; tests/unit/test_o200k.py checks
 # the built tokenizer agrees): a random model's config takes them without loading the 27 MB tokenizer.
-SPECIAL_IDS = {BOS: 199_998, PAD: 199_999, EOS: 200_002, "<|call|>": 200_012}
+SPECIAL_IDS = {BOS: 199_998, PAD: 199_999, EOS: 200_002, CALL: 200_012}
 
 # tiktoken's o200k_base split pattern (tiktoken_ext/openai_public.py), also gpt-oss's tokenizer.json.
 O200K_PATTERN = "|".join([

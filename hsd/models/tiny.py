@@ -28,7 +28,7 @@ TINY_VERSION = "3"  # 2: hsd's own harmony chat template; 3: gpt-oss's real toke
 
 # The harmony special tokens (names as in the real tokenizer_config.json), looked up by name.
 BOS, PAD = o200k.BOS, o200k.PAD
-RETURN, CALL = o200k.EOS, "<|call|>"
+RETURN, CALL = o200k.EOS, o200k.CALL
 HARMONY_TOKENS = (
     BOS, PAD, RETURN, "<|constrain|>", "<|channel|>", "<|start|>", "<|end|>", "<|message|>",
     CALL, "<|endofprompt|>",

@@ -77,6 +77,7 @@ class SlotCache:
         self.pos = torch.zeros(shape.rows, 1, dtype=torch.long, device=device)  # decode: next column per row
         self.cols = torch.arange(self.window, device=device)  # offsets inside a sliding window
         self._mode: tuple[Any, Any, int] = ("decode", None, 0)
+        self._window_rows: Optional[torch.Tensor] = None  # see decode_mode
         self.n = shape.rows  # a decode step covers slots [0, n): fewer once the run drains (RefillDecoder)
 
     @staticmethod
@@ -112,6 +113,7 @@ class SlotCache:
 
     def decode_mode(self) -> None:
         self._mode = ("decode", None, 0)
+        self._window_rows = None  # the sliding layers' index, built by the first of them in this forward
 
     def admit_mode(self, rows: torch.Tensor, positions: torch.Tensor) -> None:
         """The next forward prefills ``rows`` (n,) at absolute ``positions`` (n, w)."""
@@ -156,8 +158,10 @@ class SlotCache:
             values[rows, :, col] = value[:, :, 0]
             if self.layer_types[layer_idx] != "sliding_attention":
                 return keys, values
-            cols = (self._window_cols(pos) - start).clamp(min=0)  # (rows, window)
-            return self._window(keys, cols), self._window(values, cols)
+            if self._window_rows is None:  # every sliding layer reads the same columns of same-shaped stores
+                cols = (self._window_cols(pos) - start).clamp(min=0)  # (rows, window)
+                self._window_rows = self._window_index(keys.shape, cols)
+            return self._read(keys, self._window_rows), self._read(values, self._window_rows)
         rows, positions = sel
         cols = positions - start
         keys[rows[:, None], :, cols] = key.transpose(1, 2)
@@ -165,15 +169,19 @@ class SlotCache:
         return keys[rows, :, : end - start], values[rows, :, : end - start]
 
     @staticmethod
-    def _window(store: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        """``store[r, :, cols[r]]`` for every row r: (rows, kv, window, d). Rows of ``d`` values are
-        picked from the flattened store by one index (a vectorised copy of whole head rows):
-        ``gather`` with an index expanded over ``d`` took 125 us per layer at 512 rows on the H100,
-        ~3 ms of a 37 ms decode step (torch.profiler, BENCHMARKS.md)."""
-        rows, kv, length, d = store.shape
+    def _window_index(shape: torch.Size, cols: torch.Tensor) -> torch.Tensor:
+        """Rows of the flattened (rows * kv * length, d) store holding ``store[r, :, cols[r]]``:
+        (rows, kv, window). Read as whole head rows by one index (a vectorised copy): ``gather``
+        with an index expanded over ``d`` took 125 us per layer at 512 rows on the H100, ~3 ms of a
+        37 ms decode step (torch.profiler, BENCHMARKS.md)."""
+        rows, kv, length, _ = shape
         heads = torch.arange(rows * kv, device=cols.device).view(rows, kv, 1) * length
-        flat = heads + cols[:, None, :]  # (rows, kv, window): row of the (rows * kv * length, d) view
-        return store.reshape(-1, d)[flat.view(-1)].view(rows, kv, cols.shape[1], d)
+        return heads + cols[:, None, :]
+
+    @staticmethod
+    def _read(store: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        d = store.shape[-1]
+        return store.reshape(-1, d)[index.view(-1)].view(*index.shape, d)
 
     def move_rows(self, src: list[int], dst: list[int]) -> None:
         """Copy slots ``src`` (KV and position) into the free slots ``dst``."""

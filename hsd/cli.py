@@ -9,10 +9,12 @@ Each command is declared here (its arguments) and implemented elsewhere, named l
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
+import os
 import signal
 import sys
-from typing import Callable
+from typing import Callable, Optional
 
 from hsd.errors import HsdError
 from hsd.noise import quiet_known_noise
@@ -209,5 +211,48 @@ def main(argv: list[str] | None = None) -> int:
     return int(code or 0)
 
 
+class _Ending:
+    """How the ``hsd`` process ends once Python has shut it down as far as anything can notice.
+
+    Python's own finalization of a job's interpreter (freeing every module of torch, transformers,
+    scikit-learn, matplotlib; C++ static destructors) took ~1.2 s after the last atexit handler here,
+    paid by every command. Registered first, :meth:`now` runs last: after the non-daemon threads
+    were joined and every atexit handler (logging's flush, trackers', multiprocessing's) ran, it
+    flushes stdout/stderr and ends the process with the command's exit status. ``code`` None (an
+    exception other than SystemExit escaped): Python ends the process its own way.
+    """
+
+    def __init__(self) -> None:
+        self.code: Optional[int] = None
+
+    def now(self) -> None:
+        if self.code is None:
+            return
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError, AttributeError):  # closed or broken pipe: nothing more to say
+                pass
+        os._exit(self.code)
+
+
+def _status(code: object) -> int:
+    """The exit status Python gives ``SystemExit(code)``: None 0, an int itself, else (a message) 1."""
+    return 0 if code is None else code if isinstance(code, int) else 1
+
+
+def console() -> None:
+    """The ``hsd`` executable and ``python -m hsd.cli``: :func:`main`, then a quick end of the process
+    (:class:`_Ending`). Only here: a test or a caller of :func:`main` keeps its interpreter."""
+    ending = _Ending()
+    atexit.register(ending.now)  # before any library registers its own: they run first
+    try:
+        ending.code = main()
+    except SystemExit as exc:  # argparse's usage errors and --help
+        ending.code = _status(exc.code)
+        raise
+    sys.exit(ending.code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

@@ -11,7 +11,8 @@ warned about once and the family continues uncompiled, since it must not stop an
 
 Uncompiled on CUDA, a family may name a module of hand-written kernels (``handwritten``): a stage
 with a function of its name there runs that instead of the eager lines (the experts' Triton
-kernels, :mod:`hsd.gptoss.triton_experts`: no compile at start-up). The module is imported on first
+kernels, :mod:`hsd.gptoss.triton_experts`, and the decode attention's,
+:mod:`hsd.gptoss.triton_attention`: no compile at start-up). The module is imported on first
 use; if it cannot be, or a kernel fails its first call (Triton's compile), the family warns once and
 runs those stages eagerly.
 """
@@ -83,5 +84,5 @@ class Fusion:
         return result
 
 
-ATTENTION = Fusion("decode attention")  # hsd.gptoss.attention, hsd.gptoss.prefix_attention
+ATTENTION = Fusion("decode attention", handwritten="hsd.gptoss.triton_attention")  # hsd.gptoss.attention
 EXPERTS = Fusion("hsd_grouped experts", handwritten="hsd.gptoss.triton_experts")  # hsd.gptoss.experts

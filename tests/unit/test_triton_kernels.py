@@ -1,5 +1,6 @@
-"""The experts' hand-written Triton kernels (:mod:`hsd.gptoss.triton_experts`) against the eager
-stages, in Triton's interpreter on CPU; and the fusion family's fall-backs around them."""
+"""hsd's hand-written Triton kernels (:mod:`hsd.gptoss.triton_experts`, :mod:`hsd.gptoss.triton_attention`)
+against the eager code they replace, in Triton's interpreter on CPU; and the fusion family's
+fall-backs around them."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from hsd.gptoss.fusion import Fusion
 def test_kernels_equal_the_eager_stages_in_the_interpreter():
     pytest.importorskip("triton")
     env = {**os.environ, "TRITON_INTERPRET": "1"}
-    done = subprocess.run([sys.executable, str(Path(__file__).with_name("_triton_experts_check.py"))],
+    done = subprocess.run([sys.executable, str(Path(__file__).with_name("_triton_check.py"))],
                           capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
 

@@ -24,7 +24,8 @@ def main(args: Any) -> int:
     from hsd.recipes.validate import run
 
     cfg = load_config(args.config, args.overrides)
-    path = run(cfg, Path(args.run_dir) if args.run_dir else None)
+    after = () if cfg.model.adapter else ("hsd.recipes.collate",)  # baseline_metrics' imports
+    path = run(cfg, Path(args.run_dir) if args.run_dir else None, after)
     if launcher_rank() == 0:
         baseline_metrics(cfg, path)
         print(_table(path), flush=True)

@@ -75,11 +75,13 @@ class ModelConfig:
     # or eager | batched_mm | grouped_mm
     experts_implementation: Optional[str] = None
     # On CUDA, hsd's decode attention (attn_implementation auto) is torch.compile'd so its element-wise
-    # passes fuse into a few kernels; false runs them eagerly (no compile at start-up, slower decode).
+    # passes fuse into a few kernels; false: no compile at start-up, the one-token attention runs as
+    # hsd's hand-written Triton kernel (hsd.gptoss.triton_attention; eager torch where Triton cannot run).
     # auto: compiled for training only (hsd.gptoss.kernels.compile_flag says why)
     compile_attention: Union[bool, Literal["auto"]] = "auto"
-    # On CUDA, hsd_grouped's element-wise stages are torch.compile'd; false runs the same stages
-    # uncompiled: no compile in the first step, ~5-20% slower training steps (BENCHMARKS.md). auto: as above
+    # On CUDA, hsd_grouped's element-wise stages are torch.compile'd; false: no compile in the first
+    # step, their forwards run as hand-written Triton kernels (hsd.gptoss.triton_experts), the backwards
+    # eagerly: ~5-20% slower training steps (BENCHMARKS.md, measured eager). auto: as above
     compile_experts: Union[bool, Literal["auto"]] = "auto"
     trust_remote_code: bool = False  # off unless you trust the model repository's code
 

@@ -1,4 +1,4 @@
-"""gpt-oss's RMSNorm through torch's fused ``rms_norm`` kernel (training).
+"""gpt-oss's RMSNorm through torch's fused ``rms_norm`` kernel (training; inference on CUDA).
 
 transformers' ``GptOssRMSNorm`` upcasts to fp32 and runs pow, mean, rsqrt and two multiplies as
 separate kernels, each reading and writing the (tokens, 2,880) activations — and autograd keeps

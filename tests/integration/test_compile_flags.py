@@ -21,6 +21,11 @@ def _switches() -> tuple[bool, bool]:
     return ATTENTION.enabled, EXPERTS.enabled
 
 
+def _fused_norms(model) -> int:
+    """How many modules run hsd.gptoss.norm's fused forward (set per instance)."""
+    return sum("forward" in vars(m) and "rms" in type(m).__name__.lower() for m in model.modules())
+
+
 @pytest.mark.parametrize("overrides, inference, training", [
     ({}, (False, False), (True, True)),  # auto
     ({"compile_attention": True, "compile_experts": False}, (True, False), (True, False)),
@@ -31,9 +36,11 @@ def test_validation_and_training_models_get_their_compile_switches(tiny_model_di
 
     cfg = ModelConfig(name_or_path=str(tiny_model_dir), device="cpu", **overrides)
     try:
-        load_model(cfg, "cpu")
+        model = load_model(cfg, "cpu")
         assert _switches() == inference
-        load_base(cfg, checkpointing=False)
+        assert _fused_norms(model) == 0  # CPU inference: transformers' own norms (tested bit for bit)
+        model = load_base(cfg, checkpointing=False)
         assert _switches() == training
+        assert _fused_norms(model) == 5  # training: torch.rms_norm in each of the 2 x 2 + 1 norms
     finally:
         ATTENTION.enabled = EXPERTS.enabled = True  # the process-wide default other tests expect

@@ -24,8 +24,7 @@ def main(args: Any) -> int:
     from hsd.recipes.validate import run
 
     cfg = load_config(args.config, args.overrides)
-    after = () if cfg.model.adapter else ("hsd.recipes.collate",)  # baseline_metrics' imports
-    path = run(cfg, Path(args.run_dir) if args.run_dir else None, after)
+    path = run(cfg, Path(args.run_dir) if args.run_dir else None)
     if launcher_rank() == 0:
         baseline_metrics(cfg, path)
         print(_table(path), flush=True)

@@ -21,10 +21,10 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from hsd import distributed as dist
-from hsd import prefetch, prompt_files, runs
+from hsd import prompt_files, runs
 from hsd.config import Config, ReportConfig
 from hsd.errors import HsdError
 from hsd.phases import Phases, process_age_s
@@ -67,20 +67,18 @@ class RankStats:
     phases: dict[str, float]  # this rank's model build, tokenize, first output, generation
 
 
-def run(cfg: Config, run_dir: Path | None = None, after: Sequence[str] = ()) -> Path:
-    """Evaluate ``cfg``'s samples into a run directory (new, or resumed); return its path.
-    ``after``: modules the caller imports once the run ends (rank 0 imports them, with the ones
-    the run's own reports need, while the GPU generates: :mod:`hsd.prefetch`)."""
+def run(cfg: Config, run_dir: Path | None = None) -> Path:
+    """Evaluate ``cfg``'s samples into a run directory (new, or resumed); return its path."""
     from hsd.models.loader import resolve_device
 
     quiet_known_noise()  # jobs call this directly, not through the CLI
     started = time.time()
     kind = "cuda" if resolve_device(cfg.model).startswith("cuda") else "cpu"
     with dist.session(kind, peer_timeout_s=cfg.distributed.peer_timeout_s) as env:  # binds this rank's GPU
-        return _run(cfg, run_dir, env, started, after)
+        return _run(cfg, run_dir, env, started)
 
 
-def _run(cfg: Config, run_dir: Path | None, env: dist.DistEnv, started: float, after: Sequence[str]) -> Path:
+def _run(cfg: Config, run_dir: Path | None, env: dist.DistEnv, started: float) -> Path:
     from hsd.data import select
     from hsd.models.loader import check_adapter, load_tokenizer
     from hsd.prompts import Prompter
@@ -112,7 +110,7 @@ def _run(cfg: Config, run_dir: Path | None, env: dist.DistEnv, started: float, a
         log.info("rank %d/%d: %d samples to evaluate (%d of %d already recorded)",
                  env.rank, env.world_size, len(mine), len(done), len(samples))
         phases.add("setup", time.perf_counter() - t_setup)  # data, tokenizer, prompts, run directory
-        stats = _evaluate(cfg, env, tokenizer, prompter, setup.path, mine, mode, after)
+        stats = _evaluate(cfg, env, tokenizer, prompter, setup.path, mine, mode)
         all_stats = dist.gather(stats)  # also the barrier before merging
         if held:
             phases.seconds.update(stats.phases)
@@ -183,7 +181,7 @@ def generation_settings(cfg: Config, params: Any) -> GenerationSettings:
 
 
 def _evaluate(cfg: Config, env: dist.DistEnv, tokenizer: Any, prompter: Any,
-              run_path: Path, mine: list[Sample], mode: Any, after: Sequence[str] = ()) -> RankStats:
+              run_path: Path, mine: list[Sample], mode: Any) -> RankStats:
     """Generate for this rank's samples, longest prompts first, appending as samples finish."""
     from tqdm.auto import tqdm
 
@@ -201,8 +199,6 @@ def _evaluate(cfg: Config, env: dist.DistEnv, tokenizer: Any, prompter: Any,
         ids = prompt_ids.token_ids(tokenizer, rendered)  # the shared head tokenized once per prefix
         batches = length_sorted_batches([s.id for s in mine], [len(i) for i in ids], cfg.inference.batch_size)
     show = cfg.inference.progress and sys.stderr.isatty()
-    if env.rank == 0:  # the reports' imports (pandas, scikit-learn, ...) while the GPU works
-        prefetch.start([REPORTS_MODULE, *after])
     started = time.perf_counter()
     progress = Progress(f"validate rank {env.rank}", len(mine), cfg.report.progress_every_s, log.info)
     with store.ShardWriter(run_path, env.rank) as writer, \
@@ -336,9 +332,6 @@ def empty_text_meta(selection: Any) -> dict[str, str]:
         return {}
     return {"Skipped rows": f"{len(skipped)} rows with empty text skipped in {selection.path.name} "
                             f"({', '.join(skipped[:5])}{', ...' if len(skipped) > 5 else ''})"}
-
-
-REPORTS_MODULE = "hsd.reporting.seed_files"  # what write_outputs imports: prefetched as generation starts
 
 
 def write_outputs(run_path: Path, records: list[Record], strategy: str, ts: str, meta: dict,

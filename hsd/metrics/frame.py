@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any, Iterable, Union
 
 import pandas as pd
 
-from hsd.records import Record
+from hsd.records import RECORD_FIELDS, Record
 
-RECORD_COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Record))
 Records = Union[Iterable[Record], pd.DataFrame]
 
 
@@ -26,7 +24,7 @@ def to_frame(records: Records) -> pd.DataFrame:
             raise ValueError(f"records frame lacks columns {missing}; build it with hsd.metrics.frame.to_frame")
         return records
     rows = [r.to_json() for r in records]
-    return pd.DataFrame(rows, columns=list(RECORD_COLUMNS))
+    return pd.DataFrame(rows, columns=list(RECORD_FIELDS))
 
 
 def nan_to_none(obj: Any) -> Any:

@@ -182,3 +182,16 @@ def test_oom_at_batch_size_one_and_other_errors_are_raised():
 
     with pytest.raises(KeyError):
         OomBackoff(4, is_oom=lambda e: isinstance(e, FakeOom))([1, 2], boom)
+
+
+def test_record_json_is_asdict_of_flat_fields():
+    """Record.to_json skips dataclasses.asdict's deep copy: only sound while every field is flat."""
+    import dataclasses
+
+    from hsd.records import RECORD_FIELDS, Record
+
+    full = replace(rec(7), p_hate=0.25, prompt_tokens=10, new_tokens=3, stop_reason="stop", prompt_prefix_hash="ab",
+                   prompt_tail="tail")
+    assert full.to_json() == dataclasses.asdict(full) and list(full.to_json()) == list(RECORD_FIELDS)
+    assert all(v is None or isinstance(v, (str, int, float)) for v in full.to_json().values())
+    assert Record.from_json({**full.to_json(), "a_key_from_elsewhere": 1}) == full

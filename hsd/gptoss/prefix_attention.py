@@ -28,8 +28,7 @@ def shared_prefix_attention(query: Any, key: Any, value: Any, mask: Any, sinks: 
     b, h, n, d = query.shape
     kv, group = key.shape[1], h // key.shape[1]
     q = query.reshape(b, kv, group * n, d)  # heads grouped by their KV head, then query position
-    qp = q.transpose(0, 1).reshape(1, kv, b * group * n, d)
-    out_pre, lse_pre = attention_with_lse(qp, prefix_k, prefix_v, scaling)  # (1, kv, b*group*n, d), (1, kv, b*group*n)
+    out_pre, lse_pre = prefix_part(q, prefix_k, prefix_v, scaling)  # (1, kv, b*group*n, d), (1, kv, b*group*n)
     out_pre = out_pre[0].view(kv, b, group * n, d).transpose(0, 1)  # (b, kv, group*n, d)
     lse_pre = lse_pre[0].view(kv, b, group, n).transpose(0, 1).unsqueeze(-1).float()  # (b, kv, group, n, 1)
     own = (torch.matmul(q, key.transpose(2, 3)).float() * scaling).view(b, kv, group, n, -1)
@@ -42,6 +41,14 @@ def shared_prefix_attention(query: Any, key: Any, value: Any, mask: Any, sinks: 
     out = torch.matmul((e_own / norm).to(value.dtype).view(b, kv, group * n, -1), value)  # (b, kv, group*n, d)
     out = out + (out_pre.float() * (w_pre / norm).view(b, kv, group * n, 1)).to(value.dtype)
     return out.view(b, h, n, d)
+
+
+def prefix_part(q: Any, prefix_k: Any, prefix_v: Any, scaling: float) -> tuple[Any, Any]:
+    """Grouped queries ``q`` (b, kv, m, d) over the shared prefix (1, kv, P, d), as one flash
+    attention of batch 1 (the rows' queries side by side): output (1, kv, b*m, d) and its
+    log-sum-exp (1, kv, b*m), row-major in (row, query)."""
+    b, kv, m, d = q.shape
+    return attention_with_lse(q.transpose(0, 1).reshape(1, kv, b * m, d), prefix_k, prefix_v, scaling)
 
 
 def attention_with_lse(q: Any, k: Any, v: Any, scaling: float) -> tuple[Any, Any]:

@@ -9,7 +9,7 @@ head) reads the row's keys and values once and keeps its ``group`` query heads' 
 registers (as flash decoding does), with the head's sink as one more logit (value 0) and, for
 :func:`shared`, the prefix's attention output and log-sum-exp as one more (logit, value) pair:
 softmax over [own keys, prefix, sink] is the same as attention over their concatenation. The
-prefix itself is still one flash attention of batch 1 (:func:`hsd.gptoss.prefix_attention.attention_with_lse`).
+prefix itself is still one flash attention of batch 1 (:func:`hsd.gptoss.prefix_attention.prefix_part`).
 
 Compiled by Triton once per dtype/shape class on first use (the decoders warm up before capturing
 CUDA graphs) and cached on disk (:func:`hsd.paths.use_compile_cache`). Scores and the softmax are
@@ -27,7 +27,7 @@ import torch
 import triton
 import triton.language as tl
 
-from hsd.gptoss.prefix_attention import attention_with_lse
+from hsd.gptoss.prefix_attention import prefix_part
 
 BLOCK_KEYS = 64  # keys per inner step (a 128-token window: two)
 
@@ -95,20 +95,27 @@ def _attend(query: Any, key: Any, value: Any, mask: Any, sinks: Any, scaling: fl
     out = torch.empty((b, 1, h, d), dtype=query.dtype, device=query.device)
     if mask is not None:
         mask = mask[:, 0, 0, :].view(torch.uint8)  # (b, k): every head alike
-    pre_out, pre_lse = prefix if prefix is not None else (out, out)  # unused pointers without a prefix
+    pre_out, pre_lse = prefix if prefix is not None else (None, None)
     _sink_decode_kernel[(b, kv)](
-        query, key, value, mask if mask is not None else out, sinks, pre_out, pre_lse, out,
+        query, key, value, _or(mask, out), sinks, _or(pre_out, out), _or(pre_lse, out), out,  # out: an unread stand-in
         query.stride(0), query.stride(1), key.stride(0), key.stride(1), key.stride(2),
         value.stride(0), value.stride(1), value.stride(2),
-        mask.stride(0) if mask is not None else 0, mask.stride(1) if mask is not None else 0,
-        pre_out.stride(1) if prefix is not None else 0, pre_out.stride(2) if prefix is not None else 0,
-        pre_lse.stride(1) if prefix is not None else 0, pre_lse.stride(2) if prefix is not None else 0,
+        *_strides(mask, 0, 1), *_strides(pre_out, 1, 2), *_strides(pre_lse, 1, 2),
         h * d, d, n_keys, float(scaling),
         G=group, GP=max(16, triton.next_power_of_2(group)), D=d, BK=BLOCK_KEYS,
         HAS_MASK=mask is not None, HAS_PREFIX=prefix is not None,
         PRECISION="ieee" if query.dtype == torch.float32 else "tf32",
     )
     return out.transpose(1, 2)
+
+
+def _or(tensor: Any, stand_in: Any) -> Any:
+    return stand_in if tensor is None else tensor
+
+
+def _strides(tensor: Any, *dims: int) -> tuple[int, ...]:
+    """``tensor``'s strides along ``dims``; zeros for an absent tensor (its kernel branch is compiled out)."""
+    return tuple(0 if tensor is None else tensor.stride(d) for d in dims)
 
 
 def decode(query: Any, key: Any, value: Any, mask: Any, sinks: Any, scaling: float) -> Any:
@@ -122,6 +129,5 @@ def shared(query: Any, key: Any, value: Any, mask: Any, sinks: Any, scaling: flo
     torch's flash kernel (queries grouped as there), the own keys, sink and merge in one kernel."""
     b, h, _, d = query.shape
     kv = key.shape[1]
-    qp = query.reshape(b, kv, h // kv, d).transpose(0, 1).reshape(1, kv, b * (h // kv), d)
-    pre_out, pre_lse = attention_with_lse(qp, prefix_k, prefix_v, scaling)  # (1, kv, b*group, d), (1, kv, b*group)
-    return _attend(query, key, value, mask, sinks, scaling, (pre_out, pre_lse))
+    prefix = prefix_part(query.reshape(b, kv, h // kv, d), prefix_k, prefix_v, scaling)
+    return _attend(query, key, value, mask, sinks, scaling, prefix)

@@ -10,7 +10,6 @@ must not change; :func:`shard_ids` reads a shard a kill may have torn.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import signal
@@ -228,9 +227,9 @@ def comparable(rec: dict) -> tuple[tuple[str, Any], ...]:
     every field of :class:`hsd.records.Record` but :data:`VARIES` (label, rationale, parse status,
     raw response, prompt hash, token counts, stop reason, ...), as (field, value) pairs for a
     readable diff; ``p_hate`` within :data:`P_HATE_TOLERANCE`."""
-    from hsd.records import Record
+    from hsd.records import RECORD_FIELDS
 
-    names = [f.name for f in dataclasses.fields(Record) if f.name not in VARIES]
+    names = [n for n in RECORD_FIELDS if n not in VARIES]
     missing = [n for n in names if n not in rec]
     assert not missing, f"record {rec.get('sample_id')} lacks {missing}"
     return tuple((n, _Near(rec[n]) if n == "p_hate" and rec[n] is not None else rec[n]) for n in names)

@@ -11,7 +11,8 @@ copies the grouped K/V eight-fold (measured on the lent H100, BENCHMARKS.md).
   ``eager`` does. SDPA then runs its memory-efficient kernel (no score matrix in memory).
 - decode (q == 1): queries are grouped by KV head, ``(b, kv, group, d) @ (b, kv, d, k)``, so
   the cache is read once, never expanded; its element-wise passes are fused
-  (:data:`hsd.gptoss.fusion.ATTENTION`, ``model.compile_attention``).
+  (:data:`hsd.gptoss.fusion.ATTENTION`: compiled with ``model.compile_attention``, else on CUDA
+  one hand-written Triton kernel, :mod:`hsd.gptoss.triton_attention`).
 - a prompt prefix shared by every row (the refill decoder's, :mod:`hsd.gptoss.prefix_attention`).
 
 Registered under :data:`ATTN_NAME` with transformers' ``AttentionInterface`` (and a mask

@@ -14,7 +14,8 @@ forward, so autograd keeps only each stage's inputs instead of every element-wis
 intermediate, and no joint forward/backward graph has to be compiled (that took ~50-75 s of
 the first training step on the H100; these four small graphs take ~20 s cold, ~5 s from
 torch's on-disk compile cache). ``model.compile_experts: false`` runs the same stages
-uncompiled: no compile at start-up, ~5-20% slower steps (BENCHMARKS.md). Layouts other than
+uncompiled: no compile at start-up, ~5-20% slower steps (BENCHMARKS.md); on CUDA their forwards
+are then hand-written Triton kernels (:mod:`hsd.gptoss.triton_experts`). Layouts other than
 gpt-oss's defer to transformers' ``grouped_mm``. On CPU (tests) the stages run uncompiled, so
 results and gradients equal transformers' there (``tests/integration/test_experts_grad.py``); on
 GPU they differ by bf16 rounding (fused kernels round once). If compilation fails the process

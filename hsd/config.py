@@ -240,6 +240,9 @@ class ReportConfig:
     # Trackers a validation and a comparison log their metrics to; None: the same as train.report_to.
     report_to: Optional[tuple[Literal["tensorboard", "wandb", "mlflow", "trackio"], ...]] = None
     progress_every_s: float = 30.0  # a progress line in the job log this often (validation per rank, training)
+    # `hsd validate` of a baseline: its own collation's imports, reference fits and reference scores
+    # done by a second process while the model generates (hsd.recipes.collate_ahead); None: on a GPU
+    collate_ahead: Optional[bool] = None
 
 
 @dataclass(frozen=True)

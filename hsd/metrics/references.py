@@ -89,12 +89,27 @@ def predict_references(records: Sequence[Record], train: Sequence[Sample]) -> li
 
 
 def as_records(records: Sequence[Record], ref: ReferencePredictions) -> list[Record]:
-    """The run's records with the reference's predictions: scored by the very same metric code."""
+    """The reference's records for the run's samples: scored by the very same metric code.
+
+    Only the sample's own fields come from the run's record (id, text, labels, group, persona,
+    source); nothing the model produced (prompt, tokens, stop reason, rank) is carried over, so a
+    reference's records, and all its numbers, are a function of the samples alone — the same
+    before the run has generated anything (:mod:`hsd.recipes.collate_ahead`) as after."""
     missing = [r.sample_id for r in records if r.sample_id not in ref.labels]
     if missing:
         raise KeyError(f"reference {ref.name} has no prediction for samples {missing[:3]}")
-    return [dataclasses.replace(
-        r, strategy=ref.name, predicted_label=ref.labels[r.sample_id], raw_response="", rationale=None,
-        parse_status="ok_reference", p_hate=None if ref.p_hate is None else ref.p_hate[r.sample_id],
-        latency_s=0.0) for r in records]
+    return [Record(
+        sample_id=r.sample_id, text=r.text, true_label=r.true_label, target_group=r.target_group,
+        persona_tag=r.persona_tag, source=r.source, strategy=ref.name, prompt_hash="", raw_response="",
+        predicted_label=ref.labels[r.sample_id], rationale=None, parse_status="ok_reference", latency_s=0.0,
+        p_hate=None if ref.p_hate is None else ref.p_hate[r.sample_id]) for r in records]
+
+
+def stand_in_records(samples: Sequence[Sample]) -> list[Record]:
+    """Records of ``samples`` before any model answered them (sorted by id, as a loaded run's):
+    what the references are fitted and scored on ahead of a run (:func:`as_records`)."""
+    return [Record(sample_id=s.id, text=s.text, true_label=s.label, target_group=s.target_group,
+                   persona_tag=s.persona_tag, source=s.source, strategy="", prompt_hash="", raw_response="",
+                   predicted_label="unknown", rationale=None, parse_status="", latency_s=0.0)
+            for s in sorted(samples, key=lambda s: s.id)]
 

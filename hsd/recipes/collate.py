@@ -38,8 +38,10 @@ def report_config(run: RunData) -> ReportConfig:
     return run.cfg.report if run.cfg else ReportConfig()
 
 
-def full_metrics(run: RunData, refs, provenance: dict[str, Any], cfg: ReportConfig) -> dict[str, Any]:
-    """Everything the run's report shows, JSON-ready (undefined numbers are null)."""
+def full_metrics(run: RunData, refs, provenance: dict[str, Any], cfg: ReportConfig,
+                 prepared: Optional[refcache.Prepared] = None) -> dict[str, Any]:
+    """Everything the run's report shows, JSON-ready (undefined numbers are null). ``prepared``:
+    the references' numbers computed ahead (:mod:`hsd.recipes.collate_ahead`), used where they match."""
     log_path = run.training_log()
     metrics = evaluate(run.records, cfg)
     return nan_to_none({
@@ -49,7 +51,8 @@ def full_metrics(run: RunData, refs, provenance: dict[str, Any], cfg: ReportConf
         "metrics": metrics,
         "threshold_from_validation": threshold_transfer(run) if metrics["bias_auc"] else None,
         "references": {ref.name: {"description": REFERENCES[ref.name][0],
-                                  "metrics": evaluate(as_records(run.records, ref), cfg)} for ref in refs},
+                                  "metrics": refcache.reference_metrics(as_records(run.records, ref), ref.name, cfg,
+                                                                        prepared)} for ref in refs},
         "reference_provenance": provenance,
         "vs_tfidf": {ref.name: paired(as_records(run.records, ref), run.records, cfg)
                      for ref in refs if ref.name == TFIDF},
@@ -81,16 +84,18 @@ def merge_if_needed(path: Path, data_dir: Optional[str]) -> bool:
     return True
 
 
-def collate_run(path: Path, data_dir: Optional[str], merge: bool) -> RunData:
-    """Merge (collate only), compute and write one run's reports. Returns the loaded run."""
+def collate_run(path: Path, data_dir: Optional[str], merge: bool,
+                prepared: Optional[refcache.Prepared] = None) -> RunData:
+    """Merge (collate only), compute and write one run's reports. Returns the loaded run.
+    ``prepared``: the references fitted and scored ahead (:mod:`hsd.recipes.collate_ahead`)."""
     if not merge or merged_file(path) is not None:  # read it all first: a run that cannot be read is
         load_run(path)                                 # refused with nothing written, no lock file
     with RunLock(path / ".lock"):
         if merge:
             merge_if_needed(path, data_dir)
         run = load_run(path)
-        refs, provenance = refcache.references_for(run, data_dir, use_cache=not merge)
-        full = full_metrics(run, refs, provenance, report_config(run))
+        refs, provenance = refcache.references_for(run, data_dir, use_cache=not merge, prepared=prepared)
+        full = full_metrics(run, refs, provenance, report_config(run), prepared)
         written = write_report(run.path, full, run_report.build)
         atomic_write_json(run.path / "metrics_full.json", full)
         if run.role == "baseline":  # the old guide wrote it before any fine-tuning

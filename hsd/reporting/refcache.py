@@ -12,11 +12,15 @@ import dataclasses
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
+from hsd.config import ReportConfig
 from hsd.data import load_split, resolve_data_dir
 from hsd.errors import DataError
-from hsd.metrics.references import LOGREG_SETTINGS, REFERENCES, TFIDF_SETTINGS, ReferencePredictions, predict_references
+from hsd.metrics.references import (LOGREG_SETTINGS, REFERENCES, TFIDF_SETTINGS, ReferencePredictions, as_records,
+                                    predict_references)
+from hsd.metrics.summary import evaluate
+from hsd.records import Record
 from hsd.reporting.rundata import RunData
 from hsd.runs import atomic_write_json
 
@@ -36,7 +40,11 @@ def data_dir_for(run: RunData, override: Optional[str]) -> Path:
 
 def fit(run: RunData, data_dir: Optional[str]) -> tuple[list[ReferencePredictions], dict[str, Any]]:
     """Fit on the train split and predict the run's samples; returns predictions and provenance."""
-    root = data_dir_for(run, data_dir)
+    return fit_records(run.records, data_dir_for(run, data_dir))
+
+
+def fit_records(records: Sequence[Record], root: Path) -> tuple[list[ReferencePredictions], dict[str, Any]]:
+    """:func:`fit` for ``records`` with the train split of data directory ``root``."""
     try:
         train = load_split(root, "train")
     except DataError as exc:
@@ -44,7 +52,7 @@ def fit(run: RunData, data_dir: Optional[str]) -> tuple[list[ReferencePrediction
     text = "".join(f"{s.id}\t{s.label}\t{s.text}\n" for s in train)
     provenance = {"train_dir": str(root), "train_samples": len(train),
                   "train_sha256": hashlib.sha256(text.encode()).hexdigest()}
-    return predict_references(run.records, train), provenance
+    return predict_references(records, train), provenance
 
 
 def load_cached(run: RunData) -> Optional[tuple[list[ReferencePredictions], dict[str, Any]]]:
@@ -70,7 +78,53 @@ def save(run: RunData, preds: list[ReferencePredictions], provenance: dict[str, 
     return path
 
 
-def references_for(run: RunData, data_dir: Optional[str], use_cache: bool):
-    """Cached predictions when allowed and valid, else a fresh fit (which needs the train split)."""
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """The references fitted and scored before a run's records exist (:mod:`hsd.recipes.collate_ahead`),
+    for the samples of ``records`` (:func:`hsd.metrics.references.stand_in_records`). Used only where
+    they are exactly a run's: same data directory, same sample ids and texts; same report settings."""
+
+    root: Path
+    records: list[Record]
+    predictions: list[ReferencePredictions]
+    provenance: dict[str, Any]
+    report: ReportConfig
+    metrics: dict[str, tuple[list[Record], dict[str, Any]]]  # name -> (the reference's records, evaluate())
+
+    @classmethod
+    def of(cls, records: list[Record], root: Path, report: ReportConfig) -> "Prepared":
+        preds, provenance = fit_records(records, root)
+        metrics = {}
+        for ref in preds:
+            ref_records = as_records(records, ref)
+            metrics[ref.name] = (ref_records, evaluate(ref_records, report))
+        return cls(root, records, preds, provenance, report, metrics)
+
+    def predictions_for(self, run: RunData, root: Path) -> Optional[tuple[list[ReferencePredictions], dict[str, Any]]]:
+        same = root == self.root and _samples(run.records) == _samples(self.records)
+        return (self.predictions, self.provenance) if same else None
+
+    def metrics_for(self, name: str, ref_records: list[Record], report: ReportConfig) -> Optional[dict[str, Any]]:
+        """evaluate(ref_records, report) when it was computed ahead for exactly these records."""
+        ahead = self.metrics.get(name)
+        return ahead[1] if ahead is not None and report == self.report and ahead[0] == ref_records else None
+
+
+def _samples(records: Sequence[Record]) -> list[tuple[str, str]]:
+    return [(r.sample_id, r.text) for r in records]  # what the predictions depend on (ids: the fit's exclusions)
+
+
+def references_for(run: RunData, data_dir: Optional[str], use_cache: bool, prepared: Optional[Prepared] = None):
+    """Cached predictions when allowed and valid, else those prepared ahead for exactly the run's
+    samples, else a fresh fit (which needs the train split)."""
     cached = load_cached(run) if use_cache else None
+    if cached is None and prepared is not None:
+        cached = prepared.predictions_for(run, data_dir_for(run, data_dir))
     return cached if cached is not None else fit(run, data_dir)
+
+
+def reference_metrics(ref_records: list[Record], name: str, report: ReportConfig,
+                      prepared: Optional[Prepared] = None) -> dict[str, Any]:
+    """evaluate() of a reference's records, or its result computed ahead for the same records."""
+    ahead = prepared.metrics_for(name, ref_records, report) if prepared is not None else None
+    return ahead if ahead is not None else evaluate(ref_records, report)

@@ -25,8 +25,9 @@ SEED_FILES = ("performance_metrics_{ts}.csv", "bias_metrics_{ts}.csv", "strategy
 def cli_run(tiny_model_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("validate")
     cfg = write_config(tmp, tiny_model_dir)
-    res = subprocess.run(hsd_cmd("validate", "--config", str(cfg)), capture_output=True, text=True,
-                         env=hsd_env(), timeout=600)
+    # The baseline's own collation by the process started ahead, as on a GPU (hsd.recipes.collate_ahead)
+    res = subprocess.run(hsd_cmd("validate", "--config", str(cfg), "report.collate_ahead=true"), capture_output=True,
+                         text=True, env=hsd_env(), timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     return tmp, cfg, res
 
@@ -52,6 +53,10 @@ def test_cli_prints_run_dir_last_and_writes_every_file(cli_run):
     assert all(v >= 0 for v in phases.values()) and 0 < phases["first_output"] <= phases["generation"]
     assert sum(v for k, v in phases.items() if k not in ("start_up", "first_output")) <= manifest["wall_time_s"] + 0.1
     assert "where the time went (rank 0): start_up" in log_text
+    # The baseline's own reports, written by the process started ahead before the command ended
+    assert (run_dir / "BASELINE_METRICS.txt").is_file() and (run_dir / "report.html").is_file()
+    full = json.loads((run_dir / "metrics_full.json").read_text())
+    assert set(full["references"]) == {"always_hate", "always_normal", "tfidf_logreg"}
 
 
 def test_records_keep_special_tokens_and_parse(cli_run):

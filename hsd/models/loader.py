@@ -102,8 +102,12 @@ def load_tokenizer(model_cfg: ModelConfig) -> Any:
     """The tokenizer, left-padded (decoder-only batches must end at the prompt's last token)."""
     from transformers import AutoTokenizer
 
+    from hsd.models import fast_tokenizer
+
     source = check_source(model_cfg.name_or_path)
-    return left_padded(from_pretrained(AutoTokenizer, source, "tokenizer", trust_remote_code=model_cfg.trust_remote_code))
+    plain = not model_cfg.trust_remote_code and fast_tokenizer.is_plain(source)  # gpt-oss's: parsed once, not twice
+    return left_padded(from_pretrained(fast_tokenizer if plain else AutoTokenizer, source, "tokenizer",
+                                       trust_remote_code=model_cfg.trust_remote_code))
 
 
 def left_padded(tok: Any) -> Any:

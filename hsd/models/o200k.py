@@ -224,7 +224,8 @@ def save_tokenizer(tokenizer: Any, directory: Path) -> None:
 
 
 def load_tokenizer(root: Path | None = None) -> Any:
-    """gpt-oss's tokenizer, built on first use (parsing its 27 MB tokenizer.json takes ~1 s)."""
-    from transformers import PreTrainedTokenizerFast
+    """gpt-oss's tokenizer, built on first use (parsing its 27 MB tokenizer.json takes ~1 s, once:
+    :mod:`hsd.models.fast_tokenizer`)."""
+    from hsd.models import fast_tokenizer
 
-    return PreTrainedTokenizerFast.from_pretrained(ensure_built(root) / "tokenizer")
+    return fast_tokenizer.from_pretrained(ensure_built(root) / "tokenizer")

@@ -71,9 +71,15 @@ def decoder_and_head(model: Any) -> tuple[Any, Any]:
 
 
 def common_prefix_len(seqs: Sequence[Sequence[int]], keep: int) -> int:
-    """Tokens every sequence starts with, leaving at least ``keep`` tokens of each its own."""
-    first, n, limit = seqs[0], min(len(s) for s in seqs) - keep, 0
-    while limit < n and all(s[limit] == first[limit] for s in seqs):
+    """Tokens every sequence starts with, leaving at least ``keep`` tokens of each its own.
+
+    The prefix all sequences share is the one the lexicographically smallest and largest share
+    (any sequence lies between them, so it agrees with both up to their first difference): two
+    comparisons per sequence in C, instead of one Python step per token per sequence (1,009 rich
+    prompts sharing 1,724 tokens: 0.34 s on an H100 host's CPU)."""
+    ordered = [list(s) for s in seqs]
+    lo, hi, n, limit = min(ordered), max(ordered), min(len(s) for s in ordered) - keep, 0
+    while limit < n and lo[limit] == hi[limit]:
         limit += 1
     return limit
 

@@ -185,3 +185,28 @@ def test_an_error_while_splitting_falls_back(gptoss_tokenizer, monkeypatch, capl
     prompts = [SplitPrompt("<|start|>user<|message|>", t) for t in ("a", "b")]
     assert token_ids(gptoss_tokenizer, prompts) == plain_ids(gptoss_tokenizer, [p.text for p in prompts])
     assert "splitting at the shared prefix failed (IndexError: boom)" in caplog.text
+
+
+def test_common_prefix_len_is_the_prefix_every_sequence_shares():
+    """Against the definition, on sequences that share, nest, repeat or differ at once."""
+    import random
+
+    from hsd.inference.score import common_prefix_len
+
+    def brute(seqs, keep):
+        n = min(len(s) for s in seqs) - keep
+        k = 0
+        while k < n and all(s[k] == seqs[0][k] for s in seqs):
+            k += 1
+        return max(k, 0)
+
+    rng = random.Random(0)
+    for _ in range(400):
+        head = [rng.randrange(4) for _ in range(rng.randrange(0, 12))]
+        seqs = [head[:rng.randrange(len(head) + 1)] if rng.random() < 0.2 else head + [rng.randrange(4) for _ in
+                range(rng.randrange(0, 6))] for _ in range(rng.randrange(1, 6))]
+        if not any(seqs):
+            continue
+        keep = rng.randrange(0, 3)
+        assert common_prefix_len(seqs, keep) == brute(seqs, keep), (seqs, keep)
+    assert common_prefix_len([(5, 1, 2), [5, 1, 3], (5, 1)], 0) == 2  # tuples and lists alike

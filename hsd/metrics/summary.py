@@ -117,7 +117,8 @@ def _confusion(records: Sequence[Record]) -> dict[str, dict[str, int]]:
 
 
 def settings(cfg: ReportConfig) -> dict[str, Any]:
-    """How the intervals were made, written next to them."""
+    """How the intervals were made, written next to them: every part of ``cfg`` that :func:`evaluate`
+    reads (:mod:`hsd.reporting.refcache` reuses numbers computed under equal settings)."""
     return {"method": "percentile bootstrap", "resamples": cfg.bootstrap_resamples, "seed": cfg.bootstrap_seed,
             "level": cfg.confidence, "strata": "target group x true label (sizes fixed)",
             "unknown_policy": HEADLINE, "min_class_count": cfg.min_class_count}

@@ -19,7 +19,7 @@ from hsd.data import load_split, resolve_data_dir
 from hsd.errors import DataError
 from hsd.metrics.references import (LOGREG_SETTINGS, REFERENCES, TFIDF_SETTINGS, ReferencePredictions, as_records,
                                     predict_references)
-from hsd.metrics.summary import evaluate
+from hsd.metrics.summary import evaluate, settings  # settings: all of a ReportConfig evaluate() reads
 from hsd.records import Record
 from hsd.reporting.rundata import RunData
 from hsd.runs import atomic_write_json
@@ -107,7 +107,8 @@ class Prepared:
     def metrics_for(self, name: str, ref_records: list[Record], report: ReportConfig) -> Optional[dict[str, Any]]:
         """evaluate(ref_records, report) when it was computed ahead for exactly these records."""
         ahead = self.metrics.get(name)
-        return ahead[1] if ahead is not None and report == self.report and ahead[0] == ref_records else None
+        same = ahead is not None and settings(report) == settings(self.report) and ahead[0] == ref_records
+        return ahead[1] if same else None
 
 
 def _samples(records: Sequence[Record]) -> list[tuple[str, str]]:

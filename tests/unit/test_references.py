@@ -66,3 +66,32 @@ def test_an_evaluated_sample_in_the_train_data_is_left_out_of_the_fit():
     got = [tfidf.p_hate[s.id] for s in leaked]
     assert got == pytest.approx(list(clean.predict_proba(texts)[:, 0]), abs=1e-12)  # classes_: hate, normal
     assert got != pytest.approx(list(leaky.predict_proba(texts)[:, 0]), abs=1e-6)
+
+
+def test_references_prepared_before_the_run_are_exactly_the_runs(tmp_path):
+    """What ``hsd validate`` prepares ahead (hsd.reporting.refcache.Prepared) from the samples alone
+    equals what the collation computes from the run's records, and is used only under the same settings."""
+    import dataclasses
+
+    from _report_helpers import make_dataset, make_run
+    from hsd.config import ReportConfig
+    from hsd.metrics.references import stand_in_records
+    from hsd.metrics.summary import evaluate
+    from hsd.reporting.refcache import Prepared, fit
+    from hsd.reporting.rundata import load_run
+
+    data = make_dataset(tmp_path / "data")
+    run = load_run(make_run(tmp_path / "exp", "base", data, "rich", 0.8, 0.1, seed=3, merge=True, scored=True))
+    report = ReportConfig(bootstrap_resamples=1000)
+    prepared = Prepared.of(stand_in_records(load_split(data, "test")), data, report)
+    preds, provenance = prepared.predictions_for(run, data)
+    assert (preds, provenance) == fit(run, str(data))
+    for ref in preds:
+        theirs = as_records(run.records, ref)
+        assert prepared.metrics_for(ref.name, theirs, report) == evaluate(theirs, report)
+        assert prepared.metrics_for(ref.name, theirs, dataclasses.replace(report, top_errors=3)) is not None
+        assert prepared.metrics_for(ref.name, theirs, dataclasses.replace(report, bootstrap_seed=1)) is None
+        assert prepared.metrics_for(ref.name, theirs[1:], report) is None
+    assert prepared.predictions_for(run, tmp_path) is None  # another data directory
+    other = dataclasses.replace(run, records=[dataclasses.replace(run.records[0], text="changed")] + run.records[1:])
+    assert prepared.predictions_for(other, data) is None

@@ -4,6 +4,7 @@ records equal to an uninterrupted greedy run."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import time
@@ -113,11 +114,14 @@ def test_interrupted_run_says_so_and_resumes(reference, tmp_path, sig):
     cfg, expected = reference
     run_dir = tmp_path / "interrupted"
     shard, log = run_dir / "shards" / "rank0.jsonl", tmp_path / "attempt.log"
-    proc = start(hsd_cmd("validate", "--config", str(cfg), "--run-dir", str(run_dir)), log)
+    # with the process that prepares the baseline's collation (hsd.recipes.collate_ahead), as on a GPU
+    proc = start(hsd_cmd("validate", "--config", str(cfg), "--run-dir", str(run_dir), "report.collate_ahead=true"), log)
     try:
         wait_for(lambda: lines(shard) >= 2 * BATCH, proc, log)
         proc.send_signal(sig)
         code = proc.wait(timeout=300)
+        with pytest.raises(ProcessLookupError):  # nothing of the command is left running
+            os.killpg(proc.pid, 0)
     finally:
         kill(proc)
     out = log.read_text()

@@ -46,10 +46,9 @@ class CollateAhead:
 
         if not wanted(cfg):
             return None
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [_package_root(), os.environ.get("PYTHONPATH")])))
         try:
             proc = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    env=env, text=True, encoding="utf-8")
+                                    env=_child_env(), text=True, encoding="utf-8")
             proc.stdin.write(json.dumps(to_dict(cfg)) + "\n")
             proc.stdin.flush()
         except OSError:
@@ -79,7 +78,7 @@ class CollateAhead:
         return False
 
     def cancel(self) -> None:
-        """End the child without a run to collate (it has written nothing)."""
+        """End the child now (until it is handed a run, it has written nothing)."""
         if self._proc.poll() is None:
             self._proc.kill()
         self._proc.wait()
@@ -103,9 +102,17 @@ def wanted(cfg: Config) -> bool:
         return False  # the run itself reports it
 
 
-def _package_root() -> str:
-    """The directory this ``hsd`` was imported from, so the child imports the same code."""
-    return str(Path(__file__).resolve().parents[2])
+def _child_env() -> dict[str, str]:
+    """This environment, with the directory this ``hsd`` was imported from on ``PYTHONPATH`` (a
+    checkout run from elsewhere) unless it is a site-packages directory, which the child has anyway
+    and which must not go before the standard library."""
+    import site
+
+    root = str(Path(__file__).resolve().parents[2])
+    sites = {str(Path(p).resolve()) for p in [*site.getsitepackages(), site.getusersitepackages()]}
+    if root in sites:
+        return dict(os.environ)
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
 
 
 def _answer(out: str) -> dict[str, Any]:

@@ -2,14 +2,15 @@
 
 ``hsd validate`` of a baseline ends by collating the run (:func:`hsd.commands.validate.baseline_metrics`):
 the report stack's imports (pandas, scikit-learn, SciPy, matplotlib), the TF-IDF reference fitted on
-the train split and three references scored with bootstrap intervals — ~3 s of CPU after the last
-answer, on the critical path of a ~25 s GPU job. None of it depends on the model's answers, and a
+the train split, three references scored with bootstrap intervals and four plots — 3.1–4.9 s after
+the run's last log line on an H100 host (BENCHMARKS.md, issue 29 fifth session), of a ~25 s GPU job. None of it depends on the model's answers, and a
 thread cannot overlap it with generation (the decode loop needs the GIL between its kernels). So the
 command starts this module as a child process before the run: it imports, then fits and scores the
 references on the selected samples (:class:`hsd.reporting.refcache.Prepared`) and waits. When the run
 is complete the parent sends the run directory; the child collates it with :func:`hsd.recipes.collate.collate_run`
 (the same code and files as ``hsd collate``; what was prepared is used only where it equals what the
-run needs) and answers with one JSON line. Nothing is written before that line of the parent's.
+run needs; the plots drawn by forked copies of itself, side by side: :func:`hsd.reporting.plots.forked_saves`)
+and answers with one JSON line. Nothing is written before that line of the parent's.
 
 Protocol (the child's stdin and stdout; its stderr is the parent's):
 parent -> ``{config as JSON}\\n``, later ``RUN_DIR\\n`` or end of input (nothing to collate: exit);
@@ -142,8 +143,9 @@ def prepare(cfg: Config) -> Any:
 
 def _first_figure() -> None:
     """Draw one small figure (title, ticks, legend) to memory: a process's first text drawn by
-    matplotlib loads the font and fills its caches, which the run's plots would otherwise pay
-    after the run (on an H100 host's profile, 28 first text measurements took 0.43 s)."""
+    matplotlib loads the font and fills its caches (on an H100 host's profile of the in-process
+    collation, its first 28 text measurements took 0.43 s); done here, during the run, the forked
+    processes that draw the run's plots inherit them."""
     import io
 
     from hsd.reporting import plots  # the Agg backend, as the reports draw
@@ -175,10 +177,12 @@ def child() -> int:
     if not line:  # the run failed, was interrupted or had nothing new: nothing to collate
         return 0
     from hsd.recipes.collate import collate_run
+    from hsd.reporting import plots
     from hsd.reporting.refcache import data_dir_for
 
     try:
-        run = collate_run(Path(line), cfg.data.dir, merge=False, prepared=prepared)
+        with plots.forked_saves():  # this process has no threads of its own and no GPU: fork is safe here
+            run = collate_run(Path(line), cfg.data.dir, merge=False, prepared=prepared)
         used = prepared is not None and prepared.predictions_for(run, data_dir_for(run, cfg.data.dir)) is not None
         answer: dict[str, Any] = {"written": True, "prepared": used}
     except (HsdError, OSError) as exc:

@@ -7,8 +7,12 @@ shows exactly the numbers the tables beside it show. Files are written atomicall
 from __future__ import annotations
 
 import math
+import os
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import matplotlib
 
@@ -23,12 +27,86 @@ COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e3
 
 def _save(fig: Any, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
+    if _FORKED is not None:  # drawn by a forked process; finish_saves() waits for it
+        try:
+            _FORKED.append(_Forked.start(fig, path))
+            return path
+        except OSError:  # no process to spare (ulimit, memory): drawn here
+            pass
+    _draw(fig, path)
+    plt.close(fig)
+    return path
+
+
+def _draw(fig: Any, path: Path) -> None:
     tmp = path.with_name(f".{path.stem}.tmp.png")
     fig.tight_layout()
     fig.savefig(tmp, dpi=DPI)
-    plt.close(fig)
     tmp.replace(path)
-    return path
+
+
+# Figures being drawn by forked processes, between forked_saves() and finish_saves(); None: draw here.
+_FORKED: list["_Forked"] | None = None
+
+
+@dataclass
+class _Forked:
+    fig: Any
+    path: Path
+    pid: int
+
+    @classmethod
+    def start(cls, fig: Any, path: Path) -> "_Forked":
+        pid = os.fork()
+        if pid == 0:  # the copy draws and leaves at once, without the parent's atexit handlers
+            code = 1
+            try:
+                _draw(fig, path)
+                code = 0
+            finally:
+                os._exit(code)
+        return cls(fig, path, pid)
+
+    def finish(self) -> None:
+        """Wait for the drawing process; if it failed, draw the figure here (raising what that raises)."""
+        _, status = os.waitpid(self.pid, 0)
+        if not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0):
+            _draw(self.fig, self.path)
+        plt.close(self.fig)
+
+
+@contextmanager
+def forked_saves() -> Iterator[None]:
+    """Within: every plot is drawn and written by a forked copy of this process, all at once, and
+    :func:`finish_saves` (which :func:`hsd.reporting.output.write_report` calls before it reads them)
+    waits for them. Four plots take ~0.8 s one after the other; this is for the process that writes a
+    baseline's reports after its run (:mod:`hsd.recipes.collate_ahead`), which has no threads of its
+    own and no GPU — fork is not safe in general (CUDA, threads), so it is off everywhere else."""
+    global _FORKED
+    if _FORKED is not None or not sys.platform.startswith("linux"):  # macOS: fork is unsafe with its frameworks
+        yield
+        return
+    _FORKED = []
+    try:
+        yield
+    finally:
+        try:
+            finish_saves()
+        finally:
+            _FORKED = None
+
+
+def finish_saves() -> None:
+    """Every plot started by :func:`forked_saves` is on disk (no-op when none is pending). Each
+    drawing process is waited for even when one raised; the first error is raised after."""
+    error = None
+    while _FORKED:
+        try:
+            _FORKED.pop(0).finish()
+        except Exception as exc:  # noqa: BLE001  (raised below, once every process is reaped)
+            error = error or exc
+    if error is not None:
+        raise error
 
 
 def confusion(matrix: Mapping[str, Mapping[str, int]], title: str, path: Path) -> Path:

@@ -44,18 +44,18 @@ def full_metrics(run: RunData, refs, provenance: dict[str, Any], cfg: ReportConf
     the references' numbers computed ahead (:mod:`hsd.recipes.collate_ahead`), used where they match."""
     log_path = run.training_log()
     metrics = evaluate(run.records, cfg)
+    ref_records = {ref.name: as_records(run.records, ref) for ref in refs}
     return nan_to_none({
         "generated": timestamp(),
         "run": run.info(),
         "bootstrap": settings(cfg),
         "metrics": metrics,
         "threshold_from_validation": threshold_transfer(run) if metrics["bias_auc"] else None,
-        "references": {ref.name: {"description": REFERENCES[ref.name][0],
-                                  "metrics": refcache.reference_metrics(as_records(run.records, ref), ref.name, cfg,
-                                                                        prepared)} for ref in refs},
+        "references": {name: {"description": REFERENCES[name][0],
+                              "metrics": refcache.reference_metrics(records, name, cfg, prepared)}
+                       for name, records in ref_records.items()},
         "reference_provenance": provenance,
-        "vs_tfidf": {ref.name: paired(as_records(run.records, ref), run.records, cfg)
-                     for ref in refs if ref.name == TFIDF},
+        "vs_tfidf": {name: paired(records, run.records, cfg) for name, records in ref_records.items() if name == TFIDF},
         "errors": select_errors(run.records, cfg.errors_per_group, cfg.bootstrap_seed),
         "top_errors": top_errors(run.records, cfg.top_errors),
         "unanswered": unanswered(run.records, cfg.errors_per_group),

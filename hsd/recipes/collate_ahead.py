@@ -116,10 +116,10 @@ def _child_env() -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
 
 
-def _answer(out: str) -> dict[str, Any]:
-    lines = [line for line in out.splitlines() if line.strip()]
+def _answer(line: str) -> dict[str, Any]:
+    """The child's one-line answer; {} for anything else (the caller then collates in-process)."""
     try:
-        answer = json.loads(lines[-1]) if lines else {}
+        answer = json.loads(line)
     except json.JSONDecodeError:
         return {}
     return answer if isinstance(answer, dict) else {}

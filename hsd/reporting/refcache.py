@@ -88,7 +88,7 @@ class Prepared:
     records: list[Record]
     predictions: list[ReferencePredictions]
     provenance: dict[str, Any]
-    report: ReportConfig
+    settings: dict[str, Any]  # summary.settings() of the report config the metrics were computed under
     metrics: dict[str, tuple[list[Record], dict[str, Any]]]  # name -> (the reference's records, evaluate())
 
     @classmethod
@@ -98,7 +98,7 @@ class Prepared:
         for ref in preds:
             ref_records = as_records(records, ref)
             metrics[ref.name] = (ref_records, evaluate(ref_records, report))
-        return cls(root, records, preds, provenance, report, metrics)
+        return cls(root, records, preds, provenance, settings(report), metrics)
 
     def predictions_for(self, run: RunData, root: Path) -> Optional[tuple[list[ReferencePredictions], dict[str, Any]]]:
         same = root == self.root and _samples(run.records) == _samples(self.records)
@@ -107,7 +107,7 @@ class Prepared:
     def metrics_for(self, name: str, ref_records: list[Record], report: ReportConfig) -> Optional[dict[str, Any]]:
         """evaluate(ref_records, report) when it was computed ahead for exactly these records."""
         ahead = self.metrics.get(name)
-        same = ahead is not None and settings(report) == settings(self.report) and ahead[0] == ref_records
+        same = ahead is not None and settings(report) == self.settings and ahead[0] == ref_records
         return ahead[1] if same else None
 
 

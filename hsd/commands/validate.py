@@ -47,7 +47,6 @@ def baseline_metrics(cfg: Config, path: Path, ahead: Optional[CollateAhead] = No
     """Collate a baseline run whose merged records are newer than its ``BASELINE_METRICS.txt``
     (a completed run started again with nothing to do is left byte-identical) — by ``ahead``'s
     process when there is one (:mod:`hsd.recipes.collate_ahead`), else here."""
-    from hsd.recipes.collate import collate_run
     from hsd.reporting.rundata import merged_file
 
     merged = merged_file(path)
@@ -59,6 +58,8 @@ def baseline_metrics(cfg: Config, path: Path, ahead: Optional[CollateAhead] = No
         return
     try:
         if ahead is None or not ahead.collate(path):
+            from hsd.recipes.collate import collate_run  # the report stack (~0.7 s of imports): only when collated here
+
             collate_run(path, cfg.data.dir, merge=False)
     except (HsdError, OSError) as exc:
         print(f"warning: {path}: the run is complete, but BASELINE_METRICS.txt and its reports were not "

@@ -122,7 +122,7 @@ def kernel_check(device: str, rows: int = 512, prefix: int = 1724, own: int = 70
     mask[..., 0] = True
     with torch.inference_mode():
         layer = SimpleNamespace(sinks=sinks, layer_idx=0, training=False)
-        shared = SimpleNamespace(prefix=lambda i: (pk, pv))  # what the refill decoder's SlotCache provides
+        shared = SimpleNamespace(prefix=lambda i: (pk, pv), window_starts=lambda i: None)  # what the refill decoder's SlotCache provides
         got, _ = sinks_attention_forward(layer, q, k, v, mask, 0.125, hsd_prefix=shared)
         got = got.transpose(1, 2).double()  # (b, q, h, d) -> (b, h, 1, d)
         qd = q.double().view(rows, kv, group, d)

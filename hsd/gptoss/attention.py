@@ -14,6 +14,9 @@ copies the grouped K/V eight-fold (measured on the lent H100, BENCHMARKS.md).
   (:data:`hsd.gptoss.fusion.ATTENTION`: compiled with ``model.compile_attention``, else on CUDA
   one hand-written Triton kernel, :mod:`hsd.gptoss.triton_attention`).
 - a prompt prefix shared by every row (the refill decoder's, :mod:`hsd.gptoss.prefix_attention`).
+- a sliding layer of the refill decoder's slot cache in a decode step: the keys/values are whole
+  per-row stores and each row's window starts at its own column (:meth:`SlotCache.window_starts`); the
+  hand-written kernel reads the windows in place, the eager and compiled paths gather them first.
 
 Registered under :data:`ATTN_NAME` with transformers' ``AttentionInterface`` (and a mask
 function that always materialises a boolean mask, which the sink column needs).
@@ -49,11 +52,17 @@ def sinks_attention_forward(
     (b, 1, q, k) mask (True = attend) from :func:`_sinks_mask`. Returns (b, q, h, d).
     ``hsd_prefix`` (a :class:`hsd.gptoss.slotcache.SlotCache`, passed as a model kwarg by the
     refill decoder): on full-attention layers every query also sees the shared prefix K/V it
-    holds once, ``(1, kv, P, d)``, visible to all (the rows' positions all lie after it).
+    holds once, ``(1, kv, P, d)``, visible to all (the rows' positions all lie after it); on
+    sliding layers in a decode step ``key``/``value`` are its whole stores, read from each row's
+    window start for the mask's width.
     """
     sinks = module.sinks if s_aux is None else s_aux
     shared = hsd_prefix.prefix(module.layer_idx) if hsd_prefix is not None else None
-    if shared is not None and query.shape[2] == 1:
+    starts = hsd_prefix.window_starts(module.layer_idx) if hsd_prefix is not None else None
+    if starts is not None:
+        out = ATTENTION("window", _window_attention, query.is_cuda, query, key, value, attention_mask, sinks,
+                        scaling, starts)
+    elif shared is not None and query.shape[2] == 1:
         out = ATTENTION("shared", shared_prefix_attention, query.is_cuda, query, key, value, attention_mask, sinks,
                         scaling, shared[0], shared[1])
     elif shared is not None:  # a refill's admit: the prefix read once for all admitted rows (uncompiled)
@@ -77,6 +86,15 @@ def _decode_attention(query, key, value, mask, sinks, scaling):
     probs = torch.softmax(logits.float(), dim=-1)[..., :-1].to(value.dtype)
     out = torch.matmul(probs, value)  # (b, kv, group, d)
     return out.reshape(b, h, 1, d)
+
+
+def _window_attention(query, key, value, mask, sinks, scaling, starts):
+    """:func:`_decode_attention` over each row's ``mask.shape[-1]`` columns of its store from
+    ``starts`` (rows,), gathered first (the hand-written kernel reads them in place)."""
+    b, kv, _, d = key.shape
+    width = mask.shape[-1]
+    cols = (starts.view(b, 1, 1, 1) + torch.arange(width, device=key.device).view(1, 1, width, 1)).expand(b, kv, width, d)
+    return _decode_attention(query, key.gather(2, cols), value.gather(2, cols), mask, sinks, scaling)
 
 
 def _prefill_attention(module, query, key, value, mask, sinks, scaling, dropout):

@@ -16,8 +16,12 @@ position, and computes the shared prefix once. This cache is what makes that pos
   a refill's prefill it is expanded for the few rows admitted.
 * **Sliding-window layers** need only the last ``window`` columns: each slot keeps columns from
   ``P - window + 1`` on (the prefix's last ``window - 1`` columns copied into every slot once, when
-  the prefix is set), and a decode step gathers just the window, so these layers cost the same
-  at 4,000 tokens as at 128.
+  the prefix is set), and a decode step reads just the window, so these layers cost the same
+  at 4,000 tokens as at 128. The window is read **in place**: a row's window is a contiguous run
+  of its store, so a decode step hands attention the whole store and each row's first window
+  column (:meth:`SlotCache.window_starts`), and hsd's decode kernel starts each row there. Copying the
+  windows out first (a gather per layer and K/V) took ~7 ms of a 41 ms 512-row step on the H100
+  (torch.profiler, BENCHMARKS.md, issue 29).
 
 Writes and reads use index tensors held here (``pos``, the decode step's positions), so the
 decode step can be captured as one CUDA graph and replayed after any number of refills.
@@ -77,7 +81,7 @@ class SlotCache:
         self.pos = torch.zeros(shape.rows, 1, dtype=torch.long, device=device)  # decode: next column per row
         self.cols = torch.arange(self.window, device=device)  # offsets inside a sliding window
         self._mode: tuple[Any, Any, int] = ("decode", None, 0)
-        self._window_rows: Optional[torch.Tensor] = None  # see decode_mode
+        self._window_starts: Optional[torch.Tensor] = None  # see masks
         self.n = shape.rows  # a decode step covers slots [0, n): fewer once the run drains (RefillDecoder)
 
     @staticmethod
@@ -113,36 +117,40 @@ class SlotCache:
 
     def decode_mode(self) -> None:
         self._mode = ("decode", None, 0)
-        self._window_rows = None  # the sliding layers' index, built by the first of them in this forward
+        self._window_starts = None  # set by masks(), which every decode forward calls first
 
     def admit_mode(self, rows: torch.Tensor, positions: torch.Tensor) -> None:
         """The next forward prefills ``rows`` (n,) at absolute ``positions`` (n, w)."""
         self._mode = ("admit", (rows, positions), int(positions.max()) + 1)
 
     def masks(self, positions: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Boolean (rows, 1, q, k) masks matching what :meth:`update` returns per layer type."""
+        """Boolean (rows, 1, q, k) masks matching what attention reads per layer type: in a decode
+        step, a sliding layer reads ``k`` columns of each row's store from its :meth:`window_starts`."""
         mode, _, end = self._mode
         out = {}
         for t in set(self.layer_types):
             i = self.layer_types.index(t)
             if mode == "decode" and t == "sliding_attention":
-                cols = self._window_cols(positions)  # (rows, window) absolute
-                ok = cols >= 0
+                width = min(self.window, self.keys[i].shape[2])
+                starts = (positions[:, -1] - (width - 1) - self.start[i]).clamp(0, self.keys[i].shape[2] - width)
+                self._window_starts = starts  # (rows,): every sliding layer's stores have this shape
+                cols = starts[:, None] + self.start[i] + self.cols[:width].view(1, -1)  # (rows, width) absolute
             else:
                 cols = torch.arange(self.start[i], end if mode == "admit" else self.shape.length,
                                     device=positions.device).view(1, -1)
                 cols = cols.expand(positions.shape[0], -1)
-                ok = None
             m = cols[:, None, :] <= positions[:, :, None]  # (rows, q, k) causal on absolute columns
             if t == "sliding_attention":
                 m = m & (cols[:, None, :] > positions[:, :, None] - self.window)
-            if ok is not None:
-                m = m & ok[:, None, :]
             out[t] = m[:, None]
         return out
 
-    def _window_cols(self, positions: torch.Tensor) -> torch.Tensor:
-        return positions[:, -1:] - (self.window - 1) + self.cols.view(1, -1)
+    def window_starts(self, layer_idx: int) -> Optional[torch.Tensor]:
+        """In a decode step on a sliding layer, each row's first window column in the store that
+        :meth:`update` returned whole, (rows,); the window is the mask's width. None otherwise."""
+        if self._mode[0] != "decode" or self.layer_types[layer_idx] != "sliding_attention":
+            return None
+        return self._window_starts
 
     # ---------------------------------------------------------------- transformers' hook
 
@@ -156,32 +164,12 @@ class SlotCache:
             col = (pos[:, 0] - start).clamp(min=0)
             keys[rows, :, col] = key[:, :, 0]
             values[rows, :, col] = value[:, :, 0]
-            if self.layer_types[layer_idx] != "sliding_attention":
-                return keys, values
-            if self._window_rows is None:  # every sliding layer reads the same columns of same-shaped stores
-                cols = (self._window_cols(pos) - start).clamp(min=0)  # (rows, window)
-                self._window_rows = self._window_index(keys.shape, cols)
-            return self._read(keys, self._window_rows), self._read(values, self._window_rows)
+            return keys, values  # a sliding layer's window is read in place (see window_starts())
         rows, positions = sel
         cols = positions - start
         keys[rows[:, None], :, cols] = key.transpose(1, 2)
         values[rows[:, None], :, cols] = value.transpose(1, 2)
         return keys[rows, :, : end - start], values[rows, :, : end - start]
-
-    @staticmethod
-    def _window_index(shape: torch.Size, cols: torch.Tensor) -> torch.Tensor:
-        """Rows of the flattened (rows * kv * length, d) store holding ``store[r, :, cols[r]]``:
-        (rows, kv, window). Read as whole head rows by one index (a vectorised copy): ``gather``
-        with an index expanded over ``d`` took 125 us per layer at 512 rows on the H100, ~3 ms of a
-        37 ms decode step (torch.profiler, BENCHMARKS.md)."""
-        rows, kv, length, _ = shape
-        heads = torch.arange(rows * kv, device=cols.device).view(rows, kv, 1) * length
-        return heads + cols[:, None, :]
-
-    @staticmethod
-    def _read(store: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        d = store.shape[-1]
-        return store.reshape(-1, d)[index.view(-1)].view(*index.shape, d)
 
     def move_rows(self, src: list[int], dst: list[int]) -> None:
         """Copy slots ``src`` (KV and position) into the free slots ``dst``."""

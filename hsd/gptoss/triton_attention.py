@@ -33,13 +33,20 @@ BLOCK_KEYS = 64  # keys per inner step (a 128-token window: two)
 
 
 @triton.jit
-def _sink_decode_kernel(q, k, v, mask, sinks, pre_out, pre_lse, out,
+def _sink_decode_kernel(q, k, v, mask, sinks, pre_out, pre_lse, starts, out,
                         sq_b, sq_h, sk_b, sk_h, sk_n, sv_b, sv_h, sv_n, sm_b, sm_n,
                         spo_h, spo_q, spl_h, spl_q, so_b, so_h, n_keys, scaling,
                         G: tl.constexpr, GP: tl.constexpr, D: tl.constexpr, BK: tl.constexpr,
-                        HAS_MASK: tl.constexpr, HAS_PREFIX: tl.constexpr, PRECISION: tl.constexpr):
+                        HAS_MASK: tl.constexpr, HAS_PREFIX: tl.constexpr, HAS_STARTS: tl.constexpr,
+                        PRECISION: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
     kvh = tl.program_id(1).to(tl.int64)
+    k = k + row * sk_b + kvh * sk_h  # this row's keys and values for this KV head
+    v = v + row * sv_b + kvh * sv_h
+    if HAS_STARTS:  # a sliding window read in place: the row's keys start at its own column
+        first = tl.load(starts + row).to(tl.int64)
+        k = k + first * sk_n
+        v = v + first * sv_n
     g = tl.arange(0, GP)
     live = g < G  # GP >= 16 rows for tl.dot; the padding heads are computed and dropped
     heads = kvh * G + g
@@ -63,8 +70,7 @@ def _sink_decode_kernel(q, k, v, mask, sinks, pre_out, pre_lse, out,
     while start < n_keys:  # (a while, not a for over range: Triton's CPU interpreter cannot run that one)
         keys_at = start + tl.arange(0, BK)
         inside = keys_at < n_keys
-        keys = tl.load(k + row * sk_b + kvh * sk_h + keys_at[:, None] * sk_n + dims[None, :], mask=inside[:, None],
-                       other=0.0)
+        keys = tl.load(k + keys_at[:, None] * sk_n + dims[None, :], mask=inside[:, None], other=0.0)
         scores = tl.dot(query, tl.trans(keys.to(tl.float32)), input_precision=PRECISION) * scaling
         if HAS_MASK:
             inside = inside & (tl.load(mask + row * sm_b + keys_at * sm_n, mask=inside, other=0) != 0)
@@ -73,8 +79,7 @@ def _sink_decode_kernel(q, k, v, mask, sinks, pre_out, pre_lse, out,
         shrink = tl.exp(top - new_top)
         probs = tl.exp(scores - new_top[:, None])
         norm = norm * shrink + tl.sum(probs, 1)
-        values = tl.load(v + row * sv_b + kvh * sv_h + keys_at[:, None] * sv_n + dims[None, :], mask=inside[:, None],
-                         other=0.0)
+        values = tl.load(v + keys_at[:, None] * sv_n + dims[None, :], mask=inside[:, None], other=0.0)
         probs = probs.to(values.dtype).to(tl.float32)  # rounded to the values' dtype, as eager
         acc = acc * shrink[:, None] + tl.dot(probs, values.to(tl.float32), input_precision=PRECISION)
         top = new_top
@@ -85,11 +90,12 @@ def _sink_decode_kernel(q, k, v, mask, sinks, pre_out, pre_lse, out,
 
 
 def _attend(query: Any, key: Any, value: Any, mask: Any, sinks: Any, scaling: float,
-            prefix: tuple[Any, Any] | None) -> Any:
+            prefix: tuple[Any, Any] | None, starts: Any = None) -> Any:
     """(b, h, 1, d) queries over their row's (b, kv, k, d) keys (and the prefix pair) -> (b, h, 1, d),
-    laid out as (b, 1, h, d) underneath: the caller's transpose to (b, 1, h, d) is then free."""
+    laid out as (b, 1, h, d) underneath: the caller's transpose to (b, 1, h, d) is then free. With
+    ``starts`` (b,), row r reads the mask's width of keys from column ``starts[r]`` of its store."""
     b, h, _, d = query.shape
-    kv, n_keys = key.shape[1], key.shape[2]
+    kv, n_keys = key.shape[1], (key.shape[2] if starts is None else mask.shape[-1])
     group = h // kv
     query, key, value = (t if t.stride(-1) == 1 else t.contiguous() for t in (query, key, value))
     out = torch.empty((b, 1, h, d), dtype=query.dtype, device=query.device)
@@ -97,13 +103,14 @@ def _attend(query: Any, key: Any, value: Any, mask: Any, sinks: Any, scaling: fl
         mask = mask[:, 0, 0, :].view(torch.uint8)  # (b, k): every head alike
     pre_out, pre_lse = prefix if prefix is not None else (None, None)
     _sink_decode_kernel[(b, kv)](
-        query, key, value, _or(mask, out), sinks, _or(pre_out, out), _or(pre_lse, out), out,  # out: an unread stand-in
+        query, key, value, _or(mask, out), sinks, _or(pre_out, out), _or(pre_lse, out), _or(starts, out),
+        out,  # out: an unread stand-in for what is absent
         query.stride(0), query.stride(1), key.stride(0), key.stride(1), key.stride(2),
         value.stride(0), value.stride(1), value.stride(2),
         *_strides(mask, 0, 1), *_strides(pre_out, 1, 2), *_strides(pre_lse, 1, 2),
         h * d, d, n_keys, float(scaling),
         G=group, GP=max(16, triton.next_power_of_2(group)), D=d, BK=BLOCK_KEYS,
-        HAS_MASK=mask is not None, HAS_PREFIX=prefix is not None,
+        HAS_MASK=mask is not None, HAS_PREFIX=prefix is not None, HAS_STARTS=starts is not None,
         PRECISION="ieee" if query.dtype == torch.float32 else "tf32",
     )
     return out.transpose(1, 2)
@@ -121,6 +128,11 @@ def _strides(tensor: Any, *dims: int) -> tuple[int, ...]:
 def decode(query: Any, key: Any, value: Any, mask: Any, sinks: Any, scaling: float) -> Any:
     """:func:`hsd.gptoss.attention._decode_attention` in one kernel."""
     return _attend(query, key, value, mask, sinks, scaling, None)
+
+
+def window(query: Any, key: Any, value: Any, mask: Any, sinks: Any, scaling: float, starts: Any) -> Any:
+    """:func:`hsd.gptoss.attention._window_attention` in one kernel, each row's window read in place."""
+    return _attend(query, key, value, mask, sinks, scaling, None, starts)
 
 
 def shared(query: Any, key: Any, value: Any, mask: Any, sinks: Any, scaling: float, prefix_k: Any,

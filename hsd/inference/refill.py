@@ -187,7 +187,7 @@ class RefillDecoder:
         cache.admit_mode(torch.tensor(slots, device=self.device), positions)
         h = self.decoder(input_ids=ids.to(self.device), attention_mask=cache.masks(positions),
                          position_ids=positions, past_key_values=cache, use_cache=True,
-                         hsd_prefix=cache if p else None).last_hidden_state
+                         hsd_prefix=cache).last_hidden_state
         last = torch.tensor([len(t) - 1 for t in tails], device=self.device)
         return self.lm_head(h[torch.arange(len(tails), device=self.device), last]).float()
 
@@ -206,7 +206,7 @@ class RefillDecoder:
         pos = cache.pos[:n]
         h = self.decoder(input_ids=self.tok[:n], attention_mask=cache.masks(pos), position_ids=pos,
                          past_key_values=cache, use_cache=True,
-                         hsd_prefix=cache if cache.shape.prefix else None).last_hidden_state
+                         hsd_prefix=cache).last_hidden_state  # its prefix, and the sliding windows' starts
         pos.add_(self.advance[:n])
         return self.lm_head(h[:, -1]).float()
 

@@ -10,7 +10,7 @@ import sys
 import torch
 
 from hsd.gptoss import triton_attention, triton_experts as kernels
-from hsd.gptoss.attention import _decode_attention
+from hsd.gptoss.attention import _decode_attention, _window_attention
 from hsd.gptoss.experts import _combine, _gate
 from hsd.gptoss.prefix_attention import shared_prefix_attention
 from hsd.gptoss.fusion import Fusion
@@ -108,6 +108,30 @@ def attention_case(dtype: torch.dtype, rows: int, keys: int, prefix: int, masked
     torch.testing.assert_close(got.double(), eager.double(), rtol=2 * tol, atol=2 * tol, msg=name)
 
 
+def window_case(dtype: torch.dtype, rows: int, store: int, width: int) -> None:
+    """A sliding window read in place: row r attends to ``width`` columns of its (kv, store, d) keys
+    from ``starts[r]``; against the eager gather-then-attend and the definition on the copied window."""
+    kv, group, d = 2, 8, 64
+    h = kv * group
+    query = torch.randn(rows, 1, h, d).to(dtype).transpose(1, 2)
+    key, value = torch.randn(rows, kv, store, d).to(dtype), torch.randn(rows, kv, store, d).to(dtype)
+    sinks = torch.randn(h).to(dtype)
+    starts = torch.randint(0, store - width + 1, (rows,))
+    starts[0] = store - width  # the store's last columns
+    mask = torch.rand(rows, 1, 1, width) > 0.3
+    mask[-1] = False  # a row that sees no key: the sink alone
+    name = f"window {dtype} rows {rows} store {store} width {width}"
+    got = triton_attention.window(query, key, value, mask, sinks, d ** -0.5, starts)
+    eager = _window_attention(query, key, value, mask, sinks, d ** -0.5, starts)
+    cols = starts[:, None] + torch.arange(width)
+    copied = [torch.stack([t[r, :, cols[r]] for r in range(rows)]) for t in (key, value)]
+    exact = reference_attention(query, copied[0], copied[1], mask, sinks, d ** -0.5)
+    assert got.shape == eager.shape == (rows, h, 1, d) and got.dtype == dtype, name
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(got.double(), exact, rtol=tol, atol=tol, msg=name)
+    torch.testing.assert_close(got.double(), eager.double(), rtol=2 * tol, atol=2 * tol, msg=name)
+
+
 def main() -> None:
     torch.manual_seed(0)
     if sys.argv[1:] == ["cuda"]:
@@ -119,6 +143,8 @@ def main() -> None:
     for dtype in (torch.float32, torch.bfloat16):
         for rows, keys, prefix, masked in ((3, 128, 0, True), (2, 150, 0, False), (3, 9, 40, True), (1, 64, 70, False)):
             attention_case(dtype, rows, keys, prefix, masked)
+        for rows, store, width in ((4, 300, 128), (3, 20, 20)):  # two key blocks; the whole store
+            window_case(dtype, rows, store, width)
     # Through the experts' fusion family, uncompiled, as on CUDA: the kernel serves "gate"; a stage
     # without a kernel ("gate_backward") runs its eager lines.
     family = Fusion("test", handwritten=kernels.__name__)

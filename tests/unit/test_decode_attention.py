@@ -48,7 +48,7 @@ def inputs(dtype, b=6, kv=2, group=4, d=16, prefix=40, own=12, seed=0):
 def test_shared_prefix_decode_equals_attention_over_the_concatenation(dtype, tol):
     q, k, v, mask, sinks, scale, pk, pv = inputs(dtype)
     layer = SimpleNamespace(sinks=sinks, layer_idx=0, training=False)
-    got, _ = sinks_attention_forward(layer, q, k, v, mask, scale, hsd_prefix=SimpleNamespace(prefix=lambda i: (pk, pv)))
+    got, _ = sinks_attention_forward(layer, q, k, v, mask, scale, hsd_prefix=SimpleNamespace(prefix=lambda i: (pk, pv), window_starts=lambda i: None))
     want = reference(q, k, v, mask, sinks, scale, pk, pv)
     err = (got.transpose(1, 2).double() - want).abs().max().item()
     assert err < tol, err
@@ -59,7 +59,7 @@ def test_a_strong_sink_and_a_masked_row_stay_finite():
     sinks = torch.full_like(sinks, 60.0)  # the sink takes nearly all the weight
     mask[:, :, :, 1:] = False
     layer = SimpleNamespace(sinks=sinks, layer_idx=0, training=False)
-    got, _ = sinks_attention_forward(layer, q, k, v, mask, scale, hsd_prefix=SimpleNamespace(prefix=lambda i: (pk, pv)))
+    got, _ = sinks_attention_forward(layer, q, k, v, mask, scale, hsd_prefix=SimpleNamespace(prefix=lambda i: (pk, pv), window_starts=lambda i: None))
     want = reference(q, k, v, mask, sinks, scale, pk, pv)
     assert torch.isfinite(got).all()
     assert (got.transpose(1, 2).double() - want).abs().max().item() < 1e-5
@@ -99,7 +99,7 @@ def test_an_admits_tails_over_the_shared_prefix_equal_attention_over_the_concate
     mask = torch.ones(n, own, dtype=torch.bool).tril().expand(b, 1, n, own).clone()
     mask[0, :, :, 3:] = False  # a short tail: its padding keys are never seen
     layer = SimpleNamespace(sinks=sinks, layer_idx=0, training=False)
-    got, _ = sinks_attention_forward(layer, q, k, v, mask, scale, hsd_prefix=SimpleNamespace(prefix=lambda i: (pk, pv)))
+    got, _ = sinks_attention_forward(layer, q, k, v, mask, scale, hsd_prefix=SimpleNamespace(prefix=lambda i: (pk, pv), window_starts=lambda i: None))
     want = reference_many(q, k, v, mask, sinks, scale, pk, pv)
     assert got.shape == (b, n, q.shape[1], q.shape[3])
     err = (got.transpose(1, 2).double() - want).abs().max().item()

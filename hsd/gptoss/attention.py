@@ -93,7 +93,8 @@ def _window_attention(query, key, value, mask, sinks, scaling, starts):
     ``starts`` (rows,), gathered first (the hand-written kernel reads them in place)."""
     b, kv, _, d = key.shape
     width = mask.shape[-1]
-    cols = (starts.view(b, 1, 1, 1) + torch.arange(width, device=key.device).view(1, 1, width, 1)).expand(b, kv, width, d)
+    cols = starts.view(b, 1, 1, 1) + torch.arange(width, device=key.device).view(1, 1, width, 1)
+    cols = cols.expand(b, kv, width, d)
     return _decode_attention(query, key.gather(2, cols), value.gather(2, cols), mask, sinks, scaling)
 
 

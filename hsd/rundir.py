@@ -42,6 +42,13 @@ OTHER_KINDS = {"jobs.json": "an experiment directory (hsd submit)", "ftdata.json
 PRE_MANIFEST = {LOCK, CONFIG}
 
 
+def _transient(name: str) -> bool:
+    """hsd's own short-lived files: the writability probe (:func:`hsd.runs.ensure_writable`) and an
+    atomic write's temporary (:func:`hsd.runs.atomic_write_text`). Another process starting on the
+    same directory, or one killed mid-write, leaves them; they never make a directory foreign."""
+    return name.startswith(".write-test-") or (name.startswith(".") and name.endswith(".tmp"))
+
+
 def kind_of(path: Path) -> Optional[str]:
     """The command that wrote ``path`` (``validate``, ``train``, ``import-legacy``, ...), None for a
     missing or empty directory; raises RunError naming what it is when it is not a run."""
@@ -49,7 +56,7 @@ def kind_of(path: Path) -> Optional[str]:
         return None
     if not path.is_dir():
         raise RunError(f"{path} is a file, not a run directory: choose a directory (new or an earlier run's)")
-    names = {p.name for p in path.iterdir()}
+    names = {p.name for p in path.iterdir() if not _transient(p.name)}
     for marker, what in OTHER_KINDS.items():
         if marker in names:
             raise RunError(f"{path} is {what}, not a run directory: choose a new run directory")
@@ -125,7 +132,11 @@ class RunDirectory:
     # -- claim: refusals change nothing ------------------------------------------------------
     def claim(self, cfg: Config) -> "RunDirectory":
         """Refuse another kind, other settings or another driver; else hold the lock."""
-        self._refuse_foreign(cfg)
+        try:
+            self._refuse_foreign(cfg)
+        except RunError:  # a run its driver is writing can look like anything: name the driver first
+            runs.RunLock(self.path / LOCK).refuse_if_held()
+            raise
         runs.ensure_writable(self.path)
         self._lock = runs.RunLock(self.path / LOCK).acquire()
         try:  # the first look was unlocked: a racing process may have started the run meanwhile

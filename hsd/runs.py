@@ -229,18 +229,31 @@ class RunLock:
             fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self._fh.seek(0)
-            holder = self._fh.read().strip() or "another process"
+            holder = self._fh.read().strip()
             self._fh.close()
             self._fh = None
-            raise RunError(
-                f"run directory {self.path.parent} is in use by {holder}; wait for it to finish "
-                "or choose another run_name"
-            ) from None
+            raise self._in_use(holder) from None
         self._fh.seek(0)
         self._fh.truncate()
         self._fh.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
         self._fh.flush()
         return self
+
+    def refuse_if_held(self) -> None:
+        """Raise the in-use error of :meth:`acquire` when another process holds the lock; create nothing."""
+        try:
+            fh = open(self.path)
+        except OSError:  # no lock file: nobody drives this directory
+            return
+        with fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise self._in_use(fh.read().strip()) from None
+
+    def _in_use(self, holder: str) -> RunError:
+        return RunError(f"run directory {self.path.parent} is in use by {holder or 'another process'}; wait for it "
+                        "to finish or choose another run_name")
 
     def release(self) -> None:
         if self._fh is not None:

@@ -30,6 +30,9 @@ def _dir(tmp_path: Path, **files: str) -> Path:
 @pytest.mark.parametrize("files, kind", [
     ({}, None),
     ({".lock": "pid 1 on h\n", "config.yaml": "{}"}, None),  # killed between lock and manifest
+    # hsd's own transients: another process's writability probe, an atomic write's temporary
+    ({".lock": "pid 1 on h\n", ".write-test-k2j": "", ".config.yaml.x81.tmp": "{"}, None),
+    ({"manifest.json": json.dumps({"command": "train"}), ".manifest.json.q7.tmp": "{"}, "train"),
     ({"manifest.json": json.dumps({"command": "validate"})}, "validate"),
     ({"manifest.json": json.dumps({"command": "train", "status": "completed"})}, "train"),
     ({"manifest.json": json.dumps({"command": "hsd import-legacy OLD --out X"})}, "import-legacy"),
@@ -110,3 +113,19 @@ def test_a_second_driver_is_refused_while_the_first_holds_the_lock(tmp_path):
         with pytest.raises(RunError, match="in use by pid"):
             RunDirectory(tmp_path / "run", "validate", CHECK).claim(cfg)
         assert _files(tmp_path / "run") == before
+
+
+def test_a_directory_its_driver_is_writing_is_refused_as_in_use_not_as_foreign(tmp_path):
+    """Two commands started at once on one directory: the one without the lock may look while the
+    other is mid-write; the refusal names the driver, and only then the other reasons."""
+    cfg, other = load_config(None), load_config(None, ["inference.max_new_tokens=5"])
+    path = tmp_path / "run"
+    with RunDirectory(path, "validate", CHECK).claim(cfg) as first:
+        (path / "notes.txt").write_text("not hsd's")  # before the manifest: a folder hsd did not write
+        with pytest.raises(RunError, match="in use by pid"):
+            RunDirectory(path, "validate", CHECK).claim(cfg)
+        first.begin(cfg, 1, "20261206_000000")
+        with pytest.raises(RunError, match="in use by pid"):  # not "started with other settings"
+            RunDirectory(path, "validate", CHECK).claim(other)
+    with pytest.raises(RunError, match="started with other settings"):  # nobody drives it now
+        RunDirectory(path, "validate", CHECK).claim(other)

@@ -42,13 +42,6 @@ OTHER_KINDS = {"jobs.json": "an experiment directory (hsd submit)", "ftdata.json
 PRE_MANIFEST = {LOCK, CONFIG}
 
 
-def _transient(name: str) -> bool:
-    """hsd's own short-lived files: the writability probe (:func:`hsd.runs.ensure_writable`) and an
-    atomic write's temporary (:func:`hsd.runs.atomic_write_text`). Another process starting on the
-    same directory, or one killed mid-write, leaves them; they never make a directory foreign."""
-    return name.startswith(".write-test-") or (name.startswith(".") and name.endswith(".tmp"))
-
-
 def kind_of(path: Path) -> Optional[str]:
     """The command that wrote ``path`` (``validate``, ``train``, ``import-legacy``, ...), None for a
     missing or empty directory; raises RunError naming what it is when it is not a run."""
@@ -56,7 +49,7 @@ def kind_of(path: Path) -> Optional[str]:
         return None
     if not path.is_dir():
         raise RunError(f"{path} is a file, not a run directory: choose a directory (new or an earlier run's)")
-    names = {p.name for p in path.iterdir() if not _transient(p.name)}
+    names = {p.name for p in path.iterdir() if not runs.is_transient(p.name)}  # never make a directory foreign
     for marker, what in OTHER_KINDS.items():
         if marker in names:
             raise RunError(f"{path} is {what}, not a run directory: choose a new run directory")

@@ -122,11 +122,21 @@ def new_run_dir(results_dir: str | Path, experiment: str, run_id: str) -> Path:
     raise RunError(f"{exp} already holds {run_id} and 998 numbered variants of it; choose another run_name")
 
 
+WRITE_PROBE = ".write-test-"  # ensure_writable's probe file
+TEMP_SUFFIX = ".tmp"  # atomic_write_text's temporary: .<name>.<random>.tmp beside <name>
+
+
+def is_transient(name: str) -> bool:
+    """A file these helpers create and remove again: a writability probe or an atomic write's
+    temporary. Another process starting on the same directory, or one killed mid-write, leaves them."""
+    return name.startswith(WRITE_PROBE) or (name.startswith(".") and name.endswith(TEMP_SUFFIX))
+
+
 def ensure_writable(path: Path) -> Path:
     """Create ``path`` (and parents) and prove it is writable, with one clear error if not."""
     try:
         path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-", delete=True):
+        with tempfile.NamedTemporaryFile(dir=path, prefix=WRITE_PROBE, delete=True):
             pass
     except OSError as exc:
         raise RunError(
@@ -139,7 +149,7 @@ def ensure_writable(path: Path) -> Path:
 def atomic_write_text(path: Path, text: str) -> None:
     """Write via a temp file + fsync + rename: readers see the old or the new file, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)

@@ -5,8 +5,8 @@ the report stack's imports (pandas, scikit-learn, SciPy, matplotlib), the TF-IDF
 the train split, three references scored with bootstrap intervals and four plots — 3.1–4.9 s after
 the run's last log line on an H100 host (BENCHMARKS.md, issue 29 fifth session), of a ~25 s GPU job.
 None of it depends on the model's answers, and a thread cannot overlap it with generation (the
-decode loop needs the GIL between its kernels). So the command starts this module as a child process before the run: it imports, then fits and scores the
-references on the selected samples (:class:`hsd.reporting.refcache.Prepared`) and waits. When the run
+decode loop needs the GIL between its kernels). So the command starts this module as a child
+process before the run: it imports, then fits and scores the references on the selected samples (:class:`hsd.reporting.refcache.Prepared`) and waits. When the run
 is complete the parent sends the run directory; the child collates it with :func:`hsd.recipes.collate.collate_run`
 (the same code and files as ``hsd collate``; what was prepared is used only where it equals what the
 run needs; the plots drawn by forked copies of itself, side by side: :func:`hsd.reporting.plots.forked_saves`)
